@@ -38,6 +38,14 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from icl_kit.pipeline import run
+
+    run_dir = run(args.params_file, args.overrides, stages=args.stages, force=args.force)
+    print(f"icl-kit run: finished; see {run_dir}/report/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icl-kit",
@@ -57,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.add_argument("--describe", action="store_true", help="list every key, default and meaning")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("run", help="run the notebooks train, eval, stats, report with one params file")
+    p.add_argument("params_file", help="params YAML, e.g. params/demo.yaml")
+    p.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. -p train.grpo.lr=1e-5 (repeatable)")
+    p.add_argument("--stages", default=None, help="comma-separated subset of train,eval,stats,report")
+    p.add_argument("--force", action="store_true", help="re-run stages even if finished with the same inputs")
+    p.set_defaults(func=cmd_run)
 
     # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser

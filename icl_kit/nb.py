@@ -1,0 +1,38 @@
+"""What the notebooks call first: find the project, load typed params, print them.
+
+Notebooks run from JupyterLab (cwd = notebooks/), from papermill (cwd = where
+`icl-kit run` was called) and from nbval (cwd = notebooks/). `setup` makes
+relative paths in params mean the same thing in all three.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from icl_kit.config import Params, dump_yaml, load_params
+from icl_kit.errors import KitError
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding `params/` and `icl_kit/` (else `start`)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir() and (folder / "icl_kit").is_dir():
+            return folder
+    return here
+
+
+def setup(params_path: str, overrides: list[str] | None = None, verbose: bool = True) -> Params:
+    """Change to the project root, load and validate params, and print the resolved config."""
+    root = project_root()
+    os.chdir(root)
+    path = Path(params_path)
+    if not path.is_file():
+        raise KitError(f"Params file {params_path} not found from {root}; set params_path in the parameters cell.")
+    params = load_params(path, list(overrides or []))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if verbose:
+        print(f"# run folder: {params.run_dir}\n{dump_yaml(params)}")
+    return params

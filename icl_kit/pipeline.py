@@ -1,0 +1,140 @@
+"""`icl-kit run`: the four notebooks in order under papermill, skipping finished stages.
+
+A stage is finished when its outputs exist and the hash of its inputs (the params
+sections it reads, the files earlier stages wrote, and the notebook itself) equals
+the hash recorded when it last finished (`stages.json` in the run folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from icl_kit.config import Params, load_params, to_dict
+from icl_kit.errors import KitError
+from icl_kit.nb import project_root
+from icl_kit.runs import atomic_write_json, prepare_run
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One notebook with the params sections and files it reads and the files it writes."""
+
+    name: str
+    notebook: str
+    sections: tuple[str, ...]
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("train", "01_train_grpo.ipynb", ("data", "encoder", "lvlm", "pools", "selector", "train", "seed"),
+          (), ("train_log.jsonl",)),
+    Stage("eval", "02_eval_epochs.ipynb", ("data", "encoder", "lvlm", "pools", "eval"),
+          ("checkpoints",), ("eval/predictions.jsonl", "eval/summary.csv")),
+    Stage("stats", "03_significance.ipynb", ("stats",),
+          ("eval/predictions.jsonl", "eval/summary.csv", "train_log.jsonl"), ("stats/comparisons.csv",)),
+    Stage("report", "04_report.ipynb", ("report", "stats", "data", "lvlm", "pools", "eval"),
+          ("stats/comparisons.csv", "train_log.jsonl", "eval/summary.csv"),
+          ("report/report.md", "report/report.html")),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+STATE_FILE = "stages.json"
+
+
+def _hash_path(path: Path, h: hashlib._Hash) -> None:
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            h.update(str(child.relative_to(path)).encode())
+            h.update(child.read_bytes())
+    elif path.is_file():
+        h.update(path.read_bytes())
+    else:
+        h.update(b"<absent>")
+
+
+def input_hash(stage: Stage, params: Params, run_dir: Path, notebook: Path) -> str:
+    """sha256 of the stage's params sections, the files it reads and the notebook source."""
+    h = hashlib.sha256()
+    resolved = to_dict(params)
+    h.update(json.dumps({k: resolved[k] for k in stage.sections}, sort_keys=True).encode())
+    for rel in stage.reads:
+        h.update(rel.encode())
+        _hash_path(run_dir / rel, h)
+    _hash_path(notebook, h)
+    return h.hexdigest()
+
+
+def _load_state(run_dir: Path) -> dict[str, dict]:
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}  # a damaged record only costs a re-run
+
+
+def is_finished(stage: Stage, run_dir: Path, digest: str, state: dict[str, dict]) -> bool:
+    outputs_exist = all((run_dir / rel).exists() for rel in stage.writes)
+    return outputs_exist and state.get(stage.name, {}).get("inputs") == digest
+
+
+def parse_stages(text: str | None) -> list[Stage]:
+    if not text:
+        return list(STAGES)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown:
+        raise KitError(f"Unknown stage(s) {unknown}; choose from {', '.join(STAGE_NAMES)}.")
+    return [s for s in STAGES if s.name in names]
+
+
+def run(
+    params_path: str | Path,
+    overrides: Sequence[str] = (),
+    stages: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Execute the notebooks in order; return the run folder."""
+    import papermill as pm
+
+    root = project_root(Path(__file__).resolve().parent)
+    params_path = Path(params_path).resolve()
+    params = load_params(params_path, list(overrides))
+    run_dir = prepare_run(params).root.resolve()
+    (run_dir / "notebooks").mkdir(exist_ok=True)
+    state = _load_state(run_dir)
+    chosen = parse_stages(stages)
+    print(f"icl-kit run: {params_path.name} -> {run_dir} (stages: {', '.join(s.name for s in chosen)})")
+    for i, stage in enumerate(chosen, 1):
+        src = root / "notebooks" / stage.notebook
+        dst = run_dir / "notebooks" / stage.notebook
+        digest = input_hash(stage, params, run_dir, src)
+        if not force and is_finished(stage, run_dir, digest, state):
+            print(f"[{i}/{len(chosen)}] {stage.name}: finished earlier with the same inputs, skipped")
+            continue
+        print(f"[{i}/{len(chosen)}] {stage.name}: running {stage.notebook}", flush=True)
+        start = time.time()
+        try:
+            pm.execute_notebook(
+                str(src), str(dst),
+                parameters={"params_path": str(params_path), "overrides": list(overrides)},
+                cwd=str(root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                kernel_name="python3",
+            )
+        except pm.PapermillExecutionError as exc:
+            raise KitError(
+                f"Stage {stage.name} failed in notebooks/{stage.notebook}, cell {exc.exec_count}: "
+                f"{exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''}; the executed copy is {dst}."
+            ) from None
+        seconds = round(time.time() - start, 1)
+        state[stage.name] = {"inputs": input_hash(stage, params, run_dir, src), "seconds": seconds}
+        atomic_write_json(run_dir / STATE_FILE, state)
+        print(f"[{i}/{len(chosen)}] {stage.name}: done in {seconds:.0f}s", flush=True)
+    return run_dir
