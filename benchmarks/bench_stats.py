@@ -1,0 +1,103 @@
+"""Benchmark: the whole statistics suite of a run, against a Python loop over resamples.
+
+Workload: 10 systems + a baseline, 4 shots, n = 1,000 questions, 10,000 bootstrap
+and 10,000 permutation resamples per comparison (40 comparisons, Holm-adjusted).
+Reference: a Python loop that draws one resample per iteration (percentile
+bootstrap, then sign-flip permutation) — measured on a few comparisons and
+extrapolated to all 40 (it does LESS work than the suite: no BCa, no extra tests).
+The last line printed is `suite: <seconds>s`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from icl_kit.config import StatsConfig
+from icl_kit.stats_power import simulate_scores
+from icl_kit.stats_run import run_stats
+
+N_SYSTEMS = 10
+SHOTS = (1, 2, 3, 4)
+N_QUESTIONS = 1000
+RESAMPLES = 10_000
+N_LOOP_COMPARISONS = 2  # measured with the Python loop, then extrapolated
+TARGET_S = 30.0
+
+
+def make_predictions(rng: np.random.Generator) -> pd.DataFrame:
+    """Evaluator-like rows: baseline + N_SYSTEMS systems x shots x questions."""
+    names = ["random"] + [f"sys{j}" for j in range(N_SYSTEMS)]
+    shifts = np.linspace(-0.1, 0.3, len(names))
+    frames = []
+    for shot in SHOTS:
+        s = simulate_scores(rng, 1, N_QUESTIONS, shifts)[:, 0]  # (J, n)
+        for j, name in enumerate(names):
+            frames.append(pd.DataFrame({"system": name, "shot": shot,
+                                        "question_id": np.arange(N_QUESTIONS), "acc": s[j]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def python_loop_comparison(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """One comparison the slow way: a Python iteration per resample."""
+    d = b - a
+    n, obs = d.size, d.mean()
+    boots = []
+    for _ in range(RESAMPLES):
+        boots.append(d[rng.integers(0, n, n)].mean())
+    low = float(np.percentile(boots, 2.5))
+    hits = 0
+    for _ in range(RESAMPLES):
+        hits += abs((d * rng.choice((-1.0, 1.0), n)).mean()) >= abs(obs) - 1e-12
+    return low, (hits + 1) / (RESAMPLES + 1)
+
+
+def per_comparison_at(n: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(suite, python loop) seconds for one comparison at n questions, same resample counts."""
+    from icl_kit.stats import compare_paired
+
+    s = simulate_scores(rng, 1, n, [0.0, 0.2])[:, 0]
+    t0 = time.perf_counter()
+    compare_paired(s[0], s[1], n_boot=RESAMPLES, n_perm=RESAMPLES)
+    t1 = time.perf_counter()
+    python_loop_comparison(s[0], s[1], rng)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    pred = make_predictions(rng)
+    cfg = StatsConfig(n_boot=RESAMPLES, n_perm=RESAMPLES)
+    n_comp = N_SYSTEMS * len(SHOTS)
+
+    t0 = time.perf_counter()
+    df = run_stats(pred, cfg, epoch_chain=False)
+    suite = time.perf_counter() - t0
+    assert len(df) == n_comp, len(df)
+
+    base = pred[(pred.system == "random") & (pred.shot == 1)].acc.to_numpy()
+    t0 = time.perf_counter()
+    for j in range(N_LOOP_COMPARISONS):
+        other = pred[(pred.system == f"sys{j}") & (pred.shot == 1)].acc.to_numpy()
+        python_loop_comparison(base, other, rng)
+    loop_each = (time.perf_counter() - t0) / N_LOOP_COMPARISONS
+    loop_total = loop_each * n_comp
+
+    print(f"workload: {n_comp} comparisons, n={N_QUESTIONS}, {RESAMPLES} bootstrap + {RESAMPLES} "
+          "permutation resamples each")
+    print(f"verdicts: {df.verdict.value_counts().to_dict()}")
+    print(f"suite per comparison: {suite / n_comp:.3f}s (BCa + permutation + McNemar/Wilcoxon/TOST/power)")
+    print(f"python loop per comparison: {loop_each:.2f}s (measured on {N_LOOP_COMPARISONS}, "
+          f"extrapolated to {n_comp}: {loop_total:.1f}s)")
+    print(f"speed-up vs python loop: {loop_total / suite:.2f}x (loop time / suite time)")
+    small_suite, small_loop = per_comparison_at(100, rng)
+    print(f"context, one comparison at n=100: suite {small_suite:.3f}s, python loop {small_loop:.3f}s, "
+          f"speed-up {small_loop / small_suite:.2f}x")
+    print(f"target < {TARGET_S:.0f}s: {'met' if suite < TARGET_S else 'MISSED'}")
+    print(f"suite: {suite:.2f}s")
+
+
+if __name__ == "__main__":
+    main()
