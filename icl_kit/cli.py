@@ -46,6 +46,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from icl_kit.config import load_params
+    from icl_kit.evaluate import evaluate
+
+    res = evaluate(load_params(args.params, args.overrides))
+    print(f"icl-kit eval: {res.cells} cells filled with {res.calls} LVLM calls ({res.skipped} already done); "
+          f"{len(res.systems)} systems x {res.n_questions} questions; see {res.summary}")
+    if res.table is not None:
+        print(res.table.to_string(index=False))
+    return 0
+
+
+def cmd_import_results(args: argparse.Namespace) -> int:
+    from icl_kit.config import load_params
+    from icl_kit.import_results import import_results, imported_path
+
+    run_dir = args.run or load_params(args.params, args.overrides).run_dir
+    rows = import_results(args.file, args.system, run_dir, entry=args.entry, n=args.n)
+    print(f"icl-kit import-results: {len(rows)} rows of {args.system!r} -> {imported_path(run_dir)}")
+    return 0
+
+
+def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate systems x shots x test questions -> eval/predictions.jsonl")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("import-results", help="import the study's metrics JSON as a summary-only system")
+    p.add_argument("file", help="metrics JSON: {'<time>-test_data_num=N-...': {'shot_num=K': fraction}}")
+    p.add_argument("--system", required=True, help="name of the imported system")
+    p.add_argument("--run", default=None, help="run folder (default: the params' run folder)")
+    p.add_argument("--entry", default=None, help="part of the key of the run to import when the file holds several")
+    p.add_argument("--n", type=int, default=None, help="question count when the key lacks test_data_num=N")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_import_results)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from icl_kit.config import load_params
+    from icl_kit.stats_run import stats_for_run
+
+    run_dir = Path(args.run_dir)
+    params = load_params(args.params or run_dir / "params.yaml", args.overrides)
+    df = stats_for_run(run_dir, params.stats)
+    cols = ["system_a", "system_b", "shot", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]
+    print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print(f"icl-kit stats: wrote {run_dir}/stats/comparisons.csv and summary.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icl-kit",
@@ -73,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="comma-separated subset of train,eval,stats,report")
     p.add_argument("--force", action="store_true", help="re-run stages even if finished with the same inputs")
     p.set_defaults(func=cmd_run)
+
+    _add_eval_commands(sub)
+    p = sub.add_parser("stats", help="significance tests of a run's evaluation -> stats/comparisons.csv")
+    p.add_argument("run_dir", help="run folder, e.g. runs/demo")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_stats)
 
     # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser

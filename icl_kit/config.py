@@ -220,6 +220,7 @@ class EvalConfig:
     n: int = opt(100, "Number of test questions (ignored for 'all').", min=1)
     seed: int = opt(0, "Seed for 'random' questions and the random baseline.")
     pool: str = opt("rand", "Checkpoint candidate pool: 'rand' (RandSampler) or 'similarity_topK'.")
+    chunk: int = opt(128, "Cells answered and appended per step; a killed run loses at most one chunk.", min=1)
 
 
 # -------------------------------------------------------------------------- stats
