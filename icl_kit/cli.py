@@ -91,7 +91,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     params = load_params(args.params or run_dir / "params.yaml", args.overrides)
-    df = stats_for_run(run_dir, params.stats)
+    df, _ = stats_for_run(run_dir, params.stats)
     cols = ["system_a", "system_b", "shot", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"icl-kit stats: wrote {run_dir}/stats/comparisons.csv and summary.json")

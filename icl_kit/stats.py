@@ -34,6 +34,7 @@ from icl_kit.stats_power import MIN_N, POINTS, mde_paired, n_needed_paired
 
 DEGENERATE_TOL = 1e-12  # differences whose range is below this are "all identical"
 RHO_RANGE = (0.3, 0.8)  # paired correlations typical of two prompts on the same questions
+PTS_DECIMALS = 9  # points are rounded so 1/3-steps print as 0, not 2.2e-16
 RESAMPLE_BATCH = 2000  # resamples per vectorised call: ~16 MB per array at n=1000, same numbers
 Correction = Literal["holm", "fdr_bh"]
 
@@ -66,6 +67,11 @@ def _check_pair(scores_a: Sequence[float], scores_b: Sequence[float]) -> tuple[n
 
 
 # ------------------------------------------------------------------ pieces
+def _pts(x: float) -> float:
+    """0..1 accuracy (or difference) -> points, without float noise of the 1/3 steps."""
+    return round(float(x) * POINTS, PTS_DECIMALS)
+
+
 def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Statistic of both resampling tests: mean(y - x) along `axis` (vectorised)."""
     return np.mean(y, axis=axis) - np.mean(x, axis=axis)
@@ -80,7 +86,7 @@ def bootstrap_interval(
     """
     d = b - a
     if np.ptp(d) <= DEGENERATE_TOL:
-        diff = float(d.mean() * POINTS)
+        diff = _pts(d.mean())
         return diff, diff, "all paired differences are identical: the interval is the point"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", st.DegenerateDataWarning)
@@ -90,8 +96,8 @@ def bootstrap_interval(
     low, high = res.confidence_interval
     if not (np.isfinite(low) and np.isfinite(high)):  # e.g. every resample equal: fall back
         low, high = np.percentile(res.bootstrap_distribution, [50 * (1 - level), 50 * (1 + level)])
-        return float(low * POINTS), float(high * POINTS), "BCa undefined here: percentile interval"
-    return float(low * POINTS), float(high * POINTS), ""
+        return _pts(low), _pts(high), "BCa undefined here: percentile interval"
+    return _pts(low), _pts(high), ""
 
 
 def permutation_p(a: np.ndarray, b: np.ndarray, n_perm: int, seed: int) -> float:
@@ -164,7 +170,7 @@ def compare_paired(
     """
     a, b = _check_pair(scores_a, scores_b)
     n = a.size
-    diff = float((b - a).mean() * POINTS)
+    diff = _pts((b - a).mean())
     low, high, note = bootstrap_interval(a, b, n_boot, seed, 1 - alpha)
     p = permutation_p(a, b, n_perm, seed)
     degenerate = np.ptp(b - a) <= DEGENERATE_TOL  # float noise of "constant" differences
@@ -173,8 +179,8 @@ def compare_paired(
     return {
         "mode": "paired",
         "n": n,
-        "acc_a": float(a.mean() * POINTS),
-        "acc_b": float(b.mean() * POINTS),
+        "acc_a": _pts(a.mean()),
+        "acc_b": _pts(b.mean()),
         "diff": diff,
         "ci_low": low,
         "ci_high": high,

@@ -38,9 +38,9 @@ def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
     """
     if n < MIN_N:
         return math.nan
-    es = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
                                   alternative="two-sided")
-    return float(es) * sd
+    return float(np.squeeze(es)) * sd
 
 
 def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:

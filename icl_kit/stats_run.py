@@ -266,17 +266,28 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any
 
 
 def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(predictions, summary or None) of a run folder; missing predictions is a KitError."""
+    """(predictions, summary-only systems or None) of a run folder.
+
+    Summary-only systems are the imported old results (`eval/imported.csv`); systems
+    with predictions are always compared per question. Missing predictions is a KitError.
+    """
+    from icl_kit.import_results import read_imported
+
     paths = RunPaths(Path(run_dir))
     rows = read_jsonl(paths.predictions)
     if not rows:
         raise KitError(f"{paths.predictions} is missing or empty; run the evaluation stage first.")
-    summary = pd.read_csv(paths.summary) if paths.summary.is_file() else None
-    return pd.DataFrame(rows), summary
+    imported = read_imported(run_dir)
+    return pd.DataFrame(rows), (None if imported.empty else imported)
 
 
-def stats_for_run(run_dir: str | Path, cfg: StatsConfig, *, progress: bool = True) -> pd.DataFrame:
-    """The whole stage on a run folder: comparisons, best-epoch max-T, honest number, outputs."""
+def stats_for_run(
+    run_dir: str | Path, cfg: StatsConfig, *, progress: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The whole stage on a run folder: comparisons, best-epoch max-T, honest number, outputs.
+
+    Returns (comparisons, extra); both are written to stats/ (comparisons.csv, summary.json).
+    """
     predictions, summary = load_run_tables(run_dir)
     df = run_stats(predictions, cfg, summary=summary, progress=progress)
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "best_epoch": best_epoch_tests(predictions, cfg)}
@@ -286,4 +297,4 @@ def stats_for_run(run_dir: str | Path, cfg: StatsConfig, *, progress: bool = Tru
     if honest:
         extra["honest_number"] = honest
     write_outputs(run_dir, df, extra)
-    return df
+    return df, extra

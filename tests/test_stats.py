@@ -338,3 +338,64 @@ def test_honest_number_picks_validation_best():
     assert h["best_on_test"][0]["diff"] == pytest.approx(best)
     with pytest.raises(KitError, match="validation reward"):
         honest_number({7: 0.5}, df, lineage, "random")
+
+
+# ------------------------------------------------------------------ CLI, notebook helpers
+def _write_run(root, rng):
+    from icl_kit.config import dump_yaml, load_params
+
+    (root / "eval").mkdir(parents=True)
+    df = _predictions(rng, n=40, shots=(1, 2))
+    df["epoch"] = df["epoch"].astype("Int64")
+    lines = [json.dumps({k: (None if pd.isna(v) else v) if not isinstance(v, list) else v
+                         for k, v in r.items()}, default=int) for r in df.to_dict(orient="records")]
+    (root / "eval" / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    params = load_params(None, [f"runs_dir={root.parent}", f"run_name={root.name}"])
+    (root / "params.yaml").write_text(dump_yaml(params))
+    (root / "train_log.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "val/reward": v}) + "\n" for e, v in [(1, .4), (2, .45), (3, .43)]))
+    (root / "eval" / "imported.csv").write_text("system,shot,n,accuracy,source\nold_v2,1,40,55.0,x\n")
+
+
+def test_cli_stats_end_to_end(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    run = tmp_path / "r1"
+    _write_run(run, np.random.default_rng(12))
+    assert main(["stats", str(run), "-p", "stats.n_boot=200", "-p", "stats.n_perm=200"]) == 0
+    df = pd.read_csv(run / "stats" / "comparisons.csv")
+    assert len(df) == 5 + 4 + 4  # 4 paired x 2 shots + imported at shot 1 + 2 epoch steps x 2 shots
+    assert (df[df.system_b == "old_v2"]["mode"] == "summary").all()
+    meta = json.loads((run / "stats" / "summary.json").read_text())
+    assert meta["honest_number"]["grpo_epoch"]["best_val_epoch"] == 2
+    assert meta["config"]["n_boot"] == 200
+    assert all(b["maxT_p"] >= b["naive_p"] for b in meta["best_epoch"]) and len(meta["best_epoch"]) == 2
+    assert main(["stats", str(tmp_path / "missing"), "--params", str(run / "params.yaml")]) == 2
+    assert "run the evaluation stage first" in capsys.readouterr().err
+
+
+def test_plots_show_the_numbers(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from icl_kit.stats_plots import (
+        comparison_table,
+        forest_plot,
+        power_plot,
+        run_sd,
+        save_figure,
+        verdict_kind,
+    )
+
+    df = run_stats(_predictions(np.random.default_rng(13)), StatsConfig(n_boot=200, n_perm=200))
+    fig = forest_plot(df, margin=1.0)
+    assert len(fig.axes) == 2  # one panel per shot
+    for ax, shot in zip(fig.axes, (1, 2), strict=True):
+        xs = sorted(x for line in ax.lines if line.get_marker() in ("o", "s") for x in line.get_xdata())
+        np.testing.assert_allclose(xs, sorted(df[df.shot == shot]["diff"]))
+    sd = run_sd(df)
+    fig2 = power_plot(sd, 60, margin=1.0)
+    point = [ln for ln in fig2.axes[0].lines if ln.get_marker() == "o"][0]
+    assert point.get_xdata()[0] == 60 and point.get_ydata()[0] == pytest.approx(mde_paired(sd, 60))
+    assert save_figure(fig2, tmp_path / "p.png").stat().st_size > 1000
+    assert len(comparison_table(df)) == len(df) and verdict_kind("equivalent (±1.0)") == "equivalent"
