@@ -83,6 +83,14 @@ def run_sd(df: pd.DataFrame, subset: str = "all") -> float:
     return float(sd.median())
 
 
+def run_n(df: pd.DataFrame, subset: str = "all") -> int:
+    """Largest question count among a subset's paired comparisons (the run's n)."""
+    n = df[(df.subset == subset) & (df["mode"] == "paired")]["n"]
+    if n.empty:
+        raise KitError(f"No paired comparison in subset {subset!r}; evaluate systems per question.")
+    return int(n.max())
+
+
 def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
                margin: float | None = None) -> plt.Figure:
     """Minimum detectable difference against the number of questions, this run's n marked."""
@@ -108,8 +116,9 @@ def best_epoch_table(extra: Mapping[str, Any]) -> pd.DataFrame:
     """Best epoch per lineage and shot: its gain, the naive p and the max-T p (selection-adjusted)."""
     rows = [{k: r[k] for k in ("lineage", "shot", "best_system", "best_diff", "naive_p", "maxT_p", "n")}
             for r in extra.get("best_epoch", [])]
-    return pd.DataFrame(rows, columns=["lineage", "shot", "best_system", "best_diff", "naive_p",
-                                       "maxT_p", "n"])
+    table = pd.DataFrame(rows, columns=["lineage", "shot", "best_system", "best_diff", "naive_p",
+                                        "maxT_p", "n"])
+    return table.round({"best_diff": 2, "naive_p": 4, "maxT_p": 4})
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
@@ -117,3 +126,22 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
     return Path(path)
+
+
+def honest_table(extra: Mapping[str, Any]) -> pd.DataFrame:
+    """Per lineage and shot: the best-on-validation epoch vs the best-on-test epoch, both vs baseline.
+
+    The first is the honest number (chosen without the test set); the second is optimistic.
+    """
+    rows = []
+    for lineage, h in extra.get("honest_number", {}).items():
+        best_test = {r["shot"]: r for r in h["best_on_test"]}
+        for r in h["on_test"]:
+            t = best_test.get(r["shot"], {})
+            rows.append({"lineage": lineage, "shot": r["shot"], "val_best": r["system_b"],
+                         "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "verdict": r["verdict"], "test_best": t.get("system_b"),
+                         "test_best_diff": t.get("diff")})
+    table = pd.DataFrame(rows, columns=["lineage", "shot", "val_best", "diff", "ci_low", "ci_high",
+                                        "verdict", "test_best", "test_best_diff"])
+    return table.round({c: 2 for c in ("diff", "ci_low", "ci_high", "test_best_diff")})

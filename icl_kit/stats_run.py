@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
 
 from icl_kit.config import StatsConfig
 from icl_kit.errors import KitError

@@ -399,3 +399,16 @@ def test_plots_show_the_numbers(tmp_path):
     assert point.get_xdata()[0] == 60 and point.get_ydata()[0] == pytest.approx(mde_paired(sd, 60))
     assert save_figure(fig2, tmp_path / "p.png").stat().st_size > 1000
     assert len(comparison_table(df)) == len(df) and verdict_kind("equivalent (±1.0)") == "equivalent"
+
+
+def test_notebook_tables_from_extra():
+    from icl_kit.stats_plots import best_epoch_table, honest_table
+
+    pred = _predictions(np.random.default_rng(14), shots=(1,))
+    df = run_stats(pred, StatsConfig(n_boot=200, n_perm=200))
+    h = honest_number({1: 0.5, 2: 0.4, 3: 0.4}, df, {1: "grpo_epoch1", 2: "grpo_epoch2", 3: "grpo_epoch3"},
+                      "random")
+    table = honest_table({"honest_number": {"grpo_epoch": h}})
+    assert table.loc[0, "val_best"] == "grpo_epoch1"
+    assert table.loc[0, "diff"] == pytest.approx(h["on_test"][0]["diff"], abs=0.005)
+    assert best_epoch_table({}).empty and honest_table({}).empty
