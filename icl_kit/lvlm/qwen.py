@@ -1,0 +1,294 @@
+"""Qwen2.5-VL through transformers + qwen-vl-utils: batched beam search and answer scoring.
+
+Batches are formed from requests of similar prompt length (sorted by exact token count,
+order restored afterwards) and padded on the LEFT, so every prompt ends at the same
+column and generation starts together. The 3D (M-RoPE) position ids are computed by
+the model's `get_rope_index` from the attention mask, so padding does not move them:
+a prompt gets the same answer alone as in a batch (up to float round-off near ties).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from PIL import Image
+from qwen_vl_utils import process_vision_info, smart_resize
+from tqdm.auto import tqdm
+from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+from icl_kit.config import LVLMConfig
+from icl_kit.errors import KitError
+from icl_kit.lvlm import locate_model
+from icl_kit.lvlm.base import LVLM, Generation, Request, Score
+from icl_kit.prompts import build_messages, postprocess, protocol_hash
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
+CPU_DTYPE = torch.float32  # bf16 matmuls on CPU are slow and round differently per batch
+CUDA_DTYPE = torch.bfloat16
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+# ------------------------------------------------------------------ resolving
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without CUDA is a KitError."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise KitError(f"lvlm.device={spec!r} but CUDA is not available here; use 'auto' or 'cpu'.")
+    return device
+
+
+def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bfloat16 on CUDA, float32 on CPU."""
+    if spec == "auto":
+        return CUDA_DTYPE if device.type == "cuda" else CPU_DTYPE
+    return DTYPES[spec]
+
+
+def resolve_attn(spec: str, device: torch.device) -> str:
+    """'auto' -> flash_attention_2 when flash-attn is installed and on CUDA, else sdpa."""
+    if spec != "auto":
+        return spec
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    return "flash_attention_2" if has_flash and device.type == "cuda" else "sdpa"
+
+
+def load_model_and_processor(cfg: LVLMConfig) -> tuple[Any, Any, torch.device]:
+    """Load the model (eval mode) and processor; any loading failure is one KitError."""
+    source = locate_model(cfg.model, "Qwen2.5-VL model", "lvlm.model")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            source, dtype=dtype, attn_implementation=resolve_attn(cfg.attn_implementation, device)
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KitError(f"lvlm.model={cfg.model!r} could not be loaded as Qwen2.5-VL ({first}).") from None
+    processor.tokenizer.padding_side = "left"
+    return model.to(device).eval(), processor, device
+
+
+def explicit_generation_config(cfg: LVLMConfig, checkpoint: GenerationConfig) -> GenerationConfig:
+    """Decoding params from `cfg` only; the checkpoint contributes just its token ids.
+
+    transformers fills every field left unset (None) from the model's generation_config,
+    and Qwen's checkpoint sets do_sample, top_k=1, top_p=0.001, repetition_penalty=1.05:
+    so `QwenLVLM` replaces the model's config by `token_ids_only(...)` and every decoding
+    field that matters is set here (neutral where the params have no key for it).
+    """
+    g = cfg.generation
+    sampling = {"temperature": 1.0, "top_k": 0, "top_p": 1.0} if g.do_sample else {}
+    return GenerationConfig(
+        num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, length_penalty=g.length_penalty,
+        do_sample=g.do_sample, early_stopping=False, num_return_sequences=1,
+        repetition_penalty=getattr(g, "repetition_penalty", 1.0), no_repeat_ngram_size=0,
+        **sampling, **token_ids(checkpoint),
+    )
+
+
+def token_ids(checkpoint: GenerationConfig) -> dict[str, Any]:
+    """The checkpoint's eos/pad/bos token ids (the only part of its generation config kept)."""
+    return {k: getattr(checkpoint, k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
+
+
+# ------------------------------------------------------------------- batching
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def run_in_batches(
+    items: Sequence[T],
+    batch_size: int,
+    fn: Callable[[list[T]], list[Any]],
+    desc: str = "",
+) -> list[Any]:
+    """`fn` over consecutive chunks of `items`; on CUDA OOM the batch is halved and retried.
+
+    The halved size is kept for the rest of the call. A batch of 1 that still runs out of
+    memory raises a KitError.
+    """
+    out: list[Any] = []
+    start = 0
+    with tqdm(total=len(items), desc=desc, disable=not desc, leave=False) as bar:
+        while start < len(items):
+            chunk = list(items[start:start + batch_size])
+            try:
+                out += fn(chunk)
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if batch_size == 1:
+                    raise KitError(
+                        "CUDA ran out of memory on a single prompt; lower lvlm.max_pixels or use "
+                        "a smaller lvlm.dtype (e.g. bfloat16)."
+                    ) from None
+                batch_size //= 2
+                log.warning("CUDA out of memory: retrying with batch size %d", batch_size)
+                continue
+            start += len(chunk)
+            bar.update(len(chunk))
+    return out
+
+
+def image_tokens(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
+    """LLM tokens of one image: (h/28)(w/28) after qwen-vl-utils' smart resize (2x2 patches merge)."""
+    h, w = smart_resize(height, width, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    return (h // PATCH_FACTOR) * (w // PATCH_FACTOR)
+
+
+# ---------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class Prepared:
+    """One prompt ready to batch: chat messages (image paths), template text, token length."""
+
+    messages: list[dict[str, Any]]
+    text: str
+    length: int
+
+
+class QwenLVLM(LVLM):
+    """Qwen2.5-VL answering demonstration prompts; see the module docstring."""
+
+    def __init__(self, cfg: LVLMConfig, model: Any = None, processor: Any = None) -> None:
+        self.cfg = cfg
+        if model is None or processor is None:
+            model, processor, self.device = load_model_and_processor(cfg)
+        else:
+            self.device = next(model.parameters()).device
+        self.gen_config = explicit_generation_config(cfg, model.generation_config)
+        model.generation_config = GenerationConfig(**token_ids(model.generation_config))
+        self.model, self.processor = model, processor
+        self._fingerprint = self._make_fingerprint()
+
+    # ------------------------------------------------------------- interface
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        """Answer every request; batches are length-sorted, results in input order."""
+        texts = self._in_length_order(requests, self._generate_batch, "generate")
+        rule = self.cfg.prompt.postprocess
+        return [Generation(text=t, answer=postprocess(t, rule)) for t in texts]
+
+    def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
+        """Teacher-forced log p(answer tokens | prompt), summed and averaged over tokens.
+
+        An empty answer has no tokens: sum 0, mean 0, n_tokens 0.
+        """
+        if len(requests) != len(answers):
+            raise ValueError(f"score() got {len(requests)} requests but {len(answers)} answers.")
+        return self._in_length_order(
+            requests, lambda items: self._score_batch(items, [answers[i] for i, _ in items]), "score"
+        )
+
+    # ---------------------------------------------------------------- prompts
+    def messages(self, request: Request, load_images: bool = False) -> list[dict[str, Any]]:
+        """Chat messages with the image budget on every image item (paths unless `load_images`)."""
+        vision = {"min_pixels": self.cfg.min_pixels, "max_pixels": self.cfg.max_pixels}
+        return build_messages(request.icds, request.query, self.cfg.prompt, load_images=load_images,
+                              vision=vision)
+
+    def prepare(self, request: Request) -> Prepared:
+        """Messages, chat-template text and exact token length, from image headers only."""
+        messages = self.messages(request)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        n = len(self.processor.tokenizer(text, add_special_tokens=False).input_ids)
+        for r in (*request.icds, request.query):
+            n += self._image_tokens(r) - 1  # the template holds one <|image_pad|> per image
+        return Prepared(messages, text, n)
+
+    def _image_tokens(self, record: Any) -> int:
+        if not record.image_path.is_file():
+            record.image()  # raises the KitError that names the missing file
+        with Image.open(record.image_path) as im:
+            width, height = im.size
+        return image_tokens(height, width, self.cfg.min_pixels, self.cfg.max_pixels)
+
+    def encode(self, prepared: Sequence[Prepared]) -> Any:
+        """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
+        images, _ = process_vision_info([p.messages for p in prepared])
+        size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
+        batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
+                               padding_side="left", images_kwargs={"size": size}, return_tensors="pt")
+        return batch.to(self.device)
+
+    # ---------------------------------------------------------------- batches
+    def _in_length_order(
+        self, requests: Sequence[Request], fn: Callable[[list[tuple[int, Prepared]]], list[Any]],
+        desc: str,
+    ) -> list[Any]:
+        """Run `fn` on batches of (index, prepared) sorted by prompt length; results in input order."""
+        prepared = [self.prepare(r) for r in requests]
+        order = sorted(range(len(prepared)), key=lambda i: prepared[i].length)
+        sorted_out = run_in_batches([(i, prepared[i]) for i in order], self.cfg.batch_size, fn,
+                                    desc=desc if len(order) > self.cfg.batch_size else "")
+        out: list[Any] = [None] * len(prepared)
+        for i, res in zip(order, sorted_out, strict=True):
+            out[i] = res
+        return out
+
+    @torch.inference_mode()
+    def _generate_batch(self, items: list[tuple[int, Prepared]]) -> list[str]:
+        batch = self.encode([p for _, p in items])
+        seqs = self.model.generate(**batch, generation_config=self.gen_config)
+        new = seqs[:, batch["input_ids"].shape[1]:]  # (B, new tokens): left padding aligns prompts
+        return self.processor.batch_decode(new, skip_special_tokens=True)
+
+    @torch.inference_mode()
+    def _score_batch(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
+        batch = self.encode([p for _, p in items])
+        answer_ids, answer_mask = self._answer_tokens(answers)  # (B, A)
+        prompt_len, n_ans = batch["input_ids"].shape[1], answer_ids.shape[1]
+        inputs = dict(batch)
+        inputs["input_ids"] = torch.cat([batch["input_ids"], answer_ids], dim=1)
+        inputs["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
+        inputs["mm_token_type_ids"] = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, n_ans))
+        # Logit at column t predicts token t+1: answer token j is predicted at prompt_len - 1 + j.
+        logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
+        logp = logp * answer_mask  # (B, A)
+        n_tok = answer_mask.sum(dim=1)
+        assert prompt_len > 0
+        return [
+            Score(sum_logprob=float(s), mean_logprob=float(s / n) if n else 0.0, n_tokens=int(n))
+            for s, n in zip(logp.sum(dim=1).tolist(), n_tok.tolist(), strict=True)
+        ]
+
+    def _answer_tokens(self, answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answer token ids right-padded to the longest (pad after the answer cannot affect it)."""
+        tok = self.processor.tokenizer
+        ids = [tok(a, add_special_tokens=False).input_ids for a in answers]
+        width = max(1, max(len(x) for x in ids))
+        pad = tok.pad_token_id
+        answer_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=self.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=self.device)
+        return answer_ids, mask
+
+    # ------------------------------------------------------------ fingerprint
+    def _make_fingerprint(self) -> str:
+        """Hash of the model config, weights dtype, image budget and prompt protocol."""
+        model_cfg = self.model.config.to_dict()
+        model_cfg.pop("_name_or_path", None)
+        payload = {
+            "model": model_cfg,
+            "dtype": str(next(self.model.parameters()).dtype),
+            "pixels": [self.cfg.min_pixels, self.cfg.max_pixels],
+            "protocol": protocol_hash(self.cfg.prompt, self.cfg.generation),
+        }
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
