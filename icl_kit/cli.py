@@ -98,6 +98,36 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from icl_kit.checkpoints import convert_paths
+
+    convert_paths(args.v3_ckpt, args.output, args.force, echo=print)
+    return 0
+
+
+def cmd_import_rollouts(args: argparse.Namespace) -> int:
+    from icl_kit.rl_import import import_rollouts
+
+    s = import_rollouts(args.src, args.out, force=args.force)
+    print(f"icl-kit import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates -> {s.path}; "
+          f"dropped {s.n_failed_dropped} eval_failed candidates and {s.n_empty_queries} queries left empty")
+    return 0
+
+
+def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert v3 selector checkpoints (.pt) to the v2 Lightning layout")
+    p.add_argument("--v3-ckpt", required=True, help="a .pt file, or a quoted glob such as 'ckpts/grpo_epoch*.pt'")
+    p.add_argument("--output", default=None, help="output file (default: <src>_v2format.ckpt; single file only)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("import-rollouts", help="import the study's RL data JSON as RUN_DIR/rollouts.jsonl")
+    p.add_argument("src", help="the study's rl_data_*.json")
+    p.add_argument("--out", required=True, help="run folder to write rollouts.jsonl into")
+    p.add_argument("--force", action="store_true", help="replace an existing rollouts.jsonl")
+    p.set_defaults(func=cmd_import_rollouts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icl-kit",
@@ -127,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     _add_eval_commands(sub)
+    _add_selector_commands(sub)
     p = sub.add_parser("stats", help="significance tests of a run's evaluation -> stats/comparisons.csv")
     p.add_argument("run_dir", help="run folder, e.g. runs/demo")
     _add_params_args(p)
