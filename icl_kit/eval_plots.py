@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -22,6 +23,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from icl_kit.errors import KitError
 from icl_kit.eval_io import POINTS, natural_key
+from icl_kit.runs import RunPaths, read_jsonl
 
 LEVEL = 0.95
 INTERVAL_COLUMNS = ["system", "epoch", "shot", "n", "accuracy", "low", "high"]
@@ -61,6 +63,20 @@ def summary_intervals(summary: pd.DataFrame, level: float = LEVEL) -> pd.DataFra
                                    method="wilson")
     out["low"], out["high"], out["epoch"] = low * POINTS, high * POINTS, None
     return _ordered(out[INTERVAL_COLUMNS])
+
+
+def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
+    """Intervals of every system of a run: evaluated (predictions.jsonl) and imported (imported.csv)."""
+    from icl_kit.import_results import read_imported
+
+    rows = read_jsonl(RunPaths(Path(run_dir)).predictions)
+    if not rows:
+        raise KitError(f"{run_dir}/eval/predictions.jsonl is missing or empty; run the evaluation stage first.")
+    parts = [accuracy_intervals(pd.DataFrame(rows), level)]
+    imported = read_imported(run_dir)
+    if len(imported):
+        parts.append(summary_intervals(imported, level))
+    return _ordered(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else parts[0]
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,225 @@
+"""The evaluator on a hand-made world (tests/eval_ddp_worker.py): known answers, resume, sharding."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from eval_ddp_worker import DDP_SYSTEMS, DIM, FakeLVLM, FakeWorld, world_params
+
+from icl_kit.checkpoints import convert_v3_to_v2, save_v3
+from icl_kit.errors import KitError
+from icl_kit.evaluate import evaluate
+from icl_kit.runs import read_jsonl
+from icl_kit.selector import PointerSelector
+
+SHOTS = (1, 2, 3)
+HIDDEN = 16
+WORKER = Path(__file__).with_name("eval_ddp_worker.py")
+
+
+def save_checkpoint(path: Path, seed: int, epoch: int) -> PointerSelector:
+    """A v3 checkpoint of a seeded random selector."""
+    torch.manual_seed(seed)
+    sel = PointerSelector(input_dim=DIM, hidden_dim=HIDDEN, dropout=0.0).eval()
+    save_v3(path, sel, epoch=epoch, phase="grpo", kl_beta=0.1, metrics={})
+    return sel
+
+
+def run(run_dir: Path, systems, lvlm=None, **eval_overrides):
+    params = world_params(run_dir, systems, **eval_overrides)
+    world = FakeWorld(params, lvlm or FakeLVLM())
+    return evaluate(params, ctx=world, progress=False), world
+
+
+def rows_by(path: Path) -> dict[tuple, dict]:
+    return {(r["system"], r["shot"], r["question_id"]): r for r in read_jsonl(path)}
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    d = tmp_path / "run"
+    save_checkpoint(d / "checkpoints" / "grpo_epoch2.pt", seed=1, epoch=1)
+    save_checkpoint(d / "checkpoints" / "grpo_epoch1.pt", seed=0, epoch=0)
+    return d
+
+
+def test_shot_k_uses_first_k_of_one_selection(run_dir):
+    res, world = run(run_dir, ["random", "similarity", "checkpoints/*.pt"])
+    rows = rows_by(res.predictions)
+    assert res.systems == ["random", "similarity", "grpo_epoch1", "grpo_epoch2"]  # globs sorted by epoch
+    assert len(rows) == 4 * len(SHOTS) * 10 == res.cells
+    for (system, shot, q), row in rows.items():
+        full = rows[(system, max(SHOTS), q)]["icd_ids"]
+        assert row["icd_ids"] == full[:shot]
+        assert len(set(full)) == len(full) == max(SHOTS) and q not in full
+    assert rows[("grpo_epoch2", 1, 1)]["epoch"] == 1
+    assert rows[("grpo_epoch2", 1, 1)]["checkpoint"] == "checkpoints/grpo_epoch2.pt"
+    assert rows[("random", 1, 1)]["epoch"] is None
+
+
+def test_selections_match_references_and_pools_are_shared(run_dir):
+    res, world = run(run_dir, ["similarity", "checkpoints/*.pt"])
+    rows = rows_by(res.predictions)
+    pool = torch.nn.functional.normalize(world.emb(world.pool_ids), dim=-1)
+    for epoch, seed in ((1, 0), (2, 1)):
+        torch.manual_seed(seed)
+        sel = PointerSelector(input_dim=DIM, hidden_dim=HIDDEN, dropout=0.0).eval()
+        for q in range(1, 11):
+            cand = world.pools[q]  # the same RandSampler pool for every checkpoint
+            idx = sel.select(world.emb([q]), world.emb([cand]), max(SHOTS))[0].tolist()
+            assert rows[(f"grpo_epoch{epoch}", 3, q)]["icd_ids"] == [cand[i] for i in idx]
+    for q in range(1, 11):
+        cos = pool @ torch.nn.functional.normalize(world.emb([q]), dim=-1)[0]
+        top = [world.pool_ids[i] for i in cos.argsort(descending=True)[:3].tolist()]
+        assert rows[("similarity", 3, q)]["icd_ids"] == top  # most similar first
+
+
+def test_similarity_topk_pool_for_checkpoints(run_dir):
+    res, world = run(run_dir, ["checkpoints/grpo_epoch1.pt"], pool="similarity_top5")
+    pool = torch.nn.functional.normalize(world.emb(world.pool_ids), dim=-1)
+    for (_, _, q), row in rows_by(res.predictions).items():
+        cos = pool @ torch.nn.functional.normalize(world.emb([q]), dim=-1)[0]
+        top5 = {world.pool_ids[i] for i in cos.argsort(descending=True)[:5].tolist()}
+        assert set(row["icd_ids"]) <= top5
+
+
+def test_v2_checkpoint_selects_like_its_v3_source(run_dir):
+    convert_v3_to_v2(run_dir / "checkpoints" / "grpo_epoch1.pt")
+    res, _ = run(run_dir, ["checkpoints/grpo_epoch1.pt", "checkpoints/grpo_epoch1_v2format.ckpt"])
+    rows = rows_by(res.predictions)
+    assert res.systems == ["grpo_epoch1", "grpo_epoch1_v2format"]
+    for (system, shot, q), row in rows.items():
+        if system == "grpo_epoch1":
+            twin = rows[("grpo_epoch1_v2format", shot, q)]
+            assert (twin["icd_ids"], twin["epoch"]) == (row["icd_ids"], row["epoch"])
+    assert res.calls == res.cells // 2  # the v2 twin's prompts are all cache hits
+
+
+def test_random_is_seeded_per_question(tmp_path):
+    a, world = run(tmp_path / "a", ["random"])
+    b, _ = run(tmp_path / "b", ["random"], n=5)
+    c, _ = run(tmp_path / "c", ["random"], seed=1)
+    ra, rb, rc = rows_by(a.predictions), rows_by(b.predictions), rows_by(c.predictions)
+    assert all(ra[k]["icd_ids"] == rb[k]["icd_ids"] for k in rb)  # independent of which questions run
+    assert any(ra[k]["icd_ids"] != rc[k]["icd_ids"] for k in rc)
+    assert all(set(r["icd_ids"]) <= set(world.pool_ids) for r in ra.values())
+
+
+def test_summary_is_mean_acc_in_percent_hand_checked(tmp_path):
+    res, _ = run(tmp_path / "r", ["zero_shot"])
+    # zero-shot answer of q is WORDS[q % 3]; q % 3 == 1 -> 'no' against 2x'no' + 8x'yes' -> acc 0.6,
+    # otherwise an exact 10/10 match -> 1.0. Questions 1..10: four with q % 3 == 1 -> (4·0.6 + 6) / 10.
+    table = pd.read_csv(res.summary)
+    assert list(table.columns) == ["system", "epoch", "shot", "n", "accuracy"]
+    assert table["shot"].tolist() == list(SHOTS) and set(table["n"]) == {10}
+    assert table["accuracy"].tolist() == pytest.approx([84.0] * 3)
+    pd.testing.assert_frame_equal(table, res.table.astype({"epoch": "float64"}), check_dtype=False)
+    assert res.calls == 10 and res.cells == 30  # one prompt per question serves all three shots
+
+
+def test_identical_checkpoints_cost_no_calls(run_dir):
+    first, _ = run(run_dir, ["checkpoints/grpo_epoch1.pt"])
+    assert first.calls == first.cells == 30
+    shutil.copy(run_dir / "checkpoints" / "grpo_epoch1.pt", run_dir / "checkpoints" / "copy_epoch1.pt")
+    second, _ = run(run_dir, ["checkpoints/grpo_epoch1.pt", "checkpoints/copy_epoch1.pt"])
+    assert (second.calls, second.cells, second.skipped) == (0, 30, 30)
+    rows = rows_by(second.predictions)
+    assert all(rows[("copy_epoch1", s, q)]["acc"] == rows[("grpo_epoch1", s, q)]["acc"]
+               for (_, s, q) in list(rows) if _ == "grpo_epoch1")
+
+
+def test_resume_after_kill_equals_uninterrupted(run_dir, tmp_path):
+    ref_dir = tmp_path / "ref"
+    shutil.copytree(run_dir, ref_dir)
+    ref, _ = run(ref_dir, DDP_SYSTEMS)
+    with pytest.raises(KeyboardInterrupt):
+        run(run_dir, DDP_SYSTEMS, lvlm=FakeLVLM(fail_after=37))
+    pred = run_dir / "eval" / "predictions.jsonl"
+    lines = pred.read_bytes().splitlines(keepends=True)
+    assert 0 < len(lines) < ref.cells
+    kept = lines[:3] + lines[4:]  # a lost line in the middle ...
+    pred.write_bytes(b"".join(kept) + lines[3][:20])  # ... and a cut last line
+    again, _ = run(run_dir, DDP_SYSTEMS)
+    assert again.skipped == len(kept) and again.cells == ref.cells - len(kept)
+    assert pred.read_bytes() == ref.predictions.read_bytes()
+    assert (run_dir / "eval" / "summary.csv").read_bytes() == ref.summary.read_bytes()
+    assert again.calls < again.cells  # answers made before the kill came from the cache
+
+
+def test_changed_selection_is_refused(tmp_path):
+    run(tmp_path / "r", ["random"])
+    with pytest.raises(KitError, match="other ICDs than it selects now"):
+        run(tmp_path / "r", ["random"], seed=1)
+
+
+def test_system_resolution_errors(tmp_path):
+    with pytest.raises(KitError, match="nor an existing checkpoint"):
+        run(tmp_path / "r", ["checkpoints/nope.pt"])
+    with pytest.raises(KitError, match="selects no system"):
+        run(tmp_path / "r", ["checkpoints/*.pt"])
+    res, _ = run(tmp_path / "r", ["zero_shot", "checkpoints/*.pt"])  # a glob matching nothing is skipped
+    assert res.systems == ["zero_shot"]
+
+
+def test_two_processes_equal_one(run_dir, tmp_path):
+    one_dir = tmp_path / "one"
+    shutil.copytree(run_dir, one_dir)
+    one, _ = run(one_dir, DDP_SYSTEMS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKER), str(run_dir)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"calls={one.calls} cells={one.cells}" in out.stdout  # totals over both ranks
+    eval_dir = run_dir / "eval"
+    assert sorted(p.name for p in eval_dir.iterdir()) == ["predictions.jsonl", "summary.csv"]
+    assert (eval_dir / "predictions.jsonl").read_bytes() == one.predictions.read_bytes()
+    assert (eval_dir / "summary.csv").read_bytes() == one.summary.read_bytes()
+
+
+# ------------------------------------------------------------------ intervals and figure
+def test_t_interval_hand_computed():
+    from icl_kit.eval_plots import accuracy_intervals
+
+    pred = pd.DataFrame({"system": "s", "epoch": None, "shot": 1, "acc": [1.0] * 6 + [0.0] * 4})
+    iv = accuracy_intervals(pred)
+    # mean 0.6, sd = sqrt(0.24 · 10/9) = 0.516398, t(0.975, 9) = 2.262157 -> half width 0.369410
+    assert iv[["n", "accuracy", "low", "high"]].values.tolist()[0] == pytest.approx([10, 60.0, 23.059, 96.941],
+                                                                                     abs=1e-3)
+
+
+def test_wilson_interval_for_summary_only_rows():
+    from icl_kit.eval_plots import summary_intervals
+
+    iv = summary_intervals(pd.DataFrame({"system": ["old"], "shot": [1], "n": [100], "accuracy": [45.0]}))
+    # Wilson, 45/100, z = 1.96: centre 0.451852, half width 0.095707
+    assert [iv["low"].iat[0], iv["high"].iat[0]] == pytest.approx([35.6145, 54.7559], abs=1e-3)
+
+
+def test_plot_and_table_from_a_run(run_dir, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from icl_kit.eval_plots import accuracy_table, plot_accuracy_by_epoch, run_intervals
+    from icl_kit.import_results import import_results
+
+    run(run_dir, ["zero_shot", "random", "checkpoints/*.pt"])
+    study = tmp_path / "study.json"
+    study.write_text('{"2024-test_data_num=100-x": {"shot_num=1": 0.5, "shot_num=2": 0.5, "shot_num=3": 0.5}}')
+    import_results(study, "study", run_dir)
+    iv = run_intervals(run_dir)
+    fig = plot_accuracy_by_epoch(iv)
+    assert len(fig.axes) == len(SHOTS)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4  # one lineage (grpo_epoch1..2) + three horizontal lines
+    assert list(ax.lines[0].get_xdata()) == [0, 1]  # epochs as read from the files
+    table = accuracy_table(iv)
+    assert table.index.tolist() == ["grpo_epoch1", "grpo_epoch2", "random", "study", "zero_shot"]
+    assert table.columns.tolist() == ["1-shot", "2-shot", "3-shot"]
+    assert table.loc["zero_shot", "1-shot"].startswith("84.0 [")
+    assert table.loc["study", "1-shot"] == "50.0 [40.4, 59.6]"  # Wilson, 50/100
