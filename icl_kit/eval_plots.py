@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as st
 from statsmodels.stats.proportion import proportion_confint
 
@@ -105,7 +106,8 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "") -> plt.Figu
         _draw_lineages(ax, rows[rows["epoch"].notna()], colors)
         _draw_flat(ax, rows[rows["epoch"].isna()], colors)
         ax.set_title(f"{shot}-shot")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (as stored, 0-based)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel(f"VQA accuracy (%), {LEVEL:.0%} interval")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False,
