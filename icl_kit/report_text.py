@@ -1,0 +1,374 @@
+"""Report wording: number formats shared by both languages, and the zh/en phrase tables.
+
+Every number in the report is formatted here, once, before it is put into a
+phrase; the zh and en phrases take the same named fields and carry no digits of
+their own beyond those they share. So the two reports hold the same numbers.
+
+Formats (REPORT_LAYOUT.md): percentages with one decimal (`60.0%`); differences
+in points with a sign (`+6.0`, `−3.9`, U+2212 minus); intervals `[−3.9, +5.8]`;
+p-values `0.91`, `0.008`, `<0.001`; counts grouped with a narrow no-break space
+(`2 900`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+
+MINUS = "\u2212"
+GROUP_SEP = "\u202f"  # narrow no-break space between digit groups
+DASH = "—"  # a value that does not exist (nan)
+P_FLOOR = 0.001  # p below this prints as "<0.001"
+P_TWO_DECIMALS = 0.1  # p at or above this prints with two decimals, below with three
+UP, DOWN = "⬆️", "⬇️"
+ROMAN = ("I", "II", "III", "IV", "V", "VI")
+
+
+# ------------------------------------------------------------------ numbers
+def _finite(x: float | None) -> bool:
+    return isinstance(x, numbers.Real) and math.isfinite(x)
+
+
+def pct(x: float | None) -> str:
+    """Accuracy in percent: `60.0%`."""
+    return f"{x:.1f}%" if _finite(x) else DASH
+
+
+def num(x: float | None, decimals: int = 1) -> str:
+    """A plain number with a real minus sign: `4.8`, `−0.3`."""
+    if not _finite(x):
+        return DASH
+    text = f"{x:.{decimals}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", MINUS)
+
+
+def pts(x: float | None, decimals: int = 1) -> str:
+    """A difference in points with its sign: `+6.0`, `−3.9`, `0.0`."""
+    text = num(x, decimals)
+    return text if text in (DASH,) or text.startswith(MINUS) or float(text) == 0 else f"+{text}"
+
+
+def ci(low: float | None, high: float | None) -> str:
+    """An interval of differences: `[−3.9, +5.8]`."""
+    return f"[{pts(low)}, {pts(high)}]"
+
+
+CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg (FDR)"}
+
+
+def share(x: float) -> str:
+    """A proportion as a whole percentage: 0.8 -> `80%`."""
+    return f"{x * 100:.0f}%" if _finite(x) else DASH
+
+
+def pval(p: float | None) -> str:
+    """`0.91`, `0.008`, `<0.001`; a missing p is a dash."""
+    if not _finite(p):
+        return DASH
+    if p < P_FLOOR:
+        return f"<{P_FLOOR:g}"
+    return f"{p:.2f}" if p >= P_TWO_DECIMALS else f"{p:.3f}"
+
+
+def count(n: float | None) -> str:
+    """An integer with grouped thousands: `2 900`."""
+    if not _finite(n):
+        return DASH
+    return f"{int(round(n)):,}".replace(",", GROUP_SEP)
+
+
+def approx_n(n: float | None) -> str:
+    """A sample size needed, rounded as an estimate: 2873 -> `2 900`, 412 -> `410`, 87 -> `87`."""
+    if not _finite(n):
+        return DASH
+    step = 100 if n >= 1000 else 10 if n >= 100 else 1
+    return count(math.ceil(n / step) * step)
+
+
+NUMBER_RE = re.compile(rf"[+{MINUS}-]?\d{{1,3}}(?:{GROUP_SEP}\d{{3}})+(?:\.\d+)?|[+{MINUS}-]?\d+(?:\.\d+)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number in `text` as a float (signs, minus signs and digit grouping undone)."""
+    out = []
+    for m in NUMBER_RE.finditer(text):
+        token = m.group().replace(GROUP_SEP, "").replace(MINUS, "-")
+        out.append(float(token))
+    return out
+
+
+# ------------------------------------------------------------------ verdicts
+EQUIV_RE = re.compile(r"equivalent\s*\(±\s*([0-9.]+)\)")
+
+
+def verdict_kind(verdict: str) -> str:
+    """'better' | 'worse' | 'equivalent' | 'inconclusive' from a comparisons.csv verdict."""
+    v = str(verdict).strip().lower()
+    if v in ("better", "worse", "inconclusive"):
+        return v
+    if v.startswith("equivalent"):
+        return "equivalent"
+    return "inconclusive"
+
+
+def verdict_margin(verdict: str, default: float) -> float:
+    m = EQUIV_RE.search(str(verdict))
+    return float(m.group(1)) if m else default
+
+
+# ------------------------------------------------------------------ phrases
+ZH: dict[str, str] = {
+    "title": "# {title}：{compared}",
+    "header": "> 日期：{date} · 数据集：{dataset} · 样本数：{n} · 推理模型：{model} · 采样器：{sampler}",
+    "smoke_banner": "> ⚠️ **冒烟测试（smoke run）**：本次运行只检查流程能否跑通，报告中的数字没有意义，不要引用。",
+    "sim_banner": "> ⚠️ **模拟 LVLM**：答案来自演示世界的模拟器，不是模型；数字只说明方法，不是模型的结果。",
+    "sec": "## {roman}、{name}",
+    "sec_names": "测试配置|结果对比|详细分析|关键发现|建议|总结",
+    "key": "项目", "value": "取值",
+    "cfg_dataset": "数据集", "cfg_questions": "测试问题", "cfg_model": "推理模型", "cfg_sampler": "采样器",
+    "cfg_systems": "评估的系统", "cfg_shots": "Shot", "cfg_stats": "统计方法", "cfg_training": "训练",
+    "cfg_run": "运行状态",
+    "questions_desc": "{how}，n = {n}",
+    "q_first": "编号最小的前若干题", "q_random": "随机抽取", "q_all": "全部",
+    "demo_dataset": "{dataset}（演示世界：合成数据，OK-VQA 文件格式）",
+    "sim_model": "模拟 LVLM（演示世界的模拟器，不是模型）",
+    "sampler_desc": "RandSampler（每题 {size} 个候选，种子 {seed}）",
+    "stats_desc": "配对置换检验 + BCa 自助法 95% 置信区间；{correction} 多重比较校正（α = {alpha}）；"
+                  "TOST 等价检验（δ = ±{margin} 点）；功效 {power}",
+    "training_desc": "RCE 预热 {rce} 个 epoch，GRPO {grpo} 个 epoch；奖励 {reward}",
+    "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
+    "sub_acc": "### 2.1 完整对比表",
+    "acc_caption": "**各系统准确率**（括号内为 95% 置信区间）",
+    "system": "系统",
+    "subset_heading": "#### {label}（n = {n}）",
+    "subset_all": "全部测试问题", "subset_first": "前 {k} 题",
+    "kind_vs_baseline": "**与基线 {baseline} 对比**", "kind_epoch_vs_previous": "**与上一个 epoch 对比**",
+    "kind_pair": "**其他对比**",
+    "col_b": "B", "col_a": "A", "col_shot": "Shot", "col_acc_a": "A 准确率", "col_acc_b": "B 准确率",
+    "col_diff": "差异 B−A", "col_ci": "95% 置信区间", "col_padj": "校正后 p", "col_verdict": "结论",
+    "v_better": "显著提升", "v_worse": "显著下降", "v_equivalent": "等价（±{margin}）",
+    "v_inconclusive_n": "无可检测差异（需 n≈{n}）", "v_inconclusive": "无可检测差异",
+    "approx_note": "† 仅有汇总准确率：按独立比例近似检验（对配对数据偏保守）。",
+    "table_note": "差异单位为百分点。箭头与加粗只标记经 {correction} 校正后 p < {alpha} 的差异；"
+                  "“等价”表示 TOST 显示差异在 ±{margin} 点以内；n≈ 为以 {power} 功效检出 {margin} 点差异所需的题数。",
+    "sub_summary": "### 2.2 统计汇总",
+    "col_subset": "子集", "col_kind": "比较类型", "col_count": "比较数", "col_mean": "平均差异",
+    "col_halfwidth": "区间半宽（中位数）", "col_better": "提升", "col_worse": "下降", "col_equiv": "等价",
+    "col_inconcl": "无可检测差异",
+    "kindname_vs_baseline": "对基线", "kindname_epoch_vs_previous": "对上一 epoch", "kindname_pair": "其他",
+    "fig": "![{alt}]({path})\n\n*图：{caption}*",
+    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 95% 置信区间，水平线为基线系统）。",
+    "cap_forest": "{label}：各比较的差异及 95% 置信区间，颜色表示结论；虚线为 ±{margin} 点等价界。",
+    "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；竖线为本次 n = {n}。",
+    "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
+    "detail_heading": "### 3.{i} {b} vs {a}",
+    "detail_subset": "- **{label}（n = {n}）**",
+    "detail_line": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，95% 置信区间 {ci}，"
+                   "校正后 p = {p_adj}（原始 p = {p}，McNemar p = {mcnemar}）→ {verdict}",
+    "detail_mde": "  - 在 n = {n} 时，以 {power} 功效可检出的最小差异约为 ±{mde} 点（各 shot 中位数）。",
+    "train_heading": "### 3.{i} 训练过程",
+    "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
+    "col_phase": "阶段", "col_epoch": "Epoch", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
+    "col_time": "耗时 (s)",
+    "best_heading": "### 3.{i} 最佳 epoch 的选择",
+    "col_lineage": "检查点序列", "col_best": "测试集最佳 epoch", "col_best_diff": "相对基线差异",
+    "col_naive": "单独检验 p", "col_maxt": "max-T p",
+    "best_note": "max-T（Westfall–Young）考虑了“从 {e} 个 epoch 中挑最好的”这一选择；单独检验 p 没有考虑。",
+    "f_significant": "{b} 相对 {a} 在 shot {shot} 上{direction} {diff} 点"
+                     "（95% 置信区间 {ci}，校正后 p = {p_adj}，n = {n}）。",
+    "dir_up": "提升", "dir_down": "下降",
+    "f_none_significant": "经 {correction} 校正后，{m} 项比较（n = {n}）中没有一项差异显著。",
+    "f_val_disagree": "验证损失与验证奖励选出的最佳 epoch 不一致：损失最低的是 {loss_epoch}（{loss}），"
+                      "奖励最高的是 {reward_epoch}（{reward}）。",
+    "f_weak_signal": "训练信号很弱：优势标准差的中位数只有 {adv}（阈值 {thr}），"
+                     "奖励完全没有差异的组占 {zero}（中位数）。",
+    "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p = {naive}，"
+                   "但计入“挑选最佳 epoch”后 max-T p = {maxt}，不再显著。",
+    "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p = {maxt}）。",
+    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；检出所观察到的差异（|差异| 中位数 {d} 点）"
+                 "约需 n≈{need} 题（中位数），而当前最小可检测差异约为 ±{mde} 点。",
+    "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
+                 "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
+                 "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
+    "f_val_selected": "按验证奖励选出的 epoch {epoch}（{system}，验证奖励 {reward}）在测试集上：{cells}。",
+    "f_val_selected_cell": "shot {shot} {diff} 点 {ci}（{verdict}）",
+    "f_best_on_test": "相比之下，各 shot 测试集上最好的检查点差异为 {cells}，因为是在测试集上挑选的，偏乐观。",
+    "f_best_cell": "shot {shot} {diff}（{system}）",
+    "f_summary_mode": "{k} 项比较只有汇总准确率（近似检验，结论偏保守）。",
+    "f_smoke": "这是冒烟测试：以上数字不代表任何模型的效果。",
+    "f_none": "没有触发任何规则。",
+    "r_val_reward": "按验证奖励（而不是验证损失）选择检查点：本次两者选出的 epoch 不同。",
+    "r_weak_signal": "加强训练信号：增大每组采样数（train.rollouts.group_size），"
+                     "或使用更有区分度的奖励（train.reward.kind、train.reward.shots），再检查奖励缓存是否正常。",
+    "r_more_n": "把测试题数增加到 n≈{need}（eval.n 或 eval.questions: all），再判断这些差异。",
+    "r_honest": "报告按验证集选出的检查点在测试集上的结果，不要报告测试集上挑出来的最佳 epoch。",
+    "r_no_claim": "不要宣称提升：目前没有经校正后显著的差异。",
+    "r_confirm": "在新的一批测试题上复核显著的差异（{k} 项）后再采用。",
+    "r_smoke": "用正式参数重新运行（report.smoke: false）后再看结论。",
+    "r_none": "暂无需要改变的做法。",
+    "conclusion": "共 {m} 项比较（{label}，n = {n}）：显著提升 {better} 项，显著下降 {worse} 项，"
+                  "等价 {equiv} 项，无可检测差异 {inconcl} 项。",
+    "conclusion_best": "最大的显著提升：{b} 相对 {a}，shot {shot}，{diff} 点 {ci}。",
+    "conclusion_none": "没有经校正后显著的提升。",
+    "conclusion_smoke": "注意：这是冒烟测试，数字没有意义。",
+    "conclusion_sim": "注意：结果来自模拟 LVLM（演示世界），不是模型。",
+    "list_sep": "、", "and_more": "等 {k} 个", "sentence_sep": "",
+}
+
+EN: dict[str, str] = {
+    "title": "# {title}: {compared}",
+    "header": "> Date: {date} · Dataset: {dataset} · Questions: {n} · Model: {model} · Sampler: {sampler}",
+    "smoke_banner": "> ⚠️ **SMOKE RUN**: this run only checks that the pipeline works; the numbers in this "
+                    "report are meaningless and must not be quoted.",
+    "sim_banner": "> ⚠️ **SIMULATED LVLM**: the answers come from the demo world's simulator, not a model; "
+                  "the numbers illustrate the method, not a model's results.",
+    "sec": "## {roman}. {name}",
+    "sec_names": "Test configuration|Results|Detailed analysis|Key findings|Recommendations|Conclusion",
+    "key": "Item", "value": "Value",
+    "cfg_dataset": "Dataset", "cfg_questions": "Test questions", "cfg_model": "Model", "cfg_sampler": "Sampler",
+    "cfg_systems": "Systems evaluated", "cfg_shots": "Shots", "cfg_stats": "Statistics", "cfg_training": "Training",
+    "cfg_run": "Run status",
+    "questions_desc": "{how}, n = {n}",
+    "q_first": "the smallest question ids", "q_random": "random draw", "q_all": "all",
+    "demo_dataset": "{dataset} (demo world: synthetic data in the OK-VQA file layout)",
+    "sim_model": "simulated LVLM (demo-world simulator, not a model)",
+    "sampler_desc": "RandSampler ({size} candidates per question, seed {seed})",
+    "stats_desc": "paired permutation test + BCa bootstrap 95% interval; {correction} correction "
+                  "(α = {alpha}); TOST equivalence (δ = ±{margin} points); power {power}",
+    "training_desc": "RCE warm-up {rce} epochs, GRPO {grpo} epochs; reward {reward}",
+    "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
+    "sub_acc": "### 2.1 Full comparison",
+    "acc_caption": "**Accuracy of each system** (95% interval in brackets)",
+    "system": "System",
+    "subset_heading": "#### {label} (n = {n})",
+    "subset_all": "all test questions", "subset_first": "first {k} questions",
+    "kind_vs_baseline": "**Against the baseline {baseline}**",
+    "kind_epoch_vs_previous": "**Against the previous epoch**",
+    "kind_pair": "**Other comparisons**",
+    "col_b": "B", "col_a": "A", "col_shot": "Shot", "col_acc_a": "A accuracy", "col_acc_b": "B accuracy",
+    "col_diff": "Diff B−A", "col_ci": "95% interval", "col_padj": "Adjusted p", "col_verdict": "Verdict",
+    "v_better": "significant gain", "v_worse": "significant drop", "v_equivalent": "equivalent (±{margin})",
+    "v_inconclusive_n": "no detectable difference (n needed ≈ {n})", "v_inconclusive": "no detectable difference",
+    "approx_note": "† Summary accuracies only: tested as independent proportions (conservative for paired data).",
+    "table_note": "Differences are in points. Arrows and bold mark only differences with {correction}-adjusted "
+                  "p < {alpha}; “equivalent” means TOST puts the difference within ±{margin} points; n ≈ is the "
+                  "number of questions needed to detect a {margin}-point difference with power {power}.",
+    "sub_summary": "### 2.2 Statistics summary",
+    "col_subset": "Subset", "col_kind": "Comparison", "col_count": "Count", "col_mean": "Mean diff",
+    "col_halfwidth": "Interval half-width (median)", "col_better": "Better", "col_worse": "Worse",
+    "col_equiv": "Equivalent", "col_inconcl": "No detectable difference",
+    "kindname_vs_baseline": "vs baseline", "kindname_epoch_vs_previous": "vs previous epoch", "kindname_pair": "other",
+    "fig": "![{alt}]({path})\n\n*Figure: {caption}*",
+    "cap_accuracy": "Accuracy by epoch at each shot (bands: 95% intervals; horizontal lines: baseline systems).",
+    "cap_forest": "{label}: difference and 95% interval of each comparison, coloured by verdict; dashed lines: "
+                  "±{margin}-point equivalence margin.",
+    "cap_power": "Minimum detectable difference against the number of questions n (power {power}, SD of "
+                 "differences {sd} points); the vertical line marks this run's n = {n}.",
+    "cap_training": "Training curves: reward, advantage std, KL, share of zero-spread groups, and validation "
+                    "loss and validation reward per epoch.",
+    "detail_heading": "### 3.{i} {b} vs {a}",
+    "detail_subset": "- **{label} (n = {n})**",
+    "detail_line": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, 95% interval {ci}, "
+                   "adjusted p = {p_adj} (raw p = {p}, McNemar p = {mcnemar}) → {verdict}",
+    "detail_mde": "  - At n = {n} the smallest difference detectable with power {power} is about ±{mde} points "
+                  "(median over shots).",
+    "train_heading": "### 3.{i} Training",
+    "no_train_log": "(No training log: the training analysis is skipped.)",
+    "col_phase": "Phase", "col_epoch": "Epoch", "col_val_loss": "Val loss", "col_val_reward": "Val reward",
+    "col_time": "Time (s)",
+    "best_heading": "### 3.{i} Choosing the best epoch",
+    "col_lineage": "Checkpoint series", "col_best": "Best epoch on test", "col_best_diff": "Diff vs baseline",
+    "col_naive": "Naive p", "col_maxt": "max-T p",
+    "best_note": "max-T (Westfall–Young) accounts for picking the best of {e} epochs; the naive p does not.",
+    "f_significant": "{b} vs {a} at shot {shot}: a {direction} of {diff} points (95% interval {ci}, adjusted "
+                     "p = {p_adj}, n = {n}).",
+    "dir_up": "gain", "dir_down": "drop",
+    "f_none_significant": "After {correction} correction, none of the {m} comparisons (n = {n}) is significant.",
+    "f_val_disagree": "Validation loss and validation reward pick different best epochs: the lowest loss is at "
+                      "{loss_epoch} ({loss}), the highest reward at {reward_epoch} ({reward}).",
+    "f_weak_signal": "The training signal was weak: the median advantage std was only {adv} (threshold {thr}), "
+                     "and a median {zero} of groups had no reward spread at all.",
+    "f_maxt_lost": "{lineage} at shot {shot}: the best epoch on test, {epoch} ({diff} points), has naive p = "
+                   "{naive} but max-T p = {maxt} once picking the best epoch is accounted for: not significant.",
+    "f_maxt_kept": "{lineage} at shot {shot}: the best epoch {epoch} ({diff} points) stays significant after "
+                   "accounting for the selection (max-T p = {maxt}).",
+    "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; detecting the observed differences "
+                 "(median |diff| {d} points) would need n ≈ {need} questions (median), while the current "
+                 "minimum detectable difference is about ±{mde} points.",
+    "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
+                 "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
+                 "{m_large} (±{hw_large} points); {settled} of them are settled by the larger sample.",
+    "f_val_selected": "The epoch chosen by validation reward, {epoch} ({system}, validation reward {reward}), on "
+                      "test: {cells}.",
+    "f_val_selected_cell": "shot {shot} {diff} points {ci} ({verdict})",
+    "f_best_on_test": "By contrast the best checkpoint on test per shot differs by {cells}; chosen on the test "
+                      "set, these are optimistic.",
+    "f_best_cell": "shot {shot} {diff} ({system})",
+    "f_summary_mode": "{k} comparisons have summary accuracies only (approximate, conservative tests).",
+    "f_smoke": "This is a smoke run: none of these numbers says anything about a model.",
+    "f_none": "No rule fired.",
+    "r_val_reward": "Choose checkpoints by validation reward, not validation loss: here they pick different "
+                    "epochs.",
+    "r_weak_signal": "Strengthen the training signal: more samples per group (train.rollouts.group_size) or a "
+                     "reward with more spread (train.reward.kind, train.reward.shots); check the reward cache.",
+    "r_more_n": "Evaluate on n ≈ {need} test questions (eval.n, or eval.questions: all) before judging these "
+                "differences.",
+    "r_honest": "Report the checkpoint chosen on validation and its test result, not the best epoch picked on "
+                "test.",
+    "r_no_claim": "Do not claim a gain: no difference is significant after correction.",
+    "r_confirm": "Confirm the significant differences ({k}) on a fresh set of test questions before adopting them.",
+    "r_smoke": "Re-run with full params (report.smoke: false) before reading any conclusion.",
+    "r_none": "Nothing needs to change.",
+    "conclusion": "{m} comparisons ({label}, n = {n}): {better} significant gains, {worse} significant drops, "
+                  "{equiv} equivalent, {inconcl} with no detectable difference.",
+    "conclusion_best": "Largest significant gain: {b} vs {a}, shot {shot}, {diff} points {ci}.",
+    "conclusion_none": "No gain is significant after correction.",
+    "conclusion_smoke": "Note: this is a smoke run; the numbers are meaningless.",
+    "conclusion_sim": "Note: the results come from the simulated LVLM (demo world), not a model.",
+    "list_sep": ", ", "and_more": "and {k} more", "sentence_sep": " ",
+}
+
+PHRASES = {"zh": ZH, "en": EN}
+
+
+class Text:
+    """Phrase lookup for one language: `t("v_better")`, `t("f_significant", b=..., ...)`."""
+
+    def __init__(self, language: str) -> None:
+        if language not in PHRASES:
+            raise ValueError(f"report.language={language!r} is not supported; choose one of {list(PHRASES)}.")
+        self.language = language
+        self.table = PHRASES[language]
+
+    def __call__(self, key: str, **fields: object) -> str:
+        return self.table[key].format(**fields)
+
+    def section(self, index: int) -> str:
+        """Numbered section heading: `## 二、结果对比` / `## II. Results`."""
+        names = self.table["sec_names"].split("|")
+        zh_numerals = "一二三四五六"
+        roman = zh_numerals[index] if self.language == "zh" else ROMAN[index]
+        return self("sec", roman=roman, name=names[index])
+
+    def verdict(self, verdict: str, n_needed: float | None, margin: float) -> str:
+        """The verdict cell: significant, equivalent (±δ), or no detectable difference (n needed)."""
+        kind = verdict_kind(verdict)
+        if kind == "equivalent":
+            return self("v_equivalent", margin=num(verdict_margin(verdict, margin)))
+        if kind == "inconclusive":
+            return self("v_inconclusive_n", n=approx_n(n_needed)) if _finite(n_needed) else self("v_inconclusive")
+        return self(f"v_{kind}")
+
+    def join(self, items: list[str], limit: int = 4) -> str:
+        """`a、b、c` / `a, b, c`, shortened with "and k more" past `limit` items."""
+        shown = items[:limit]
+        text = self("list_sep").join(shown)
+        rest = len(items) - len(shown)
+        return f"{text} {self('and_more', k=rest)}" if rest > 0 else text
+
+    def subset_label(self, subset: str) -> str:
+        m = re.fullmatch(r"first(\d+)", subset)
+        return self("subset_first", k=m.group(1)) if m else self("subset_all")

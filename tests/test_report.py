@@ -1,0 +1,319 @@
+"""Report stage: exact table cells, verdict wording, arrows, zh/en number parity, rules, html, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from icl_kit.config import dump_yaml, load_params
+from icl_kit.errors import KitError
+from icl_kit.report import load_inputs, write_report
+from icl_kit.report_rules import (
+    WEAK_ADV_STD,
+    Facts,
+    find_maxt,
+    find_n_small,
+    find_significant,
+    find_subsets,
+    find_val_disagree,
+    find_weak_signal,
+    rec_more_n,
+    rec_val_reward,
+)
+from icl_kit.report_sections import build_markdown
+from icl_kit.report_text import EN, ZH, Text, approx_n, ci, numbers_in, pct, pts, pval
+from icl_kit.runs import append_jsonl, atomic_write_json, atomic_write_text
+from icl_kit.stats_power import n_needed_paired
+
+BASE = dict(mcnemar_p=0.5, mode="paired", sd_diff=30.0, mde=8.5)
+# (subset, n, A, B, kind, shot, acc_a, acc_b, diff, lo, hi, p, p_adj, tost_p, verdict, n_needed)
+ROWS = [
+    ("first100", 100, "random", "grpo_epoch2", "vs_baseline", 1, 60.0, 61.0, 1.0, -3.9, 5.8, 0.7, 0.91, 0.6,
+     "inconclusive", 2873.0),
+    ("first100", 100, "random", "grpo_epoch2", "vs_baseline", 2, 58.0, 64.0, 6.0, 2.1, 9.9, 0.002, 0.008, 0.9,
+     "better", 2873.0),
+    ("first100", 100, "grpo_epoch1", "grpo_epoch2", "epoch_vs_previous", 1, 63.5, 61.0, -2.5, -6.0, 1.0, 0.2,
+     0.4, 0.7, "inconclusive", 2873.0),
+    ("all", 1000, "random", "grpo_epoch2", "vs_baseline", 1, 60.2, 61.1, 0.9, 0.3, 1.5, 0.004, 0.012, 0.3,
+     "better", 2873.0),
+    ("all", 1000, "random", "grpo_epoch2", "vs_baseline", 2, 58.4, 58.6, 0.2, -0.5, 0.9, 0.6, 1.0, 0.01,
+     "equivalent (±1.0)", 2873.0),
+    ("all", 1000, "grpo_epoch1", "grpo_epoch2", "epoch_vs_previous", 1, 63.6, 61.1, -2.5, -4.0, -1.0, 0.001,
+     0.003, 0.9, "worse", 2873.0),
+]
+COLS = ["subset", "n", "system_a", "system_b", "kind", "shot", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "p",
+        "p_adj", "tost_p", "verdict", "n_needed"]
+
+
+def comparisons_df() -> pd.DataFrame:
+    return pd.DataFrame([dict(zip(COLS, r, strict=True)) | BASE for r in ROWS])
+
+
+def train_rows(adv_std: float = 0.001) -> list[dict]:
+    steps = [{"kind": "step", "phase": "grpo", "epoch": e, "step": s, "train/loss": 0.1, "train/reward_mean": 0.5,
+              "train/adv_std": adv_std, "train/kl": 0.01, "train/frac_reward_zero_std": 0.75}
+             for e in (1, 2) for s in range(3)]
+    # loss is lowest at epoch 1, reward highest at epoch 2: they disagree
+    epochs = [{"kind": "epoch", "phase": "grpo", "epoch": 1, "val/rce_loss": 1.2, "val/reward@2": 0.40,
+               "epoch_time_s": 12.0},
+              {"kind": "epoch", "phase": "grpo", "epoch": 2, "val/rce_loss": 1.3, "val/reward@2": 0.45,
+               "epoch_time_s": 11.0}]
+    return steps + epochs
+
+
+def make_run(root: Path, *, smoke: bool = True, with_log: bool = True) -> Path:
+    """A hand-built run folder with known numbers (no model, no stats computation)."""
+    params = load_params(None, [f"report.smoke={str(smoke).lower()}", "lvlm.backend=simulated", "data.demo=true",
+                                "stats.subsets=[100]", "eval.n=1000"])
+    atomic_write_text(root / "params.yaml", dump_yaml(params))
+    summary = pd.DataFrame([{"system": s, "epoch": e, "shot": k, "n": 1000, "accuracy": a}
+                            for s, e, a in (("random", None, 60.2), ("grpo_epoch1", 1, 63.6),
+                                            ("grpo_epoch2", 2, 61.1)) for k in (1, 2)])
+    (root / "eval").mkdir(parents=True)
+    summary.to_csv(root / "eval" / "summary.csv", index=False)
+    (root / "stats").mkdir()
+    comparisons_df().to_csv(root / "stats" / "comparisons.csv", index=False)
+    atomic_write_json(root / "stats" / "summary.json", {
+        "best_epoch": [{"lineage": "grpo_epoch", "shot": 1, "best_epoch": 1, "best_system": "grpo_epoch1",
+                        "best_diff": 3.4, "naive_p": 0.03, "maxT_p": 0.09, "n_epochs": 2}],
+        "honest_number": {"grpo_epoch": {"best_val_epoch": 2, "system": "grpo_epoch2", "val_reward": 0.45,
+                                         "on_test": [{"shot": 1, "system_b": "grpo_epoch2", "diff": 0.9,
+                                                      "ci_low": 0.3, "ci_high": 1.5, "p_adj": 0.012,
+                                                      "verdict": "better"}],
+                                         "best_on_test": [{"shot": 1, "system_b": "grpo_epoch1", "diff": 3.4}]}}})
+    if with_log:
+        append_jsonl(root / "train_log.jsonl", train_rows())
+    return root
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return make_run(tmp_path / "run")
+
+
+def md(run: Path, language: str) -> str:
+    inputs = load_inputs(run)
+    cfg = inputs.params.report
+    cfg.language = language
+    return build_markdown(inputs, cfg)[0]
+
+
+# ------------------------------------------------------------------ formats
+def test_number_formats():
+    assert pct(60.04) == "60.0%"
+    assert pts(6.0) == "+6.0" and pts(-3.94) == "\u22123.9" and pts(-0.01) == "0.0"
+    assert ci(-3.9, 5.8) == "[\u22123.9, +5.8]"
+    assert [pval(x) for x in (0.912, 0.0081, 0.0004, float("nan"))] == ["0.91", "0.008", "<0.001", "—"]
+    assert approx_n(2873) == "2\u202f900" and approx_n(412) == "420" and approx_n(87) == "87"
+    assert numbers_in("[\u22123.9, +5.8] n≈2\u202f900") == [-3.9, 5.8, 2900.0]
+
+
+def test_phrase_tables_match():
+    assert set(ZH) == set(EN)
+    for key in ZH:
+        fields = [set(re.findall(r"{(\w+)}", table[key])) for table in (ZH, EN)]
+        assert fields[0] == fields[1], key
+        assert Counter(re.findall(r"\d", re.sub(r"{\w+}", "", ZH[key]))) == \
+            Counter(re.findall(r"\d", re.sub(r"{\w+}", "", EN[key]))), key
+
+
+# ------------------------------------------------------------------ tables
+def test_table_cells_exact(run):
+    zh, en = md(run, "zh"), md(run, "en")
+    assert "| grpo_epoch2 | random | 2 | 58.0% | 64.0% | **+6.0** ⬆️ | [+2.1, +9.9] | 0.008 | 显著提升 |" in zh
+    assert ("| grpo_epoch2 | random | 1 | 60.0% | 61.0% | +1.0 | [\u22123.9, +5.8] | 0.91 | "
+            "无可检测差异（需 n≈2\u202f900） |") in zh
+    assert "| grpo_epoch2 | random | 2 | 58.4% | 58.6% | +0.2 | [\u22120.5, +0.9] | 1.00 | 等价（±1.0） |" in zh
+    assert ("| grpo_epoch2 | grpo_epoch1 | 1 | 63.6% | 61.1% | **\u22122.5** ⬇️ | [\u22124.0, \u22121.0] | 0.003 | "
+            "显著下降 |") in zh
+    assert "| **+6.0** ⬆️ | [+2.1, +9.9] | 0.008 | significant gain |" in en
+    assert "| 0.91 | no detectable difference (n needed ≈ 2\u202f900) |" in en
+    assert "| 1.00 | equivalent (±1.0) |" in en
+
+
+def test_arrows_only_on_significant_rows(run):
+    text = md(run, "en")
+    rows = [line for line in text.splitlines() if re.match(r"\| grpo_epoch2 \| (random|grpo_epoch1) \|", line)]
+    assert len(rows) == len(ROWS)
+    for line in rows:
+        significant = "significant" in line
+        assert (("⬆️" in line) or ("⬇️" in line)) == significant, line
+        assert ("**" in line) == significant, line
+    assert text.count("⬆️") + text.count("⬇️") == 2 * 3  # 3 significant rows: tables + detailed analysis
+
+
+def test_layout_sections_and_labels(run):
+    zh = md(run, "zh")
+    heads = [h for h in zh.splitlines() if h.startswith("## ")]
+    assert heads == ["## 一、测试配置", "## 二、结果对比", "## 三、详细分析",
+                     "## 四、关键发现", "## 五、建议", "## 六、总结"]
+    assert zh.startswith("# ICD selector evaluation：grpo_epoch2 vs random\n")
+    assert "冒烟测试（smoke run）" in zh.split("## ")[0]  # prominent: before the first section
+    assert zh.count("模拟 LVLM") >= 3  # header, config, banner, conclusion: wherever the model appears
+    assert "Qwen" not in zh
+    assert "### 2.1" in zh and "### 2.2" in zh and "### 3.1 grpo_epoch2 vs random" in zh
+
+
+def test_zh_and_en_have_the_same_numbers(run):
+    zh, en = md(run, "zh"), md(run, "en")
+    assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
+    assert len(numbers_in(zh)) > 100
+
+
+def test_featured_limits_details_and_rejects_unknown(run):
+    inputs = load_inputs(run)
+    inputs.params.report.featured = ["grpo_epoch1"]
+    text = build_markdown(inputs)[0]
+    assert "### 3.1 grpo_epoch2 vs grpo_epoch1" in text and "### 3.2 Training" not in text
+    assert "grpo_epoch2 vs random" not in text.split("详细分析")[1].split("### 3.2")[0]
+    inputs.params.report.featured = ["nope"]
+    with pytest.raises(KitError, match="report.featured"):
+        build_markdown(inputs)
+
+
+# ------------------------------------------------------------------ rules
+def facts(**kw) -> Facts:
+    f = Facts(comparisons_df())
+    for k, v in kw.items():
+        setattr(f, k, v)
+    return f
+
+
+def test_rule_val_disagreement():
+    rows = pd.DataFrame(train_rows())
+    epochs = rows[rows.kind == "epoch"]
+    t = Text("en")
+    text = find_val_disagree(facts(epochs=epochs), t)
+    assert "grpo epoch 1 (1.200)" in text and "grpo epoch 2 (0.450)" in text
+    assert rec_val_reward(facts(epochs=epochs), t).startswith("Choose checkpoints by validation reward")
+    agree = epochs.assign(**{"val/reward@2": [0.5, 0.4]})
+    assert find_val_disagree(facts(epochs=agree), t) is None and rec_val_reward(facts(epochs=agree), t) is None
+
+
+def test_rule_weak_signal():
+    t = Text("en")
+    weak = pd.DataFrame(train_rows(adv_std=0.001))
+    text = find_weak_signal(facts(steps=weak[weak.kind == "step"]), t)
+    assert "0.0010" in text and "75.0%" in text
+    strong = pd.DataFrame(train_rows(adv_std=2 * WEAK_ADV_STD))
+    assert find_weak_signal(facts(steps=strong[strong.kind == "step"]), t) is None
+
+
+def test_rule_maxt():
+    t = Text("en")
+    lost = find_maxt(facts(best_epoch=[{"lineage": "grpo_epoch", "shot": 1, "best_epoch": 3, "best_diff": 3.4,
+                                        "naive_p": 0.03, "maxT_p": 0.09}]), t)
+    assert lost == ["grpo_epoch at shot 1: the best epoch on test, 3 (+3.4 points), has naive p = 0.030 but "
+                    "max-T p = 0.090 once picking the best epoch is accounted for: not significant."]
+    kept = find_maxt(facts(best_epoch=[{"naive_p": 0.001, "maxT_p": 0.004, "best_diff": 5.0}]), t)
+    assert "stays significant" in kept[0]
+    assert find_maxt(facts(best_epoch=[{"naive_p": 0.3, "maxT_p": 0.6}]), t) is None
+
+
+def test_rule_n_needed_uses_observed_difference():
+    f = facts()
+    text = find_n_small(f, Text("en"))
+    # main subset "all" has no inconclusive row: the rule does not fire
+    assert text is None
+    f.comparisons.loc[f.comparisons.subset == "all", "verdict"] = "inconclusive"
+    text = find_n_small(f, Text("en"))
+    need = np.median([n_needed_paired(30.0, d, 0.05, 0.8) for d in (0.9, 0.2, 2.5)])
+    assert f"n ≈ {approx_n(need)} questions" in text and "3 of 3 comparisons" in text
+    assert f"n ≈ {approx_n(need)}" in rec_more_n(f, Text("en"))
+
+
+def test_rule_significant_and_subsets():
+    t = Text("en")
+    sig = find_significant(facts(), t)
+    assert sig == ["grpo_epoch2 vs grpo_epoch1 at shot 1: a drop of \u22122.5 points (95% interval [\u22124.0, "
+                   "\u22121.0], adjusted p = 0.003, n = 1\u202f000).",
+                   "grpo_epoch2 vs random at shot 1: a gain of +0.9 points (95% interval [+0.3, +1.5], adjusted "
+                   "p = 0.012, n = 1\u202f000)."]
+    sub = find_subsets(facts(), t)
+    # first100: 2 of 3 inconclusive, half-widths 4.85, 3.9, 3.5 -> median 3.9; all: 0 of 3, 0.6, 0.7, 1.5 -> 0.7
+    assert "at n = 100, 2 of 3" in sub and "at n = 1\u202f000, only 0 of 3" in sub and "2 of them are settled" in sub
+    assert "(median half-width ±3.9 points)" in sub and "(±0.7 points)" in sub
+    one = facts(comparisons=comparisons_df().query("subset == 'all'"))
+    assert find_subsets(one, t) is None
+
+
+def test_findings_in_report(run):
+    en = md(run, "en")
+    findings = en.split("## IV. Key findings")[1].split("## V.")[0]
+    assert "smoke run" in findings and "pick different best epochs" in findings
+    assert "training signal was weak" in findings and "max-T p = 0.090" in findings
+    assert "The number of questions decides" in findings
+    advice = en.split("## V. Recommendations")[1].split("## VI.")[0]
+    assert "validation reward" in advice and "Strengthen the training signal" in advice
+
+
+def test_no_train_log_skips_training(tmp_path):
+    run = make_run(tmp_path / "r", with_log=False, smoke=False)
+    en = md(run, "en")
+    assert "No training log" in en and "pick different best epochs" not in en
+    assert "SMOKE RUN" not in en
+
+
+# ------------------------------------------------------------------ outputs
+class _Srcs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tables += tag == "table"
+        self.srcs += [v for k, v in attrs if k in ("src", "href")]
+
+
+def test_write_report_files_and_html(run):
+    out = write_report(run)
+    assert out["md"] == run / "report" / "report.md" and out["md"].read_text().startswith("# ")
+    names = sorted(p.name for p in out["figures"])
+    assert names == ["accuracy_by_epoch.png", "forest_all.png", "forest_first100.png", "power_curve.png",
+                     "training_curves.png"]
+    for p in out["figures"]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = _Srcs()
+    html = out["html"].read_text()
+    page.feed(html)
+    assert html.count('<blockquote class="warn">') == 2  # smoke run and simulated LVLM banners
+    assert len(page.srcs) == len(names) and all(s.startswith("data:image/png;base64,") for s in page.srcs)
+    assert page.tables >= 8
+    assert not list((run / "report").glob(".*tmp"))
+
+
+def test_missing_inputs_name_file_and_stage(tmp_path):
+    with pytest.raises(KitError, match=r"params\.yaml is missing; run `icl-kit run PARAMS`"):
+        write_report(tmp_path)
+    run = make_run(tmp_path / "r")
+    (run / "stats" / "comparisons.csv").unlink()
+    with pytest.raises(KitError, match=r"stats/comparisons\.csv is missing; run `icl-kit run PARAMS --stages stats`"):
+        write_report(run)
+
+
+def test_real_stats_output_renders(tmp_path):
+    """stats_run's own files (paired, two subsets, best-epoch max-T) go through the report unchanged."""
+    from icl_kit.stats_run import stats_for_run
+
+    run = make_run(tmp_path / "r", smoke=False)
+    rng = np.random.default_rng(0)
+    n = 150
+    base = rng.integers(0, 4, n) / 3
+    preds = [{"system": s, "checkpoint": None, "epoch": e, "shot": k, "question_id": q, "acc": float(acc)}
+             for s, e, shift in (("random", None, 0), ("grpo_epoch1", 1, 1), ("grpo_epoch2", 2, 2))
+             for k in (1, 2) for q, acc in enumerate(np.clip(base + shift * rng.integers(0, 2, n) / 3, 0, 1))]
+    append_jsonl(run / "eval" / "predictions.jsonl", preds)
+    params = load_params(run / "params.yaml", ["stats.n_boot=200", "stats.n_perm=200"])
+    stats_for_run(run, params.stats, progress=False)
+    out = write_report(run)
+    text = out["md"].read_text()
+    assert "## 六、总结" in text and "max-T" in text
+    assert json.loads((run / "stats" / "summary.json").read_text())["best_epoch"]
