@@ -23,8 +23,15 @@ Forward (B queries, K candidates each):
                  s <- normalize(g * s + (1 - g) * c_a)
 
 Every method works on whole batches; each step is a handful of batched tensor
-ops, so selecting for 1,000 queries costs about as many Python calls as
-selecting for one.
+ops. `select_from_pool` also projects each shared pool item once rather than
+once per query that holds it (bench_selector.py measures both).
+
+Notes against the existing study's code: chosen candidates get -inf (the study
+used -100, whose probability e^-110 is zero in float32 at temperature 1 but
+not at high sampling temperatures); dropout sits before query_proj/cand_proj
+as DESIGN.md says (the study applied it after; eval mode is identical); the
+attention is computed algebraically from the same MultiheadAttention weights
+(see `cross_attend`), equal to torch's forward to float rounding.
 """
 
 from __future__ import annotations
@@ -280,14 +287,13 @@ class PointerSelector(nn.Module):
         state, keys = self.encode(query_emb, cand_emb)
         bsz, h = state.shape
         state = state.unsqueeze(1).expand(bsz, beam_size, h)  # (B, W, h)
-        keys_w = keys.unsqueeze(1).expand(bsz, beam_size, n_cand, h)  # (B, W, K, h)
         chosen = torch.zeros(bsz, beam_size, n_cand, dtype=torch.bool, device=keys.device)
         score = torch.full((bsz, beam_size), float("-inf"), device=keys.device)
         score[:, 0] = 0.0  # all beams start identical: expand only the first
         seqs = torch.zeros(bsz, beam_size, 0, dtype=torch.long, device=keys.device)
         rows = torch.arange(bsz, device=keys.device).unsqueeze(1)  # (B, 1)
         for _ in range(k):
-            logits = torch.einsum("bwh,bwkh->bwk", state, keys_w) / TEMPERATURE
+            logits = torch.einsum("bwh,bkh->bwk", state, keys) / TEMPERATURE
             logp = torch.log_softmax(logits.masked_fill(chosen, float("-inf")), dim=-1)
             total = (score.unsqueeze(2) + logp).reshape(bsz, beam_size * n_cand)
             score, flat = total.topk(beam_size, dim=1)  # (B, W)
