@@ -132,9 +132,57 @@ class SimpleEncoder:
 
 
 # ------------------------------------------------------------------------- CLIP
-# ClipEncoder (transformers CLIP, added separately) lives in this section with
-# the same interface: `ClipEncoder(cfg: EncoderConfig)`, attributes `name` and
-# `batch_size`, `encode(records) -> float32 (N, d)` using `combine` above.
+CLIP_MAX_TOKENS = 77  # CLIP's text context; longer questions are truncated
+
+
+class ClipEncoder:
+    """CLIP (transformers `CLIPModel`) image and question embeddings, combined by `combine`.
+
+    `cfg.model` is a hub id (default openai/clip-vit-base-patch32) or a local folder;
+    d = the model's projection_dim (512 for ViT-B/32). Weights stay float32.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        from transformers import CLIPModel, CLIPProcessor
+
+        from icl_kit.lvlm import locate_model
+
+        source = locate_model(cfg.model, "CLIP model", "encoder.model")
+        device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+        device = "cpu" if device == "auto" else device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise KitError(f"encoder.device={cfg.device!r} but CUDA is not available here; use 'auto' or 'cpu'.")
+        try:
+            self.processor = CLIPProcessor.from_pretrained(source)
+            self.model = CLIPModel.from_pretrained(source, dtype=torch.float32).to(device).eval()
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise KitError(f"encoder.model={cfg.model!r} could not be loaded as CLIP ({first}).") from None
+        self.device = torch.device(device)
+        self.batch_size = cfg.batch_size
+        self.dim = int(self.model.config.projection_dim)
+        self.name = f"clip:{cfg.model}:d{self.dim}"
+
+    @torch.inference_mode()
+    def features(self, records: Sequence[Record]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw projected (image, question) features, each float32 (N, d), one forward pass each."""
+        pixels = self.processor(images=[r.image() for r in records], return_tensors="pt")
+        text = self.processor.tokenizer([r.question for r in records], padding=True, truncation=True,
+                                        max_length=CLIP_MAX_TOKENS, return_tensors="pt")
+        # transformers 5: get_*_features return a model output; the projection is `pooler_output`.
+        img = self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device))
+        txt = self.model.get_text_features(**text.to(self.device))
+        return img.pooler_output.float().cpu(), txt.pooler_output.float().cpu()
+
+    def encode(self, records: Sequence[Record]) -> torch.Tensor:
+        """Unit-norm embeddings, float32 (N, d), in chunks of `batch_size`."""
+        if not records:
+            return torch.zeros(0, self.dim)
+        chunks = []
+        for start in range(0, len(records), max(1, self.batch_size)):
+            img, txt = self.features(records[start:start + self.batch_size])
+            chunks.append(torch.from_numpy(combine(img.double().numpy(), txt.double().numpy())).float())
+        return torch.cat(chunks)
 
 
 # ------------------------------------------------------------------ entry points
