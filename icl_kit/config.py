@@ -200,6 +200,9 @@ class TrainConfig:
     weight_decay: float = opt(0.01, "AdamW weight decay.", min=0.0)
     grad_clip: float = opt(1.0, "Gradient-norm clip.", min=0.0)
     val_shots: list[int] = opt([2], "Shots at which greedy validation reward is measured per epoch.")
+    save_every_steps: int = opt(
+        50, "Also save checkpoints/last.pt every N optimiser steps (resume mid-epoch); 0 = at epoch ends only.", min=0
+    )
     reward: RewardConfig = section(RewardConfig)
     rollouts: RolloutsConfig = section(RolloutsConfig)
     rce: RCEConfig = section(RCEConfig)
