@@ -38,6 +38,39 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """One question through the LVLM with K random ICDs: the prompt layout and the answer."""
+    from icl_kit.config import load_params
+    from icl_kit.data.okvqa import load_data
+    from icl_kit.lvlm import build_lvlm
+    from icl_kit.lvlm.base import Request
+    from icl_kit.metrics import vqa_accuracy
+    from icl_kit.pools import random_icds
+    from icl_kit.prompts import build_messages, describe_messages, prompt_records
+
+    if args.shots < 0:
+        raise KitError(f"--shots {args.shots} must be 0 or more.")
+    params = load_params(args.params, args.overrides)
+    pool, test = load_data(params.data)
+    by_id = {r.question_id: r for r in [*pool, *test]}
+    if args.question_id not in by_id:
+        raise KitError(f"Question id {args.question_id} is in neither split of {params.data.root!r}; "
+                       f"try one of {sorted(r.question_id for r in test)[:3]}.")
+    query = by_id[args.question_id]
+    # The eval's random system: one draw of max(shots) ICDs per question, shot K = first K.
+    k_max = max(args.shots, *params.eval.shots)
+    ids = random_icds(query.question_id, [r.question_id for r in pool], k_max, params.eval.seed)
+    icds = tuple(by_id[i] for i in ids[:args.shots])
+    messages = build_messages(icds, query, params.lvlm.prompt, load_images=False)
+    print(f"question {query.question_id}: {query.question!r}  answers: {list(query.answers)}")
+    print(f"ICDs: {args.shots} random (eval.seed={params.eval.seed}): {[r.question_id for r in icds]}")
+    print(describe_messages(messages, prompt_records(icds, query, params.lvlm.prompt)))
+    gen = build_lvlm(params).generate([Request(icds, query)])[0]
+    print(f"raw: {gen.text!r}")
+    print(f"answer: {gen.answer!r}  (VQA accuracy {100 * vqa_accuracy(gen.answer, query.answers):.0f})")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from icl_kit.pipeline import run
 
@@ -162,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run folder, e.g. runs/demo")
     _add_params_args(p)
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("ask", help="answer one question with K random ICDs; print the prompt layout")
+    _add_params_args(p)
+    p.add_argument("--question-id", type=int, required=True, help="question id (test or pool split)")
+    p.add_argument("--shots", type=int, default=2, help="number of ICDs K (default 2)")
+    p.set_defaults(func=cmd_ask)
 
     # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser
