@@ -50,7 +50,7 @@ LATENT_FILE = "demo_latent.json"
 # ---------------------------------------------------------- the logistic model
 # SHOT_BIAS[k] for k ICDs; prompts longer than the table use the last entry. Tuned so
 # that random ICDs give 50.6 / 47.0 / 45.5 / 44.9 at shots 1-4 and zero-shot gives 45.0.
-SHOT_BIAS: tuple[float, ...] = (-0.823, -0.441, -0.589, -0.629, -0.602)
+SHOT_BIAS: tuple[float, ...] = (-0.86, -0.465, -0.614, -0.658, -0.631)
 REL_TYPE_CONCEPT = 0.30
 REL_TYPE = 0.15
 REL_CONCEPT = 0.05
@@ -73,7 +73,7 @@ DECORATIONS = ("{a}", "{a}, Question", "{a}\nQuestion:", "{a} Short answer", "{a
 DECORATION_PROBS = (0.85, 0.05, 0.04, 0.03, 0.03)
 
 # hash streams: independent draws from the same seed
-_U, _WRONG, _JITTER, _TEXT = 1, 2, 3, 4
+_U, _WRONG, _JITTER, _TEXT, _WHICH = 1, 2, 3, 4, 5
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -130,14 +130,13 @@ class SimulatedLVLM(LVLM):
     # ------------------------------------------------------------ latent lookups
     def _wrong_answers(self, rows: list[dict]) -> list[str]:
         """The one wrong answer each question gets: a minority answer or a plausible wrong one."""
-        v = _uniform(_hash(self.seed, _WRONG, self.qids))
+        v = _uniform(_hash(self.seed, _WRONG, self.qids))  # minority or not
+        w = _uniform(_hash(self.seed, _WHICH, self.qids))  # which one
         out = []
-        for r, vq in zip(rows, v, strict=True):
+        for r, vq, wq in zip(rows, v, w, strict=True):
             minority, wrong = r["minority"], r["wrong"] or ["unknown"]
-            if minority and vq < P_MINORITY:
-                out.append(minority[int(vq / P_MINORITY * len(minority))])
-            else:
-                out.append(wrong[int(vq * 7919) % len(wrong)])
+            pick = minority if minority and vq < P_MINORITY else wrong
+            out.append(pick[int(wq * len(pick))])
         return out
 
     def index(self, question_ids: Sequence[int] | np.ndarray) -> np.ndarray:
