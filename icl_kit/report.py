@@ -27,11 +27,10 @@ from typing import Any
 import mistune
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
-from statsmodels.stats.weightstats import DescrStatsW
 
 from icl_kit.config import ReportConfig, load_params
 from icl_kit.errors import KitError
+from icl_kit.eval_plots import run_intervals, summary_intervals
 from icl_kit.report_figures import png_bytes
 from icl_kit.report_sections import EPOCH_RE, ReportInputs, build_markdown
 from icl_kit.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
@@ -49,7 +48,6 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "mcnemar_p": np.nan, "tost_p":
                                      "n_needed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all"}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
-LEVEL = 0.95  # interval level of the accuracy table and its bands
 CSS = """
 body { font-family: -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "PingFang SC",
        "Microsoft YaHei", sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1.5em;
@@ -77,7 +75,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     params = load_params(paths.params)
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
-    accuracy = accuracy_table(pd.read_csv(paths.summary), pd.DataFrame(read_jsonl(paths.predictions)))
+    accuracy = accuracy_table(paths)
     steps, epochs = split_train_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date)
@@ -114,24 +112,16 @@ def split_train_log(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame([r for r in rows if not is_epoch(r)]), pd.DataFrame([r for r in rows if is_epoch(r)])
 
 
-def accuracy_table(summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy (percent) with a 95% interval per (system, shot): system, epoch, shot, n, accuracy, low, high.
+def accuracy_table(paths: RunPaths) -> pd.DataFrame:
+    """Accuracy (percent) with its 95% interval per (system, shot), as notebook 02 shows it.
 
-    From per-question scores when present: t interval of the mean (statsmodels
-    DescrStatsW). From summary.csv alone: Wilson interval with accuracy * n "successes".
+    Columns system, epoch, shot, n, accuracy, low, high: t intervals from per-question
+    scores (plus Wilson intervals of imported summary-only systems), or Wilson
+    intervals of eval/summary.csv when the run has no per-question predictions.
     """
-    if {"system", "shot", "acc"} <= set(predictions.columns):
-        rows = []
-        for (system, shot), g in predictions.groupby(["system", "shot"], sort=True):
-            x = g["acc"].to_numpy(float) * 100  # (n,) percent
-            low, high = DescrStatsW(x).tconfint_mean(1 - LEVEL) if np.ptp(x) > 0 else (x.mean(), x.mean())
-            epoch = g["epoch"].iloc[0] if "epoch" in g.columns else np.nan
-            rows.append({"system": str(system), "epoch": epoch, "shot": int(shot), "n": x.size,
-                         "accuracy": float(x.mean()), "low": float(low), "high": float(high)})
-        return pd.DataFrame(rows)
-    low, high = proportion_confint(summary.accuracy / 100 * summary.n, summary.n, alpha=1 - LEVEL, method="wilson")
-    epoch = summary["epoch"] if "epoch" in summary.columns else np.nan
-    return summary.assign(system=summary.system.astype(str), low=low * 100, high=high * 100, epoch=epoch)
+    if read_jsonl(paths.predictions):
+        return run_intervals(paths.root)
+    return summary_intervals(pd.read_csv(paths.summary))
 
 
 # ------------------------------------------------------------------ html

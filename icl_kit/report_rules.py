@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_kit.report_text import Text, approx_n, ci, count, num, pct, pts, pval, verdict_kind
+from icl_kit.report_text import Text, approx_n, ci, count, num, pct, pts, pval, share, verdict_kind
 from icl_kit.stats_power import n_needed_paired
 
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
@@ -120,7 +120,8 @@ def inconclusive_need(f: Facts) -> dict[str, Any] | None:
                & np.isfinite(rows["sd_diff"])]
     if inc.empty:
         return None
-    need = [n_needed_paired(sd, abs(d), f.alpha, f.power) for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)]
+    alpha = f.alpha / len(rows)  # Bonferroni level: what Holm asks of the smallest p in the family
+    need = [n_needed_paired(sd, abs(d), alpha, f.power) for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)]
     return {"n": n, "k": len(inc), "m": len(rows), "d": _median(inc["diff"].abs()), "need": _median(need),
             "mde": _median(rows["mde"])}
 
@@ -180,7 +181,8 @@ def find_subsets(f: Facts, t: Text) -> str | None:
     c = subset_contrast(f)
     if c is None:
         return None
-    return t("f_subsets", **{k: count(v) for k, v in c.items() if not k.startswith("hw")},
+    key = "f_subsets" if c["settled"] else "f_subsets_none"
+    return t(key, **{k: count(v) for k, v in c.items() if not k.startswith("hw")},
              hw_small=num(c["hw_small"]), hw_large=num(c["hw_large"]))
 
 
@@ -189,7 +191,7 @@ def find_n_small(f: Facts, t: Text) -> str | None:
     if c is None:
         return None
     return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), d=num(c["d"]),
-             need=approx_n(c["need"]), mde=num(c["mde"]))
+             need=approx_n(c["need"]), mde=num(c["mde"]), power=share(f.power))
 
 
 def find_maxt(f: Facts, t: Text) -> list[str] | None:

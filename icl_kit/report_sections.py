@@ -13,9 +13,11 @@ from matplotlib.figure import Figure
 
 from icl_kit.config import Params, ReportConfig
 from icl_kit.errors import KitError
-from icl_kit.report_figures import STEP_KEYS, accuracy_by_epoch, forest, power_figure, training_curves
+from icl_kit.eval_plots import plot_accuracy_by_epoch
+from icl_kit.report_figures import STEP_KEYS, training_curves
 from icl_kit.report_rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, val_columns
 from icl_kit.report_text import CORRECTION_NAMES, DOWN, UP, Text, ci, count, num, pct, pts, pval, share, verdict_kind
+from icl_kit.stats_plots import forest_plot, power_plot
 
 KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
 EPOCH_RE = re.compile(r"epoch\d+")
@@ -158,26 +160,19 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
                  for r in acc[acc.system == system].itertuples()}
         table.append([system] + [cells.get(k, "—") for k in shots])
     doc.add(t("sub_acc"), t("acc_caption"), md_table([t("system")] + [f"Shot {k}" for k in shots], table))
-    doc.figure(t, "accuracy_by_epoch.png", lambda: _accuracy_figure(acc), t("cap_accuracy"))
+    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc), t("cap_accuracy"))
     for subset, n in facts.subsets():
         rows = facts.comparisons[facts.comparisons.subset == subset]
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
             label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
             doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts.margin))
-        doc.figure(t, f"forest_{subset}.png", lambda r=rows: forest(r, facts.margin),
+        doc.figure(t, f"forest_{subset}.png", lambda s=subset: forest_plot(facts.comparisons, s, facts.margin),
                    t("cap_forest", label=t.subset_label(subset), margin=num(facts.margin)))
     doc.add(t("table_note", correction=facts.correction, alpha=num(facts.alpha, 2), margin=num(facts.margin),
               power=share(facts.power)))
     if (facts.comparisons["mode"] == "summary").any():
         doc.add(t("approx_note"))
-
-
-def _accuracy_figure(acc: pd.DataFrame) -> Figure:
-    has_epoch = acc.epoch.notna() & acc.system.str.contains(EPOCH_RE)
-    ckpt = acc[has_epoch].assign(lineage=lambda d: d.system.str.replace(EPOCH_RE, "epoch", regex=True),
-                                 epoch=lambda d: d.epoch.astype(int))
-    return accuracy_by_epoch(ckpt, acc[~has_epoch])
 
 
 def _comparison_table(t: Text, rows: pd.DataFrame, margin: float) -> str:
@@ -206,8 +201,8 @@ def statistics_summary(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) ->
     sd = main.loc[main["mode"] == "paired", "sd_diff"].median()
     if np.isfinite(sd) and sd > 0:
         doc.figure(t, "power_curve.png",
-                   lambda: power_figure(float(sd), n, facts.margin, facts.alpha, facts.power),
-                   t("cap_power", power=share(facts.power), sd=num(sd), n=count(n)))
+                   lambda: power_plot(float(sd), n, facts.alpha, facts.power, facts.margin),
+                   t("cap_power", power=share(facts.power), sd=num(sd), n=count(n), margin=num(facts.margin)))
 
 
 # ------------------------------------------------------------------ details

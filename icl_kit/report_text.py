@@ -160,9 +160,11 @@ ZH: dict[str, str] = {
     "col_inconcl": "无可检测差异",
     "kindname_vs_baseline": "对基线", "kindname_epoch_vs_previous": "对上一 epoch", "kindname_pair": "其他",
     "fig": "![{alt}]({path})\n\n*图：{caption}*",
-    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 95% 置信区间，水平线为基线系统）。",
-    "cap_forest": "{label}：各比较的差异及 95% 置信区间，颜色表示结论；虚线为 ±{margin} 点等价界。",
-    "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；竖线为本次 n = {n}。",
+    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 95% 置信区间，虚线及浅色带为没有 epoch 的基线系统）。",
+    "cap_forest": "{label}：各比较的差异及 95% 置信区间（每个 shot 一栏），颜色表示结论；灰带为 ±{margin} 点等价界，"
+                  "方块为仅有汇总准确率的近似比较。",
+    "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
+                 "点线为 ±{margin} 点等价界。",
     "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
     "detail_heading": "### 3.{i} {b} vs {a}",
     "detail_subset": "- **{label}（n = {n}）**",
@@ -188,11 +190,14 @@ ZH: dict[str, str] = {
     "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p = {naive}，"
                    "但计入“挑选最佳 epoch”后 max-T p = {maxt}，不再显著。",
     "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p = {maxt}）。",
-    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；检出所观察到的差异（|差异| 中位数 {d} 点）"
-                 "约需 n≈{need} 题（中位数），而当前最小可检测差异约为 ±{mde} 点。",
+    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；以 {power} 功效检出所观察到的差异（|差异| 中位数 {d} 点）"
+                 "约需 n≈{need} 题（中位数；按 α/{m} 计入多重比较），而当前最小可检测差异约为 ±{mde} 点。",
     "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
                  "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
                  "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
+    "f_subsets_none": "n = {n_small} 到 n = {n_large}：区间半宽中位数从 ±{hw_small} 点缩小到 ±{hw_large} 点，"
+                      "但没有一项比较因此得到结论"
+                      "（无法下结论的分别有 {k_small} / {m_small} 和 {k_large} / {m_large} 项）。",
     "f_val_selected": "按验证奖励选出的 epoch {epoch}（{system}，验证奖励 {reward}）在测试集上：{cells}。",
     "f_val_selected_cell": "shot {shot} {diff} 点 {ci}（{verdict}）",
     "f_best_on_test": "相比之下，各 shot 测试集上最好的检查点差异为 {cells}，因为是在测试集上挑选的，偏乐观。",
@@ -262,11 +267,13 @@ EN: dict[str, str] = {
     "col_equiv": "Equivalent", "col_inconcl": "No detectable difference",
     "kindname_vs_baseline": "vs baseline", "kindname_epoch_vs_previous": "vs previous epoch", "kindname_pair": "other",
     "fig": "![{alt}]({path})\n\n*Figure: {caption}*",
-    "cap_accuracy": "Accuracy by epoch at each shot (bands: 95% intervals; horizontal lines: baseline systems).",
-    "cap_forest": "{label}: difference and 95% interval of each comparison, coloured by verdict; dashed lines: "
-                  "±{margin}-point equivalence margin.",
+    "cap_accuracy": "Accuracy by epoch at each shot (bands: 95% intervals; dashed lines with light bands: "
+                    "systems without epochs).",
+    "cap_forest": "{label}: difference and 95% interval of each comparison (one panel per shot), coloured by "
+                  "verdict; grey band: ±{margin}-point equivalence margin; squares: summary-only approximations.",
     "cap_power": "Minimum detectable difference against the number of questions n (power {power}, SD of "
-                 "differences {sd} points); the vertical line marks this run's n = {n}.",
+                 "differences {sd} points); the red point marks this run's n = {n}, the dotted line the "
+                 "±{margin}-point equivalence margin.",
     "cap_training": "Training curves: reward, advantage std, KL, share of zero-spread groups, and validation "
                     "loss and validation reward per epoch.",
     "detail_heading": "### 3.{i} {b} vs {a}",
@@ -296,11 +303,15 @@ EN: dict[str, str] = {
     "f_maxt_kept": "{lineage} at shot {shot}: the best epoch {epoch} ({diff} points) stays significant after "
                    "accounting for the selection (max-T p = {maxt}).",
     "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; detecting the observed differences "
-                 "(median |diff| {d} points) would need n ≈ {need} questions (median), while the current "
-                 "minimum detectable difference is about ±{mde} points.",
+                 "(median |diff| {d} points) with power {power} would need n ≈ {need} questions (median; at α/{m} "
+                 "for the multiple comparisons), while the current minimum detectable difference is about "
+                 "±{mde} points.",
     "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
                  "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
                  "{m_large} (±{hw_large} points); {settled} of them are settled by the larger sample.",
+    "f_subsets_none": "From n = {n_small} to n = {n_large} the median interval half-width shrinks from "
+                      "±{hw_small} to ±{hw_large} points, but no comparison is settled by it ({k_small} of "
+                      "{m_small} and {k_large} of {m_large} inconclusive).",
     "f_val_selected": "The epoch chosen by validation reward, {epoch} ({system}, validation reward {reward}), on "
                       "test: {cells}.",
     "f_val_selected_cell": "shot {shot} {diff} points {ci} ({verdict})",

@@ -224,7 +224,7 @@ def test_rule_n_needed_uses_observed_difference():
     assert text is None
     f.comparisons.loc[f.comparisons.subset == "all", "verdict"] = "inconclusive"
     text = find_n_small(f, Text("en"))
-    need = np.median([n_needed_paired(30.0, d, 0.05, 0.8) for d in (0.9, 0.2, 2.5)])
+    need = np.median([n_needed_paired(30.0, d, 0.05 / 3, 0.8) for d in (0.9, 0.2, 2.5)])  # α over 3 comparisons
     assert f"n ≈ {approx_n(need)} questions" in text and "3 of 3 comparisons" in text
     assert f"n ≈ {approx_n(need)}" in rec_more_n(f, Text("en"))
 
@@ -240,6 +240,8 @@ def test_rule_significant_and_subsets():
     # first100: 2 of 3 inconclusive, half-widths 4.85, 3.9, 3.5 -> median 3.9; all: 0 of 3, 0.6, 0.7, 1.5 -> 0.7
     assert "at n = 100, 2 of 3" in sub and "at n = 1\u202f000, only 0 of 3" in sub and "2 of them are settled" in sub
     assert "(median half-width ±3.9 points)" in sub and "(±0.7 points)" in sub
+    unsettled = find_subsets(facts(comparisons=comparisons_df().assign(verdict="inconclusive")), t)
+    assert unsettled.startswith("From n = 100 to n = 1\u202f000") and "(3 of 3 and 3 of 3 inconclusive)" in unsettled
     one = facts(comparisons=comparisons_df().query("subset == 'all'"))
     assert find_subsets(one, t) is None
 
