@@ -30,9 +30,11 @@ def tiny_cfg(**kw) -> LVLMConfig:
 
 
 @pytest.fixture(scope="module")
-def lvlm() -> QwenLVLM:
-    torch.set_num_threads(2)
-    return QwenLVLM(tiny_cfg())
+def lvlm():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is fastest and steady on a shared CPU
+    yield QwenLVLM(tiny_cfg())
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +220,28 @@ def test_build_lvlm_dispatches_to_qwen():
 
     params = load_params(None, {"lvlm.model": str(TINY_QWEN), "lvlm.device": "cpu"})
     assert isinstance(build_lvlm(params), QwenLVLM)
+
+
+def test_build_lvlm_dispatches_to_simulated(data, tmp_path):
+    from icl_kit.config import load_params
+    from icl_kit.lvlm.simulated import SimulatedLVLM
+
+    root = build_demo_world(tmp_path / "demo", n_train=12, n_test=10, seed=0)
+    params = load_params(None, {"lvlm.backend": "simulated", "data.root": str(root)})
+    assert isinstance(build_lvlm(params), SimulatedLVLM)
+
+
+def test_cli_ask_prints_layout_and_answer(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    params = Path(__file__).parents[1] / "params" / "smoke_tiny_qwen.yaml"
+    root = build_demo_world(tmp_path / "demo", n_train=20, n_test=10, seed=0)
+    qid = load_split(root, "val")[0].question_id
+    sets = ["-p", f"data.root={root}", "-p", "data.demo_train=20", "-p", "data.demo_test=10",
+            "-p", f"lvlm.model={TINY_QWEN}"]
+    assert main(["ask", "--params", str(params), *sets, "--question-id", str(qid), "--shots", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    images = [line for line in out if line.startswith("  [image qid=")]
+    assert len(images) == 4 and images[-1].startswith(f"  [image qid={qid} ")
+    assert out[-2].startswith("raw: ") and out[-1].startswith("answer: ")
+    assert main(["ask", "--params", str(params), *sets, "--question-id", "1", "--shots", "1"]) == 2
