@@ -131,6 +131,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from icl_kit.config import load_params
+    from icl_kit.report import write_report
+
+    run_dir = Path(args.run_dir)
+    params_file = Path(args.params or run_dir / "params.yaml")
+    cfg = load_params(params_file, args.overrides).report if params_file.is_file() else None
+    out = write_report(run_dir, cfg)  # without params.yaml it raises the message naming the stage
+    print(f"icl-kit report: wrote {out['md']}, {out['html']} and {len(out['figures'])} figures")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from icl_kit.checkpoints import convert_paths
 
@@ -201,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question-id", type=int, required=True, help="question id (test or pool split)")
     p.add_argument("--shots", type=int, default=2, help="number of ICDs K (default 2)")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("report", help="write a run's report (report.md, report.html, figures) from its stats")
+    p.add_argument("run_dir", help="run folder, e.g. runs/demo")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_report)
 
     # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser

@@ -37,7 +37,7 @@ from icl_kit.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_j
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
 REQUIRED = {  # file -> how to make it
-    "params.yaml": "run `icl-kit run PARAMS` (it writes params.yaml first)",
+    "params.yaml": "run `icl-kit run PARAMS`",
     "eval/summary.csv": "run `icl-kit run PARAMS --stages eval`",
     "stats/comparisons.csv": STATS_HINT,
     "stats/summary.json": STATS_HINT,

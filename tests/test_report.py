@@ -301,6 +301,15 @@ def test_missing_inputs_name_file_and_stage(tmp_path):
         write_report(run)
 
 
+def test_cli_report(run, capsys):
+    from icl_kit.cli import main
+
+    assert main(["report", str(run), "-p", "report.language=en"]) == 0
+    assert "## I. Test configuration" in (run / "report" / "report.md").read_text()
+    assert main(["report", str(run.parent / "absent")]) == 2
+    assert "params.yaml is missing" in capsys.readouterr().err
+
+
 def test_real_stats_output_renders(tmp_path):
     """stats_run's own files (paired, two subsets, best-epoch max-T) go through the report unchanged."""
     from icl_kit.stats_run import stats_for_run
