@@ -242,3 +242,27 @@ def test_demo_world_end_to_end_via_cli(tmp_path, capsys):
     assert table["accuracy"].tolist() == pytest.approx(by_hand["acc"].tolist())
     assert main(args) == 0
     assert "0 cells filled with 0 LVLM calls (360 already done)" in capsys.readouterr().out
+
+
+def test_tiny_qwen_smoke(tmp_path):
+    """The real Qwen2.5-VL code path (tiny random checkpoint, CPU): cells answered, cache reused."""
+    from icl_kit.config import load_params
+    from icl_kit.context import RunContext
+    from icl_kit.lvlm.base import Request
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params" / "smoke_tiny_qwen.yaml", {
+        "runs_dir": str(tmp_path), "data.root": str(tmp_path / "data"), "data.demo_train": 40,
+        "data.demo_test": 10, "lvlm.model": str(root / "tests" / "fixtures" / "tiny-qwen2.5-vl"),
+        "eval.n": 6, "eval.systems": ["zero_shot", "random", "checkpoints/*.pt"]})
+    torch.manual_seed(0)
+    save_v3(params.run_dir / "checkpoints" / "grpo_epoch1.pt", PointerSelector(64, 32), 0, "grpo", 0.1, {})
+    ctx = RunContext.build(params)
+    res = evaluate(params, ctx=ctx, progress=False)
+    assert res.cells == 3 * 2 * 6 and res.calls < res.cells  # zero-shot prompts serve both shots
+    rows = read_jsonl(res.predictions)
+    for r in rows[:: len(rows) // 3]:  # batched answers equal one-at-a-time answers
+        req = Request(icds=tuple(ctx.records[i] for i in r["icd_ids"]), query=ctx.records[r["question_id"]])
+        assert ctx.service.lvlm.generate([req])[0].answer == r["pred"]
+    again = evaluate(params, ctx=ctx, progress=False)
+    assert (again.calls, again.cells, again.skipped) == (0, 0, res.cells)
