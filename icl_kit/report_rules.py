@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_kit.report_text import Text, approx_n, ci, count, num, pct, pts, pval, share, verdict_kind
+from icl_kit.report_text import Text, approx_n, ci, count, num, p_is, pct, pts, share, verdict_kind
 from icl_kit.stats_power import n_needed_paired
 
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
+FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
 MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
 DECIDED = ("better", "worse", "equivalent")
 LOSS_KEYS = ("val/rce_loss", "val/loss")
@@ -114,16 +115,23 @@ def significant(f: Facts) -> pd.DataFrame:
 
 
 def inconclusive_need(f: Facts) -> dict[str, Any] | None:
-    """For inconclusive paired comparisons: n needed to detect the OBSERVED |diff| (paired t power)."""
+    """Inconclusive paired comparisons of the main subset: n needed for the most detectable one.
+
+    For each, n needed to detect its OBSERVED |diff| with a paired t-test at the
+    family's Bonferroni level alpha / m (what Holm asks of the smallest p); the
+    minimum over them (the largest |diff| / sd) is the most hopeful case.
+    """
     _, n, rows = f.main()
     inc = rows[(rows.verdict.map(verdict_kind) == "inconclusive") & (rows["diff"].abs() > 0)
                & np.isfinite(rows["sd_diff"])]
     if inc.empty:
         return None
-    alpha = f.alpha / len(rows)  # Bonferroni level: what Holm asks of the smallest p in the family
-    need = [n_needed_paired(sd, abs(d), alpha, f.power) for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)]
-    return {"n": n, "k": len(inc), "m": len(rows), "d": _median(inc["diff"].abs()), "need": _median(need),
-            "mde": _median(rows["mde"])}
+    alpha = f.alpha / len(rows)
+    need = pd.Series([n_needed_paired(sd, abs(d), alpha, f.power)
+                      for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)], index=inc.index)
+    best = inc.loc[need.idxmin()]
+    return {"n": n, "k": len(inc), "m": len(rows), "d": float(best["diff"]), "need": float(need.min()),
+            "a": best.system_a, "b": best.system_b, "shot": int(best.shot), "mde": _median(rows["mde"])}
 
 
 def subset_contrast(f: Facts) -> dict[str, Any] | None:
@@ -163,7 +171,7 @@ def find_significant(f: Facts, t: Text) -> list[str] | None:
         return None
     out = [t("f_significant", b=r.system_b, a=r.system_a, shot=r.shot,
              direction=t("dir_up" if r["diff"] > 0 else "dir_down"), diff=pts(r["diff"]),
-             ci=ci(r.ci_low, r.ci_high), p_adj=pval(r.p_adj), n=count(r.n))
+             ci=ci(r.ci_low, r.ci_high), p_adj=p_is(r.p_adj), n=count(r.n))
            for _, r in sig.head(MAX_LISTED).iterrows()]
     if len(sig) > MAX_LISTED:
         out[-1] += f" ({t('and_more', k=len(sig) - MAX_LISTED)})"
@@ -190,15 +198,15 @@ def find_n_small(f: Facts, t: Text) -> str | None:
     c = inconclusive_need(f)
     if c is None:
         return None
-    return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), d=num(c["d"]),
-             need=approx_n(c["need"]), mde=num(c["mde"]), power=share(f.power))
+    return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), d=pts(c["d"]), a=c["a"], b=c["b"],
+             shot=c["shot"], need=approx_n(c["need"]), mde=num(c["mde"]), power=share(f.power))
 
 
 def find_maxt(f: Facts, t: Text) -> list[str] | None:
     out = []
     for e in maxt_entries(f):
         fields = {"lineage": e.get("lineage", ""), "shot": e.get("shot", ""), "epoch": e.get("best_epoch", ""),
-                  "diff": pts(e.get("best_diff")), "naive": pval(e["naive_p"]), "maxt": pval(e["maxT_p"])}
+                  "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]), "maxt": p_is(e["maxT_p"])}
         if e["naive_p"] < f.alpha <= e["maxT_p"]:
             out.append(t("f_maxt_lost", **fields))
         elif e["maxT_p"] < f.alpha:
@@ -262,8 +270,13 @@ def rec_weak_signal(f: Facts, t: Text) -> str | None:
 
 
 def rec_more_n(f: Facts, t: Text) -> str | None:
+    """More questions when that is feasible; otherwise: treat the differences as not detected."""
     c = inconclusive_need(f)
-    return t("r_more_n", need=approx_n(c["need"])) if c and c["need"] > c["n"] else None
+    if not c or not c["need"] > c["n"]:
+        return None
+    if c["need"] <= FEASIBLE_N_RATIO * c["n"]:
+        return t("r_more_n", need=approx_n(c["need"]))
+    return t("r_undetectable", k=count(c["k"]), mde=num(c["mde"]), need=approx_n(c["need"]))
 
 
 def rec_honest(f: Facts, t: Text) -> str | None:

@@ -16,7 +16,21 @@ from icl_kit.errors import KitError
 from icl_kit.eval_plots import plot_accuracy_by_epoch
 from icl_kit.report_figures import STEP_KEYS, training_curves
 from icl_kit.report_rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, val_columns
-from icl_kit.report_text import CORRECTION_NAMES, DOWN, UP, Text, ci, count, num, pct, pts, pval, share, verdict_kind
+from icl_kit.report_text import (
+    CORRECTION_NAMES,
+    DOWN,
+    UP,
+    Text,
+    ci,
+    count,
+    num,
+    p_is,
+    pct,
+    pts,
+    pval,
+    share,
+    verdict_kind,
+)
 from icl_kit.stats_plots import forest_plot, power_plot
 
 KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
@@ -219,8 +233,8 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
                 continue
             lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
             lines += [t("detail_line", shot=r.shot, a=a, b=b, acc_a=pct(r.acc_a), acc_b=pct(r.acc_b),
-                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high), p_adj=pval(r.p_adj),
-                        p=pval(r.p), mcnemar=pval(r.mcnemar_p), verdict=verdict_cell(t, r, facts.margin))
+                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high), p_adj=p_is(r.p_adj),
+                        p=p_is(r.p), mcnemar=p_is(r.mcnemar_p), verdict=verdict_cell(t, r, facts.margin))
                       for _, r in rows.iterrows()]
             if rows.mde.notna().any():
                 lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median())))

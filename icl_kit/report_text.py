@@ -64,6 +64,12 @@ def share(x: float) -> str:
     return f"{x * 100:.0f}%" if _finite(x) else DASH
 
 
+def p_is(p: float | None) -> str:
+    """A p-value in prose: `= 0.91`, `< 0.001` (a missing one is a dash)."""
+    text = pval(p)
+    return text.replace("<", "< ") if text.startswith("<") else text if text == DASH else f"= {text}"
+
+
 def pval(p: float | None) -> str:
     """`0.91`, `0.008`, `<0.001`; a missing p is a dash."""
     if not _finite(p):
@@ -169,7 +175,7 @@ ZH: dict[str, str] = {
     "detail_heading": "### 3.{i} {b} vs {a}",
     "detail_subset": "- **{label}（n = {n}）**",
     "detail_line": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，95% 置信区间 {ci}，"
-                   "校正后 p = {p_adj}（原始 p = {p}，McNemar p = {mcnemar}）→ {verdict}",
+                   "校正后 p {p_adj}（原始 p {p}，McNemar p {mcnemar}）→ {verdict}",
     "detail_mde": "  - 在 n = {n} 时，以 {power} 功效可检出的最小差异约为 ±{mde} 点（各 shot 中位数）。",
     "train_heading": "### 3.{i} 训练过程",
     "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
@@ -180,18 +186,18 @@ ZH: dict[str, str] = {
     "col_naive": "单独检验 p", "col_maxt": "max-T p",
     "best_note": "max-T（Westfall–Young）考虑了“从 {e} 个 epoch 中挑最好的”这一选择；单独检验 p 没有考虑。",
     "f_significant": "{b} 相对 {a} 在 shot {shot} 上{direction} {diff} 点"
-                     "（95% 置信区间 {ci}，校正后 p = {p_adj}，n = {n}）。",
+                     "（95% 置信区间 {ci}，校正后 p {p_adj}，n = {n}）。",
     "dir_up": "提升", "dir_down": "下降",
     "f_none_significant": "经 {correction} 校正后，{m} 项比较（n = {n}）中没有一项差异显著。",
     "f_val_disagree": "验证损失与验证奖励选出的最佳 epoch 不一致：损失最低的是 {loss_epoch}（{loss}），"
                       "奖励最高的是 {reward_epoch}（{reward}）。",
     "f_weak_signal": "训练信号很弱：优势标准差的中位数只有 {adv}（阈值 {thr}），"
                      "奖励完全没有差异的组占 {zero}（中位数）。",
-    "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p = {naive}，"
-                   "但计入“挑选最佳 epoch”后 max-T p = {maxt}，不再显著。",
-    "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p = {maxt}）。",
-    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；以 {power} 功效检出所观察到的差异（|差异| 中位数 {d} 点）"
-                 "约需 n≈{need} 题（中位数；按 α/{m} 计入多重比较），而当前最小可检测差异约为 ±{mde} 点。",
+    "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p {naive}，"
+                   "但计入“挑选最佳 epoch”后 max-T p {maxt}，不再显著。",
+    "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p {maxt}）。",
+    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；其中最容易检出的差异（{b} vs {a}，shot {shot}，{d} 点）"
+                 "以 {power} 功效检出也约需 n≈{need} 题（按 α/{m} 计入多重比较）；当前最小可检测差异约为 ±{mde} 点。",
     "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
                  "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
                  "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
@@ -209,6 +215,8 @@ ZH: dict[str, str] = {
     "r_weak_signal": "加强训练信号：增大每组采样数（train.rollouts.group_size），"
                      "或使用更有区分度的奖励（train.reward.kind、train.reward.shots），再检查奖励缓存是否正常。",
     "r_more_n": "把测试题数增加到 n≈{need}（eval.n 或 eval.questions: all），再判断这些差异。",
+    "r_undetectable": "其余 {k} 项无法下结论的差异远小于本次能检出的差异（最小可检测差异 ±{mde} 点），"
+                      "其中最容易检出的也约需 n≈{need} 题：把它们记为“未检出”，不要当作提升或下降。",
     "r_honest": "报告按验证集选出的检查点在测试集上的结果，不要报告测试集上挑出来的最佳 epoch。",
     "r_no_claim": "不要宣称提升：目前没有经校正后显著的差异。",
     "r_confirm": "在新的一批测试题上复核显著的差异（{k} 项）后再采用。",
@@ -279,7 +287,7 @@ EN: dict[str, str] = {
     "detail_heading": "### 3.{i} {b} vs {a}",
     "detail_subset": "- **{label} (n = {n})**",
     "detail_line": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, 95% interval {ci}, "
-                   "adjusted p = {p_adj} (raw p = {p}, McNemar p = {mcnemar}) → {verdict}",
+                   "adjusted p {p_adj} (raw p {p}, McNemar p {mcnemar}) → {verdict}",
     "detail_mde": "  - At n = {n} the smallest difference detectable with power {power} is about ±{mde} points "
                   "(median over shots).",
     "train_heading": "### 3.{i} Training",
@@ -291,21 +299,20 @@ EN: dict[str, str] = {
     "col_naive": "Naive p", "col_maxt": "max-T p",
     "best_note": "max-T (Westfall–Young) accounts for picking the best of {e} epochs; the naive p does not.",
     "f_significant": "{b} vs {a} at shot {shot}: a {direction} of {diff} points (95% interval {ci}, adjusted "
-                     "p = {p_adj}, n = {n}).",
+                     "p {p_adj}, n = {n}).",
     "dir_up": "gain", "dir_down": "drop",
     "f_none_significant": "After {correction} correction, none of the {m} comparisons (n = {n}) is significant.",
     "f_val_disagree": "Validation loss and validation reward pick different best epochs: the lowest loss is at "
                       "{loss_epoch} ({loss}), the highest reward at {reward_epoch} ({reward}).",
     "f_weak_signal": "The training signal was weak: the median advantage std was only {adv} (threshold {thr}), "
                      "and a median {zero} of groups had no reward spread at all.",
-    "f_maxt_lost": "{lineage} at shot {shot}: the best epoch on test, {epoch} ({diff} points), has naive p = "
-                   "{naive} but max-T p = {maxt} once picking the best epoch is accounted for: not significant.",
+    "f_maxt_lost": "{lineage} at shot {shot}: the best epoch on test, {epoch} ({diff} points), has naive p "
+                   "{naive} but max-T p {maxt} once picking the best epoch is accounted for: not significant.",
     "f_maxt_kept": "{lineage} at shot {shot}: the best epoch {epoch} ({diff} points) stays significant after "
-                   "accounting for the selection (max-T p = {maxt}).",
-    "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; detecting the observed differences "
-                 "(median |diff| {d} points) with power {power} would need n ≈ {need} questions (median; at α/{m} "
-                 "for the multiple comparisons), while the current minimum detectable difference is about "
-                 "±{mde} points.",
+                   "accounting for the selection (max-T p {maxt}).",
+    "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; even the most detectable of them ({b} vs "
+                 "{a}, shot {shot}, {d} points) would need n ≈ {need} questions for power {power} (at α/{m} for the "
+                 "multiple comparisons); the current minimum detectable difference is about ±{mde} points.",
     "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
                  "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
                  "{m_large} (±{hw_large} points); {settled} of them are settled by the larger sample.",
@@ -327,6 +334,9 @@ EN: dict[str, str] = {
                      "reward with more spread (train.reward.kind, train.reward.shots); check the reward cache.",
     "r_more_n": "Evaluate on n ≈ {need} test questions (eval.n, or eval.questions: all) before judging these "
                 "differences.",
+    "r_undetectable": "The remaining {k} inconclusive differences are far below what this run can detect (minimum "
+                      "detectable difference ±{mde} points); even the most detectable would need n ≈ {need} "
+                      "questions: record them as not detected, neither gains nor drops.",
     "r_honest": "Report the checkpoint chosen on validation and its test result, not the best epoch picked on "
                 "test.",
     "r_no_claim": "Do not claim a gain: no difference is significant after correction.",

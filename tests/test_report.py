@@ -28,7 +28,7 @@ from icl_kit.report_rules import (
     rec_val_reward,
 )
 from icl_kit.report_sections import build_markdown
-from icl_kit.report_text import EN, ZH, Text, approx_n, ci, numbers_in, pct, pts, pval
+from icl_kit.report_text import EN, ZH, Text, approx_n, ci, numbers_in, p_is, pct, pts, pval
 from icl_kit.runs import append_jsonl, atomic_write_json, atomic_write_text
 from icl_kit.stats_power import n_needed_paired
 
@@ -111,6 +111,7 @@ def test_number_formats():
     assert pts(6.0) == "+6.0" and pts(-3.94) == "\u22123.9" and pts(-0.01) == "0.0"
     assert ci(-3.9, 5.8) == "[\u22123.9, +5.8]"
     assert [pval(x) for x in (0.912, 0.0081, 0.0004, float("nan"))] == ["0.91", "0.008", "<0.001", "—"]
+    assert [p_is(x) for x in (0.912, 0.0004, float("nan"))] == ["= 0.91", "< 0.001", "—"]
     assert approx_n(2873) == "2\u202f900" and approx_n(412) == "420" and approx_n(87) == "87"
     assert numbers_in("[\u22123.9, +5.8] n≈2\u202f900") == [-3.9, 5.8, 2900.0]
 
@@ -224,9 +225,17 @@ def test_rule_n_needed_uses_observed_difference():
     assert text is None
     f.comparisons.loc[f.comparisons.subset == "all", "verdict"] = "inconclusive"
     text = find_n_small(f, Text("en"))
-    need = np.median([n_needed_paired(30.0, d, 0.05 / 3, 0.8) for d in (0.9, 0.2, 2.5)])  # α over 3 comparisons
-    assert f"n ≈ {approx_n(need)} questions" in text and "3 of 3 comparisons" in text
-    assert f"n ≈ {approx_n(need)}" in rec_more_n(f, Text("en"))
+    # the most detectable: |diff| 2.5 (grpo_epoch2 vs grpo_epoch1), sd 30, at α / 3 comparisons
+    need = n_needed_paired(30.0, 2.5, 0.05 / 3, 0.8)
+    assert 1000 < need < 10 * 1000
+    assert (f"At n = 1\u202f000, 3 of 3 comparisons are inconclusive; even the most detectable of them (grpo_epoch2 "
+            f"vs grpo_epoch1, shot 1, \u22122.5 points) would need n ≈ {approx_n(need)} questions") in text
+    assert rec_more_n(f, Text("en")).startswith(f"Evaluate on n ≈ {approx_n(need)} ")
+    # n needed beyond 10 x the run's n: not "evaluate more" but "record as not detected"
+    f.comparisons["sd_diff"] = 100.0
+    need = n_needed_paired(100.0, 2.5, 0.05 / 3, 0.8)
+    assert need > 10 * 1000
+    assert f"would need n ≈ {approx_n(need)} questions: record them as not detected" in rec_more_n(f, Text("en"))
 
 
 def test_rule_significant_and_subsets():
