@@ -38,9 +38,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("eval", "02_eval_epochs.ipynb", ("data", "encoder", "lvlm", "pools", "eval"),
           ("checkpoints",), ("eval/predictions.jsonl", "eval/summary.csv")),
     Stage("stats", "03_significance.ipynb", ("stats",),
-          ("eval/predictions.jsonl", "eval/summary.csv", "train_log.jsonl"), ("stats/comparisons.csv",)),
+          ("eval/predictions.jsonl", "eval/summary.csv", "eval/imported.csv", "train_log.jsonl"),
+          ("stats/comparisons.csv", "stats/summary.json")),
     Stage("report", "04_report.ipynb", ("report", "stats", "data", "lvlm", "pools", "eval"),
-          ("stats/comparisons.csv", "train_log.jsonl", "eval/summary.csv"),
+          ("stats/comparisons.csv", "stats/summary.json", "train_log.jsonl", "eval/summary.csv",
+           "eval/predictions.jsonl", "eval/imported.csv"),
           ("report/report.md", "report/report.html")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

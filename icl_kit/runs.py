@@ -19,6 +19,8 @@ from typing import IO, Any
 
 from icl_kit.errors import KitError
 
+OUTPUT_MODE = 0o644
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -100,6 +102,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, OUTPUT_MODE)  # mkstemp makes 0600; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -40,7 +40,8 @@ def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
         return math.nan
     es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
                                   alternative="two-sided")
-    return float(np.squeeze(es)) * sd
+    # solve_power may land on the negative root of the symmetric two-sided power function
+    return abs(float(np.squeeze(es))) * sd
 
 
 def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
