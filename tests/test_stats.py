@@ -412,3 +412,14 @@ def test_notebook_tables_from_extra():
     assert table.loc[0, "val_best"] == "grpo_epoch1"
     assert table.loc[0, "diff"] == pytest.approx(h["on_test"][0]["diff"], abs=0.005)
     assert best_epoch_table({}).empty and honest_table({}).empty
+
+
+def test_mde_is_positive_and_decreasing_in_n():
+    # statsmodels' solver can return the negative root (seen at n=1521); the MDE must stay positive
+    from icl_kit.stats_power import mde_paired
+
+    values = [mde_paired(30.0, n) for n in (100, 400, 1000, 1521, 4000)]
+    assert all(v > 0 for v in values)
+    assert values == sorted(values, reverse=True)
+    # closed form check at large n: z_{0.975} + z_{0.8} = 2.8016 -> mde ≈ 2.8016 * sd / sqrt(n)
+    assert abs(mde_paired(30.0, 4000) - 2.8016 * 30 / 4000**0.5) < 0.01
