@@ -1,0 +1,195 @@
+"""One optimiser step of RCE or GRPO on a batch of groups, vectorised over groups.
+
+A batch is B groups of up to G sequences of L picks (pool positions), with rewards and
+a mask (see `icl_kit.rollouts.Groups`). All B·G sequences go through the selector in one
+teacher-forced pass: inputs are repeated per sequence, (B, d) -> (B·G, d).
+
+Dropout and the PPO ratio: the old log-probs are taken before the update IN THE SAME MODE
+as the new ones. By default both are computed with dropout off (eval mode); with
+`dropout_in_ratio` both use dropout with the same per-step seed (same masks), so ρ = 1
+exactly before the first update either way. The reference policy is always evaluated
+without dropout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from icl_kit.config import GRPOConfig
+from icl_kit.grpo_dist import Ranks
+from icl_kit.grpo_math import (
+    clip_fraction,
+    clipped_surrogate,
+    group_advantages,
+    informative_groups,
+    kl_k3,
+    masked_mean,
+    policy_ratio,
+    rce_group_loss,
+    rce_weights,
+)
+
+
+class NonFiniteError(RuntimeError):
+    """The loss, gradient or parameters became NaN/inf at this step (the trainer names the checkpoint)."""
+
+
+@dataclass
+class Batch:
+    """Selector inputs of B groups: q (B, d), c (B, K, d), seqs (B, G, L), rewards (B, G), mask (B, G)."""
+
+    q: Tensor
+    c: Tensor
+    seqs: Tensor
+    rewards: Tensor
+    mask: Tensor
+
+    def take(self, idx: Tensor) -> Batch:
+        return Batch(self.q[idx], self.c[idx], self.seqs[idx], self.rewards[idx], self.mask[idx])
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device) for t in (self.q, self.c, self.seqs, self.rewards, self.mask)))
+
+
+def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
+    """Teacher-forced per-pick log-probs and entropies of every sequence. -> (B, G, L), (B, G, L)"""
+    n_b, n_g, n_l = b.seqs.shape
+    q = b.q.repeat_interleave(n_g, 0)  # (B·G, d)
+    c = b.c.repeat_interleave(n_g, 0)  # (B·G, K, d)
+    logp, ent = policy.step_logprobs(q, c, b.seqs.reshape(n_b * n_g, n_l))
+    return logp.view(n_b, n_g, n_l), ent.view(n_b, n_g, n_l)
+
+
+@contextmanager
+def ratio_mode(policy: nn.Module, dropout_in_ratio: bool, seed: int) -> Iterator[None]:
+    """Eval mode, or train mode with dropout masks drawn from `seed` (global RNG untouched)."""
+    was = policy.training
+    if not dropout_in_ratio:
+        policy.eval()
+        try:
+            yield
+        finally:
+            policy.train(was)
+        return
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        policy.train()
+        try:
+            yield
+        finally:
+            policy.train(was)
+
+
+def _optimise(policy: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, global_loss: float,
+              grad_clip: float, ranks: Ranks, step: int) -> float:
+    """Backward, sum gradients over ranks, clip, step; NaN/inf anywhere raises NonFiniteError."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt.zero_grad(set_to_none=True)
+    if loss.requires_grad:
+        loss.backward()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    ranks.sum_grads(params)
+    norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    if not (math.isfinite(global_loss) and math.isfinite(float(norm))):
+        raise NonFiniteError(f"step {step}: loss {global_loss}, grad norm {float(norm)}")
+    opt.step()
+    if not all(torch.isfinite(p).all() for p in params):
+        raise NonFiniteError(f"step {step}: parameters are not finite after the update")
+    return float(norm)
+
+
+# ------------------------------------------------------------------------ RCE
+def rce_step(policy: nn.Module, opt: torch.optim.Optimizer, full: Batch, tau: float, grad_clip: float,
+             ranks: Ranks, step: int) -> dict[str, float]:
+    """Reward-weighted CE: loss = mean over groups of −Σ_i softmax(r/τ)_i log π(s_i), dropout on."""
+    n_groups = full.rewards.shape[0]
+    mine = full.take(ranks.mine(n_groups))
+    policy.train()
+    if len(mine.rewards):
+        logp, ent = step_logprobs(policy, mine)
+        w = rce_weights(mine.rewards, tau, mine.mask)
+        loss = rce_group_loss(logp.sum(-1), w, mine.mask).sum() / n_groups
+        ent_sum = (ent.mean(-1) * mine.mask).sum()
+    else:
+        loss = ent_sum = torch.zeros((), device=full.q.device)
+    totals = ranks.sum_(torch.stack([loss.detach(), ent_sum.detach()]).double().cpu())
+    norm = _optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
+    return {"train/loss": float(totals[0]), "train/entropy": float(totals[1]) / float(full.mask.sum()),
+            "train/tau": tau, "train/grad_norm": norm, **reward_stats(full.rewards, full.mask)}
+
+
+def reward_stats(rewards: Tensor, mask: Tensor) -> dict[str, float]:
+    real = rewards[mask].double()
+    return {"train/reward_mean": float(real.mean()), "train/reward_std": float(real.std(correction=0))}
+
+
+# ----------------------------------------------------------------------- GRPO
+def grpo_step(policy: nn.Module, ref: nn.Module | None, opt: torch.optim.Optimizer, full: Batch,
+              cfg: GRPOConfig, beta: float, grad_clip: float, ranks: Ranks, step: int,
+              dropout_seed: int) -> dict[str, float | None]:
+    """Advantages on the whole batch, then `ppo_epochs` clipped-surrogate updates on this rank's groups.
+
+    Groups whose rewards all tie (std < ZERO_STD) are dropped; if none is left, nothing is updated.
+    """
+    keep = informative_groups(full.rewards, full.mask)  # (B,)
+    stats: dict[str, float | None] = {**reward_stats(full.rewards, full.mask),
+                                      "train/frac_reward_zero_std": float(1 - keep.float().mean())}
+    kept = full.take(keep.nonzero().squeeze(1))
+    adv = group_advantages(kept.rewards, cfg.advantage, cfg.std_floor, cfg.adv_clip, kept.mask)  # (B', G)
+    n_seq = float(kept.mask.sum())
+    stats["train/beta"] = beta
+    if n_seq == 0:
+        return {**stats, **dict.fromkeys(GRPO_STEP_KEYS), "train/updated": False}
+    real_adv = adv[kept.mask].double()
+    stats.update({"train/adv_std": float(real_adv.std(correction=0)), "train/adv_max": float(real_adv.max())})
+    idx = ranks.mine(len(kept.rewards))
+    mine, adv_m = kept.take(idx), adv[idx]
+    with torch.no_grad(), ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
+        old = step_logprobs(policy, mine)[0].sum(-1) if len(idx) else None  # (b, G)
+    with torch.no_grad():
+        ref_lp = step_logprobs(ref.eval(), mine)[0] if ref is not None and beta > 0 and len(idx) else None
+    sums = torch.zeros(len(GRPO_SUM_KEYS), dtype=torch.float64)
+    for _ in range(cfg.ppo_epochs):
+        loss, local = _grpo_loss(policy, mine, adv_m, old, ref_lp, cfg, beta, n_seq, dropout_seed)
+        totals = ranks.sum_(local.clone())
+        norm = _optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
+        sums += totals
+    means = sums / cfg.ppo_epochs
+    out = dict(zip(GRPO_SUM_KEYS, (float(v) for v in means), strict=True))
+    out["train/entropy"] /= full.seqs.shape[-1]  # per pick, like RCE's
+    return {**stats, **out, "train/grad_norm": norm, "train/updated": True}
+
+
+GRPO_SUM_KEYS = ("train/loss", "train/ppo_loss", "train/kl", "train/ratio_mean", "train/clip_frac",
+                 "train/entropy")
+GRPO_STEP_KEYS = (*GRPO_SUM_KEYS, "train/adv_std", "train/adv_max", "train/grad_norm")
+
+
+def _grpo_loss(policy: nn.Module, mine: Batch, adv: Tensor, old: Tensor | None, ref_lp: Tensor | None,
+               cfg: GRPOConfig, beta: float, n_seq: float, dropout_seed: int) -> tuple[Tensor, Tensor]:
+    """loss = −Σ min(ρA, clip(ρ)A)/N + β Σ KL/N on this rank's groups (N = global sequence count).
+
+    -> loss (scalar, differentiable) and this rank's sums of GRPO_SUM_KEYS (each already / N).
+    """
+    if old is None:  # this rank got no groups: contribute zero loss and zero gradient
+        return torch.zeros(()), torch.zeros(len(GRPO_SUM_KEYS), dtype=torch.float64)
+    with ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
+        logp, ent = step_logprobs(policy, mine)  # (b, G, L)
+    ratio = policy_ratio(logp.sum(-1), old)  # (b, G)
+    ppo = -masked_mean(clipped_surrogate(ratio, adv, cfg.clip_eps), mine.mask, n_seq)
+    kl = kl_k3(logp, ref_lp).sum(-1) if ref_lp is not None else torch.zeros_like(ratio)  # (b, G)
+    kl_mean = masked_mean(kl, mine.mask, n_seq)
+    loss = ppo + beta * kl_mean
+    parts = [loss, ppo, kl_mean, masked_mean(ratio, mine.mask, n_seq),
+             masked_mean(clip_fraction(ratio, adv, cfg.clip_eps), mine.mask, n_seq),
+             masked_mean(ent.sum(-1), mine.mask, n_seq)]
+    return loss, torch.stack([p.detach() for p in parts]).double().cpu()

@@ -1,0 +1,200 @@
+"""The trainer: one-step behaviour, exact resume after kills, NaN guard, two-process equality, learning."""
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from grpo_ddp_worker import HashLVLM, TinyWorld, tiny_params
+
+import icl_kit.grpo_steps as steps
+from icl_kit.config import GRPOConfig
+from icl_kit.errors import KitError
+from icl_kit.grpo import train
+from icl_kit.grpo_dist import Ranks
+from icl_kit.grpo_math import rce_weights
+from icl_kit.grpo_steps import Batch, grpo_step, rce_step
+from icl_kit.runs import read_jsonl
+from icl_kit.selector import PointerSelector
+
+WORKER = Path(__file__).with_name("grpo_ddp_worker.py")
+TIME_KEYS = ("time/epoch_s",)
+B, G, K, D, L = 6, 4, 8, 8, 2
+
+
+def make_batch(seed: int = 0, tie_groups: int = 0) -> Batch:
+    """B groups of G distinct random sequences; the first `tie_groups` groups have equal rewards."""
+    g = torch.Generator().manual_seed(seed)
+    seqs = torch.rand(B, G, K, generator=g).argsort(-1)[..., :L]
+    rewards = torch.randint(0, 3, (B, G), generator=g).float()
+    rewards[:, 0], rewards[:, 1] = 0.0, 2.0  # every group informative ...
+    rewards[:tie_groups] = 1.0  # ... except these
+    return Batch(torch.randn(B, D, generator=g), torch.randn(B, K, D, generator=g), seqs, rewards,
+                 torch.ones(B, G, dtype=torch.bool))
+
+
+def make_policy(dropout: float = 0.0) -> PointerSelector:
+    torch.manual_seed(0)
+    return PointerSelector(D, 16, dropout=dropout)
+
+
+def opt_for(policy, lr=1e-2):
+    return torch.optim.AdamW(policy.parameters(), lr=lr)
+
+
+# ------------------------------------------------------------------ one step
+@pytest.mark.parametrize("dropout_in_ratio", [False, True])
+def test_ratio_is_exactly_one_before_the_update(dropout_in_ratio):
+    policy = make_policy(dropout=0.5)
+    cfg = GRPOConfig(dropout_in_ratio=dropout_in_ratio)
+    m = grpo_step(policy, None, opt_for(policy), make_batch(), cfg, 0.0, 1.0, Ranks(), step=1, dropout_seed=7)
+    assert m["train/ratio_mean"] == 1.0 and m["train/clip_frac"] == 0.0
+
+
+def test_dropout_masks_differ_without_the_shared_seed():
+    """The counterfactual the test above guards against: old and new log-probs with different masks."""
+    policy, b = make_policy(dropout=0.5), make_batch()
+    with torch.no_grad(), steps.ratio_mode(policy, True, seed=1):
+        a = steps.step_logprobs(policy, b)[0]
+    with torch.no_grad(), steps.ratio_mode(policy, True, seed=2):
+        c = steps.step_logprobs(policy, b)[0]
+    assert not torch.equal(a, c)
+
+
+def test_every_parameter_changes_after_one_grpo_step():
+    policy = make_policy()
+    ref = copy.deepcopy(policy)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    grpo_step(policy, ref, opt_for(policy), make_batch(), GRPOConfig(), 0.1, 1.0, Ranks(), 1, 0)
+    unchanged = [k for k, v in policy.state_dict().items() if torch.equal(v, before[k])]
+    assert unchanged == []
+
+
+def test_tied_groups_are_dropped_and_counted():
+    policy = make_policy()
+    m = grpo_step(policy, None, opt_for(policy), make_batch(tie_groups=3), GRPOConfig(), 0.0, 1.0, Ranks(), 1, 0)
+    assert m["train/frac_reward_zero_std"] == 0.5 and m["train/updated"]
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    m = grpo_step(policy, None, opt_for(policy), make_batch(tie_groups=B), GRPOConfig(), 0.0, 1.0, Ranks(), 2, 0)
+    assert m["train/frac_reward_zero_std"] == 1.0 and not m["train/updated"] and m["train/loss"] is None
+    assert all(torch.equal(v, before[k]) for k, v in policy.state_dict().items())
+
+
+def test_batched_loss_and_gradient_equal_the_per_group_sum():
+    """Vectorised over groups == one group at a time with the global denominator (what ranks rely on)."""
+    policy, b, cfg = make_policy(), make_batch(), GRPOConfig()
+    adv = torch.randn(B, G)
+    old = steps.step_logprobs(policy, b)[0].sum(-1).detach() + 0.05 * torch.randn(B, G)
+    ref_lp = steps.step_logprobs(policy, b)[0].detach() - 0.1
+    n = float(B * G)
+    loss, _ = steps._grpo_loss(policy, b, adv, old, ref_lp, cfg, 0.1, n, 0)
+    full = torch.autograd.grad(loss, list(policy.parameters()))
+    parts = [steps._grpo_loss(policy, b.take(torch.tensor([i])), adv[i : i + 1], old[i : i + 1],
+                              ref_lp[i : i + 1], cfg, 0.1, n, 0)[0] for i in range(B)]
+    summed = torch.autograd.grad(sum(parts), list(policy.parameters()))
+    assert torch.allclose(loss, sum(parts), atol=1e-6)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(full, summed, strict=True))
+
+
+def test_rce_step_loss_is_the_reward_weighted_cross_entropy():
+    policy, b = make_policy(), make_batch()
+    with torch.no_grad():
+        logp = torch.stack([policy.sequence_logprob(b.q, b.c, b.seqs[:, j]) for j in range(G)], dim=1)  # (B, G)
+    w = rce_weights(b.rewards, 0.5)
+    expected = float(-(w * logp).sum(1).mean())
+    m = rce_step(policy, opt_for(policy), b, 0.5, 1.0, Ranks(), step=1)
+    assert m["train/loss"] == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------ full runs
+def run_tiny(run_dir: Path, *overrides: str, stop: int | None = None, lvlm=None):
+    params = tiny_params(run_dir, overrides)
+    return train(params, ctx=TinyWorld(params, lvlm or HashLVLM()), stop_after_steps=stop, progress=False)
+
+
+def checkpoint_tensors(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_checkpoints(a: Path, b: Path, exact: bool = True) -> None:
+    names = sorted(p.name for p in (a / "checkpoints").glob("*_epoch*.pt"))
+    assert names == sorted(p.name for p in (b / "checkpoints").glob("*_epoch*.pt")) and names
+    for name in names:
+        x, y = checkpoint_tensors(a / "checkpoints" / name), checkpoint_tensors(b / "checkpoints" / name)
+        assert (x["epoch"], x["phase"], x["kl_beta"]) == (y["epoch"], y["phase"], y["kl_beta"])
+        for k, t in x["model_state_dict"].items():
+            u = y["model_state_dict"][k]
+            assert torch.equal(t, u) if exact else torch.allclose(t, u, rtol=1e-4, atol=1e-5), (name, k)
+
+
+def log_without_times(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in read_jsonl(run_dir / "train_log.jsonl")]
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_resume_after_kills_equals_an_uninterrupted_run(tmp_path, mode):
+    full = run_tiny(tmp_path / "full", f"train.rollouts.mode={mode}")
+    assert full.steps == 24 and len(full.checkpoints) == 4 and not full.stopped
+    killed = tmp_path / "killed"
+    # kills: before the first mid-epoch save, mid RCE epoch 2, mid GRPO epoch 1 (just after a save), the end
+    for stop in (3, 9, 16, 23):
+        res = run_tiny(killed, f"train.rollouts.mode={mode}", stop=stop)
+        assert res.stopped and res.steps == stop
+    res = run_tiny(killed, f"train.rollouts.mode={mode}")
+    assert res.steps == 24 and not res.stopped
+    assert_same_checkpoints(tmp_path / "full", killed)
+    last_a = checkpoint_tensors(tmp_path / "full" / "checkpoints" / "last.pt")
+    last_b = checkpoint_tensors(killed / "checkpoints" / "last.pt")
+    assert all(torch.equal(v, last_b["model"][k]) for k, v in last_a["model"].items())
+    assert log_without_times(tmp_path / "full") == log_without_times(killed)  # no step logged twice
+    steps_logged = [r["step"] for r in read_jsonl(killed / "train_log.jsonl") if r["kind"] == "step"]
+    assert steps_logged == list(range(1, 25))
+
+
+def test_a_finished_run_reruns_as_a_no_op_and_changed_params_are_refused(tmp_path):
+    first = run_tiny(tmp_path / "r")
+    ckpt = tmp_path / "r" / "checkpoints" / "grpo_epoch2.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    again = run_tiny(tmp_path / "r")
+    assert again.steps == first.steps and ckpt.stat().st_mtime_ns == mtime
+    assert again.val_table.equals(first.val_table)
+    with pytest.raises(KitError, match="different training params"):
+        run_tiny(tmp_path / "r", "train.grpo.lr=0.5")
+
+
+def test_nan_loss_stops_training_naming_the_step_and_keeps_the_good_state(tmp_path, monkeypatch):
+    run_dir = tmp_path / "r"
+    run_tiny(run_dir, stop=10)  # last.pt saved at step 8
+    good = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    calls = {"n": 0}
+    original = steps.rce_group_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        out = original(*args, **kwargs)
+        return out * math.nan if calls["n"] == 3 else out  # the third step after resuming: step 11
+
+    monkeypatch.setattr(steps, "rce_group_loss", poisoned)
+    with pytest.raises(KitError, match=r"step 11 \(rce epoch 2\).*last\.pt"):
+        run_tiny(run_dir)
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == good
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt", "rce_epoch1.pt"]
+
+
+def test_two_processes_equal_one(tmp_path):
+    one = run_tiny(tmp_path / "one")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKER), str(tmp_path / "two")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"steps={one.steps} checkpoints=4" in out.stdout
+    # Gradients are summed over ranks instead of over one batch, so float rounding differs slightly.
+    assert_same_checkpoints(tmp_path / "one", tmp_path / "two", exact=False)
+    a, b = log_without_times(tmp_path / "one"), log_without_times(tmp_path / "two")
+    assert [r["train/reward_mean"] for r in a if r["kind"] == "step"] == \
+        [r["train/reward_mean"] for r in b if r["kind"] == "step"]  # same samples, same LVLM answers
