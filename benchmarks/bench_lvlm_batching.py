@@ -11,6 +11,7 @@ Reference: batch 1 in the same run, same requests, after one warm-up batch.
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import tempfile
@@ -26,7 +27,7 @@ MAX_SHOTS = 4
 BATCH = 16
 MAX_PIXELS = 28 * 28 * 16  # small images: the demo world's 96 px images stay 84 px
 SEED = 0
-THREADS = 2
+THREADS = 2  # torch intra-op threads (--threads); on a busy shared CPU use 1
 ROUNDS = 3  # alternate batch 16 / batch 1 rounds; the best time of each counts (shared CPUs)
 
 
@@ -57,7 +58,10 @@ def main() -> int:
     from icl_kit.config import LVLMConfig
     from icl_kit.lvlm.qwen import QwenLVLM
 
-    torch.set_num_threads(THREADS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads (default {THREADS})")
+    threads = parser.parse_args().threads
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         requests = build_requests(Path(tmp) / "demo")
         cfg = LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", max_pixels=MAX_PIXELS,
@@ -73,7 +77,7 @@ def main() -> int:
     t_batched, t_single = min(times[BATCH]), min(times[1])
     differ = [i for i, (a, b) in enumerate(zip(batched, single, strict=True)) if a != b]
     print(f"requests: {len(requests)} ({N_QUESTIONS} questions x shots 1-{MAX_SHOTS}), "
-          f"torch threads {THREADS}")
+          f"torch threads {threads}")
     for bs, t in ((BATCH, t_batched), (1, t_single)):
         rounds = ", ".join(f"{x:.2f}" for x in times[bs])
         print(f"batch {bs}: best {t:.2f} s ({len(requests) / t:.1f} prompts/s); rounds: {rounds} s")

@@ -100,6 +100,12 @@ def test_prompt_length_is_exact_and_padding_is_left(lvlm, requests):
     assert mask.sum(dim=1).tolist() == [p.length for p in prepared]
     assert bool((mask[:, -1] == 1).all())  # every prompt ends in the last column
     assert batch["image_grid_thw"].shape[0] == sum(len(r.icds) + 1 for r in requests[:5])
+    # The cached image path gives the same pixels as qwen-vl-utils' process_vision_info.
+    images = [im for p in prepared for im in _images(lvlm, p)]
+    ref = lvlm.processor(text=[p.text for p in prepared], images=images, padding=True,
+                         padding_side="left", return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], ref["pixel_values"])
+    assert torch.equal(batch["input_ids"], ref["input_ids"])
 
 
 def test_postprocessed_answer(lvlm, requests):

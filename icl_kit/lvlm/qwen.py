@@ -9,6 +9,7 @@ a prompt gets the same answer alone as in a batch (up to float round-off near ti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 from PIL import Image
-from qwen_vl_utils import process_vision_info, smart_resize
+from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
 from tqdm.auto import tqdm
 from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
+IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across shots and prompts
 CPU_DTYPE = torch.float32  # bf16 matmuls on CPU are slow and round differently per batch
 CUDA_DTYPE = torch.bfloat16
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -145,6 +147,15 @@ def run_in_batches(
     return out
 
 
+@functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
+def resized_image(path: str, min_pixels: int, max_pixels: int) -> Image.Image:
+    """qwen-vl-utils' `fetch_image` (as `process_vision_info` calls it), cached by path.
+
+    RGB, sides resized to multiples of 28 with min_pixels <= area <= max_pixels.
+    """
+    return fetch_image({"image": path, "min_pixels": min_pixels, "max_pixels": max_pixels})
+
+
 def image_tokens(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
     """LLM tokens of one image: (h/28)(w/28) after qwen-vl-utils' smart resize (2x2 patches merge)."""
     h, w = smart_resize(height, width, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -221,7 +232,8 @@ class QwenLVLM(LVLM):
 
     def encode(self, prepared: Sequence[Prepared]) -> Any:
         """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
-        images, _ = process_vision_info([p.messages for p in prepared])
+        items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
+        images = [resized_image(it["image"], it["min_pixels"], it["max_pixels"]) for it in items]
         size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
         batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
                                padding_side="left", images_kwargs={"size": size}, return_tensors="pt")
