@@ -228,10 +228,22 @@ def honest_number(
             "on_test": _records(mine[fields]), "best_on_test": _records(best_test[fields])}
 
 
-def read_val_rewards(train_log: str | Path, key: str = VAL_REWARD_KEY) -> dict[int, float]:
-    """{epoch: validation reward} from train_log.jsonl lines that carry `epoch` and `key` (last wins)."""
-    return {int(r["epoch"]): float(r[key]) for r in read_jsonl(train_log)
-            if key in r and r.get("epoch") is not None}
+def read_val_rewards(train_log: str | Path, phase: str | None = None) -> dict[int, float]:
+    """{epoch: validation reward} from train_log.jsonl epoch lines (last wins).
+
+    The trainer logs `val/reward@K` per validation shot K; their mean is the epoch's reward.
+    A plain `val/reward` (older logs) is read as is. `phase` keeps only that phase's lines.
+    """
+    out: dict[int, float] = {}
+    for r in read_jsonl(train_log):
+        if r.get("epoch") is None or (phase is not None and r.get("phase") != phase):
+            continue
+        shots = [float(v) for k, v in r.items() if k.startswith(VAL_REWARD_KEY + "@") and v is not None]
+        if shots:
+            out[int(r["epoch"])] = sum(shots) / len(shots)
+        elif r.get(VAL_REWARD_KEY) is not None:
+            out[int(r["epoch"])] = float(r[VAL_REWARD_KEY])
+    return out
 
 
 # ------------------------------------------------------------------ outputs
@@ -291,9 +303,12 @@ def stats_for_run(
     predictions, summary = load_run_tables(run_dir)
     df = run_stats(predictions, cfg, summary=summary, progress=progress)
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "best_epoch": best_epoch_tests(predictions, cfg)}
-    val = read_val_rewards(RunPaths(Path(run_dir)).train_log)
-    honest = {stem: honest_number(val, df, lineage, cfg.baseline)
-              for stem, lineage in epoch_systems(predictions).items() if set(val) & set(lineage)}
+    honest = {}
+    for stem, lineage in epoch_systems(predictions).items():
+        phase = stem.removesuffix("_epoch")  # grpo_epoch -> the trainer's "grpo" epoch lines
+        val = read_val_rewards(RunPaths(Path(run_dir)).train_log, phase=phase)
+        if set(val) & set(lineage):
+            honest[stem] = honest_number(val, df, lineage, cfg.baseline)
     if honest:
         extra["honest_number"] = honest
     write_outputs(run_dir, df, extra)

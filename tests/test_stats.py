@@ -423,3 +423,18 @@ def test_mde_is_positive_and_decreasing_in_n():
     assert values == sorted(values, reverse=True)
     # closed form check at large n: z_{0.975} + z_{0.8} = 2.8016 -> mde ≈ 2.8016 * sd / sqrt(n)
     assert abs(mde_paired(30.0, 4000) - 2.8016 * 30 / 4000**0.5) < 0.01
+
+
+def test_read_val_rewards_means_the_logged_shots(tmp_path):
+    from icl_kit.runs import append_jsonl
+    from icl_kit.stats_run import read_val_rewards
+
+    log = tmp_path / "train_log.jsonl"
+    append_jsonl(log, [
+        {"kind": "epoch", "phase": "rce", "epoch": 0, "val/reward@1": 0.2, "val/reward@2": 0.4},
+        {"kind": "step", "phase": "grpo", "epoch": 0, "train/loss": 1.0},
+        {"kind": "epoch", "phase": "grpo", "epoch": 0, "val/reward@1": 0.5, "val/reward@2": 0.7},
+        {"kind": "epoch", "phase": "grpo", "epoch": 1, "val/reward": 0.9},
+    ])
+    assert read_val_rewards(log, phase="grpo") == {0: pytest.approx(0.6), 1: 0.9}
+    assert read_val_rewards(log, phase="rce") == {0: pytest.approx(0.3)}
