@@ -79,6 +79,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from icl_kit.config import load_params
+    from icl_kit.grpo import train
+
+    res = train(load_params(args.params, args.overrides))
+    cols = [c for c in res.val_table.columns if c in ("phase", "epoch", "checkpoint") or c.startswith("val/reward@")]
+    if not res.val_table.empty:
+        print(res.val_table[cols].to_string(index=False))
+    print(f"icl-kit train: {res.steps} steps; best by validation reward: {res.best_checkpoint}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from icl_kit.config import load_params
     from icl_kit.evaluate import evaluate
@@ -202,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="comma-separated subset of train,eval,stats,report")
     p.add_argument("--force", action="store_true", help="re-run stages even if finished with the same inputs")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train the selector (RCE warm-up, GRPO); resumes from checkpoints/last.pt")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_train)
 
     _add_eval_commands(sub)
     _add_selector_commands(sub)
