@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from dataclasses import replace
@@ -54,7 +55,7 @@ def requests(data) -> list[Request]:
 def top_two_beam_gap(lvlm: QwenLVLM, request: Request) -> float:
     """Score gap between the two best beams of a prompt decoded alone."""
     batch = lvlm.encode([lvlm.prepare(request)])
-    gen = replace(lvlm.gen_config)
+    gen = copy.deepcopy(lvlm.gen_config)
     gen.num_return_sequences, gen.return_dict_in_generate, gen.output_scores = 2, True, True
     with torch.inference_mode():
         out = lvlm.model.generate(**batch, generation_config=gen)
@@ -74,6 +75,7 @@ def test_batched_generation_equals_alone(lvlm, requests):
         print(f"near tie at request {i}: alone {alone[i].text!r} batched {batched[i].text!r} gap {gap:.2e}")
         assert gap < NEAR_TIE, f"request {i} differs alone vs batched with a beam-score gap of {gap}"
     assert len(mismatches) <= 1
+    assert top_two_beam_gap(lvlm, requests[0]) > 0.0  # the near-tie probe itself runs
     assert len({g.text for g in batched}) > 3  # the random model does answer differently
 
 
@@ -84,13 +86,16 @@ def test_generation_ignores_checkpoint_decoding_config(lvlm, requests):
     g = lvlm.gen_config
     assert (g.num_beams, g.max_new_tokens, g.length_penalty, g.do_sample, g.repetition_penalty) == (
         3, 5, 0.0, False, 1.0)
-    req = requests[3]
-    batch = lvlm.encode([lvlm.prepare(req)])
+    # The backend's prefill-once path == plain transformers generate with explicit params.
+    reqs = requests[3:9]
+    prepared = sorted((lvlm.prepare(r) for r in reqs), key=lambda p: p.length)
+    batch = lvlm.encode(prepared)
     with torch.inference_mode():
         seq = lvlm.model.generate(**batch, num_beams=3, max_new_tokens=5, length_penalty=0.0,
                                   do_sample=False, repetition_penalty=1.0)
+        ours = lvlm._generate_batch(list(enumerate(prepared)))
     manual = lvlm.processor.batch_decode(seq[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert lvlm.generate([req])[0].text == manual[0]
+    assert ours == manual
 
 
 def test_prompt_length_is_exact_and_padding_is_left(lvlm, requests):

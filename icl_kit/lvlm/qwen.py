@@ -257,9 +257,27 @@ class QwenLVLM(LVLM):
     @torch.inference_mode()
     def _generate_batch(self, items: list[tuple[int, Prepared]]) -> list[str]:
         batch = self.encode([p for _, p in items])
-        seqs = self.model.generate(**batch, generation_config=self.gen_config)
+        text_only = {k: batch[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids",
+                                           "image_grid_thw")}
+        seqs = self.model.generate(**text_only, cache=self.prefill(batch), generation_config=self.gen_config)
         new = seqs[:, batch["input_ids"].shape[1]:]  # (B, new tokens): left padding aligns prompts
         return self.processor.batch_decode(new, skip_special_tokens=True)
+
+    def prefill(self, batch: Any) -> Any:
+        """KV cache of each prompt but its last token, computed once and repeated per beam.
+
+        transformers' beam search repeats its inputs num_beams times before the prefill, so
+        every prompt (images included) would be run num_beams times. Here it runs once;
+        only the cache is repeated. `generate` then feeds the last prompt token (always text:
+        the newline after "assistant"), with the M-RoPE offsets (`rope_deltas`) this forward
+        left on the model, and decodes exactly as from scratch (the tests compare the two).
+        """
+        assert not bool(batch["mm_token_type_ids"][:, -1].any()), "prompt must end in a text token"
+        head = {k: (v[:, :-1] if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v)
+                for k, v in batch.items()}
+        cache = self.model(**head, use_cache=True, logits_to_keep=1).cache
+        cache.batch_repeat_interleave(self.gen_config.num_beams)
+        return cache
 
     @torch.inference_mode()
     def _score_batch(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
