@@ -5,6 +5,10 @@ order restored afterwards) and padded on the LEFT, so every prompt ends at the s
 column and generation starts together. The 3D (M-RoPE) position ids are computed by
 the model's `get_rope_index` from the attention mask, so padding does not move them:
 a prompt gets the same answer alone as in a batch (up to float round-off near ties).
+
+Two savings that leave the answers unchanged: each prompt is prefilled once and its KV
+cache repeated per beam (`QwenLVLM.prefill`), and resized images are cached by path
+(`resized_image`), since ICD and query images recur across shots and prompts.
 """
 
 from __future__ import annotations
@@ -283,17 +287,16 @@ class QwenLVLM(LVLM):
     def _score_batch(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
         batch = self.encode([p for _, p in items])
         answer_ids, answer_mask = self._answer_tokens(answers)  # (B, A)
-        prompt_len, n_ans = batch["input_ids"].shape[1], answer_ids.shape[1]
+        n_ans = answer_ids.shape[1]
         inputs = dict(batch)
         inputs["input_ids"] = torch.cat([batch["input_ids"], answer_ids], dim=1)
         inputs["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
         inputs["mm_token_type_ids"] = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, n_ans))
-        # Logit at column t predicts token t+1: answer token j is predicted at prompt_len - 1 + j.
+        # With P prompt columns, logit column P - 1 + j predicts answer token j: keep the last A + 1.
         logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
         logp = logp * answer_mask  # (B, A)
         n_tok = answer_mask.sum(dim=1)
-        assert prompt_len > 0
         return [
             Score(sum_logprob=float(s), mean_logprob=float(s / n) if n else 0.0, n_tokens=int(n))
             for s, n in zip(logp.sum(dim=1).tolist(), n_tok.tolist(), strict=True)
