@@ -93,6 +93,9 @@ class GenerationConfig:
     max_new_tokens: int = opt(5, "Maximum answer tokens.", min=1)
     length_penalty: float = opt(0.0, "Beam-search length penalty.")
     do_sample: bool = opt(False, "Sample instead of beam/greedy search.")
+    repetition_penalty: float = opt(
+        1.0, "Repetition penalty (Qwen's own generation config uses 1.05; 1.0 = none).", min=0.0
+    )
 
 
 @dataclass

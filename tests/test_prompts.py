@@ -157,4 +157,4 @@ def test_protocol_hash_known_value():
     assert protocol_hash(PromptConfig(), GenerationConfig()) == PINNED_DEFAULT_HASH
 
 
-PINNED_DEFAULT_HASH = "13a800b4cac9fb04"
+PINNED_DEFAULT_HASH = "94e77fdca04601b7"  # + generation.repetition_penalty

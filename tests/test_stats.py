@@ -353,7 +353,8 @@ def _write_run(root, rng):
     params = load_params(None, [f"runs_dir={root.parent}", f"run_name={root.name}"])
     (root / "params.yaml").write_text(dump_yaml(params))
     (root / "train_log.jsonl").write_text(
-        "".join(json.dumps({"kind": "epoch", "phase": "grpo", "epoch": e, "val/reward@2": v}) + "\n" for e, v in [(1, .4), (2, .45), (3, .43)]))
+        "".join(json.dumps({"kind": "epoch", "phase": "grpo", "epoch": e, "val/reward@2": v}) + "\n"
+                for e, v in [(1, .4), (2, .45), (3, .43)]))
     (root / "eval" / "imported.csv").write_text("system,shot,n,accuracy,source\nold_v2,1,40,55.0,x\n")
 
 
