@@ -289,8 +289,7 @@ class Trainer:
                                     self.sample_gen)
             rewards = self._score(rows, seqs)
             mask = torch.ones(rewards.shape, dtype=torch.bool)
-        q, c = self.table.batch(rows)
-        return Batch(q, c, seqs, rewards, mask).to(self.device)
+        return self.table.groups_batch(rows, seqs, rewards, mask, self.device)
 
     def _score(self, rows: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         """Rewards (B, G); each rank asks the LVLM for its share of the groups, then all ranks hold all."""

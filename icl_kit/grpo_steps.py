@@ -2,7 +2,7 @@
 
 A batch is B groups of up to G sequences of L picks (pool positions), with rewards and
 a mask (see `icl_kit.rollouts.Groups`). All B·G sequences go through the selector in one
-teacher-forced pass: inputs are repeated per sequence, (B, d) -> (B·G, d).
+teacher-forced pass; each group's query and candidates are encoded once (`step_logprobs`).
 
 Dropout and the PPO ratio: the old log-probs are taken before the update IN THE SAME MODE
 as the new ones. By default both are computed with dropout off (eval mode); with
@@ -34,6 +34,7 @@ from icl_kit.grpo_math import (
     rce_group_loss,
     rce_weights,
 )
+from icl_kit.selector import TEMPERATURE
 
 
 class NonFiniteError(RuntimeError):
@@ -42,28 +43,76 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class Batch:
-    """Selector inputs of B groups: q (B, d), c (B, K, d), seqs (B, G, L), rewards (B, G), mask (B, G)."""
+    """Selector inputs of B groups.
+
+    q (B, d) query embeddings; candidates as rows `cand_rows` (B, K) of `emb` (M, d), so candidates
+    shared by several queries of a batch (one demonstration split feeds every pool) can be
+    projected once; seqs (B, G, L) pool positions; rewards (B, G); mask (B, G).
+    """
 
     q: Tensor
-    c: Tensor
+    emb: Tensor
+    cand_rows: Tensor
     seqs: Tensor
     rewards: Tensor
     mask: Tensor
 
+    @classmethod
+    def dense(cls, q: Tensor, c: Tensor, seqs: Tensor, rewards: Tensor, mask: Tensor) -> Batch:
+        """From candidate embeddings c (B, K, d) directly (no sharing)."""
+        n_b, n_k, d = c.shape
+        return cls(q, c.reshape(n_b * n_k, d), torch.arange(n_b * n_k, device=c.device).view(n_b, n_k), seqs,
+                   rewards, mask)
+
+    @property
+    def c(self) -> Tensor:
+        """Candidate embeddings (B, K, d)."""
+        return self.emb[self.cand_rows]
+
     def take(self, idx: Tensor) -> Batch:
-        return Batch(self.q[idx], self.c[idx], self.seqs[idx], self.rewards[idx], self.mask[idx])
+        return Batch(self.q[idx], self.emb, self.cand_rows[idx], self.seqs[idx], self.rewards[idx], self.mask[idx])
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.q, self.c, self.seqs, self.rewards, self.mask)))
+        return Batch(*(t.to(device) for t in (self.q, self.emb, self.cand_rows, self.seqs, self.rewards, self.mask)))
+
+
+def encode(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
+    """Initial state (B, h) and candidate keys (B, K, h).
+
+    Eval mode: each distinct candidate row is projected once (as `select_from_pool` does), which is
+    exact because no dropout is drawn. Train mode: per (query, candidate), so dropout masks stay
+    per query as in `policy.encode`.
+    """
+    if policy.training:
+        return policy.encode(b.q, b.c)
+    uniq, inverse = torch.unique(b.cand_rows, return_inverse=True)  # (U,), (B, K)
+    values, keys = policy.project_candidates(b.emb[uniq])  # (U, h) each
+    return policy.encode_query(b.q, values[inverse]), keys[inverse]
 
 
 def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
-    """Teacher-forced per-pick log-probs and entropies of every sequence. -> (B, G, L), (B, G, L)"""
+    """Teacher-forced per-pick log-probs and entropies of every sequence. -> (B, G, L), (B, G, L)
+
+    The selector's `step_logprobs`, grouped: query and candidates are encoded ONCE per group
+    (the projections dominate the cost) and the G sequences of a group share those keys.
+    Equal to `policy.step_logprobs` on inputs repeated G times (tests/test_grpo.py).
+    """
     n_b, n_g, n_l = b.seqs.shape
-    q = b.q.repeat_interleave(n_g, 0)  # (B·G, d)
-    c = b.c.repeat_interleave(n_g, 0)  # (B·G, K, d)
-    logp, ent = policy.step_logprobs(q, c, b.seqs.reshape(n_b * n_g, n_l))
-    return logp.view(n_b, n_g, n_l), ent.view(n_b, n_g, n_l)
+    state, keys = encode(policy, b)  # (B, h), (B, K, h)
+    state = state.unsqueeze(1).expand(n_b, n_g, -1)  # (B, G, h)
+    chosen = torch.zeros(n_b, n_g, keys.shape[1], dtype=torch.bool, device=keys.device)  # (B, G, K)
+    rows = torch.arange(n_b, device=keys.device).unsqueeze(1)  # (B, 1)
+    logps, ents = [], []
+    for t in range(n_l):
+        idx = b.seqs[:, :, t]  # (B, G)
+        logits = torch.einsum("bgh,bkh->bgk", state, keys) / TEMPERATURE
+        logp_all = torch.log_softmax(logits.masked_fill(chosen, float("-inf")), dim=-1)  # (B, G, K)
+        logps.append(logp_all.gather(2, idx.unsqueeze(2)).squeeze(2))
+        safe = logp_all.masked_fill(chosen, 0.0)  # no -inf, so neither value nor gradient is NaN
+        ents.append(-(safe.exp() * safe).sum(dim=-1))
+        chosen = chosen.scatter(2, idx.unsqueeze(2), True)
+        state = policy.update_state(state, keys[rows, idx])  # (B, G, h)
+    return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
 
 @contextmanager
@@ -153,8 +202,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module | None, opt: torch.optim.Optimiz
     stats.update({"train/adv_std": float(real_adv.std(correction=0)), "train/adv_max": float(real_adv.max())})
     idx = ranks.mine(len(kept.rewards))
     mine, adv_m = kept.take(idx), adv[idx]
-    with torch.no_grad(), ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
-        old = step_logprobs(policy, mine)[0].sum(-1) if len(idx) else None  # (b, G)
+    old = old_logprobs(policy, mine, cfg, dropout_seed)
     with torch.no_grad():
         ref_lp = step_logprobs(ref.eval(), mine)[0] if ref is not None and beta > 0 and len(idx) else None
     sums = torch.zeros(len(GRPO_SUM_KEYS), dtype=torch.float64)
@@ -169,6 +217,18 @@ def grpo_step(policy: nn.Module, ref: nn.Module | None, opt: torch.optim.Optimiz
     return {**stats, **out, "train/grad_norm": norm, "train/updated": True}
 
 
+def old_logprobs(policy: nn.Module, b: Batch, cfg: GRPOConfig, dropout_seed: int) -> Tensor | None:
+    """log π_old of each sequence (B, G), taken before any update in the ratio's dropout mode.
+
+    None when ppo_epochs == 1: the single update's own forward, detached, is then exactly the
+    old log-prob (same weights, same mode, same dropout seed), so a second pass is skipped.
+    """
+    if cfg.ppo_epochs == 1 or not len(b.rewards):
+        return None
+    with torch.no_grad(), ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
+        return step_logprobs(policy, b)[0].sum(-1)
+
+
 GRPO_SUM_KEYS = ("train/loss", "train/ppo_loss", "train/kl", "train/ratio_mean", "train/clip_frac",
                  "train/entropy")
 GRPO_STEP_KEYS = (*GRPO_SUM_KEYS, "train/adv_std", "train/adv_max", "train/grad_norm")
@@ -180,11 +240,12 @@ def _grpo_loss(policy: nn.Module, mine: Batch, adv: Tensor, old: Tensor | None, 
 
     -> loss (scalar, differentiable) and this rank's sums of GRPO_SUM_KEYS (each already / N).
     """
-    if old is None:  # this rank got no groups: contribute zero loss and zero gradient
+    if not len(mine.rewards):  # this rank got no groups: contribute zero loss and zero gradient
         return torch.zeros(()), torch.zeros(len(GRPO_SUM_KEYS), dtype=torch.float64)
     with ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
         logp, ent = step_logprobs(policy, mine)  # (b, G, L)
-    ratio = policy_ratio(logp.sum(-1), old)  # (b, G)
+    seq = logp.sum(-1)  # (b, G)
+    ratio = policy_ratio(seq, seq.detach() if old is None else old)  # (b, G)
     ppo = -masked_mean(clipped_surrogate(ratio, adv, cfg.clip_eps), mine.mask, n_seq)
     kl = kl_k3(logp, ref_lp).sum(-1) if ref_lp is not None else torch.zeros_like(ratio)  # (b, G)
     kl_mean = masked_mean(kl, mine.mask, n_seq)

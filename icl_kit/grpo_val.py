@@ -18,7 +18,7 @@ from torch import nn
 from icl_kit.config import TrainConfig
 from icl_kit.grpo_dist import Ranks
 from icl_kit.grpo_math import rce_group_loss, rce_weights
-from icl_kit.grpo_steps import Batch, step_logprobs
+from icl_kit.grpo_steps import step_logprobs
 from icl_kit.rewards import AnswerService, reward_value
 from icl_kit.rollouts import Groups, QueryTable
 
@@ -33,8 +33,7 @@ def validation_rce_loss(policy: nn.Module, table: QueryTable, groups: Groups, ta
     total = 0.0
     for start in range(0, len(groups.rows), VAL_CHUNK):
         g = groups.take(torch.arange(start, min(start + VAL_CHUNK, len(groups.rows))))
-        q, c = table.batch(g.rows)
-        b = Batch(q, c, g.seqs, g.rewards, g.mask).to(device)
+        b = table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, device)
         w = rce_weights(b.rewards, tau, b.mask)
         total += float(rce_group_loss(step_logprobs(policy, b)[0].sum(-1), w, b.mask).double().sum())
     return total / len(groups.rows)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from icl_kit.config import TrainConfig
 from icl_kit.errors import KitError
+from icl_kit.grpo_steps import Batch
 from icl_kit.rewards import Answer, AnswerService, batch_sequence_rewards, reward_value
 from icl_kit.runs import append_jsonl, read_jsonl
 
@@ -86,6 +87,7 @@ class QueryTable:
         local = {int(q): i for i, q in enumerate(uniq.tolist())}
         self.q_index = torch.tensor([local[q] for q in self.qids])  # (N,)
         self.c_index = torch.tensor([[local[c] for c in row] for row in self.pool_ids.tolist()])  # (N, K)
+        self._matrix_on: dict[torch.device, Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.qids)
@@ -93,6 +95,15 @@ class QueryTable:
     def batch(self, rows: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """Query (B, d) and candidate (B, K, d) embeddings of table rows (B,)."""
         return self.matrix[self.q_index[rows]].to(device), self.matrix[self.c_index[rows]].to(device)
+
+    def groups_batch(self, rows: Tensor, seqs: Tensor, rewards: Tensor, mask: Tensor,
+                     device: torch.device | str = "cpu") -> Batch:
+        """The trainer's Batch for groups of table rows (B,); candidates stay rows of the shared matrix."""
+        device = torch.device(device)
+        if device not in self._matrix_on:
+            self._matrix_on[device] = self.matrix.to(device)
+        return Batch(self.matrix[self.q_index[rows]].to(device), self._matrix_on[device],
+                     self.c_index[rows].to(device), seqs.to(device), rewards.to(device), mask.to(device))
 
     def icd_ids(self, rows: Tensor, seqs: Tensor) -> list[tuple[int, tuple[int, ...]]]:
         """(question id, ICD ids) per sequence. rows (B,), seqs (B, G, L) positions -> B·G keys."""

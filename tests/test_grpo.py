@@ -16,7 +16,7 @@ from icl_kit.config import GRPOConfig
 from icl_kit.errors import KitError
 from icl_kit.grpo import train
 from icl_kit.grpo_dist import Ranks
-from icl_kit.grpo_math import rce_weights
+from icl_kit.grpo_math import policy_ratio, rce_weights
 from icl_kit.grpo_steps import Batch, grpo_step, rce_step
 from icl_kit.runs import read_jsonl
 from icl_kit.selector import PointerSelector
@@ -33,8 +33,8 @@ def make_batch(seed: int = 0, tie_groups: int = 0) -> Batch:
     rewards = torch.randint(0, 3, (B, G), generator=g).float()
     rewards[:, 0], rewards[:, 1] = 0.0, 2.0  # every group informative ...
     rewards[:tie_groups] = 1.0  # ... except these
-    return Batch(torch.randn(B, D, generator=g), torch.randn(B, K, D, generator=g), seqs, rewards,
-                 torch.ones(B, G, dtype=torch.bool))
+    return Batch.dense(torch.randn(B, D, generator=g), torch.randn(B, K, D, generator=g), seqs, rewards,
+                       torch.ones(B, G, dtype=torch.bool))
 
 
 def make_policy(dropout: float = 0.0) -> PointerSelector:
@@ -49,10 +49,22 @@ def opt_for(policy, lr=1e-2):
 # ------------------------------------------------------------------ one step
 @pytest.mark.parametrize("dropout_in_ratio", [False, True])
 def test_ratio_is_exactly_one_before_the_update(dropout_in_ratio):
-    policy = make_policy(dropout=0.5)
-    cfg = GRPOConfig(dropout_in_ratio=dropout_in_ratio)
-    m = grpo_step(policy, None, opt_for(policy), make_batch(), cfg, 0.0, 1.0, Ranks(), step=1, dropout_seed=7)
+    policy, b = make_policy(dropout=0.5), make_batch()
+    cfg = GRPOConfig(dropout_in_ratio=dropout_in_ratio, ppo_epochs=2)
+    old = steps.old_logprobs(policy, b, cfg, dropout_seed=7)  # the separate pass taken before the update
+    with steps.ratio_mode(policy, dropout_in_ratio, seed=7):
+        new = steps.step_logprobs(policy, b)[0].sum(-1)  # the differentiable pass of the first update
+    assert new.requires_grad and torch.equal(policy_ratio(new, old), torch.ones(B, G))
+    m = grpo_step(policy, None, opt_for(policy), b, GRPOConfig(dropout_in_ratio=dropout_in_ratio), 0.0, 1.0,
+                  Ranks(), step=1, dropout_seed=7)
     assert m["train/ratio_mean"] == 1.0 and m["train/clip_frac"] == 0.0
+
+
+def test_a_second_ppo_epoch_moves_the_ratio():
+    policy = make_policy()
+    m = grpo_step(policy, None, opt_for(policy, lr=0.05), make_batch(), GRPOConfig(ppo_epochs=2), 0.0, 1.0,
+                  Ranks(), 1, 0)
+    assert m["train/ratio_mean"] != 1.0  # mean over the two updates; the second sees moved weights
 
 
 def test_dropout_masks_differ_without_the_shared_seed():
@@ -82,6 +94,21 @@ def test_tied_groups_are_dropped_and_counted():
     m = grpo_step(policy, None, opt_for(policy), make_batch(tie_groups=B), GRPOConfig(), 0.0, 1.0, Ranks(), 2, 0)
     assert m["train/frac_reward_zero_std"] == 1.0 and not m["train/updated"] and m["train/loss"] is None
     assert all(torch.equal(v, before[k]) for k, v in policy.state_dict().items())
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_grouped_logprobs_equal_the_selector_on_repeated_inputs(shared):
+    policy, b = make_policy().eval(), make_batch()
+    if shared:  # queries share candidate rows: each distinct row is projected once
+        g = torch.Generator().manual_seed(5)
+        emb = torch.randn(10, D, generator=g)
+        b = Batch(b.q, emb, torch.rand(B, 10, generator=g).argsort(-1)[:, :K], b.seqs, b.rewards, b.mask)
+    logp, ent = steps.step_logprobs(policy, b)  # (B, G, L)
+    ref_lp, ref_ent = policy.step_logprobs(b.q.repeat_interleave(G, 0), b.c.repeat_interleave(G, 0),
+                                           b.seqs.reshape(B * G, L))
+    assert logp.shape == (B, G, L)
+    assert torch.allclose(logp, ref_lp.view(B, G, L), atol=1e-5)
+    assert torch.allclose(ent, ref_ent.view(B, G, L), atol=1e-5)
 
 
 def test_batched_loss_and_gradient_equal_the_per_group_sum():
