@@ -254,3 +254,21 @@ def test_online_grpo_raises_held_out_reward_in_the_demo_world(tmp_path):
     steps_ = [r for r in read_jsonl(res.run_dir / "train_log.jsonl") if r["kind"] == "step"]
     assert len(steps_) == 2 * 25
     assert sum(r["train/adv_std"] for r in steps_) / len(steps_) > LEARN_MIN_ADV_STD
+
+
+def test_cli_train_on_a_tiny_demo_world(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    demo = Path(__file__).parents[1] / "params" / "demo.yaml"
+    sets = [f"data.root={tmp_path / 'demo'}", "data.demo_train=60", "data.demo_test=10", f"runs_dir={tmp_path}",
+            "run_name=cli", "encoder.dim=16", "selector.input_dim=16", "selector.hidden_dim=16", "pools.size=16",
+            "train.device=cpu", "train.rce.epochs=1", "train.grpo.epochs=1", "train.grpo.batch_groups=16",
+            "train.rollouts.beam_size=2"]
+    assert main(["train", "--params", str(demo), *[a for s in sets for a in ("-p", s)]]) == 0
+    out = capsys.readouterr().out
+    assert "best by validation reward" in out and "grpo_epoch1.pt" in out
+    run = tmp_path / "cli"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["grpo_epoch1.pt", "last.pt", "rce_epoch1.pt"]
+    rows = read_jsonl(run / "train_log.jsonl")
+    assert [r["phase"] for r in rows if r["kind"] == "epoch"] == ["init", "rce", "grpo"]
+    assert len(read_jsonl(run / "rollouts.jsonl")) == 12  # online mode: the 20% validation queries only
