@@ -17,6 +17,20 @@ shot k = first k, through the same LVLM and cache: choose checkpoints by val/rew
 then checkpoints/{rce,grpo}_epoch{N}.pt (v3, N = epoch + 1) and last.pt (resume state,
 also every `save_every_steps` steps). A re-run with the same params resumes from last.pt
 and ends with the same checkpoints as an uninterrupted run.
+
+Sequences have L = max(train.reward.shots) picks: positions past the longest rewarded
+prefix would carry no reward signal. Validation selects max(train.val_shots) greedily.
+
+train_log.jsonl: one line per step {"kind": "step", "phase", "epoch" (0-based), "step"
+(global, 1-based), "train/loss", "train/ppo_loss", "train/kl", "train/beta",
+"train/reward_mean", "train/reward_std", "train/adv_std", "train/adv_max",
+"train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/entropy",
+"train/grad_norm", "train/updated"} (RCE steps: loss, tau, entropy, grad norm, rewards), and
+one per epoch {"kind": "epoch", "phase" ("init" = before training), val/..., "time/epoch_s",
+"checkpoint"}; TensorBoard too when installed.
+
+Several processes (`torchrun`, `accelerate launch`): data-parallel over groups, see
+icl_kit.grpo_dist; rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -180,7 +194,8 @@ class Trainer:
         """Continue from last.pt when present; otherwise start clean (a stale log is emptied)."""
         state = load_last(self.last_path, self.fingerprint)
         if state is None:
-            truncate_log(self.paths.train_log, 0)
+            if self.ranks.main:
+                truncate_log(self.paths.train_log, 0)
             return
         self.pos, self.acc = Position(**state["position"]), EpochAcc(**state["epoch_acc"])
         self.beta = state["kl_beta"]
