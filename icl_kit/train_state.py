@@ -10,7 +10,6 @@ It is read with `torch.load(weights_only=True)`: only tensors, numbers, strings,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,8 @@ from icl_kit.config import Params, to_dict
 from icl_kit.errors import KitError
 from icl_kit.runs import atomic_open, atomic_torch_save, read_jsonl
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+MAX_SHOWN = 3  # changed params named in the resume error
 PHASES = ("rce", "grpo")
 # Keys that may change between a run and its resume without changing what was computed so far.
 RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
@@ -52,13 +52,24 @@ class EpochAcc:
 
 
 def train_fingerprint(params: Params) -> str:
-    """Hash of every param that shapes the training trajectory (not devices, batch sizes of inference)."""
+    """The params that shape the training trajectory, flattened to dotted keys, as JSON text.
+
+    Devices and inference batch sizes are left out (RESUMABLE_CHANGES). Stored in last.pt and
+    compared key by key on resume, so a key added to the kit later (with its default) does
+    not block resuming, while a changed value does.
+    """
     flat = _flatten(to_dict(params))
     keep = {k: v for k, v in flat.items() if k.split(".")[0] in ("seed", "data", "encoder", "lvlm", "pools",
                                                                   "selector", "train")}
     for k in RESUMABLE_CHANGES:
         keep.pop(k, None)
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json.dumps(keep, sort_keys=True, default=str)
+
+
+def changed_params(saved: str, now: str) -> list[str]:
+    """'key: old -> new' for every key present in both fingerprints whose value differs."""
+    a, b = json.loads(saved), json.loads(now)
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -127,10 +138,12 @@ def load_last(path: Path, fingerprint: str) -> dict[str, Any] | None:
         raise KitError(f"Resume state {path} cannot be read ({type(exc).__name__}); delete it to restart.") from None
     if state.get("version") != STATE_VERSION:
         raise KitError(f"Resume state {path} has version {state.get('version')}; delete it to restart.")
-    if state["fingerprint"] != fingerprint:
+    changed = changed_params(state["fingerprint"], fingerprint)
+    if changed:
+        shown = "; ".join(changed[:MAX_SHOWN]) + ("; ..." if len(changed) > MAX_SHOWN else "")
         raise KitError(
-            f"{path} was saved with different training params; restore them, choose a new run_name, "
-            "or delete the checkpoints folder to retrain."
+            f"{path} was saved with different training params ({shown}); restore them, choose a new "
+            "run_name, or delete the checkpoints folder to retrain."
         )
     return state
 

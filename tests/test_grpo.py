@@ -189,7 +189,7 @@ def test_a_finished_run_reruns_as_a_no_op_and_changed_params_are_refused(tmp_pat
     again = run_tiny(tmp_path / "r")
     assert again.steps == first.steps and ckpt.stat().st_mtime_ns == mtime
     assert again.val_table.equals(first.val_table)
-    with pytest.raises(KitError, match="different training params"):
+    with pytest.raises(KitError, match=r"different training params \(train.grpo.lr: 0.01 -> 0.5\)"):
         run_tiny(tmp_path / "r", "train.grpo.lr=0.5")
 
 
