@@ -208,7 +208,8 @@ class Trainer:
         set_rng_state(state["rng"], self.sample_gen)
         self.log_lines = len(truncate_log(self.paths.train_log, state["log_lines"])) if self.ranks.main \
             else state["log_lines"]
-        log.info("resuming at %s epoch %d step %d", self.pos.phase, self.pos.epoch + 1, self.pos.step)
+        log.info("continuing from %s: global step %d (%s, %d epochs done, %d steps into the next)",
+                 self.last_path, self.pos.global_step, self.pos.phase, self.pos.epoch, self.pos.step)
 
     def _frozen_copy(self) -> torch.nn.Module:
         ref = copy.deepcopy(self.policy).eval()
