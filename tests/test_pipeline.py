@@ -1,0 +1,93 @@
+"""`icl-kit run` end to end on the tiny real Qwen2.5-VL (smoke params), stage skipping, failures."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from icl_kit.cli import main
+from icl_kit.errors import KitError
+from icl_kit.pipeline import STAGES, parse_stages, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "params" / "smoke_tiny_qwen.yaml"
+
+
+def test_committed_notebooks_hold_no_outputs():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
+        tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+
+
+def test_notebooks_share_their_default_overrides():
+    # nbval runs them in order on one run folder, so their defaults must agree
+    cells = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        src = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
+        cells.append(next(line for line in src.splitlines() if line.startswith("overrides")))
+    assert len(cells) == len(STAGES) and len(set(cells)) == 1
+
+
+def test_unknown_stage_is_named():
+    with pytest.raises(KitError, match=r"Unknown stage\(s\) \['trian'\]; choose from train, eval, stats, report"):
+        parse_stages("trian,eval")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    overrides = [f"runs_dir={runs}", f"data.root={runs / 'world'}"]
+    run_dir = run(SMOKE, overrides)
+    return run_dir, overrides
+
+
+def test_smoke_params_run_end_to_end(smoke_run):
+    run_dir, _ = smoke_run
+    for rel in ("params.yaml", "train_log.jsonl", "checkpoints/grpo_epoch1.pt", "checkpoints/grpo_epoch2.pt",
+                "eval/predictions.jsonl", "eval/summary.csv", "stats/comparisons.csv", "report/report.md",
+                "report/report.html"):
+        assert (run_dir / rel).is_file(), rel
+    for stage in STAGES:
+        assert (run_dir / "notebooks" / stage.notebook).is_file()
+    # 5 systems (zero_shot, random, similarity, 2 epochs) x 2 shots x 20 questions
+    lines = (run_dir / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 5 * 2 * 20
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "smoke" in report.lower()
+
+
+def test_rerun_skips_finished_stages(smoke_run, capsys):
+    run_dir, overrides = smoke_run
+    before = (run_dir / "report" / "report.md").stat().st_mtime_ns
+    run(SMOKE, overrides)
+    out = capsys.readouterr().out
+    assert out.count("finished earlier with the same inputs, skipped") == len(STAGES)
+    assert (run_dir / "report" / "report.md").stat().st_mtime_ns == before
+
+
+def test_changed_input_reruns_only_downstream(smoke_run, capsys):
+    run_dir, overrides = smoke_run
+    run(SMOKE, [*overrides, "report.language=zh"])
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 3 and "[4/4] report: done" in out
+    assert "一、测试配置" in (run_dir / "report" / "report.md").read_text()
+
+
+def test_failing_cell_names_notebook_cell_and_copy(smoke_run, tmp_path, capsys):
+    run_dir, overrides = smoke_run
+    broken = tmp_path / "runs"
+    shutil.copytree(run_dir, broken / run_dir.name)
+    (broken / run_dir.name / "stats" / "comparisons.csv").unlink()
+    (broken / run_dir.name / "stages.json").unlink()
+    code = main(["run", str(SMOKE), "--stages", "report", *[a for o in overrides for a in ("-p", o)],
+                 "-p", f"runs_dir={broken}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Stage report failed in notebooks/04_report.ipynb, cell" in err
+    assert "comparisons.csv is missing" in err
+    assert str(broken / run_dir.name / "notebooks" / "04_report.ipynb") in err
