@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from icl_kit.config import Params, dump_yaml, load_params
 from icl_kit.errors import KitError
@@ -24,14 +25,14 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
-def setup(params_path: str, overrides: list[str] | None = None, verbose: bool = True) -> Params:
+def setup(params_path: str, overrides: dict[str, Any] | list[str] | None = None, verbose: bool = True) -> Params:
     """Change to the project root, load and validate params, and print the resolved config."""
     root = project_root()
     os.chdir(root)
     path = Path(params_path)
     if not path.is_file():
         raise KitError(f"Params file {params_path} not found from {root}; set params_path in the parameters cell.")
-    params = load_params(path, list(overrides or []))
+    params = load_params(path, overrides or {})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     if verbose:
         print(f"# run folder: {params.run_dir}\n{dump_yaml(params)}")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from icl_kit.config import Params, load_params, to_dict
+from icl_kit.config import Params, load_params, parse_override, to_dict
 from icl_kit.errors import KitError
 from icl_kit.nb import project_root
 from icl_kit.runs import atomic_write_json, prepare_run
@@ -126,7 +126,7 @@ def run(
         try:
             pm.execute_notebook(
                 str(src), str(dst),
-                parameters={"params_path": str(params_path), "overrides": list(overrides)},
+                parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
                 cwd=str(root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
                 kernel_name="python3",
             )
