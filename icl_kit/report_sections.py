@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,13 +251,17 @@ def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
         return
     loss, rewards = val_columns(facts.epochs)
     if len(facts.epochs) and "epoch" in facts.epochs.columns:
-        heads = [t("col_phase"), t("col_epoch")] + ([t("col_val_loss")] if loss else [])
+        # epochs are 0-based inside checkpoints; the file name says which one (grpo_epoch1.pt = epoch 0)
+        heads = [t("col_phase"), t("col_epoch"), t("col_ckpt")] + ([t("col_val_loss")] if loss else [])
         heads += [f"{t('col_val_reward')} ({k.removeprefix('val/')})" for k in rewards]
-        has_time = "epoch_time_s" in facts.epochs.columns
+        time_key = next((k for k in ("time/epoch_s", "epoch_time_s") if k in facts.epochs.columns), None)
+        has_time = time_key is not None
         body = []
         for _, r in facts.epochs.iterrows():
-            cells = [str(r.get("phase", "—")), str(int(r["epoch"]))] + ([num(r[loss], 3)] if loss else [])
-            cells += [num(r[k], 3) for k in rewards] + ([num(r["epoch_time_s"], 0)] if has_time else [])
+            ckpt = r.get("checkpoint")
+            ckpt = Path(ckpt).stem if isinstance(ckpt, str) and ckpt else "—"
+            cells = [str(r.get("phase", "—")), str(int(r["epoch"])), ckpt] + ([num(r[loss], 3)] if loss else [])
+            cells += [num(r[k], 3) for k in rewards] + ([num(r[time_key], 0)] if has_time else [])
             body.append(cells)
         doc.add(md_table(heads + ([t("col_time")] if has_time else []), body))
     if any(k in facts.steps.columns for k in STEP_KEYS) or (len(facts.epochs) and (loss or rewards)):
