@@ -97,6 +97,16 @@ def parse_stages(text: str | None) -> list[Stage]:
     return [s for s in STAGES if s.name in names]
 
 
+def _show_demo_world(params: Params) -> None:
+    """Build the embedded demo world if missing and print its summary (counts, answer agreement)."""
+    from icl_kit.data.demo import build_demo_world, describe_world
+    from icl_kit.data.okvqa import resolve_roots
+
+    d = params.data
+    root = build_demo_world(resolve_roots(d)[0], n_train=d.demo_train, n_test=d.demo_test, seed=d.demo_seed)
+    print(describe_world(root), flush=True)
+
+
 def run(
     params_path: str | Path,
     overrides: Sequence[str] = (),
@@ -113,6 +123,8 @@ def run(
     (run_dir / "notebooks").mkdir(exist_ok=True)
     state = _load_state(run_dir)
     chosen = parse_stages(stages)
+    if params.data.demo:
+        _show_demo_world(params)
     print(f"icl-kit run: {params_path.name} -> {run_dir} (stages: {', '.join(s.name for s in chosen)})")
     for i, stage in enumerate(chosen, 1):
         src = root / "notebooks" / stage.notebook
