@@ -243,8 +243,9 @@ def load_offline_groups(path: Any, table: QueryTable, qids: Sequence[int], servi
         if [int(i) for i in line["pool"]] != table.pool_ids[table.row[int(line["question_id"])]].tolist():
             raise KitError(f"{path}: the pool of query {line['question_id']} differs from pools.json; "
                            "delete rollouts.jsonl (or pools.json) so both are rebuilt together.")
+    length = max(shots)
+    _check_lengths(path, lines, length)
     width = max(len(line["candidates"]) for line in lines)
-    length = len(lines[0]["candidates"][0]["positions"])
     seqs = torch.zeros(len(lines), width, length, dtype=torch.long)
     seqs[:] = torch.arange(length)  # padding: any valid repeat-free sequence
     rewards = torch.zeros(len(lines), width)
@@ -256,6 +257,18 @@ def load_offline_groups(path: Any, table: QueryTable, qids: Sequence[int], servi
         rewards[b, : len(cands)] = torch.tensor(_rewards(line, service, kind, shots, length))
     rows = torch.tensor([table.row[int(q)] for q in qids], dtype=torch.long)
     return Groups(rows, seqs, rewards, mask)
+
+
+def _check_lengths(path: Any, lines: list[dict[str, Any]], length: int) -> None:
+    """Every stored sequence must have L = max(shots) picks: a shorter one would be scored on truncated prefixes."""
+    for line in lines:
+        bad = {len(cd["positions"]) for cd in line["candidates"]} - {length}
+        if bad:
+            raise KitError(
+                f"{path}: query {line['question_id']} has sequences of {min(bad)} ICDs, but train.reward.shots "
+                f"needs {length}; set train.reward.shots to match (imported study data has 2) or delete "
+                "rollouts.jsonl to rebuild it."
+            )
 
 
 def _rewards(line: dict[str, Any], service: AnswerService | None, kind: str, shots: Sequence[int],

@@ -108,6 +108,8 @@ def test_loaded_groups_carry_the_cached_rewards(world):
                                                                                        [1, 2]))
     with pytest.raises(KitError, match="no rollouts for query"):
         ro.load_offline_groups(path, world.table, world.pool_ids[:7], world.service, KIND, [2])
+    with pytest.raises(KitError, match=f"query {qids[0]} has sequences of 2 ICDs, but train.reward.shots needs 3"):
+        ro.load_offline_groups(path, world.table, qids, world.service, KIND, [1, 2, 3])  # not truncated prefixes
 
 
 def test_online_samples_are_seeded_distinct_and_scored(world):
