@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,25 @@ from typing import Any, Literal
 import yaml
 
 from icl_kit.errors import KitError
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-5` (exponent, no dot) as a float, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where `lr: 1e-5` is the *string* '1e-5'.
+    """
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """YAML text -> Python values, with YAML 1.2 exponent floats (see `_ParamsLoader`)."""
+    return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def opt(default: Any, help: str, **rules: Any) -> Any:
@@ -83,6 +103,20 @@ class PromptConfig:
         "study",
         "Answer post-processing: 'study' cuts at the first Question/Answer/Short, then at ', '.",
     )
+
+    def __post_init__(self) -> None:
+        check_template("lvlm.prompt.icd_template", self.icd_template, ("question", "answer"))
+        check_template("lvlm.prompt.query_template", self.query_template, ("question",))
+
+
+def check_template(key: str, template: str, fields: tuple[str, ...]) -> None:
+    """A prompt template may use only `{field}` placeholders of `fields` (and `{{`/`}}` for braces)."""
+    try:
+        template.format(**{f: "" for f in fields})
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        raise KitError(f"{key}={template!r} is not a valid template ({type(exc).__name__}: {exc}); "
+                       f"use only the placeholders {allowed}, and {{{{ }}}} for literal braces.") from None
 
 
 @dataclass
@@ -355,7 +389,9 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys with a suggestion."""
     if not isinstance(raw, dict):
-        raise KitError(f"{prefix or 'params'} must be a mapping of keys to values, not {raw!r}.")
+        where = prefix.rstrip(".") or "params"
+        raise KitError(f"{where} must be a section (a mapping of keys to values), not {raw!r}; "
+                       "put its keys indented under it.")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -382,18 +418,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise KitError(f"Override {text!r} must look like key=value, e.g. train.grpo.lr=1e-5.")
     key, _, raw = text.partition("=")
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    if isinstance(value, str) and _looks_numeric(value):
-        value = float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
+    value = load_yaml_text(raw) if raw.strip() else ""
     return key.strip(), value
-
-
-def _looks_numeric(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
@@ -423,7 +449,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise KitError(f"Params file {path} does not exist; pass a path such as params/demo.yaml.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_text(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise KitError(f"Params file {path} is not UTF-8 text; save it as a UTF-8 YAML file.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

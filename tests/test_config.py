@@ -126,3 +126,41 @@ def test_every_param_documented():
 @pytest.mark.parametrize("name", sorted(p.name for p in PARAMS_DIR.glob("*.yaml")))
 def test_shipped_params_files_load(name):
     assert isinstance(load_params(PARAMS_DIR / name), Params)
+
+
+def test_exponent_floats_in_a_params_file(tmp_path):
+    # PyYAML (YAML 1.1) alone reads `1e-5` as the string '1e-5'.
+    path = write(tmp_path, "train:\n  grpo:\n    lr: 1e-5\n  rce:\n    lr: 3E+2\n  rollouts:\n"
+                           "    temperatures: [1e0, 2.5e-1]\n")
+    p = load_params(path)
+    assert p.train.grpo.lr == 1e-5 and p.train.rce.lr == 300.0
+    assert p.train.rollouts.temperatures == [1.0, 0.25]
+    assert load_params(None, ["train.grpo.lr=2e-4"]).train.grpo.lr == 2e-4
+    assert load_params(None, ["seed=7"]).seed == 7  # integers stay integers
+
+
+def test_value_where_a_section_belongs(tmp_path):
+    with pytest.raises(KitError, match=r"^train must be a section \(a mapping of keys to values\), not 5;"):
+        load_params(write(tmp_path, "train: 5\n"))
+    with pytest.raises(KitError, match=r"^train\.grpo must be a section .*not 1;"):
+        load_params(None, ["train.grpo=1"])
+
+
+def test_non_utf8_params_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(KitError, match="is not UTF-8 text"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(("key", "template", "error"), [
+    ("icd_template", "Q:{q} A:{answer}", "KeyError"),
+    ("query_template", "Question:{question} Short answer:{answer}", "KeyError"),
+    ("query_template", "Question:{question", "ValueError"),
+    ("icd_template", "Q:{0}", "IndexError"),
+])
+def test_prompt_template_placeholders_checked_at_load(key, template, error):
+    with pytest.raises(KitError, match=rf"lvlm\.prompt\.{key}=.* is not a valid template \({error}"):
+        load_params(None, {f"lvlm.prompt.{key}": template})
+    ok = load_params(None, {"lvlm.prompt.icd_template": "{{{question}}} -> {answer}"})
+    assert ok.lvlm.prompt.icd_template.format(question="q", answer="a") == "{q} -> a"
