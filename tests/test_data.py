@@ -171,3 +171,17 @@ def test_load_data_builds_demo(tmp_path, monkeypatch):
     assert not {r.question_id for r in train} & {r.question_id for r in test}
     with pytest.raises(KitError, match=r"train2014_questions.json is missing; check data.root \(or \$OKVQA"):
         load_data(DataConfig(root=str(tmp_path / "nothing")))
+
+
+def test_image_size_reads_the_header_and_names_bad_files(tmp_path):
+    from PIL import Image
+
+    recs = load_split(write_split(tmp_path), "val")
+    with pytest.raises(KitError, match=r"COCO_val2014_000000000001.jpg for question 10 is missing"):
+        recs[0].image_size()
+    recs[0].image_path.parent.mkdir()
+    Image.new("RGB", (40, 30)).save(recs[0].image_path)
+    assert recs[0].image_size() == (40, 30)
+    recs[1].image_path.write_bytes(b"not a jpeg")
+    with pytest.raises(KitError, match="COCO_val2014_000000000002.jpg for question 20 cannot be read"):
+        recs[1].image_size()

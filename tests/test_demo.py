@@ -103,6 +103,19 @@ def test_refuses_foreign_folder(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "keep"
 
 
+def test_cli_demo_data_errors_are_one_line(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    (tmp_path / "afile").write_text("keep")
+    assert main(["demo-data", "--out", str(tmp_path / "afile"), "--n-train", "12", "--n-test", "10"]) == 2
+    assert main(["demo-data", "--out", str(tmp_path / "w"), "--n-train", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"icl-kit: error: {tmp_path / 'afile'} is a file, not a folder; choose a folder for "
+                   "the demo world.",
+                   "icl-kit: error: Demo world sizes n_train=0, n_test=1000 must both be at least 1."]
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
 def test_describe_world(world):
     text = describe_world(world)
     assert f"train (pool): {N_TRAIN} questions" in text and f"val (test): {N_TEST} questions" in text

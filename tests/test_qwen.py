@@ -172,6 +172,11 @@ def test_fingerprint_stable_and_protocol_sensitive(lvlm):
     pixels = QwenLVLM(tiny_cfg(max_pixels=28 * 28 * 32), model=lvlm.model, processor=lvlm.processor)
     assert same.fingerprint() == lvlm.fingerprint()
     assert len({lvlm.fingerprint(), other.fingerprint(), pixels.fingerprint()}) == 3
+    # Same architecture, one weight changed (a fine-tune): cached answers must not be shared.
+    tuned = copy.deepcopy(lvlm.model)
+    with torch.no_grad():
+        next(tuned.parameters()).view(-1)[0] += 0.5
+    assert QwenLVLM(tiny_cfg(), model=tuned, processor=lvlm.processor).fingerprint() != lvlm.fingerprint()
 
 
 def test_oom_halves_the_batch_and_keeps_order(caplog):
@@ -242,6 +247,21 @@ def test_build_lvlm_dispatches_to_simulated(data, tmp_path):
     assert isinstance(build_lvlm(params), SimulatedLVLM)
 
 
+def test_simulated_finds_the_world_through_okvqa_path(tmp_path, monkeypatch):
+    """data.root '' falls back to $OKVQA_PATH for the simulator, as it does for the loader."""
+    from icl_kit.config import load_params
+    from icl_kit.lvlm.simulated import SimulatedLVLM
+
+    root = build_demo_world(tmp_path / "demo", n_train=12, n_test=10, seed=0)
+    params = load_params(None, {"lvlm.backend": "simulated"})
+    monkeypatch.delenv("OKVQA_PATH", raising=False)
+    with pytest.raises(KitError, match="needs data.root to point at a demo world"):
+        build_lvlm(params)
+    monkeypatch.setenv("OKVQA_PATH", str(root))
+    sim = build_lvlm(params)
+    assert isinstance(sim, SimulatedLVLM) and sim.latent_path == root / "demo_latent.json"
+
+
 def test_cli_ask_prints_layout_and_answer(tmp_path, capsys):
     from icl_kit.cli import main
 
@@ -256,3 +276,18 @@ def test_cli_ask_prints_layout_and_answer(tmp_path, capsys):
     assert len(images) == 4 and images[-1].startswith(f"  [image qid={qid} ")
     assert out[-2].startswith("raw: ") and out[-1].startswith("answer: ")
     assert main(["ask", "--params", str(params), *sets, "--question-id", "1", "--shots", "1"]) == 2
+
+
+def test_unreadable_image_is_a_clear_error(lvlm, data, tmp_path):
+    from icl_kit.lvlm.qwen import resized_image
+
+    pool, test = data
+    bad = replace(test[0], image_path=tmp_path / "COCO_val2014_000000000001.jpg")
+    bad.image_path.write_bytes(b"not a jpeg")
+    with pytest.raises(KitError, match=r"COCO_val2014_000000000001.jpg for question \d+ cannot be read"):
+        lvlm.generate([Request((pool[0],), bad)])
+    with pytest.raises(KitError, match=r"COCO_val2014_000000000001.jpg cannot be read"):
+        resized_image(str(bad.image_path), 3136, 12544)
+    missing = replace(test[0], image_path=tmp_path / "absent.jpg")
+    with pytest.raises(KitError, match=r"absent.jpg for question \d+ is missing"):
+        lvlm.score([Request((), missing)], ["red"])

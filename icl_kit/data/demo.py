@@ -176,6 +176,8 @@ def build_demo_world(out: str | Path = "data/demo", n_train: int = 2000, n_test:
         raise KitError(f"Demo world sizes n_train={n_train}, n_test={n_test} must both be at least 1.")
     if not force and is_complete(out, settings):
         return out
+    if out.exists() and not out.is_dir():
+        raise KitError(f"{out} is a file, not a folder; choose a folder for the demo world.")
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
     atomic_write_json(out / BUILDING, settings)

@@ -29,16 +29,31 @@ class Record:
 
     def image(self) -> Image.Image:
         """Load the image lazily as RGB; a missing or unreadable file is a KitError."""
+        self._check_exists()
+        try:
+            with Image.open(self.image_path) as im:
+                return im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as exc:
+            raise self._unreadable(exc) from None
+
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) from the file header only; a missing or unreadable file is a KitError."""
+        self._check_exists()
+        try:
+            with Image.open(self.image_path) as im:
+                return im.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise self._unreadable(exc) from None
+
+    def _check_exists(self) -> None:
         if not self.image_path.is_file():
             raise KitError(
                 f"Image {self.image_path} for question {self.question_id} is missing; "
                 "check data.image_root (or COCO_PATH)."
             )
-        try:
-            with Image.open(self.image_path) as im:
-                return im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise KitError(
-                f"Image {self.image_path} for question {self.question_id} cannot be read "
-                f"({exc.__class__.__name__}); replace the file."
-            ) from None
+
+    def _unreadable(self, exc: Exception) -> KitError:
+        return KitError(
+            f"Image {self.image_path} for question {self.question_id} cannot be read "
+            f"({exc.__class__.__name__}); replace the file."
+        )

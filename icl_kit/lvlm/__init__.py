@@ -23,13 +23,16 @@ HUB_PROBE_TIMEOUT_S = 3.0
 def build_lvlm(params_or_cfg: Params | LVLMConfig, data_root: str | Path | None = None) -> LVLM:
     """The LVLM named by `lvlm.backend`: 'qwen' (Qwen2.5-VL) or 'simulated' (demo world).
 
-    `params_or_cfg` is the whole Params (its `lvlm` section is used; `data.root` is the
-    default `data_root`) or an LVLMConfig. The simulated backend reads the demo world at
-    `data_root`.
+    `params_or_cfg` is the whole Params (its `lvlm` section is used; `data.root`, else
+    $OKVQA_PATH / $VQAV2_PATH as for the loader, is the default `data_root`) or an
+    LVLMConfig. The simulated backend reads the demo world at `data_root`.
     """
     cfg = getattr(params_or_cfg, "lvlm", params_or_cfg)
     if data_root is None and hasattr(params_or_cfg, "data"):
-        data_root = params_or_cfg.data.root
+        from icl_kit.data.okvqa import ROOT_ENV
+
+        data = params_or_cfg.data
+        data_root = data.root or os.environ.get(ROOT_ENV[data.dataset], "")
     if cfg.backend == "qwen":
         from icl_kit.lvlm.qwen import QwenLVLM
 

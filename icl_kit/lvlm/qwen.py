@@ -42,6 +42,7 @@ IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across
 CPU_DTYPE = torch.float32  # bf16 matmuls on CPU are slow and round differently per batch
 CUDA_DTYPE = torch.bfloat16
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the fingerprint
 
 
 # ------------------------------------------------------------------ resolving
@@ -157,7 +158,10 @@ def resized_image(path: str, min_pixels: int, max_pixels: int) -> Image.Image:
 
     RGB, sides resized to multiples of 28 with min_pixels <= area <= max_pixels.
     """
-    return fetch_image({"image": path, "min_pixels": min_pixels, "max_pixels": max_pixels})
+    try:
+        return fetch_image({"image": path, "min_pixels": min_pixels, "max_pixels": max_pixels})
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise KitError(f"Image {path} cannot be read ({exc.__class__.__name__}); replace the file.") from None
 
 
 def image_tokens(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
@@ -228,10 +232,7 @@ class QwenLVLM(LVLM):
         return Prepared(messages, text, n)
 
     def _image_tokens(self, record: Any) -> int:
-        if not record.image_path.is_file():
-            record.image()  # raises the KitError that names the missing file
-        with Image.open(record.image_path) as im:
-            width, height = im.size
+        width, height = record.image_size()  # a missing or unreadable file is a KitError naming it
         return image_tokens(height, width, self.cfg.min_pixels, self.cfg.max_pixels)
 
     def encode(self, prepared: Sequence[Prepared]) -> Any:
@@ -314,14 +315,30 @@ class QwenLVLM(LVLM):
 
     # ------------------------------------------------------------ fingerprint
     def _make_fingerprint(self) -> str:
-        """Hash of the model config, weights dtype, image budget and prompt protocol."""
+        """Hash of the model config, a weights sample, dtype, image budget and prompt protocol.
+
+        The weights sample tells apart two checkpoints of one architecture (e.g. a fine-tune),
+        whose cached answers must not be mixed, wherever their folders are.
+        """
         model_cfg = self.model.config.to_dict()
         model_cfg.pop("_name_or_path", None)
         payload = {
             "model": model_cfg,
+            "weights": weights_digest(self.model),
             "dtype": str(next(self.model.parameters()).dtype),
             "pixels": [self.cfg.min_pixels, self.cfg.max_pixels],
             "protocol": protocol_hash(self.cfg.prompt, self.cfg.generation),
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over each parameter's name and first WEIGHT_SAMPLE values (as float32): cheap,
+    independent of where the weights were loaded from, different for different weights."""
+    h = hashlib.sha256()
+    for name, param in model.named_parameters():
+        h.update(name.encode())
+        h.update(param.detach().reshape(-1)[:WEIGHT_SAMPLE].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
