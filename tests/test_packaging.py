@@ -13,6 +13,11 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _spec(req: str) -> str:
+    """Name and version constraint, e.g. 'torch>=2.1' (spaces dropped)."""
+    return _name(req) + req.strip()[len(_name(req)):].replace(" ", "")
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
@@ -21,6 +26,10 @@ def test_environment_yml_matches_pyproject():
     conda = {_name(r) for r in pip_block if not r.startswith("-e")}
     conda |= {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert conda == declared, f"only in environment.yml: {conda - declared}; only in pyproject: {declared - conda}"
+    # The version constraints agree too.
+    declared_specs = {_spec(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    conda_specs = {_spec(r) for r in pip_block if not r.startswith("-e")}
+    assert conda_specs == declared_specs, f"constraints differ: {conda_specs ^ declared_specs}"
     assert "python=3.11" in env["dependencies"]
 
 
