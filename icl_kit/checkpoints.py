@@ -46,6 +46,11 @@ _LAYER_KEY = re.compile(r"^(?:cross_attn_layers|attn_norms)\.(\d+)\.")
 _GLOBAL = re.compile(r"GLOBAL (\S+)")
 
 
+# numpy scalars (e.g. metrics from np.mean) are plain data, not code: allow them under weights_only
+NUMPY_SCALAR_GLOBALS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                        np.dtypes.Float16DType, np.dtypes.Int64DType, np.dtypes.Int32DType, np.dtypes.BoolDType]
+
+
 # ------------------------------------------------------------------ reading
 def read_checkpoint_file(path: str | Path) -> Any:
     """`torch.load(weights_only=True)` with one clear sentence for each way a file can be wrong."""
@@ -57,7 +62,8 @@ def read_checkpoint_file(path: str | Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes from torch
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         if found:

@@ -271,3 +271,18 @@ def test_other_files_and_paths(tmp_path) -> None:
     torch.save({"state_dict": {"encoder.w": torch.ones(1)}}, tmp_path / "enc.ckpt")
     with pytest.raises(KitError, match="holds no 'lever_lm.pointer_selector"):
         load_selector(tmp_path / "enc.ckpt")
+
+
+def test_numpy_scalar_metrics_load_under_weights_only(tmp_path):
+    # study checkpoints may hold metrics computed with numpy (np.float64 from np.mean): plain data, not code
+    import numpy as np
+
+    from icl_kit.checkpoints import load_checkpoint
+    from icl_kit.selector import PointerSelector
+
+    sel = PointerSelector(input_dim=8, hidden_dim=8)
+    path = tmp_path / "grpo_epoch1.pt"
+    torch.save({"epoch": 0, "phase": "grpo", "model_state_dict": sel.state_dict(), "kl_beta": np.float64(0.1),
+                "metrics": {"val_reward": np.float64(0.52), "n": np.int64(3), "acc": np.float32(0.5)}}, path)
+    _, info = load_checkpoint(path)
+    assert float(info["metrics"]["val_reward"]) == 0.52 and int(info["metrics"]["n"]) == 3
