@@ -111,6 +111,15 @@ def permutation_p(a: np.ndarray, b: np.ndarray, n_perm: int, seed: int) -> float
     return float(res.pvalue)
 
 
+def permutation_p_floor(n_perm: int) -> float:
+    """Smallest p `permutation_p` can return with n_perm random resamples: 2 / (n_perm + 1).
+
+    scipy counts the observed statistic as one resample, (k + 1) / (n_perm + 1) per side,
+    and doubles the smaller side. A p at this floor only says "at most this".
+    """
+    return 2.0 / (n_perm + 1)
+
+
 def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
     """Exact McNemar p on right/wrong (acc > 0): binomial test of the discordant pairs."""
     ra, rb = a > 0, b > 0
@@ -285,8 +294,19 @@ def compare_summary(
         "mde": float(es) * sd_arm,
         "n_needed": float(math.ceil(n_need)) if np.isfinite(n_need) else math.nan,
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin),
-        "note": "summary only: independent-proportions approximation (conservative for paired data)",
+        "note": _summary_note(diff, hw, p_rho),
     }
+
+
+def _summary_note(diff: float, hw: Sequence[float], p_rho: Sequence[float]) -> str:
+    """The approximate-mode note of comparisons.csv, with the interval and p over RHO_RANGE.
+
+    hw, p_rho: half-width (points) and p at rho = RHO_RANGE[0] (wide) and RHO_RANGE[1] (narrow).
+    """
+    lo, hi = RHO_RANGE
+    return (f"APPROXIMATE, summary only: independent-proportions test (conservative for paired data); "
+            f"if paired with correlation {lo}-{hi}: 95% CI [{diff - hw[0]:+.1f}, {diff + hw[0]:+.1f}] to "
+            f"[{diff - hw[1]:+.1f}, {diff + hw[1]:+.1f}], p {p_rho[0]:.3g} to {p_rho[1]:.3g}")
 
 
 # ------------------------------------------------------------------ multiplicity

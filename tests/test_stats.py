@@ -25,6 +25,7 @@ from icl_kit.stats import (
     compare_summary,
     mcnemar_p,
     permutation_p,
+    permutation_p_floor,
     verdict,
 )
 from icl_kit.stats_power import (
@@ -108,6 +109,12 @@ def test_permutation_p_equals_full_enumeration():
     assert permutation_p(a, b, n_perm=5000, seed=0) == pytest.approx(hand)
 
 
+def test_permutation_p_floor_is_the_smallest_random_p():
+    """n=200 clear gain: no random flip reaches it, so p sits exactly at 2 / (n_perm + 1)."""
+    a, b = np.zeros(200), np.r_[np.ones(150), np.zeros(50)]
+    assert permutation_p(a, b, n_perm=999, seed=0) == pytest.approx(permutation_p_floor(999)) == 0.002
+
+
 def test_bca_interval_close_to_t_interval():
     """For n=400 the BCa interval of a mean difference is close to mean +- t * sd / sqrt(n)."""
     s = simulate_scores(np.random.default_rng(1), 1, 400, [0.0, 0.3])
@@ -141,6 +148,11 @@ def test_compare_summary_hand_z():
         assert hw == pytest.approx(1.959964 * se * 100, abs=1e-4)
     assert r["p_range"][0] < r["p_range"][1] < r["p"]  # pairing only helps
     assert r["ci_low_rho"][0] > r["ci_low"] and r["approximate"] and r["mode"] == "summary"
+    # comparisons.csv keeps only scalar columns: the rho range travels in the note
+    assert r["note"].startswith("APPROXIMATE, summary only")
+    assert (f"correlation 0.3-0.8: 95% CI [{r['ci_low_rho'][0]:+.1f}, {r['ci_high_rho'][1]:+.1f}] to "
+            f"[{r['ci_low_rho'][1]:+.1f}, {r['ci_high_rho'][0]:+.1f}], p {r['p_range'][1]:.3g} to "
+            f"{r['p_range'][0]:.3g}") in r["note"]
 
 
 # ------------------------------------------------------------------ multiplicity, verdict
@@ -152,6 +164,14 @@ def test_adjust_hand_values_and_nan():
     np.testing.assert_allclose(adjust(q, "holm"), multipletests(q, method="holm")[1])
     with pytest.raises(KitError, match="holm"):
         adjust(q, "bonferoni")  # type: ignore[arg-type]
+
+
+def test_mcnemar_published_example():
+    """Fagerland, Lydersen & Laake (2013), BMC Med Res Methodol 13:91, Table 1 (airway hyper-responsiveness
+    before/after, n = 21: 1 yes/yes, 1 yes/no, 7 no/yes, 12 no/no): exact conditional McNemar p = 0.070."""
+    before = np.array([1] * 1 + [1] * 1 + [0] * 7 + [0] * 12, float)
+    after = np.array([1] * 1 + [0] * 1 + [1] * 7 + [0] * 12, float)
+    assert mcnemar_p(before, after) == pytest.approx(0.070, abs=5e-4)  # = 18 / 256
 
 
 @pytest.mark.parametrize(
