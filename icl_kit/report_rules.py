@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_kit.report_text import Text, approx_n, ci, count, num, p_is, pct, pts, share, verdict_kind
+from icl_kit.report_text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share, verdict_kind
 from icl_kit.stats_power import n_needed_paired
 
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
 FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
 MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
 DECIDED = ("better", "worse", "equivalent")
+FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the permutation floor counts as at the floor
 LOSS_KEYS = ("val/rce_loss", "val/loss")
 REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
 
@@ -43,6 +44,12 @@ class Facts:
     val_selected: dict[str, dict[str, Any]] = field(default_factory=dict)
     smoke: bool = False
     simulated: bool = False
+    p_floor: float = 0.0  # smallest raw permutation p of the run, 2 / (n_perm + 1); 0: unknown
+
+    def at_floor(self, row: Any) -> bool:
+        """True when a paired row's raw p sits at the permutation floor: its adjusted p is an upper bound."""
+        p = row["p"] if "p" in row else math.nan
+        return bool(self.p_floor > 0 and row["mode"] == "paired" and p <= self.p_floor * (1 + FLOOR_RTOL))
 
     def subsets(self) -> list[tuple[str, int]]:
         """(subset, n) ordered by n, smallest first."""
@@ -65,6 +72,10 @@ def _median(values: Any) -> float:
 
 
 def epoch_label(row: pd.Series) -> str:
+    """The checkpoint an epoch line wrote ('grpo_epoch2'), else 'grpo epoch 1' (0-based, as logged)."""
+    ckpt = row.get("checkpoint")
+    if isinstance(ckpt, str) and ckpt:
+        return ckpt.rsplit("/", 1)[-1].removesuffix(".pt")
     phase = row.get("phase")
     return f"{phase} epoch {int(row['epoch'])}" if isinstance(phase, str) else f"epoch {int(row['epoch'])}"
 
@@ -85,6 +96,7 @@ def val_choice(f: Facts) -> dict[str, Any] | None:
         return None
     ep = f.epochs.assign(_reward=f.epochs[reward_cols].mean(axis=1))
     ep = ep[np.isfinite(pd.to_numeric(ep[loss_col], errors="coerce")) & np.isfinite(ep["_reward"])]
+    ep = ep[pd.to_numeric(ep["epoch"], errors="coerce") >= 0]  # the pre-training line is no checkpoint to pick
     if len(ep) < 2:
         return None
     by_loss = ep.loc[pd.to_numeric(ep[loss_col]).idxmin()]
@@ -171,7 +183,7 @@ def find_significant(f: Facts, t: Text) -> list[str] | None:
         return None
     out = [t("f_significant", b=r.system_b, a=r.system_a, shot=r.shot,
              direction=t("dir_up" if r["diff"] > 0 else "dir_down"), diff=pts(r["diff"]),
-             ci=ci(r.ci_low, r.ci_high), p_adj=p_is(r.p_adj), n=count(r.n))
+             ci=ci(r.ci_low, r.ci_high), p_adj=p_bound_is(r.p_adj, f.at_floor(r)), n=count(r.n))
            for _, r in sig.head(MAX_LISTED).iterrows()]
     if len(sig) > MAX_LISTED:
         out[-1] += f" ({t('and_more', k=len(sig) - MAX_LISTED)})"
@@ -205,7 +217,8 @@ def find_n_small(f: Facts, t: Text) -> str | None:
 def find_maxt(f: Facts, t: Text) -> list[str] | None:
     out = []
     for e in maxt_entries(f):
-        fields = {"lineage": e.get("lineage", ""), "shot": e.get("shot", ""), "epoch": e.get("best_epoch", ""),
+        best = e.get("best_system") or e.get("best_epoch", "")  # the checkpoint's name, not its 0-based epoch
+        fields = {"lineage": e.get("lineage", ""), "shot": e.get("shot", ""), "epoch": best,
                   "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]), "maxt": p_is(e["maxT_p"])}
         if e["naive_p"] < f.alpha <= e["maxT_p"]:
             out.append(t("f_maxt_lost", **fields))
@@ -234,7 +247,7 @@ def find_val_selected(f: Facts, t: Text) -> list[str] | None:
                  for r in block.get("on_test", [])]
         if not cells or "best_val_epoch" not in block:
             continue
-        out.append(t("f_val_selected", epoch=block["best_val_epoch"], system=block.get("system", ""),
+        out.append(t("f_val_selected", system=block.get("system", ""),
                      reward=num(block.get("val_reward"), 3), cells=t("list_sep").join(cells)))
         best = [t("f_best_cell", shot=r.get("shot"), diff=pts(r.get("diff")), system=r.get("system_b"))
                 for r in block.get("best_on_test", [])]

@@ -25,6 +25,8 @@ from icl_kit.report_text import (
     ci,
     count,
     num,
+    p_bound,
+    p_bound_is,
     p_is,
     pct,
     pts,
@@ -32,6 +34,7 @@ from icl_kit.report_text import (
     share,
     verdict_kind,
 )
+from icl_kit.stats import permutation_p_floor
 from icl_kit.stats_plots import forest_plot, power_plot
 
 KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
@@ -112,7 +115,7 @@ def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
                  correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
                  best_epoch=[b for b in best if isinstance(b, dict)],
                  val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
-                 simulated=inputs.params.lvlm.backend == "simulated")
+                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=permutation_p_floor(s.n_perm))
 
 
 def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]]:
@@ -181,19 +184,22 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
             label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
-            doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts.margin))
+            doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts))
         doc.figure(t, f"forest_{subset}.png", lambda s=subset: forest_plot(facts.comparisons, s, facts.margin),
                    t("cap_forest", label=t.subset_label(subset), margin=num(facts.margin)))
     doc.add(t("table_note", correction=facts.correction, alpha=num(facts.alpha, 2), margin=num(facts.margin),
               power=share(facts.power)))
+    if any(facts.at_floor(r) for _, r in facts.comparisons.iterrows()):
+        doc.add(t("floor_note", n_perm=count(inputs.params.stats.n_perm), floor=num(facts.p_floor, 5)))
     if (facts.comparisons["mode"] == "summary").any():
         doc.add(t("approx_note"))
 
 
-def _comparison_table(t: Text, rows: pd.DataFrame, margin: float) -> str:
+def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
     rows = rows.sort_values(["system_b", "system_a", "shot"], key=lambda c: c.map(natural))
     body = [[r.system_b, r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
-             ci(r.ci_low, r.ci_high), pval(r.p_adj), verdict_cell(t, r, margin)] for _, r in rows.iterrows()]
+             ci(r.ci_low, r.ci_high), p_bound(r.p_adj, facts.at_floor(r)), verdict_cell(t, r, facts.margin)]
+            for _, r in rows.iterrows()]
     heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_padj", "col_verdict"]
     return md_table([t(h) for h in heads], body)
 
@@ -234,7 +240,8 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
                 continue
             lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
             lines += [t("detail_line", shot=r.shot, a=a, b=b, acc_a=pct(r.acc_a), acc_b=pct(r.acc_b),
-                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high), p_adj=p_is(r.p_adj),
+                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high),
+                        p_adj=p_bound_is(r.p_adj, facts.at_floor(r)),
                         p=p_is(r.p), mcnemar=p_is(r.mcnemar_p), verdict=verdict_cell(t, r, facts.margin))
                       for _, r in rows.iterrows()]
             if rows.mde.notna().any():
@@ -260,7 +267,8 @@ def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
         for _, r in facts.epochs.iterrows():
             ckpt = r.get("checkpoint")
             ckpt = Path(ckpt).stem if isinstance(ckpt, str) and ckpt else "—"
-            cells = [str(r.get("phase", "—")), str(int(r["epoch"])), ckpt] + ([num(r[loss], 3)] if loss else [])
+            epoch = str(int(r["epoch"])) if r["epoch"] >= 0 else "—"  # -1: the line before training
+            cells = [str(r.get("phase", "—")), epoch, ckpt] + ([num(r[loss], 3)] if loss else [])
             cells += [num(r[k], 3) for k in rewards] + ([num(r[time_key], 0)] if has_time else [])
             body.append(cells)
         doc.add(md_table(heads + ([t("col_time")] if has_time else []), body))
@@ -273,7 +281,8 @@ def _best_epoch(doc: Doc, t: Text, facts: Facts, i: int) -> None:
     entries = [e for e in facts.best_epoch if "naive_p" in e and "maxT_p" in e]
     if not entries:
         return
-    body = [[str(e.get("lineage", "—")), str(e.get("shot", "—")), str(e.get("best_epoch", "—")),
+    body = [[str(e.get("lineage", "—")), str(e.get("shot", "—")),
+             str(e.get("best_system") or e.get("best_epoch", "—")),  # the checkpoint's name, not its 0-based epoch
              pts(e.get("best_diff")), pval(e["naive_p"]), pval(e["maxT_p"])] for e in entries]
     heads = ["col_lineage", "col_shot", "col_best", "col_best_diff", "col_naive", "col_maxt"]
     n_epochs = max(int(e.get("n_epochs", len(e.get("epochs", [])) or 0)) for e in entries)

@@ -79,6 +79,18 @@ def pval(p: float | None) -> str:
     return f"{p:.2f}" if p >= P_TWO_DECIMALS else f"{p:.3f}"
 
 
+def p_bound(p: float | None, at_floor: bool) -> str:
+    """An adjusted p whose raw p sat at the permutation floor is an upper bound: `≤0.009`."""
+    text = pval(p)
+    return f"≤{text}" if at_floor and text[:1].isdigit() else text
+
+
+def p_bound_is(p: float | None, at_floor: bool) -> str:
+    """`p_bound` in prose: `≤ 0.009`, else as `p_is`."""
+    text = p_bound(p, at_floor)
+    return text.replace("≤", "≤ ") if text.startswith("≤") else p_is(p)
+
+
 def count(n: float | None) -> str:
     """An integer with grouped thousands: `2 900`."""
     if not _finite(n):
@@ -159,7 +171,11 @@ ZH: dict[str, str] = {
     "v_inconclusive_n": "无可检测差异（需 n≈{n}）", "v_inconclusive": "无可检测差异",
     "approx_note": "† 仅有汇总准确率：按独立比例近似检验（对配对数据偏保守）。",
     "table_note": "差异单位为百分点。箭头与加粗只标记经 {correction} 校正后 p < {alpha} 的差异；"
-                  "“等价”表示 TOST 显示差异在 ±{margin} 点以内；n≈ 为以 {power} 功效检出 {margin} 点差异所需的题数。",
+                  "95% 置信区间是单项比较的区间（未做多重校正），所以不含 0 的区间仍可能不显著；"
+                  "“等价”表示 TOST 显示差异在 ±{margin} 点以内；"
+                  "“需 n≈” 为以 {power} 功效检出 {margin} 点差异所需的题数。",
+    "floor_note": "置换检验用 {n_perm} 次重排，原始 p 最小只能到 {floor}；“≤” 表示原始 p 已到这个下限，"
+                  "校正后 p 是上界，真实值可能更小。",
     "sub_summary": "### 2.2 统计汇总",
     "col_subset": "子集", "col_kind": "比较类型", "col_count": "比较数", "col_mean": "平均差异",
     "col_halfwidth": "区间半宽（中位数）", "col_better": "提升", "col_worse": "下降", "col_equiv": "等价",
@@ -179,10 +195,10 @@ ZH: dict[str, str] = {
     "detail_mde": "  - 在 n = {n} 时，以 {power} 功效可检出的最小差异约为 ±{mde} 点（各 shot 中位数）。",
     "train_heading": "### 3.{i} 训练过程",
     "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
-    "col_phase": "阶段", "col_epoch": "Epoch", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
+    "col_phase": "阶段", "col_epoch": "Epoch（从 0 计）", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
     "col_time": "耗时 (s)", "col_ckpt": "检查点",
     "best_heading": "### 3.{i} 最佳 epoch 的选择",
-    "col_lineage": "检查点序列", "col_best": "测试集最佳 epoch", "col_best_diff": "相对基线差异",
+    "col_lineage": "检查点序列", "col_best": "测试集最佳检查点", "col_best_diff": "相对基线差异",
     "col_naive": "单独检验 p", "col_maxt": "max-T p",
     "best_note": "max-T（Westfall–Young）考虑了“从 {e} 个 epoch 中挑最好的”这一选择；单独检验 p 没有考虑。",
     "f_significant": "{b} 相对 {a} 在 shot {shot} 上{direction} {diff} 点"
@@ -204,7 +220,7 @@ ZH: dict[str, str] = {
     "f_subsets_none": "n = {n_small} 到 n = {n_large}：区间半宽中位数从 ±{hw_small} 点缩小到 ±{hw_large} 点，"
                       "但没有一项比较因此得到结论"
                       "（无法下结论的分别有 {k_small} / {m_small} 和 {k_large} / {m_large} 项）。",
-    "f_val_selected": "按验证奖励选出的 epoch {epoch}（{system}，验证奖励 {reward}）在测试集上：{cells}。",
+    "f_val_selected": "按验证奖励选出的检查点 {system}（验证奖励 {reward}）在测试集上：{cells}。",
     "f_val_selected_cell": "shot {shot} {diff} 点 {ci}（{verdict}）",
     "f_best_on_test": "相比之下，各 shot 测试集上最好的检查点差异为 {cells}，因为是在测试集上挑选的，偏乐观。",
     "f_best_cell": "shot {shot} {diff}（{system}）",
@@ -267,8 +283,12 @@ EN: dict[str, str] = {
     "v_inconclusive_n": "no detectable difference (n needed ≈ {n})", "v_inconclusive": "no detectable difference",
     "approx_note": "† Summary accuracies only: tested as independent proportions (conservative for paired data).",
     "table_note": "Differences are in points. Arrows and bold mark only differences with {correction}-adjusted "
-                  "p < {alpha}; “equivalent” means TOST puts the difference within ±{margin} points; n ≈ is the "
-                  "number of questions needed to detect a {margin}-point difference with power {power}.",
+                  "p < {alpha}; the 95% intervals are per comparison (not adjusted), so an interval that excludes 0 "
+                  "can still be not significant; “equivalent” means TOST puts the difference within ±{margin} "
+                  "points; “n needed ≈” is the number of questions needed to detect a {margin}-point difference "
+                  "with power {power}.",
+    "floor_note": "The permutation test uses {n_perm} resamples, so a raw p cannot go below {floor}; “≤” marks "
+                  "an adjusted p whose raw p sits at that floor: it is an upper bound, the true p may be smaller.",
     "sub_summary": "### 2.2 Statistics summary",
     "col_subset": "Subset", "col_kind": "Comparison", "col_count": "Count", "col_mean": "Mean diff",
     "col_halfwidth": "Interval half-width (median)", "col_better": "Better", "col_worse": "Worse",
@@ -292,10 +312,10 @@ EN: dict[str, str] = {
                   "(median over shots).",
     "train_heading": "### 3.{i} Training",
     "no_train_log": "(No training log: the training analysis is skipped.)",
-    "col_phase": "Phase", "col_epoch": "Epoch", "col_val_loss": "Val loss", "col_val_reward": "Val reward",
+    "col_phase": "Phase", "col_epoch": "Epoch (0-based)", "col_val_loss": "Val loss", "col_val_reward": "Val reward",
     "col_time": "Time (s)", "col_ckpt": "Checkpoint",
     "best_heading": "### 3.{i} Choosing the best epoch",
-    "col_lineage": "Checkpoint series", "col_best": "Best epoch on test", "col_best_diff": "Diff vs baseline",
+    "col_lineage": "Checkpoint series", "col_best": "Best checkpoint on test", "col_best_diff": "Diff vs baseline",
     "col_naive": "Naive p", "col_maxt": "max-T p",
     "best_note": "max-T (Westfall–Young) accounts for picking the best of {e} epochs; the naive p does not.",
     "f_significant": "{b} vs {a} at shot {shot}: a {direction} of {diff} points (95% interval {ci}, adjusted "
@@ -319,7 +339,7 @@ EN: dict[str, str] = {
     "f_subsets_none": "From n = {n_small} to n = {n_large} the median interval half-width shrinks from "
                       "±{hw_small} to ±{hw_large} points, but no comparison is settled by it ({k_small} of "
                       "{m_small} and {k_large} of {m_large} inconclusive).",
-    "f_val_selected": "The epoch chosen by validation reward, {epoch} ({system}, validation reward {reward}), on "
+    "f_val_selected": "The checkpoint chosen by validation reward, {system} (validation reward {reward}), on "
                       "test: {cells}.",
     "f_val_selected_cell": "shot {shot} {diff} points {ci} ({verdict})",
     "f_best_on_test": "By contrast the best checkpoint on test per shot differs by {cells}; chosen on the test "

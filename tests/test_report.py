@@ -337,3 +337,36 @@ def test_real_stats_output_renders(tmp_path):
     text = out["md"].read_text()
     assert "## 六、总结" in text and "max-T" in text
     assert json.loads((run / "stats" / "summary.json").read_text())["best_epoch"]
+
+
+def test_adjusted_p_at_the_permutation_floor_reads_as_a_bound(tmp_path):
+    """A raw p at 2 / (n_perm + 1) cannot get smaller: its adjusted p prints as "≤", with a note."""
+    run = make_run(tmp_path / "r")
+    df = comparisons_df()
+    row = (df.subset == "all") & (df.kind == "epoch_vs_previous")
+    df.loc[row, ["p", "p_adj"]] = [2 / 10001, 0.0088]  # n_perm = 10 000 (default), family of 44
+    df.to_csv(run / "stats" / "comparisons.csv", index=False)
+    zh, en = md(run, "zh"), md(run, "en")
+    assert "| **\u22122.5** ⬇️ | [\u22124.0, \u22121.0] | ≤0.009 | significant drop |" in en
+    assert "adjusted p ≤ 0.009, n = 1\u202f000" in en  # key findings
+    assert "| [+0.3, +1.5] | 0.012 | significant gain |" in en  # not at the floor: a plain p
+    assert "a raw p cannot go below 0.00020" in en and "原始 p 最小只能到 0.00020" in zh
+    assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
+    assert "cannot go below" not in md(make_run(tmp_path / "plain"), "en")  # no row at the floor: no note
+
+
+def test_epochs_are_named_by_their_checkpoints(tmp_path):
+    """Checkpoint files count from 1 (grpo_epoch1.pt = logged epoch 0): the report names files, not epochs."""
+    run = make_run(tmp_path / "r", with_log=False)
+    init = {"kind": "epoch", "phase": "init", "epoch": -1, "val/rce_loss": 0.5, "val/reward@2": 0.30}
+    logged = [{"kind": "epoch", "phase": "grpo", "epoch": e, "val/rce_loss": loss, "val/reward@2": reward,
+               "checkpoint": f"checkpoints/grpo_epoch{e + 1}.pt"} for e, loss, reward in ((0, 1.2, 0.40),
+                                                                                           (1, 1.3, 0.45))]
+    append_jsonl(run / "train_log.jsonl", [init, *logged])
+    en = md(run, "en")
+    # the pre-training line (lowest loss) is no checkpoint to choose
+    assert ("the lowest loss is at grpo_epoch1 (1.200), the highest reward at grpo_epoch2 (0.450)") in en
+    assert "| init | — | — | 0.500 | 0.300 |" in en and "| grpo | 0 | grpo_epoch1 | 1.200 | 0.400 |" in en
+    assert "| grpo_epoch | 1 | grpo_epoch1 | +3.4 | 0.030 | 0.090 |" in en  # best-epoch table: the file
+    assert "the best epoch on test, grpo_epoch1 (+3.4 points)" in en
+    assert "The checkpoint chosen by validation reward, grpo_epoch2 (validation reward 0.450)" in en
