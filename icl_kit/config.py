@@ -299,6 +299,9 @@ class Params:
     run_name: str = opt("demo", "Run folder name under `runs_dir`.")
     runs_dir: str = opt("runs", "Parent folder of run folders.")
     seed: int = opt(0, "Global seed (stages have their own seeds too).")
+    deterministic: bool = opt(
+        True, "torch.use_deterministic_algorithms: the same params give the same files, even with several threads."
+    )
     data: DataConfig = section(DataConfig)
     encoder: EncoderConfig = section(EncoderConfig)
     lvlm: LVLMConfig = section(LVLMConfig)

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from icl_kit.config import Params
+from icl_kit.context import set_deterministic
 from icl_kit.errors import KitError
 from icl_kit.eval_io import CellKey, merge_predictions, read_done, shard_path, write_summary
 from icl_kit.runs import append_jsonl
@@ -198,6 +199,7 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
     """Evaluate eval.systems at eval.shots on the chosen test questions; resumable and shardable."""
     t0 = time.perf_counter()
     cfg = params.eval
+    set_deterministic(params.deterministic)
     ranks = Ranks.start()
     try:
         run_dir = Path(ctx.paths.root) if ctx is not None else Path(params.run_dir)

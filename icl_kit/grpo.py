@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from icl_kit.checkpoints import save_v3
 from icl_kit.config import Params
-from icl_kit.context import resolve_device
+from icl_kit.context import resolve_device, set_deterministic
 from icl_kit.errors import KitError
 from icl_kit.grpo_dist import Ranks
 from icl_kit.grpo_math import adapt_beta, linear_tau
@@ -111,6 +111,7 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
     `stop_after_steps` stops once the global optimiser step count reaches it, without saving
     (as a kill would); the next call resumes from the last saved state.
     """
+    set_deterministic(params.deterministic)
     ranks = Ranks.start()
     try:
         ctx = ctx if ctx is not None else _context(params, ranks)

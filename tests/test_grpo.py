@@ -272,3 +272,23 @@ def test_cli_train_on_a_tiny_demo_world(tmp_path, capsys):
     rows = read_jsonl(run / "train_log.jsonl")
     assert [r["phase"] for r in rows if r["kind"] == "epoch"] == ["init", "rce", "grpo"]
     assert len(read_jsonl(run / "rollouts.jsonl")) == 12  # online mode: the 20% validation queries only
+
+
+def test_same_params_give_identical_checkpoints_with_two_threads(tmp_path):
+    # Without params.deterministic, two identical 2-thread CPU runs differed in the last bits of the weights
+    from icl_kit.config import load_params
+    from icl_kit.grpo import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        states = []
+        for name in ("a", "b"):
+            p = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml", [
+                f"run_name={name}", f"runs_dir={tmp_path}", f"data.root={tmp_path / 'world'}",
+                "data.demo_train=300", "data.demo_test=50", "train.rollouts.max_queries=200", "train.grpo.epochs=1"])
+            result = train(p, progress=False)
+            states.append(torch.load(result.checkpoints[-1], weights_only=True)["model_state_dict"])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
