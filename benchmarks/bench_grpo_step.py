@@ -19,7 +19,7 @@ import time
 import torch
 
 from icl_kit.config import GRPOConfig
-from icl_kit.grpo_dist import Ranks
+from icl_kit.dist import Ranks
 from icl_kit.grpo_steps import Batch, grpo_step
 from icl_kit.selector import PointerSelector
 

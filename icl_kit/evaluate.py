@@ -20,7 +20,6 @@ sqlite's busy timeout (rewards.AnswerCache, 60 s) serialises the writers.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
-import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from icl_kit.config import Params
 from icl_kit.context import set_deterministic
+from icl_kit.dist import Ranks
 from icl_kit.errors import KitError
 from icl_kit.eval_io import CellKey, merge_predictions, read_done, shard_path, write_summary
 from icl_kit.runs import append_jsonl
@@ -72,45 +70,6 @@ class EvalResult:
 
 
 # ------------------------------------------------------------------ processes
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place among the evaluation processes (from torch.distributed or env)."""
-
-    rank: int = 0
-    world: int = 1
-    created_group: bool = False
-
-    @classmethod
-    def start(cls) -> Ranks:
-        """Join the process group torchrun/accelerate set up (gloo when we create it)."""
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        if torch.cuda.is_available():  # each rank's LVLM on its own GPU ("cuda" = current device)
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), created_group=True)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def total(self, values: Sequence[int]) -> list[int]:
-        """Sum of `values` over ranks."""
-        if self.world == 1:
-            return list(values)
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        t = torch.tensor(list(values), dtype=torch.long, device=device)
-        dist.all_reduce(t)
-        return [int(v) for v in t.tolist()]
-
-    def close(self) -> None:
-        if self.created_group:
-            dist.destroy_process_group()
-
-
 # ------------------------------------------------------------------ questions and cells
 def test_question_ids(records: Sequence[Any], how: str, n: int, seed: int) -> list[int]:
     """eval.questions: first N by id, random N (seeded), or all; returned sorted by id."""

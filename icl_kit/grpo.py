@@ -30,7 +30,7 @@ one per epoch {"kind": "epoch", "phase" ("init" = before training), val/..., "ti
 "checkpoint"}; TensorBoard too when installed.
 
 Several processes (`torchrun`, `accelerate launch`): data-parallel over groups, see
-icl_kit.grpo_dist; rank 0 writes the files.
+icl_kit.dist; rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from tqdm.auto import tqdm
 from icl_kit.checkpoints import save_v3
 from icl_kit.config import Params
 from icl_kit.context import resolve_device, set_deterministic
+from icl_kit.dist import Ranks
 from icl_kit.errors import KitError
-from icl_kit.grpo_dist import Ranks
 from icl_kit.grpo_math import adapt_beta, linear_tau
 from icl_kit.grpo_steps import Batch, NonFiniteError, grpo_step, rce_step
 from icl_kit.grpo_val import validate

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from icl_kit.config import GRPOConfig
-from icl_kit.grpo_dist import Ranks
+from icl_kit.dist import Ranks
 from icl_kit.grpo_math import (
     clip_fraction,
     clipped_surrogate,

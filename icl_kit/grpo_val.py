@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from icl_kit.config import TrainConfig
-from icl_kit.grpo_dist import Ranks
+from icl_kit.dist import Ranks
 from icl_kit.grpo_math import rce_group_loss, rce_weights
 from icl_kit.grpo_steps import step_logprobs
 from icl_kit.rewards import AnswerService, reward_value

@@ -13,9 +13,9 @@ from grpo_ddp_worker import HashLVLM, TinyWorld, tiny_params
 
 import icl_kit.grpo_steps as steps
 from icl_kit.config import GRPOConfig
+from icl_kit.dist import Ranks
 from icl_kit.errors import KitError
 from icl_kit.grpo import train
-from icl_kit.grpo_dist import Ranks
 from icl_kit.grpo_math import policy_ratio, rce_weights
 from icl_kit.grpo_steps import Batch, grpo_step, rce_step
 from icl_kit.runs import read_jsonl

@@ -1,4 +1,6 @@
-"""Data-parallel training over groups: which groups a rank takes, and the few collectives it needs.
+"""Several processes (torchrun / accelerate launch): ranks, barriers and the few collectives used.
+
+Training is data-parallel over groups; evaluation shards questions across ranks.
 
 Every rank holds the same policy and sees the same batch of groups (same data order, same
 sampling generator); rank r takes groups r, r+W, r+2W, ... for the LVLM calls and the
@@ -61,6 +63,11 @@ class Ranks:
             if buf is not t:
                 t.copy_(buf.to(dev))
         return t
+
+    def total(self, values: list[int]) -> list[int]:
+        """Sum of integer counters over ranks."""
+        t = self.sum_(torch.tensor(list(values), dtype=torch.long))
+        return [int(v) for v in t.tolist()]
 
     def sum_grads(self, params: list[torch.nn.Parameter]) -> None:
         """Sum every gradient over ranks in one flat all-reduce (missing grads count as zeros)."""
