@@ -26,12 +26,19 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def setup(params_path: str, overrides: dict[str, Any] | list[str] | None = None, verbose: bool = True) -> Params:
-    """Change to the project root, load and validate params, and print the resolved config."""
-    root = project_root()
-    os.chdir(root)
+    """Load and validate params, print the resolved config.
+
+    Relative paths (params_path, runs_dir, data.root) mean the folder the run was started from;
+    when the params file is not found there (JupyterLab or nbval start in notebooks/), the
+    project root above it is used instead.
+    """
     path = Path(params_path)
     if not path.is_file():
-        raise KitError(f"Params file {params_path} not found from {root}; set params_path in the parameters cell.")
+        root = project_root()
+        if not (root / path).is_file():
+            raise KitError(f"Params file {params_path} not found from {Path.cwd()} or {root}; "
+                           "set params_path in the parameters cell.")
+        os.chdir(root)
     params = load_params(path, overrides or {})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     if verbose:

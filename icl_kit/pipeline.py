@@ -117,6 +117,9 @@ def run(
     import papermill as pm
 
     root = project_root(Path(__file__).resolve().parent)
+    if not (root / "notebooks" / STAGES[0].notebook).is_file():
+        raise KitError(f"The stage notebooks are not in {root / 'notebooks'}; run icl-kit from a clone of the "
+                       "repository installed with `pip install -e .`.")
     params_path = Path(params_path).resolve()
     params = load_params(params_path, list(overrides))
     run_dir = prepare_run(params).root.resolve()
@@ -139,7 +142,7 @@ def run(
             pm.execute_notebook(
                 str(src), str(dst),
                 parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
-                cwd=str(root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                cwd=str(Path.cwd()), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
                 kernel_name="python3",
             )
         except pm.PapermillExecutionError as exc:

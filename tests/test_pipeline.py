@@ -1,6 +1,8 @@
 """`icl-kit run` end to end on the tiny real Qwen2.5-VL (smoke params), stage skipping, failures."""
 
+import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -38,11 +40,24 @@ def test_unknown_stage_is_named():
         parse_stages("trian,eval")
 
 
+@contextlib.contextmanager
+def in_dir(folder: Path):
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    overrides = [f"runs_dir={runs}", f"data.root={runs / 'world'}"]
-    run_dir = run(SMOKE, overrides)
+    # started from a folder that is not the repository: relative runs_dir means that folder
+    work = tmp_path_factory.mktemp("elsewhere")
+    overrides = [f"data.root={work / 'world'}", f"lvlm.model={ROOT / 'tests' / 'fixtures' / 'tiny-qwen2.5-vl'}"]
+    with in_dir(work):
+        run_dir = run(SMOKE, overrides)
+    assert run_dir == work.resolve() / "runs" / "smoke_tiny_qwen"
     return run_dir, overrides
 
 
@@ -64,7 +79,8 @@ def test_smoke_params_run_end_to_end(smoke_run):
 def test_rerun_skips_finished_stages(smoke_run, capsys):
     run_dir, overrides = smoke_run
     before = (run_dir / "report" / "report.md").stat().st_mtime_ns
-    run(SMOKE, overrides)
+    with in_dir(run_dir.parents[1]):
+        run(SMOKE, overrides)
     out = capsys.readouterr().out
     assert out.count("finished earlier with the same inputs, skipped") == len(STAGES)
     assert (run_dir / "report" / "report.md").stat().st_mtime_ns == before
@@ -72,7 +88,8 @@ def test_rerun_skips_finished_stages(smoke_run, capsys):
 
 def test_changed_input_reruns_only_downstream(smoke_run, capsys):
     run_dir, overrides = smoke_run
-    run(SMOKE, [*overrides, "report.language=zh"])
+    with in_dir(run_dir.parents[1]):
+        run(SMOKE, [*overrides, "report.language=zh"])
     out = capsys.readouterr().out
     assert out.count("skipped") == 3 and "[4/4] report: done" in out
     assert "一、测试配置" in (run_dir / "report" / "report.md").read_text()
