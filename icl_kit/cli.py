@@ -75,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icl_kit.pipeline import run
 
     run_dir = run(args.params_file, args.overrides, stages=args.stages, force=args.force)
-    print(f"icl-kit run: finished; see {run_dir}/report/report.md")
+    report = run_dir / "report" / "report.md"
+    print(f"icl-kit run: finished; see {report if report.exists() else run_dir}")
     return 0
 
 
@@ -135,6 +136,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from icl_kit.stats_run import stats_for_run
 
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise KitError(f"Run folder {run_dir} does not exist; pass a folder such as runs/demo.")
     params = load_params(args.params or run_dir / "params.yaml", args.overrides)
     df, _ = stats_for_run(run_dir, params.stats)
     cols = ["system_a", "system_b", "shot", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]

@@ -459,3 +459,12 @@ def test_read_val_rewards_means_the_logged_shots(tmp_path):
     ])
     assert read_val_rewards(log, phase="grpo") == {0: pytest.approx(0.6), 1: 0.9}
     assert read_val_rewards(log, phase="rce") == {0: pytest.approx(0.3)}
+
+
+def test_cli_stats_missing_run_folder_is_one_sentence(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    assert main(["stats", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    expected = f"icl-kit: error: Run folder {tmp_path / 'nope'} does not exist; pass a folder such as runs/demo."
+    assert err.strip() == expected
