@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from icl_kit.errors import KitError
-
-Handler = Callable[[argparse.Namespace], int | None]
 
 
 def _add_params_args(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from icl_kit.errors import KitError
-from icl_kit.stats_power import MIN_N, POINTS, mde_paired, n_needed_paired
+from icl_kit.stats_power import MIN_N, POINTS, mde_paired, n_needed_paired, sd_paired
 
 DEGENERATE_TOL = 1e-12  # differences whose range is below this are "all identical"
 RHO_RANGE = (0.3, 0.8)  # paired correlations typical of two prompts on the same questions
@@ -183,7 +183,7 @@ def compare_paired(
     low, high, note = bootstrap_interval(a, b, n_boot, seed, 1 - alpha)
     p = permutation_p(a, b, n_perm, seed)
     degenerate = np.ptp(b - a) <= DEGENERATE_TOL  # float noise of "constant" differences
-    sd = 0.0 if degenerate else float(np.std(b - a, ddof=1) * POINTS)
+    sd = 0.0 if degenerate else sd_paired(a, b)
     t_p = tost_p(a, b, equivalence_margin)
     return {
         "mode": "paired",

@@ -392,7 +392,7 @@ def test_cli_stats_end_to_end(tmp_path, capsys):
     assert meta["config"]["n_boot"] == 200
     assert all(b["maxT_p"] >= b["naive_p"] for b in meta["best_epoch"]) and len(meta["best_epoch"]) == 2
     assert main(["stats", str(tmp_path / "missing"), "--params", str(run / "params.yaml")]) == 2
-    assert "run the evaluation stage first" in capsys.readouterr().err
+    assert "missing does not exist; pass a folder such as runs/demo" in capsys.readouterr().err
 
 
 def test_plots_show_the_numbers(tmp_path):

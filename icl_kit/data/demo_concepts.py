@@ -190,7 +190,6 @@ CONCEPTS: tuple[Concept, ...] = (
        ("tennis court", ("court", "club"), ("kitchen", "intersection", "wall"))),
 )
 
-CONCEPT_BY_NAME: dict[str, Concept] = {c.name: c for c in CONCEPTS}
 
 
 def fact_answers(concept: Concept, qtype: str, count: int) -> Fact:
