@@ -23,7 +23,6 @@ from icl_kit.stats_power import n_needed_paired
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
 FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
 MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
-DECIDED = ("better", "worse", "equivalent")
 FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the permutation floor counts as at the floor
 LOSS_KEYS = ("val/rce_loss", "val/loss")
 REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
