@@ -183,8 +183,8 @@ ZH: dict[str, str] = {
     "kindname_vs_baseline": "对基线", "kindname_epoch_vs_previous": "对上一 epoch", "kindname_pair": "其他",
     "fig": "![{alt}]({path})\n\n*图：{caption}*",
     "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 95% 置信区间，虚线及浅色带为没有 epoch 的基线系统）。",
-    "cap_forest": "{label}：各比较的差异及 95% 置信区间（每个 shot 一栏），颜色表示结论；灰带为 ±{margin} 点等价界，"
-                  "方块为仅有汇总准确率的近似比较。",
+    "cap_forest": "{label}：各比较的差异及 95% 置信区间（每个 shot 一栏），颜色表示结论；灰带为 ±{margin} 点等价界。",
+    "cap_forest_squares": "方块为仅有汇总准确率的近似比较。",
     "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
                  "点线为 ±{margin} 点等价界。",
     "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
@@ -298,7 +298,8 @@ EN: dict[str, str] = {
     "cap_accuracy": "Accuracy by epoch at each shot (bands: 95% intervals; dashed lines with light bands: "
                     "systems without epochs).",
     "cap_forest": "{label}: difference and 95% interval of each comparison (one panel per shot), coloured by "
-                  "verdict; grey band: ±{margin}-point equivalence margin; squares: summary-only approximations.",
+                  "verdict; grey band: ±{margin}-point equivalence margin.",
+    "cap_forest_squares": " Squares: summary-only approximations.",
     "cap_power": "Minimum detectable difference against the number of questions n (power {power}, SD of "
                  "differences {sd} points); the red point marks this run's n = {n}, the dotted line the "
                  "±{margin}-point equivalence margin.",

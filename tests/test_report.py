@@ -370,3 +370,11 @@ def test_epochs_are_named_by_their_checkpoints(tmp_path):
     assert "| grpo_epoch | 1 | grpo_epoch1 | +3.4 | 0.030 | 0.090 |" in en  # best-epoch table: the file
     assert "the best epoch on test, grpo_epoch1 (+3.4 points)" in en
     assert "The checkpoint chosen by validation reward, grpo_epoch2 (validation reward 0.450)" in en
+
+
+def test_forest_caption_mentions_squares_only_with_summary_rows(run):
+    assert "Squares: summary-only" not in md(run, "en")  # the hand-built run is all paired
+    df = pd.read_csv(run / "stats" / "comparisons.csv")
+    df.loc[df.index[0], "mode"] = "summary"
+    df.to_csv(run / "stats" / "comparisons.csv", index=False)
+    assert "Squares: summary-only" in md(run, "en")
