@@ -222,6 +222,19 @@ def prepare_run(params: Any) -> RunPaths:
 
     paths = RunPaths(Path(params.run_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.params, dump_yaml(params))
+    text = dump_yaml(params)
+    if paths.params.exists() and paths.params.read_text(encoding="utf-8") != text:
+        _archive(paths.params)  # the outputs already here were made with these params: keep them
+    atomic_write_text(paths.params, text)
     atomic_write_json(paths.root / "provenance.json", provenance())
     return paths
+
+
+def _archive(path: Path) -> Path:
+    """Copy `path` into `<folder>/params_history/<name>.<n>.yaml` (n = 1, 2, ...); return the copy."""
+    folder = path.parent / "params_history"
+    folder.mkdir(exist_ok=True)
+    n = 1 + len(list(folder.glob(f"{path.stem}.*{path.suffix}")))
+    copy = folder / f"{path.stem}.{n}{path.suffix}"
+    atomic_write_bytes(copy, path.read_bytes())
+    return copy

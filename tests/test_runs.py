@@ -79,3 +79,14 @@ def test_prepare_run_writes_params_first(tmp_path):
     assert paths == RunPaths(tmp_path / "r1")
     assert load_params(paths.params) == params
     assert "git_commit" in json.loads((paths.root / "provenance.json").read_text())
+
+
+def test_changed_params_keep_the_previous_file(tmp_path):
+    first = load_params(None, {"runs_dir": str(tmp_path), "run_name": "r", "seed": 1})
+    paths = prepare_run(first)
+    prepare_run(first)  # same params: nothing archived
+    assert not (paths.root / "params_history").exists()
+    second = load_params(None, {"runs_dir": str(tmp_path), "run_name": "r", "seed": 2})
+    prepare_run(second)
+    assert load_params(paths.root / "params_history" / "params.1.yaml") == first
+    assert load_params(paths.params) == second
