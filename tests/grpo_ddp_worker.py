@@ -11,25 +11,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import torch
+from fake_world import FakeWorld, ScriptedLVLM, record
 
 from icl_kit.config import Params, load_params
-from icl_kit.data.records import Record
-from icl_kit.lvlm.base import LVLM, Generation, Request, Score
-from icl_kit.rewards import AnswerService
-from icl_kit.runs import RunPaths
+from icl_kit.lvlm.base import LVLM, Request
 
 N_POOL, POOL_SIZE, DIM = 60, 8, 8
 POOL_BASE = 1000
 HASH_MOD, RIGHT_BELOW = 5, 2  # right iff hash % 5 < 2
-
-
-def record(qid: int) -> Record:
-    return Record(qid, qid, f"question {qid}?", ("yes",) * 10, "yes", "other", "other", Path("none.jpg"))
 
 
 def fake_answer(req: Request) -> str:
@@ -38,65 +30,14 @@ def fake_answer(req: Request) -> str:
     return "yes" if h % HASH_MOD < RIGHT_BELOW else "no"
 
 
-class HashLVLM(LVLM):
-    """Answers `fake_answer`; counts prompts; raises KeyboardInterrupt after `fail_after` prompts."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.seen = 0
-        self.fail_after = fail_after
-
-    def fingerprint(self) -> str:
-        return "hash-v1"
-
-    def generate(self, requests: Sequence[Request]) -> list[Generation]:
-        if self.fail_after is not None and self.seen + len(requests) > self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.seen += len(requests)
-        return [Generation(text=fake_answer(r), answer=fake_answer(r)) for r in requests]
-
-    def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
-        raise NotImplementedError
+def hash_lvlm(fail_after: int | None = None) -> ScriptedLVLM:
+    return ScriptedLVLM(fake_answer, "hash-v1", fail_after=fail_after)
 
 
-@dataclass
-class TinyWorld:
-    """Duck-types RunContext for `train(params, ctx=...)`."""
-
-    params: Params
-    lvlm: LVLM
-
-    @cached_property
-    def paths(self) -> RunPaths:
-        return RunPaths(Path(self.params.run_dir))
-
-    @cached_property
-    def records(self) -> dict[int, Record]:
-        return {POOL_BASE + i: record(POOL_BASE + i) for i in range(N_POOL)}
-
-    @cached_property
-    def pool_ids(self) -> list[int]:
-        return sorted(self.records)
-
-    @cached_property
-    def _emb(self) -> torch.Tensor:
-        return torch.randn(N_POOL, DIM, generator=torch.Generator().manual_seed(0))
-
-    def emb(self, qids: list[int] | torch.Tensor) -> torch.Tensor:
-        ids = torch.as_tensor(qids)
-        return self._emb[ids.flatten() - POOL_BASE].reshape(*ids.shape, DIM)
-
-    @cached_property
-    def pools(self) -> dict[int, list[int]]:
-        g = torch.Generator().manual_seed(1)
-        out = {}
-        for q in self.pool_ids:
-            others = [i for i in self.pool_ids if i != q]
-            out[q] = [others[j] for j in torch.randperm(len(others), generator=g)[:POOL_SIZE].tolist()]
-        return out
-
-    @cached_property
-    def service(self) -> AnswerService:
-        return AnswerService(self.lvlm, self.records, self.paths.rewards, batch_size=16)
+def tiny_world(params: Params, lvlm: LVLM) -> FakeWorld:
+    """60 demonstrations that are also the training queries; no test split."""
+    pool = [record(POOL_BASE + i, ["yes"] * 10) for i in range(N_POOL)]
+    return FakeWorld.make(params, lvlm, pool, [], dim=DIM, pool_size=POOL_SIZE, batch_size=16)
 
 
 def tiny_params(run_dir: Path, overrides: Sequence[str] = ()) -> Params:
@@ -115,7 +56,7 @@ def main(run_dir: str, *overrides: str) -> None:
 
     torch.set_num_threads(1)
     params = tiny_params(Path(run_dir), overrides)
-    result = train(params, ctx=TinyWorld(params, HashLVLM()), progress=False)
+    result = train(params, ctx=tiny_world(params, hash_lvlm()), progress=False)
     print(f"steps={result.steps} checkpoints={len(result.checkpoints)}")
 
 

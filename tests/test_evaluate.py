@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from eval_ddp_worker import DDP_SYSTEMS, DIM, FakeLVLM, FakeWorld, world_params
+from eval_ddp_worker import DDP_SYSTEMS, DIM, eval_world, fake_lvlm, world_params
 
 from icl_kit.checkpoints import convert_v3_to_v2, save_v3
 from icl_kit.errors import KitError
@@ -32,7 +32,7 @@ def save_checkpoint(path: Path, seed: int, epoch: int) -> PointerSelector:
 
 def run(run_dir: Path, systems, lvlm=None, **eval_overrides):
     params = world_params(run_dir, systems, **eval_overrides)
-    world = FakeWorld(params, lvlm or FakeLVLM())
+    world = eval_world(params, lvlm or fake_lvlm())
     return evaluate(params, ctx=world, progress=False), world
 
 
@@ -138,7 +138,7 @@ def test_resume_after_kill_equals_uninterrupted(run_dir, tmp_path):
     shutil.copytree(run_dir, ref_dir)
     ref, _ = run(ref_dir, DDP_SYSTEMS)
     with pytest.raises(KeyboardInterrupt):
-        run(run_dir, DDP_SYSTEMS, lvlm=FakeLVLM(fail_after=37))
+        run(run_dir, DDP_SYSTEMS, lvlm=fake_lvlm(fail_after=37))
     pred = run_dir / "eval" / "predictions.jsonl"
     lines = pred.read_bytes().splitlines(keepends=True)
     assert 0 < len(lines) < ref.cells

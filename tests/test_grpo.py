@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from grpo_ddp_worker import HashLVLM, TinyWorld, tiny_params
+from grpo_ddp_worker import hash_lvlm, tiny_params, tiny_world
 
 import icl_kit.grpo_steps as steps
 from icl_kit.config import GRPOConfig
@@ -140,7 +140,7 @@ def test_rce_step_loss_is_the_reward_weighted_cross_entropy():
 # ------------------------------------------------------------------ full runs
 def run_tiny(run_dir: Path, *overrides: str, stop: int | None = None, lvlm=None):
     params = tiny_params(run_dir, overrides)
-    return train(params, ctx=TinyWorld(params, lvlm or HashLVLM()), stop_after_steps=stop, progress=False)
+    return train(params, ctx=tiny_world(params, lvlm or hash_lvlm()), stop_after_steps=stop, progress=False)
 
 
 def checkpoint_tensors(path: Path) -> dict:

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from grpo_ddp_worker import HashLVLM, TinyWorld, fake_answer, tiny_params
+from grpo_ddp_worker import fake_answer, hash_lvlm, tiny_params, tiny_world
 
 import icl_kit.rollouts as ro
 from icl_kit.errors import KitError
@@ -31,7 +31,7 @@ def test_similarity_positions_hand_computed():
 @pytest.fixture
 def world(tmp_path):
     params = tiny_params(tmp_path / "run")
-    w = TinyWorld(params, HashLVLM())
+    w = tiny_world(params, hash_lvlm())
     w.table = ro.QueryTable(w.pool_ids, w.pools, w.emb)
     return w
 
@@ -80,7 +80,7 @@ def test_a_killed_build_resumes_to_the_same_file(world, tmp_path, monkeypatch):
     cfg, qids = world.params.train, world.pool_ids[:30]
     ro.build_offline_rollouts(selector(), world.table, qids, world.service, cfg, tmp_path / "full.jsonl", False)
     killed = tmp_path / "killed.jsonl"
-    dying = TinyWorld(world.params, HashLVLM(fail_after=150))
+    dying = tiny_world(world.params, hash_lvlm(fail_after=150))
     dying.paths.rewards.unlink()  # no cached answers: the kill really happens mid-build
     with pytest.raises(KeyboardInterrupt):
         ro.build_offline_rollouts(selector(), world.table, qids, dying.service, cfg, killed, False)
