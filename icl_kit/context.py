@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,6 +60,18 @@ class RunContext:
         paths = prepare_run(params) if write_params else RunPaths(Path(params.run_dir))
         pool, test = load_data(params.data)
         return cls(params=params, paths=paths, pool_records=pool, test_records=test)
+
+    @classmethod
+    def for_ranks(cls, params: Params, ranks: Any, need_emb: bool = True) -> RunContext:
+        """Rank 0 builds the run folder (params, pools, embeddings) first; the other ranks then read it."""
+        ctx = None
+        if ranks.rank == 0:
+            ctx = cls.build(params)
+            _ = ctx.pools
+            if need_emb:
+                _ = ctx.embeddings
+        ranks.barrier()
+        return ctx if ctx is not None else cls.build(params, write_params=False)
 
     # ------------------------------------------------------------------ lookups
     @cached_property

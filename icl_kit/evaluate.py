@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from icl_kit.config import Params
-from icl_kit.context import set_deterministic
+from icl_kit.context import RunContext, set_deterministic
 from icl_kit.dist import Ranks
 from icl_kit.errors import KitError
 from icl_kit.eval_io import CellKey, merge_predictions, read_done, shard_path, write_summary
@@ -140,20 +140,6 @@ def answer_cells(cells: Sequence[Cell], service: Any, out: Path, chunk: int, pro
 
 
 # ------------------------------------------------------------------ entry point
-def _context(params: Params, ranks: Ranks, need_emb: bool) -> Any:
-    """Build the run context; rank 0 first (writes params, pools, embeddings), then the others read them."""
-    from icl_kit.context import RunContext
-
-    ctx = None
-    if ranks.rank == 0:
-        ctx = RunContext.build(params)
-        _ = ctx.pools
-        if need_emb:
-            _ = ctx.embeddings
-    ranks.barrier()
-    return ctx if ctx is not None else RunContext.build(params, write_params=False)
-
-
 def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalResult:
     """Evaluate eval.systems at eval.shots on the chosen test questions; resumable and shardable."""
     t0 = time.perf_counter()
@@ -165,7 +151,7 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
         systems = resolve_systems(cfg.systems, run_dir)
         if ctx is None:
             need_emb = cfg.pool != "rand" or any(s.kind in ("checkpoint", "similarity") for s in systems)
-            ctx = _context(params, ranks, need_emb)
+            ctx = RunContext.for_ranks(params, ranks, need_emb)
         paths = ctx.paths
         qids = test_question_ids(ctx.test_records, cfg.questions, cfg.n, cfg.seed)
         mine = qids[ranks.rank :: ranks.world]

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from icl_kit.checkpoints import save_v3
 from icl_kit.config import Params
-from icl_kit.context import resolve_device, set_deterministic
+from icl_kit.context import RunContext, resolve_device, set_deterministic
 from icl_kit.dist import Ranks
 from icl_kit.errors import KitError
 from icl_kit.grpo_math import adapt_beta, linear_tau
@@ -114,22 +114,10 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
     set_deterministic(params.deterministic)
     ranks = Ranks.start()
     try:
-        ctx = ctx if ctx is not None else _context(params, ranks)
+        ctx = ctx if ctx is not None else RunContext.for_ranks(params, ranks)
         return Trainer(params, ctx, ranks, progress).run(stop_after_steps)
     finally:
         ranks.close()
-
-
-def _context(params: Params, ranks: Ranks) -> Any:
-    """Rank 0 builds the run folder (params, pools, embeddings) first; the others then read it."""
-    from icl_kit.context import RunContext
-
-    ctx = None
-    if ranks.main:
-        ctx = RunContext.build(params)
-        _ = ctx.pools, ctx.embeddings
-    ranks.barrier()
-    return ctx if ctx is not None else RunContext.build(params, write_params=False)
 
 
 # ---------------------------------------------------------------------- trainer
