@@ -49,7 +49,7 @@ THREADS = 2
 
 
 def make_params(work: Path):
-    from icl_kit.config import load_params
+    from icl_kit.core.config import load_params
 
     return load_params(None, {
         "run_name": "bench_eval", "runs_dir": str(work), "seed": SEED,
@@ -57,7 +57,7 @@ def make_params(work: Path):
         "data.demo_test": N_QUESTIONS, "encoder.backend": "simple", "encoder.dim": EMB_DIM,
         "selector.input_dim": EMB_DIM, "selector.hidden_dim": HIDDEN,
         "lvlm.backend": "qwen", "lvlm.model": str(TINY_QWEN), "lvlm.device": "cpu",
-        "lvlm.batch_size": BATCH, "lvlm.max_pixels": MAX_PIXELS,
+        "lvlm.batch_size": BATCH, "lvlm.qwen.max_pixels": MAX_PIXELS,
         "eval.systems": ["random", "checkpoints/*.pt"], "eval.shots": SHOTS,
         "eval.questions": "first", "eval.n": N_QUESTIONS,
     })
@@ -65,8 +65,8 @@ def make_params(work: Path):
 
 def write_checkpoints(folder: Path) -> None:
     """Epochs 1..6: selector s = (epoch - 1) // COPIES, so epochs 1-2, 3-4 and 5-6 pick alike."""
-    from icl_kit.checkpoints import save_v3
-    from icl_kit.selector import PointerSelector
+    from icl_kit.selection.checkpoints import save_v3
+    from icl_kit.selection.selector import PointerSelector
 
     for s in range(N_DISTINCT):
         torch.manual_seed(SEED + s)
@@ -100,9 +100,9 @@ def time_naive(ctx, rows: list[dict]) -> tuple[float, int, int]:
 
 
 def main() -> int:
-    from icl_kit.context import RunContext
-    from icl_kit.evaluate import evaluate
-    from icl_kit.runs import read_jsonl
+    from icl_kit.core.runs import read_jsonl
+    from icl_kit.evaluation.runner import evaluate
+    from icl_kit.run_context import RunContext
 
     torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory() as tmp:

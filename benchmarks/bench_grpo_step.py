@@ -4,7 +4,7 @@ Workload: 800 training queries, 64-candidate pools, 12 distinct scored sequences
 query, the demo selector (d=512, h=256), zscore advantages, β=0.1 KL to a frozen reference.
 Rewards are SYNTHETIC (a seeded draw in {0, 1, 2} per sequence, like correct+acc with
 ties), so the benchmark times the trainer's step, not an LVLM. Both runs go through
-`icl_kit.grpo_steps.grpo_step`, the function the trainer calls, on one torch thread.
+`icl_kit.train.steps.grpo_step`, the function the trainer calls, on one torch thread.
 
 The reference is the same code with batch_groups=1, measured in the same run. The last
 line is the figure the README quotes.
@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from icl_kit.config import GRPOConfig
-from icl_kit.dist import Ranks
-from icl_kit.grpo_steps import Batch, grpo_step
-from icl_kit.selector import PointerSelector
+from icl_kit.core.config import GRPOConfig
+from icl_kit.core.dist import Ranks
+from icl_kit.selection.selector import PointerSelector
+from icl_kit.train.steps import Batch, grpo_step
 
 N_QUERIES, POOL, N_SEQ, SHOTS = 800, 64, 12, 2
 DIM, HIDDEN = 512, 256

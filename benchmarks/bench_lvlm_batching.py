@@ -35,7 +35,7 @@ ROUNDS = 3  # alternate batch 16 / batch 1 rounds; the best time of each counts 
 
 
 def build_requests(data_root: Path) -> list:
-    from icl_kit.data.demo import build_demo_world
+    from icl_kit.data.demo.world import build_demo_world
     from icl_kit.data.okvqa import load_split
     from icl_kit.lvlm.base import Request
 
@@ -69,7 +69,7 @@ def timed_unsorted(lvlm, requests: list) -> tuple[list, float]:
 
 
 def main() -> int:
-    from icl_kit.config import LVLMConfig
+    from icl_kit.core.config import LVLMConfig, QwenConfig
     from icl_kit.lvlm.qwen import QwenLVLM
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -78,7 +78,7 @@ def main() -> int:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         requests = build_requests(Path(tmp) / "demo")
-        cfg = LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", max_pixels=MAX_PIXELS,
+        cfg = LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", qwen=QwenConfig(max_pixels=MAX_PIXELS),
                          batch_size=BATCH)
         lvlm = QwenLVLM(cfg)
         lvlm.generate(requests[:BATCH])  # warm-up: first-call allocations and lazy imports

@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 import torch
 
-from icl_kit.pools import rand_pools
-from icl_kit.selector import PointerSelector
+from icl_kit.selection.pools import rand_pools
+from icl_kit.selection.selector import PointerSelector
 
 N_QUERIES = 1000
 POOL_SIZE = 64  # candidates per query

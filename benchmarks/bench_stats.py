@@ -15,9 +15,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from icl_kit.config import StatsConfig
-from icl_kit.stats_power import simulate_scores
-from icl_kit.stats_run import run_stats
+from icl_kit.core.config import StatsConfig
+from icl_kit.stats.run import run_stats
+from icl_kit.stats.simulate import simulate_scores
 
 N_SYSTEMS = 10
 SHOTS = (1, 2, 3, 4)
@@ -56,7 +56,7 @@ def python_loop_comparison(a: np.ndarray, b: np.ndarray, rng: np.random.Generato
 
 def per_comparison_at(n: int, rng: np.random.Generator) -> tuple[float, float]:
     """(suite, python loop) seconds for one comparison at n questions, same resample counts."""
-    from icl_kit.stats import compare_paired
+    from icl_kit.stats.paired import compare_paired
 
     s = simulate_scores(rng, 1, n, [0.0, 0.2])[:, 0]
     t0 = time.perf_counter()

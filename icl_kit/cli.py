@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from icl_kit.errors import KitError
+from icl_kit.core.errors import KitError
 
 
 def _add_params_args(p: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def _add_params_args(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ subcommands
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from icl_kit.data.demo import build_demo_world, describe_world
+    from icl_kit.data.demo.world import build_demo_world, describe_world
 
     root = build_demo_world(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                             force=args.force)
@@ -25,7 +25,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    from icl_kit.config import describe, dump_yaml, load_params
+    from icl_kit.core.config import describe, dump_yaml, load_params
 
     if args.describe:
         for key, default, help_text in describe():
@@ -37,17 +37,19 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """One question through the LVLM with K random ICDs: the prompt layout and the answer."""
-    from icl_kit.config import load_params
+    from icl_kit.core.config import load_params
+    from icl_kit.data.demo.world import ensure_demo_world
     from icl_kit.data.okvqa import load_data
-    from icl_kit.lvlm import build_lvlm
+    from icl_kit.data.vqa_accuracy import vqa_accuracy
     from icl_kit.lvlm.base import Request
-    from icl_kit.metrics import vqa_accuracy
-    from icl_kit.pools import random_icds
-    from icl_kit.prompts import build_messages, describe_messages, prompt_records
+    from icl_kit.lvlm.prompts import build_messages, describe_messages, prompt_records
+    from icl_kit.lvlm.registry import build_lvlm
+    from icl_kit.selection.pools import random_icds
 
     if args.shots < 0:
         raise KitError(f"--shots {args.shots} must be 0 or more.")
     params = load_params(args.params, args.overrides)
+    ensure_demo_world(params.data)
     pool, test = load_data(params.data)
     by_id = {r.question_id: r for r in [*pool, *test]}
     if args.question_id not in by_id:
@@ -78,8 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from icl_kit.config import load_params
-    from icl_kit.grpo import train
+    from icl_kit.core.config import load_params
+    from icl_kit.train.trainer import train
 
     res = train(load_params(args.params, args.overrides))
     cols = [c for c in res.val_table.columns if c in ("phase", "epoch", "checkpoint") or c.startswith("val/reward@")]
@@ -90,8 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from icl_kit.config import load_params
-    from icl_kit.evaluate import evaluate
+    from icl_kit.core.config import load_params
+    from icl_kit.evaluation.runner import evaluate
 
     res = evaluate(load_params(args.params, args.overrides))
     print(f"icl-kit eval: {res.cells} cells filled with {res.calls} LVLM calls ({res.skipped} already done); "
@@ -102,8 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_import_results(args: argparse.Namespace) -> int:
-    from icl_kit.config import load_params
-    from icl_kit.import_results import import_results, imported_path
+    from icl_kit.core.config import load_params
+    from icl_kit.evaluation.import_results import import_results
+    from icl_kit.evaluation.io import imported_path
 
     run_dir = args.run or load_params(args.params, args.overrides).run_dir
     rows = import_results(args.file, args.system, run_dir, entry=args.entry, n=args.n)
@@ -129,8 +132,8 @@ def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from icl_kit.config import load_params
-    from icl_kit.stats_run import stats_for_run
+    from icl_kit.core.config import load_params
+    from icl_kit.stats.run import stats_for_run
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -146,8 +149,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from icl_kit.config import load_params
-    from icl_kit.report import write_report
+    from icl_kit.core.config import load_params
+    from icl_kit.report.build import write_report
 
     run_dir = Path(args.run_dir)
     params_file = Path(args.params or run_dir / "params.yaml")
@@ -158,14 +161,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from icl_kit.checkpoints import convert_paths
+    from icl_kit.selection.checkpoints import convert_paths
 
     convert_paths(args.v3_ckpt, args.output, args.force, echo=print)
     return 0
 
 
 def cmd_import_rollouts(args: argparse.Namespace) -> int:
-    from icl_kit.rl_import import import_rollouts
+    from icl_kit.train.import_rollouts import import_rollouts
 
     s = import_rollouts(args.src, args.out, force=args.force)
     print(f"icl-kit import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates -> {s.path}; "

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icl_kit.config import Params, dump_yaml, load_params
-from icl_kit.errors import KitError
+from icl_kit.core.config import Params, dump_yaml, load_params
+from icl_kit.core.errors import KitError
 
 
 def project_root(start: Path | None = None) -> Path:

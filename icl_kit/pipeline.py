@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from icl_kit.config import Params, load_params, parse_override, to_dict
-from icl_kit.errors import KitError
+from icl_kit.core.config import Params, load_params, parse_override, to_dict
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import atomic_write_json, prepare_run
 from icl_kit.nb import project_root
-from icl_kit.runs import atomic_write_json, prepare_run
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,11 @@ def parse_stages(text: str | None) -> list[Stage]:
 
 def _show_demo_world(params: Params) -> None:
     """Build the embedded demo world if missing and print its summary (counts, answer agreement)."""
-    from icl_kit.data.demo import build_demo_world, describe_world
-    from icl_kit.data.okvqa import resolve_roots
+    from icl_kit.data.demo.world import describe_world, ensure_demo_world
 
-    d = params.data
-    root = build_demo_world(resolve_roots(d)[0], n_train=d.demo_train, n_test=d.demo_test, seed=d.demo_seed)
-    print(describe_world(root), flush=True)
+    root = ensure_demo_world(params.data)
+    if root is not None:
+        print(describe_world(root), flush=True)
 
 
 def run(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fake_world import FakeWorld, ScriptedLVLM, record
 
-from icl_kit.config import Params, load_params
+from icl_kit.core.config import Params, load_params
 from icl_kit.lvlm.base import LVLM, Request
 
 N_POOL, N_TEST, POOL_SIZE, DIM = 40, 12, 8, 8
@@ -54,7 +54,7 @@ DDP_SYSTEMS = ("zero_shot", "random", "similarity", "checkpoints/*.pt")
 
 
 def main(run_dir: str) -> None:
-    from icl_kit.evaluate import evaluate
+    from icl_kit.evaluation.runner import evaluate
 
     params = world_params(Path(run_dir), DDP_SYSTEMS)
     result = evaluate(params, ctx=eval_world(params, fake_lvlm()), progress=False)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from icl_kit.config import Params
-from icl_kit.context import RunContext
+from icl_kit.core.config import Params
+from icl_kit.core.runs import RunPaths
 from icl_kit.data.records import Record
+from icl_kit.lvlm.answers import AnswerService
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
-from icl_kit.rewards import AnswerService
-from icl_kit.runs import RunPaths
+from icl_kit.run_context import RunContext
 
 EMB_SEED, POOL_SEED = 0, 1
 

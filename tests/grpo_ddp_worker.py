@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from fake_world import FakeWorld, ScriptedLVLM, record
 
-from icl_kit.config import Params, load_params
+from icl_kit.core.config import Params, load_params
 from icl_kit.lvlm.base import LVLM, Request
 
 N_POOL, POOL_SIZE, DIM = 60, 8, 8
@@ -52,7 +52,7 @@ def tiny_params(run_dir: Path, overrides: Sequence[str] = ()) -> Params:
 
 
 def main(run_dir: str, *overrides: str) -> None:
-    from icl_kit.grpo import train
+    from icl_kit.train.trainer import train
 
     torch.set_num_threads(1)
     params = tiny_params(Path(run_dir), overrides)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from icl_kit import checkpoints
-from icl_kit.checkpoints import (
+from icl_kit.cli import main
+from icl_kit.core.errors import KitError
+from icl_kit.selection import checkpoints
+from icl_kit.selection.checkpoints import (
     V2_PREFIX,
     convert_paths,
     convert_v3_to_v2,
@@ -18,9 +20,7 @@ from icl_kit.checkpoints import (
     save_v3,
     v2_path,
 )
-from icl_kit.cli import main
-from icl_kit.errors import KitError
-from icl_kit.selector import PointerSelector
+from icl_kit.selection.selector import PointerSelector
 
 torch.set_num_threads(1)
 
@@ -101,7 +101,7 @@ def test_study_v2_with_encoder_weight_loads_and_logs_once(tmp_path, caplog) -> N
     state["lever_lm.clip_model.visual.proj"] = torch.randn(8, 6)
     torch.save({"epoch": 4, "global_step": 1200, "pytorch-lightning_version": "2.0.9", "state_dict": state,
                 "hyper_parameters": {"lr": 1e-4, "num_heads": 1}}, tmp_path / "study.ckpt")
-    with caplog.at_level(logging.INFO, logger="icl_kit.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="icl_kit.selection.checkpoints"):
         loaded, info = load_checkpoint(tmp_path / "study.ckpt")
     assert same_behaviour(m, loaded)
     assert (info["layout"], info["epoch"], info["global_step"]) == ("v2", 4, 1200)
@@ -277,8 +277,8 @@ def test_numpy_scalar_metrics_load_under_weights_only(tmp_path):
     # study checkpoints may hold metrics computed with numpy (np.float64 from np.mean): plain data, not code
     import numpy as np
 
-    from icl_kit.checkpoints import load_checkpoint
-    from icl_kit.selector import PointerSelector
+    from icl_kit.selection.checkpoints import load_checkpoint
+    from icl_kit.selection.selector import PointerSelector
 
     sel = PointerSelector(input_dim=8, hidden_dim=8)
     path = tmp_path / "grpo_epoch1.pt"

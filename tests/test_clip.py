@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPProcessor
 
-from icl_kit.config import EncoderConfig
-from icl_kit.data.demo import build_demo_world
+from icl_kit.core.config import EncoderConfig
+from icl_kit.core.errors import KitError
+from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.encoders import ClipEncoder, build_encoder, embed_records
-from icl_kit.errors import KitError
+from icl_kit.selection.encoders import ClipEncoder, build_encoder, embed_records
 
 TINY_CLIP = Path(__file__).parent / "fixtures" / "tiny-clip"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from icl_kit.config import (
+from icl_kit.core.config import (
     Params,
     apply_overrides,
     describe,
@@ -12,7 +12,7 @@ from icl_kit.config import (
     load_params,
     parse_override,
 )
-from icl_kit.errors import KitError
+from icl_kit.core.errors import KitError
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from icl_kit.config import DataConfig
+from icl_kit.core.config import DataConfig
+from icl_kit.core.errors import KitError
 from icl_kit.data.okvqa import load_data, load_split, resolve_roots, select_questions
-from icl_kit.errors import KitError
 
 ANS_A = ["red"] * 6 + ["dark red"] * 4  # most common: red
 ANS_B = ["two", "2", "2", "two", "3", "3", "4", "5", "6", "7"]  # tie two/2/... -> "two" (listed first)
@@ -162,9 +162,14 @@ def test_resolve_roots_env(tmp_path, monkeypatch):
     assert resolve_roots(DataConfig(dataset="vqav2"))[0] == tmp_path / "v2"
 
 
-def test_load_data_builds_demo(tmp_path, monkeypatch):
+def test_load_data_reads_the_demo_world_the_caller_built(tmp_path, monkeypatch):
+    from icl_kit.data.demo.world import ensure_demo_world
+
     monkeypatch.delenv("COCO_PATH", raising=False)
     cfg = DataConfig(root=str(tmp_path / "demo"), demo=True, demo_train=12, demo_test=10, demo_seed=3)
+    with pytest.raises(KitError, match="is missing"):
+        load_data(cfg)  # load_data only reads
+    assert ensure_demo_world(cfg) == tmp_path / "demo"
     train, test = load_data(cfg)
     assert (len(train), len(test)) == (12, 10)
     assert train[0].image().size == (96, 96)

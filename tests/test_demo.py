@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-import icl_kit.data.demo as demo
-from icl_kit.data.demo import LATENT, MANIFEST, build_demo_world, describe_world
+import icl_kit.data.demo.world as demo
+from icl_kit.core.errors import KitError
+from icl_kit.data.demo.world import LATENT, MANIFEST, build_demo_world, describe_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.errors import KitError
-from icl_kit.metrics import vqa_accuracy
+from icl_kit.data.vqa_accuracy import vqa_accuracy
 
 N_TRAIN, N_TEST = 150, 60
 JSON_FILES = ("OpenEnded_mscoco_train2014_questions.json", "mscoco_train2014_annotations.json",

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import icl_kit.encoders as enc_mod
-from icl_kit.config import EncoderConfig
-from icl_kit.data.demo import build_demo_world
+import icl_kit.selection.encoders as enc_mod
+from icl_kit.core.config import EncoderConfig
+from icl_kit.core.errors import KitError
+from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.encoders import (
+from icl_kit.selection.encoders import (
     SimpleEncoder,
     build_encoder,
     combine,
@@ -20,7 +21,6 @@ from icl_kit.encoders import (
     image_features,
     question_features,
 )
-from icl_kit.errors import KitError
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import pytest
 import torch
 from eval_ddp_worker import DDP_SYSTEMS, DIM, eval_world, fake_lvlm, world_params
 
-from icl_kit.checkpoints import convert_v3_to_v2, save_v3
-from icl_kit.errors import KitError
-from icl_kit.evaluate import evaluate
-from icl_kit.runs import read_jsonl
-from icl_kit.selector import PointerSelector
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import read_jsonl
+from icl_kit.evaluation.runner import evaluate
+from icl_kit.selection.checkpoints import convert_v3_to_v2, save_v3
+from icl_kit.selection.selector import PointerSelector
 
 SHOTS = (1, 2, 3)
 HIDDEN = 16
@@ -184,7 +184,7 @@ def test_two_processes_equal_one(run_dir, tmp_path):
 
 # ------------------------------------------------------------------ intervals and figure
 def test_t_interval_hand_computed():
-    from icl_kit.eval_plots import accuracy_intervals
+    from icl_kit.stats.intervals import accuracy_intervals
 
     pred = pd.DataFrame({"system": "s", "epoch": None, "shot": 1, "acc": [1.0] * 6 + [0.0] * 4})
     iv = accuracy_intervals(pred)
@@ -194,7 +194,7 @@ def test_t_interval_hand_computed():
 
 
 def test_wilson_interval_for_summary_only_rows():
-    from icl_kit.eval_plots import summary_intervals
+    from icl_kit.stats.intervals import summary_intervals
 
     iv = summary_intervals(pd.DataFrame({"system": ["old"], "shot": [1], "n": [100], "accuracy": [45.0]}))
     # Wilson, 45/100, z = 1.96: centre 0.451852, half width 0.095707
@@ -205,8 +205,9 @@ def test_plot_and_table_from_a_run(run_dir, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from icl_kit.eval_plots import accuracy_table, plot_accuracy_by_epoch, run_intervals
-    from icl_kit.import_results import import_results
+    from icl_kit.evaluation.import_results import import_results
+    from icl_kit.evaluation.plots import accuracy_table, plot_accuracy_by_epoch
+    from icl_kit.stats.run import run_intervals
 
     run(run_dir, ["zero_shot", "random", "checkpoints/*.pt"])
     study = tmp_path / "study.json"
@@ -246,9 +247,9 @@ def test_demo_world_end_to_end_via_cli(tmp_path, capsys):
 
 def test_tiny_qwen_smoke(tmp_path):
     """The real Qwen2.5-VL code path (tiny random checkpoint, CPU): cells answered, cache reused."""
-    from icl_kit.config import load_params
-    from icl_kit.context import RunContext
+    from icl_kit.core.config import load_params
     from icl_kit.lvlm.base import Request
+    from icl_kit.run_context import RunContext
 
     root = Path(__file__).resolve().parents[1]
     params = load_params(root / "params" / "smoke_tiny_qwen.yaml", {

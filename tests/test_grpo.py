@@ -11,15 +11,15 @@ import pytest
 import torch
 from grpo_ddp_worker import hash_lvlm, tiny_params, tiny_world
 
-import icl_kit.grpo_steps as steps
-from icl_kit.config import GRPOConfig
-from icl_kit.dist import Ranks
-from icl_kit.errors import KitError
-from icl_kit.grpo import train
-from icl_kit.grpo_math import policy_ratio, rce_weights
-from icl_kit.grpo_steps import Batch, grpo_step, rce_step
-from icl_kit.runs import read_jsonl
-from icl_kit.selector import PointerSelector
+import icl_kit.train.steps as steps
+from icl_kit.core.config import GRPOConfig
+from icl_kit.core.dist import Ranks
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import read_jsonl
+from icl_kit.selection.selector import PointerSelector
+from icl_kit.train.math import policy_ratio, rce_weights
+from icl_kit.train.steps import Batch, grpo_step, rce_step
+from icl_kit.train.trainer import train
 
 WORKER = Path(__file__).with_name("grpo_ddp_worker.py")
 TIME_KEYS = ("time/epoch_s",)
@@ -238,8 +238,8 @@ def test_online_grpo_raises_held_out_reward_in_the_demo_world(tmp_path):
     Reward gt_prob (P(ground truth) under the simulated LVLM, not a model): dense, so 97% of
     groups carry a signal, where correct+acc leaves ~88% of groups tied in this world.
     """
-    from icl_kit.config import load_params
-    from icl_kit.data.demo import build_demo_world
+    from icl_kit.core.config import load_params
+    from icl_kit.data.demo.world import build_demo_world
 
     root = build_demo_world(tmp_path / "demo", n_train=1000, n_test=10)
     overrides = [f"data.root={root}", "data.demo_train=1000", "data.demo_test=10", f"runs_dir={tmp_path}",
@@ -276,8 +276,8 @@ def test_cli_train_on_a_tiny_demo_world(tmp_path, capsys):
 
 def test_same_params_give_identical_checkpoints_with_two_threads(tmp_path):
     # Without params.deterministic, two identical 2-thread CPU runs differed in the last bits of the weights
-    from icl_kit.config import load_params
-    from icl_kit.grpo import train
+    from icl_kit.core.config import load_params
+    from icl_kit.train.trainer import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.stats import entropy, rankdata
 
-from icl_kit.errors import KitError
-from icl_kit.grpo_math import (
+from icl_kit.core.errors import KitError
+from icl_kit.train.math import (
     adapt_beta,
     clip_fraction,
     clipped_surrogate,

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from icl_kit.cli import main
-from icl_kit.errors import KitError
-from icl_kit.import_results import import_results, imported_path, parse_results, read_imported
+from icl_kit.core.errors import KitError
+from icl_kit.evaluation.import_results import import_results, parse_results
+from icl_kit.evaluation.io import imported_path, read_imported
 
 KEY = "2024-05-01 12:00:00.123-test_data_num=100-RandRetriever"
 STUDY = {KEY: {"shot_num=1": 0.4567, "shot_num=2": 0.47, "shot_num=4": 0.5, "cider": 3.2}}

@@ -1,4 +1,4 @@
-"""Hand-computed cases for the official VQA accuracy (icl_kit.metrics).
+"""Hand-computed cases for the official VQA accuracy (icl_kit.data.vqa_accuracy).
 
 Notation in comments: n answers, m of them equal to the prediction after the
 official processing. Leave-one-out: the m left-out matching answers each see
@@ -9,7 +9,7 @@ acc = [m * min(1, (m-1)/3) + (n-m) * min(1, m/3)] / n.
 import numpy as np
 import pytest
 
-from icl_kit.metrics import (
+from icl_kit.data.vqa_accuracy import (
     CONTRACTIONS,
     NORMALIZE_MODES,
     PUNCTUATION,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from icl_kit.cli import main
-from icl_kit.errors import KitError
+from icl_kit.core.errors import KitError
 from icl_kit.pipeline import STAGES, parse_stages, run
 
 ROOT = Path(__file__).resolve().parents[1]

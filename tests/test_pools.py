@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from icl_kit.errors import KitError
-from icl_kit.pools import load_pools, rand_pools, random_icds, save_pools, similarity_topk
+from icl_kit.core.errors import KitError
+from icl_kit.selection.pools import load_pools, rand_pools, random_icds, save_pools, similarity_topk
 
 POOL = list(range(1000, 1300))
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from icl_kit.config import GenerationConfig, PromptConfig
-from icl_kit.data.demo import build_demo_world
+from icl_kit.core.config import GenerationConfig, PromptConfig
+from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
 from icl_kit.data.records import Record
-from icl_kit.prompts import build_messages, describe_messages, postprocess, protocol_hash
+from icl_kit.lvlm.prompts import build_messages, describe_messages, postprocess, protocol_hash
 
 TINY_QWEN = Path(__file__).parent / "fixtures" / "tiny-qwen2.5-vl"
 QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from icl_kit.config import LVLMConfig, PromptConfig
-from icl_kit.data.demo import build_demo_world
+from icl_kit.core.config import LVLMConfig, PromptConfig, QwenConfig
+from icl_kit.core.errors import KitError
+from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.errors import KitError
-from icl_kit.lvlm import build_lvlm
 from icl_kit.lvlm.base import Request
 from icl_kit.lvlm.qwen import QwenLVLM, run_in_batches
+from icl_kit.lvlm.registry import build_lvlm
 
 TINY_QWEN = Path(__file__).parent / "fixtures" / "tiny-qwen2.5-vl"
 NEAR_TIE = 1e-4  # beam scores closer than this may legitimately swap under float round-off
@@ -25,7 +25,7 @@ BATCH = 16
 
 
 def tiny_cfg(**kw) -> LVLMConfig:
-    base = LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", max_pixels=28 * 28 * 16,
+    base = LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", qwen=QwenConfig(max_pixels=28 * 28 * 16),
                       batch_size=BATCH)
     return replace(base, **kw)
 
@@ -169,7 +169,7 @@ def test_fingerprint_stable_and_protocol_sensitive(lvlm):
     same = QwenLVLM(tiny_cfg(), model=lvlm.model, processor=lvlm.processor)
     other = QwenLVLM(tiny_cfg(prompt=PromptConfig(system_prompt="")), model=lvlm.model,
                      processor=lvlm.processor)
-    pixels = QwenLVLM(tiny_cfg(max_pixels=28 * 28 * 32), model=lvlm.model, processor=lvlm.processor)
+    pixels = QwenLVLM(tiny_cfg(qwen=QwenConfig(max_pixels=28 * 28 * 32)), model=lvlm.model, processor=lvlm.processor)
     assert same.fingerprint() == lvlm.fingerprint()
     assert len({lvlm.fingerprint(), other.fingerprint(), pixels.fingerprint()}) == 3
     # Same architecture, one weight changed (a fine-tune): cached answers must not be shared.
@@ -232,14 +232,14 @@ def test_cuda_requested_without_cuda():
 
 
 def test_build_lvlm_dispatches_to_qwen():
-    from icl_kit.config import load_params
+    from icl_kit.core.config import load_params
 
     params = load_params(None, {"lvlm.model": str(TINY_QWEN), "lvlm.device": "cpu"})
     assert isinstance(build_lvlm(params), QwenLVLM)
 
 
 def test_build_lvlm_dispatches_to_simulated(data, tmp_path):
-    from icl_kit.config import load_params
+    from icl_kit.core.config import load_params
     from icl_kit.lvlm.simulated import SimulatedLVLM
 
     root = build_demo_world(tmp_path / "demo", n_train=12, n_test=10, seed=0)
@@ -249,7 +249,7 @@ def test_build_lvlm_dispatches_to_simulated(data, tmp_path):
 
 def test_simulated_finds_the_world_through_okvqa_path(tmp_path, monkeypatch):
     """data.root '' falls back to $OKVQA_PATH for the simulator, as it does for the loader."""
-    from icl_kit.config import load_params
+    from icl_kit.core.config import load_params
     from icl_kit.lvlm.simulated import SimulatedLVLM
 
     root = build_demo_world(tmp_path / "demo", n_train=12, n_test=10, seed=0)

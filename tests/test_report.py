@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icl_kit.config import dump_yaml, load_params
-from icl_kit.errors import KitError
-from icl_kit.report import load_inputs, write_report
-from icl_kit.report_rules import (
+from icl_kit.core.config import dump_yaml, load_params
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import append_jsonl, atomic_write_json, atomic_write_text
+from icl_kit.report.build import load_inputs, write_report
+from icl_kit.report.rules import (
     WEAK_ADV_STD,
     Facts,
     find_maxt,
@@ -27,10 +28,9 @@ from icl_kit.report_rules import (
     rec_more_n,
     rec_val_reward,
 )
-from icl_kit.report_sections import build_markdown
-from icl_kit.report_text import EN, ZH, Text, approx_n, ci, numbers_in, p_is, pct, pts, pval
-from icl_kit.runs import append_jsonl, atomic_write_json, atomic_write_text
-from icl_kit.stats_power import n_needed_paired
+from icl_kit.report.sections import build_markdown
+from icl_kit.report.text import EN, ZH, Text, approx_n, ci, numbers_in, p_is, pct, pts, pval
+from icl_kit.stats.power import n_needed_paired
 
 BASE = dict(mcnemar_p=0.5, mode="paired", sd_diff=30.0, mde=8.5)
 # (subset, n, A, B, kind, shot, acc_a, acc_b, diff, lo, hi, p, p_adj, tost_p, verdict, n_needed)
@@ -321,7 +321,7 @@ def test_cli_report(run, capsys):
 
 def test_real_stats_output_renders(tmp_path):
     """stats_run's own files (paired, two subsets, best-epoch max-T) go through the report unchanged."""
-    from icl_kit.stats_run import stats_for_run
+    from icl_kit.stats.run import stats_for_run
 
     run = make_run(tmp_path / "r", smoke=False)
     rng = np.random.default_rng(0)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from test_report import make_run
 
-from icl_kit.report import write_report
+from icl_kit.report.build import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

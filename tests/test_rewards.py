@@ -5,17 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from icl_kit.core.errors import KitError
 from icl_kit.data.records import Record
-from icl_kit.errors import KitError
+from icl_kit.lvlm.answers import Answer, AnswerService, gt_prob_weights
 from icl_kit.lvlm.base import LVLM, Generation, Score
-from icl_kit.rewards import (
-    Answer,
-    AnswerService,
-    batch_sequence_rewards,
-    gt_prob_weights,
-    reward_value,
-    sequence_reward,
-)
+from icl_kit.train.rewards import batch_sequence_rewards, reward_value, sequence_reward
 
 CAT_DOG = ("cat",) * 2 + ("dog",) * 8  # VQA acc of "cat" = (2·1/3 + 8·2/3)/10 = 0.6; of "dog" = 1
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from icl_kit.cli import main
-from icl_kit.errors import KitError
-from icl_kit.rl_import import convert_rl_data, import_rollouts
-from icl_kit.runs import read_jsonl
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import read_jsonl
+from icl_kit.train.import_rollouts import convert_rl_data, import_rollouts
 
 POOL_A = [501, 502, 503, 504]
 POOL_B = [601, 602, 603]

@@ -4,11 +4,11 @@ import pytest
 import torch
 from grpo_ddp_worker import fake_answer, hash_lvlm, tiny_params, tiny_world
 
-import icl_kit.rollouts as ro
-from icl_kit.errors import KitError
-from icl_kit.rewards import batch_sequence_rewards
-from icl_kit.runs import read_jsonl
-from icl_kit.selector import PointerSelector
+import icl_kit.train.rollouts as ro
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import read_jsonl
+from icl_kit.selection.selector import PointerSelector
+from icl_kit.train.rewards import batch_sequence_rewards
 
 KIND = "hard_plus_soft"
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from icl_kit.config import load_params
-from icl_kit.errors import KitError
-from icl_kit.runs import (
+from icl_kit.core.config import load_params
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import (
     RunPaths,
     append_jsonl,
     atomic_open,

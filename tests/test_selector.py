@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from icl_kit.errors import KitError
-from icl_kit.selector import TEMPERATURE, PointerSelector
+from icl_kit.core.errors import KitError
+from icl_kit.selection.selector import TEMPERATURE, PointerSelector
 
 torch.set_num_threads(1)
 

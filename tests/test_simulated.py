@@ -13,15 +13,15 @@ import pytest
 from scipy.special import logit
 
 import icl_kit.lvlm.simulated as sim_mod
-from icl_kit.config import LVLMConfig, PromptConfig
-from icl_kit.data.demo import build_demo_world
+from icl_kit.core.config import LVLMConfig, PromptConfig
+from icl_kit.core.errors import KitError
+from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.encoders import SimpleEncoder
-from icl_kit.errors import KitError
+from icl_kit.data.vqa_accuracy import vqa_accuracy, vqa_accuracy_batch
 from icl_kit.lvlm.base import Request
 from icl_kit.lvlm.simulated import SimulatedLVLM, make_simulated
-from icl_kit.metrics import vqa_accuracy, vqa_accuracy_batch
-from icl_kit.pools import rand_pools, random_icds, similarity_topk
+from icl_kit.selection.encoders import SimpleEncoder
+from icl_kit.selection.pools import rand_pools, random_icds, similarity_topk
 
 RANDOM_TARGETS = {1: 50.6, 2: 47.0, 3: 45.5, 4: 44.9}
 TOLERANCE = 2.0

@@ -16,9 +16,10 @@ import pytest
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
-from icl_kit.config import StatsConfig
-from icl_kit.errors import KitError
-from icl_kit.stats import (
+from icl_kit.core.config import StatsConfig
+from icl_kit.core.errors import KitError
+from icl_kit.stats.best_epoch import max_t_best_epoch
+from icl_kit.stats.paired import (
     adjust,
     align_scores,
     compare_paired,
@@ -28,14 +29,9 @@ from icl_kit.stats import (
     permutation_p_floor,
     verdict,
 )
-from icl_kit.stats_power import (
-    max_t_best_epoch,
-    mde_paired,
-    n_needed_paired,
-    power_curve,
-    simulate_scores,
-)
-from icl_kit.stats_run import honest_number, run_stats, write_outputs
+from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
+from icl_kit.stats.run import honest_number, run_stats, write_outputs
+from icl_kit.stats.simulate import simulate_scores
 
 ALPHA = 0.05
 N_SIMS = 4000  # rate SE at 0.05 is 0.0034; at 0.8 it is 0.0063
@@ -362,7 +358,7 @@ def test_honest_number_picks_validation_best():
 
 # ------------------------------------------------------------------ CLI, notebook helpers
 def _write_run(root, rng):
-    from icl_kit.config import dump_yaml, load_params
+    from icl_kit.core.config import dump_yaml, load_params
 
     (root / "eval").mkdir(parents=True)
     df = _predictions(rng, n=40, shots=(1, 2))
@@ -399,7 +395,7 @@ def test_plots_show_the_numbers(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from icl_kit.stats_plots import (
+    from icl_kit.stats.plots import (
         comparison_table,
         forest_plot,
         power_plot,
@@ -423,7 +419,7 @@ def test_plots_show_the_numbers(tmp_path):
 
 
 def test_notebook_tables_from_extra():
-    from icl_kit.stats_plots import best_epoch_table, honest_table
+    from icl_kit.stats.plots import best_epoch_table, honest_table
 
     pred = _predictions(np.random.default_rng(14), shots=(1,))
     df = run_stats(pred, StatsConfig(n_boot=200, n_perm=200))
@@ -437,7 +433,7 @@ def test_notebook_tables_from_extra():
 
 def test_mde_is_positive_and_decreasing_in_n():
     # statsmodels' solver can return the negative root (seen at n=1521); the MDE must stay positive
-    from icl_kit.stats_power import mde_paired
+    from icl_kit.stats.power import mde_paired
 
     values = [mde_paired(30.0, n) for n in (100, 400, 1000, 1521, 4000)]
     assert all(v > 0 for v in values)
@@ -447,8 +443,8 @@ def test_mde_is_positive_and_decreasing_in_n():
 
 
 def test_read_val_rewards_means_the_logged_shots(tmp_path):
-    from icl_kit.runs import append_jsonl
-    from icl_kit.stats_run import read_val_rewards
+    from icl_kit.core.runs import append_jsonl
+    from icl_kit.stats.run import read_val_rewards
 
     log = tmp_path / "train_log.jsonl"
     append_jsonl(log, [

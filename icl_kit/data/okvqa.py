@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from icl_kit.config import DataConfig
+from icl_kit.core.config import DataConfig
+from icl_kit.core.errors import KitError
 from icl_kit.data.records import Record
-from icl_kit.errors import KitError
-from icl_kit.metrics import most_common_answer
+from icl_kit.data.vqa_accuracy import most_common_answer
 
 ANSWERS_PER_QUESTION = 10
 ROOT_ENV = {"okvqa": "OKVQA_PATH", "vqav2": "VQAV2_PATH"}
@@ -172,12 +172,9 @@ def select_questions(records: Sequence[Record], how: str = "first", n: int = 100
 
 
 def load_data(cfg: DataConfig) -> tuple[list[Record], list[Record]]:
-    """(pool/train records, test records) as the params say; builds the demo world first if asked."""
+    """(pool/train records, test records) as the params say. It only reads: with `data.demo`, the
+    caller builds the demo world first (`icl_kit.data.demo.world.ensure_demo_world`)."""
     root, image_root = resolve_roots(cfg)
-    if cfg.demo:
-        from icl_kit.data.demo import build_demo_world
-
-        build_demo_world(root, n_train=cfg.demo_train, n_test=cfg.demo_test, seed=cfg.demo_seed)
     train = load_split(root, cfg.train_split, dataset=cfg.dataset, image_root=image_root)
     test = load_split(root, cfg.test_split, dataset=cfg.dataset, image_root=image_root)
     return train, test

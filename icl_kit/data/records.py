@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from icl_kit.errors import KitError
+from icl_kit.core.errors import KitError
 
 
 @dataclass(frozen=True)

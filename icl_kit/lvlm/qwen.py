@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -28,11 +29,13 @@ from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
 from tqdm.auto import tqdm
 from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-from icl_kit.config import LVLMConfig
-from icl_kit.errors import KitError
-from icl_kit.lvlm import locate_model
+from icl_kit.core.config import LVLMConfig
+from icl_kit.core.devices import resolve_device
+from icl_kit.core.errors import KitError
+from icl_kit.core.hub import locate_model
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
-from icl_kit.prompts import build_messages, postprocess, protocol_hash
+from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
+from icl_kit.lvlm.registry import register_backend
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,16 +49,6 @@ WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the f
 
 
 # ------------------------------------------------------------------ resolving
-def resolve_device(spec: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda' without CUDA is a KitError."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KitError(f"lvlm.device={spec!r} but CUDA is not available here; use 'auto' or 'cpu'.")
-    return device
-
-
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     """'auto' -> bfloat16 on CUDA, float32 on CPU."""
     if spec == "auto":
@@ -74,12 +67,12 @@ def resolve_attn(spec: str, device: torch.device) -> str:
 def load_model_and_processor(cfg: LVLMConfig) -> tuple[Any, Any, torch.device]:
     """Load the model (eval mode) and processor; any loading failure is one KitError."""
     source = locate_model(cfg.model, "Qwen2.5-VL model", "lvlm.model")
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "lvlm.device")
     dtype = resolve_dtype(cfg.dtype, device)
     try:
         processor = AutoProcessor.from_pretrained(source)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, attn_implementation=resolve_attn(cfg.attn_implementation, device)
+            source, dtype=dtype, attn_implementation=resolve_attn(cfg.qwen.attn_implementation, device)
         )
     except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -218,7 +211,7 @@ class QwenLVLM(LVLM):
     # ---------------------------------------------------------------- prompts
     def messages(self, request: Request, load_images: bool = False) -> list[dict[str, Any]]:
         """Chat messages with the image budget on every image item (paths unless `load_images`)."""
-        vision = {"min_pixels": self.cfg.min_pixels, "max_pixels": self.cfg.max_pixels}
+        vision = {"min_pixels": self.cfg.qwen.min_pixels, "max_pixels": self.cfg.qwen.max_pixels}
         return build_messages(request.icds, request.query, self.cfg.prompt, load_images=load_images,
                               vision=vision)
 
@@ -233,13 +226,13 @@ class QwenLVLM(LVLM):
 
     def _image_tokens(self, record: Any) -> int:
         width, height = record.image_size()  # a missing or unreadable file is a KitError naming it
-        return image_tokens(height, width, self.cfg.min_pixels, self.cfg.max_pixels)
+        return image_tokens(height, width, self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels)
 
     def encode(self, prepared: Sequence[Prepared]) -> Any:
         """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
         images = [resized_image(it["image"], it["min_pixels"], it["max_pixels"]) for it in items]
-        size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
+        size = {"shortest_edge": self.cfg.qwen.min_pixels, "longest_edge": self.cfg.qwen.max_pixels}
         batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
                                padding_side="left", images_kwargs={"size": size}, return_tensors="pt")
         return batch.to(self.device)
@@ -326,7 +319,7 @@ class QwenLVLM(LVLM):
             "model": model_cfg,
             "weights": weights_digest(self.model),
             "dtype": str(next(self.model.parameters()).dtype),
-            "pixels": [self.cfg.min_pixels, self.cfg.max_pixels],
+            "pixels": [self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels],
             "protocol": protocol_hash(self.cfg.prompt, self.cfg.generation),
         }
         text = json.dumps(payload, sort_keys=True, default=str)
@@ -342,3 +335,9 @@ def weights_digest(model: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(param.detach().reshape(-1)[:WEIGHT_SAMPLE].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+@register_backend("qwen")
+def make_qwen(cfg: LVLMConfig, data_root: str | Path | None = None, seed: int = 0) -> QwenLVLM:
+    """Qwen2.5-VL (lvlm.backend: qwen); the data root and seed are not needed (decoding is set by params)."""
+    return QwenLVLM(cfg)

@@ -39,10 +39,11 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit, ndtri
 
-from icl_kit.config import LVLMConfig, PromptConfig
-from icl_kit.errors import KitError
+from icl_kit.core.config import LVLMConfig, PromptConfig
+from icl_kit.core.errors import KitError
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
-from icl_kit.prompts import ordered_icds, postprocess
+from icl_kit.lvlm.prompts import ordered_icds, postprocess
+from icl_kit.lvlm.registry import register_backend
 
 SIM_VERSION = 1  # bump when the simulator's behaviour changes (part of the fingerprint)
 LATENT_FILE = "demo_latent.json"
@@ -269,8 +270,13 @@ def _read_latent(path: Path) -> bytes:
     return raw
 
 
-def make_simulated(cfg: LVLMConfig, data_root: str | Path | None) -> SimulatedLVLM:
-    """The simulated LVLM for the demo world at `data_root` (lvlm.backend: simulated)."""
+@register_backend("simulated")
+def make_simulated(cfg: LVLMConfig, data_root: str | Path | None, seed: int = 0) -> SimulatedLVLM:
+    """The simulated LVLM for the demo world at `data_root` (lvlm.backend: simulated).
+
+    Its seed is `lvlm.simulated.seed`, else the run's top-level `seed`.
+    """
     if not data_root:
         raise KitError("lvlm.backend 'simulated' needs data.root to point at a demo world; set data.root.")
-    return SimulatedLVLM(Path(data_root) / LATENT_FILE, cfg.prompt)
+    sim_seed = seed if cfg.simulated.seed is None else cfg.simulated.seed
+    return SimulatedLVLM(Path(data_root) / LATENT_FILE, cfg.prompt, seed=sim_seed)

@@ -1,0 +1,531 @@
+"""Typed params: one dataclass per stage, loaded from one YAML file.
+
+Every field has a default and a help text (`help` in its metadata). Loading
+rejects unknown keys (with a close-match suggestion), wrong types and
+out-of-range values, naming the key, the value and what is allowed.
+Dotted overrides (`train.grpo.lr=1e-5`) work from the CLI and from Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from icl_kit.core.errors import KitError
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-5` (exponent, no dot) as a float, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where `lr: 1e-5` is the *string* '1e-5'.
+    """
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """YAML text -> Python values, with YAML 1.2 exponent floats (see `_ParamsLoader`)."""
+    return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def opt(default: Any, help: str, **rules: Any) -> Any:
+    """A field with a default, a help text and optional rules (`min`, `max`)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+def section(cls: type) -> Any:
+    """A nested section field whose default is the section's defaults."""
+    return field(default_factory=cls, metadata={"help": (cls.__doc__ or "").strip()})
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    """Where the questions, answers and images are."""
+
+    dataset: Literal["okvqa", "vqav2"] = opt("okvqa", "File layout: OK-VQA or VQAv2 (`v2_` file prefixes).")
+    root: str = opt("", "Folder with the question/annotation JSON files; '' = $OKVQA_PATH or $VQAV2_PATH.")
+    image_root: str = opt("", "Folder holding `{split}2014/` image folders; '' = $COCO_PATH, else `root`.")
+    train_split: str = opt("train", "Split used as the demonstration pool (and training queries).")
+    test_split: str = opt("val", "Split used as test questions.")
+    demo: bool = opt(False, "Build the embedded demo world at `root` when it is missing.")
+    demo_train: int = opt(2000, "Demo world: number of pool (train) questions.", min=10)
+    demo_test: int = opt(1000, "Demo world: number of test (val) questions.", min=10)
+    demo_seed: int = opt(0, "Demo world: seed.")
+
+
+# ------------------------------------------------------------------------ encoder
+@dataclass
+class EncoderConfig:
+    """How query and ICD embeddings are made for the selector."""
+
+    backend: Literal["clip", "simple"] = opt("clip", "CLIP (transformers) or the model-free demo encoder.")
+    model: str = opt("openai/clip-vit-base-patch32", "CLIP hub id or local folder.")
+    dim: int = opt(512, "Embedding size of the `simple` encoder (CLIP's is read from the model).", min=8)
+    batch_size: int = opt(64, "Records per encoder batch.", min=1)
+    device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
+
+
+# --------------------------------------------------------------------------- lvlm
+@dataclass
+class PromptConfig:
+    """The demonstration prompt protocol (defaults = the existing study)."""
+
+    system_prompt: str = opt(
+        "You will see example image-question pairs, each followed by its short answer. "
+        "Answer the last question in the same short format: a word or a short phrase.",
+        "System message text; '' means no system message.",
+    )
+    icd_template: str = opt("Question:{question} Short answer:{answer}", "Text after each ICD image.")
+    query_template: str = opt("Question:{question} Short answer:", "Text after the query image.")
+    icd_answer_field: Literal["answer", "first"] = opt(
+        "answer", "ICD answer shown: the most frequent of 10 ('answer') or the first listed."
+    )
+    icd_order: Literal["as_selected", "reversed"] = opt(
+        "as_selected", "Order of ICDs in the prompt relative to the selection order."
+    )
+    postprocess: Literal["study", "strip", "none"] = opt(
+        "study",
+        "Answer post-processing: 'study' cuts at the first Question/Answer/Short, then at ', '.",
+    )
+
+    def __post_init__(self) -> None:
+        check_template("lvlm.prompt.icd_template", self.icd_template, ("question", "answer"))
+        check_template("lvlm.prompt.query_template", self.query_template, ("question",))
+
+
+def check_template(key: str, template: str, fields: tuple[str, ...]) -> None:
+    """A prompt template may use only `{field}` placeholders of `fields` (and `{{`/`}}` for braces)."""
+    try:
+        template.format(**{f: "" for f in fields})
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        raise KitError(f"{key}={template!r} is not a valid template ({type(exc).__name__}: {exc}); "
+                       f"use only the placeholders {allowed}, and {{{{ }}}} for literal braces.") from None
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings, set explicitly so a checkpoint's own config cannot change them."""
+
+    num_beams: int = opt(3, "Beam width (1 = greedy).", min=1)
+    max_new_tokens: int = opt(5, "Maximum answer tokens.", min=1)
+    length_penalty: float = opt(0.0, "Beam-search length penalty.")
+    do_sample: bool = opt(False, "Sample instead of beam/greedy search.")
+    repetition_penalty: float = opt(
+        1.0, "Repetition penalty (Qwen's own generation config uses 1.05; 1.0 = none).", min=0.0
+    )
+
+
+@dataclass
+class QwenConfig:
+    """Settings only the Qwen2.5-VL backend reads."""
+
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = opt(
+        "auto", "'auto' = flash-attention 2 when installed, else sdpa."
+    )
+    min_pixels: int = opt(3136, "Smallest image area fed to the vision tower.", min=1)
+    max_pixels: int = opt(200704, "Largest image area fed to the vision tower.", min=1)
+
+
+@dataclass
+class SimulatedConfig:
+    """Settings only the simulated LVLM of the demo world reads (it is not a model)."""
+
+    seed: int | None = opt(None, "Seed of the simulator's per-prompt jitter (null = the top-level seed).")
+
+
+@dataclass
+class LVLMConfig:
+    """The vision-language model that answers the prompts."""
+
+    backend: str = opt(
+        "qwen", "A registered backend: 'qwen' (Qwen2.5-VL via transformers) or 'simulated' (the demo "
+        "world's simulator, not a model). Each backend reads its own section below."
+    )
+    model: str = opt("Qwen/Qwen2.5-VL-3B-Instruct", "Hub id or local folder of the model.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = opt("auto", "Weights dtype.")
+    device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
+    batch_size: int = opt(16, "Prompts per forward pass (length-sorted batches).", min=1)
+    prompt: PromptConfig = section(PromptConfig)
+    generation: GenerationConfig = section(GenerationConfig)
+    qwen: QwenConfig = section(QwenConfig)
+    simulated: SimulatedConfig = section(SimulatedConfig)
+
+
+LVLM_SHARED_SECTIONS = ("prompt", "generation")
+
+
+def backend_sections() -> tuple[str, ...]:
+    """Backends with a section of their own in LVLMConfig; `lvlm.backend` must name one of them."""
+    hints = typing.get_type_hints(LVLMConfig)
+    return tuple(n for n, tp in hints.items() if dataclasses.is_dataclass(tp) and n not in LVLM_SHARED_SECTIONS)
+
+
+# -------------------------------------------------------------------------- pools
+@dataclass
+class PoolsConfig:
+    """Candidate pools the selector chooses from."""
+
+    size: int = opt(64, "Candidates per query (RandSampler).", min=1)
+    seed: int = opt(42, "RandSampler seed.")
+
+
+# ----------------------------------------------------------------------- selector
+@dataclass
+class SelectorConfig:
+    """The pointer-network selector's shape."""
+
+    input_dim: int = opt(512, "Embedding size d (must match the encoder).", min=1)
+    hidden_dim: int = opt(256, "Hidden size h.", min=1)
+    num_layers: int = opt(1, "Cross-attention layers.", min=1)
+    num_heads: int = opt(1, "Attention heads (must divide hidden_dim).", min=1)
+    dropout: float = opt(0.1, "Dropout after cross-attention (train mode only).", min=0.0, max=1.0)
+
+
+# -------------------------------------------------------------------------- train
+@dataclass
+class RewardConfig:
+    """How an LVLM answer becomes a reward."""
+
+    kind: Literal["hard_plus_soft", "soft", "hard", "gt_prob"] = opt(
+        "hard_plus_soft", "correct + acc (study default), acc, correct, or P(ground truth)."
+    )
+    shots: list[int] = opt([2], "Prefix lengths whose rewards are averaged, e.g. [1, 2, 3, 4].")
+
+
+@dataclass
+class RolloutsConfig:
+    """Where GRPO's groups of ICD sequences come from."""
+
+    mode: Literal["online", "offline"] = opt("online", "Sample per step (online) or a fixed set (offline).")
+    group_size: int = opt(8, "Sequences sampled per query per step (online).", min=2)
+    temperatures: list[float] = opt([1.0, 1.3], "Offline: sampling temperatures.")
+    samples_per_temperature: int = opt(4, "Offline: samples per temperature.", min=0)
+    beam_size: int = opt(4, "Offline: beam sequences from the selector.", min=0)
+    n_random: int = opt(2, "Offline: random sequences.", min=0)
+    val_fraction: float = opt(0.2, "Held-out share of training queries (by sorted id).", min=0.0, max=0.9)
+    max_queries: int = opt(0, "Use only the first N training queries (0 = all).", min=0)
+
+
+@dataclass
+class RCEConfig:
+    """Reward-weighted cross-entropy warm-up."""
+
+    epochs: int = opt(5, "RCE epochs (0 skips the warm-up).", min=0)
+    lr: float = opt(1e-4, "AdamW learning rate.", min=0.0)
+    tau_start: float = opt(2.0, "Softmax temperature of the reward weights at the start.", min=1e-6)
+    tau_end: float = opt(0.5, "... and at the end (linear).", min=1e-6)
+    batch_groups: int = opt(32, "Query groups per optimiser step.", min=1)
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO post-training."""
+
+    epochs: int = opt(3, "GRPO epochs.", min=0)
+    lr: float = opt(1e-4, "AdamW learning rate.", min=0.0)
+    batch_groups: int = opt(32, "Query groups per optimiser step (vectorised).", min=1)
+    advantage: Literal["zscore", "rank", "mean_only", "batch_std"] = opt("zscore", "Advantage rule.")
+    std_floor: float = opt(0.1, "zscore: floor of the group std.", min=0.0)
+    adv_clip: float = opt(5.0, "zscore: advantages clipped to ±this.", min=0.0)
+    clip_eps: float = opt(0.2, "PPO clip ε.", min=0.0, max=1.0)
+    kl_beta: float = opt(0.1, "KL coefficient β to the frozen reference policy.", min=0.0)
+    kl_target: float = opt(0.0, "Adapt β once per epoch towards this KL (0 = fixed β).", min=0.0)
+    ppo_epochs: int = opt(1, "Updates per batch of groups (old log-probs fixed).", min=1)
+    dropout_in_ratio: bool = opt(
+        False, "Keep dropout on when computing log-probs for the ratio (old and new alike)."
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Selector training: rollouts, rewards, RCE warm-up, GRPO."""
+
+    seed: int = opt(0, "Seed of every training random choice.")
+    device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
+    weight_decay: float = opt(0.01, "AdamW weight decay.", min=0.0)
+    grad_clip: float = opt(1.0, "Gradient-norm clip.", min=0.0)
+    val_shots: list[int] = opt([2], "Shots at which greedy validation reward is measured per epoch.")
+    save_every_steps: int = opt(
+        50, "Also save checkpoints/last.pt every N optimiser steps (resume mid-epoch); 0 = at epoch ends only.", min=0
+    )
+    reward: RewardConfig = section(RewardConfig)
+    rollouts: RolloutsConfig = section(RolloutsConfig)
+    rce: RCEConfig = section(RCEConfig)
+    grpo: GRPOConfig = section(GRPOConfig)
+
+
+# --------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    """Which systems are evaluated on which test questions."""
+
+    systems: list[str] = opt(
+        ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"],
+        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder).",
+    )
+    shots: list[int] = opt([1, 2, 3, 4], "Shots; the selection is made at max(shots), shot k = first k.")
+    questions: Literal["first", "random", "all"] = opt("first", "Which test questions.")
+    n: int = opt(100, "Number of test questions (ignored for 'all').", min=1)
+    seed: int = opt(0, "Seed for 'random' questions and the random baseline.")
+    pool: str = opt("rand", "Checkpoint candidate pool: 'rand' (RandSampler) or 'similarity_topK'.")
+    chunk: int = opt(128, "Cells answered and appended per step; a killed run loses at most one chunk.", min=1)
+
+
+# -------------------------------------------------------------------------- stats
+@dataclass
+class StatsConfig:
+    """Paired tests, intervals, multiplicity, equivalence and power."""
+
+    baseline: str = opt("random", "System every other system is compared against.")
+    alpha: float = opt(0.05, "Significance level (family-wise).", min=0.0, max=1.0)
+    n_boot: int = opt(10000, "Bootstrap resamples (BCa).", min=100)
+    n_perm: int = opt(10000, "Permutation resamples.", min=100)
+    correction: Literal["holm", "fdr_bh"] = opt("holm", "Multiplicity correction.")
+    equivalence_margin: float = opt(1.0, "TOST margin δ in points.", min=0.0)
+    power: float = opt(0.8, "Target power for MDE and n needed.", min=0.0, max=1.0)
+    subsets: list[int] = opt([], "Also compare on the first N questions, e.g. [100].")
+    seed: int = opt(0, "Seed of the bootstrap and permutations.")
+
+
+# ------------------------------------------------------------------------- report
+@dataclass
+class ReportConfig:
+    """How the report is written."""
+
+    language: Literal["zh", "en"] = opt("zh", "Report language.")
+    title: str = opt("ICD selector evaluation", "Report title.")
+    baseline: str = opt("random", "Baseline system name shown as A.")
+    featured: list[str] = opt([], "Systems featured in the detailed analysis ([] = all).")
+    smoke: bool = opt(False, "Mark the run as a smoke run whose numbers are meaningless.")
+
+
+# -------------------------------------------------------------------------- top
+@dataclass
+class Params:
+    """Everything one run needs."""
+
+    run_name: str = opt("demo", "Run folder name under `runs_dir`.")
+    runs_dir: str = opt("runs", "Parent folder of run folders.")
+    seed: int = opt(0, "Global seed (stages have their own seeds too).")
+    deterministic: bool = opt(
+        True, "torch.use_deterministic_algorithms: the same params give the same files, even with several threads."
+    )
+    data: DataConfig = section(DataConfig)
+    encoder: EncoderConfig = section(EncoderConfig)
+    lvlm: LVLMConfig = section(LVLMConfig)
+    pools: PoolsConfig = section(PoolsConfig)
+    selector: SelectorConfig = section(SelectorConfig)
+    train: TrainConfig = section(TrainConfig)
+    eval: EvalConfig = section(EvalConfig)
+    stats: StatsConfig = section(StatsConfig)
+    report: ReportConfig = section(ReportConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.run_name
+
+    def __post_init__(self) -> None:
+        validate_cross_fields(self)
+
+
+# ----------------------------------------------------------------- validation
+def validate_cross_fields(p: Params) -> None:
+    """Rules that span fields; each error names the keys and the fix."""
+    if p.selector.hidden_dim % p.selector.num_heads:
+        raise KitError(
+            f"selector.num_heads={p.selector.num_heads} must divide "
+            f"selector.hidden_dim={p.selector.hidden_dim}; change one of them."
+        )
+    for key, shots in (("eval.shots", p.eval.shots), ("train.reward.shots", p.train.reward.shots),
+                       ("train.val_shots", p.train.val_shots)):
+        if not shots or min(shots) < 1 or max(shots) > p.pools.size:
+            raise KitError(f"{key}={shots} must be a non-empty list of shots in 1..pools.size={p.pools.size}.")
+    if p.encoder.backend == "simple" and p.encoder.dim != p.selector.input_dim:
+        raise KitError(
+            f"encoder.dim={p.encoder.dim} must equal selector.input_dim={p.selector.input_dim}; set both."
+        )
+    if p.lvlm.backend not in backend_sections():
+        hint = difflib.get_close_matches(p.lvlm.backend, backend_sections(), n=1)
+        tip = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
+                       f"{list(backend_sections())}.{tip}")
+    if p.eval.pool != "rand" and not _is_topk(p.eval.pool):
+        raise KitError(f"eval.pool={p.eval.pool!r} must be 'rand' or 'similarity_topK' (e.g. similarity_top64).")
+
+
+def _is_topk(pool: str) -> bool:
+    return pool.startswith("similarity_top") and pool[len("similarity_top"):].isdigit()
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
+    """Check `value` against the field type `tp` and its rules; return the typed value."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            tip = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise KitError(f"{key}={value!r} is not allowed; choose one of {list(choices)}.{tip}")
+        return value
+    if origin in (list, typing.List):  # noqa: UP006
+        if not isinstance(value, list):
+            raise KitError(f"{key}={value!r} must be a list of {_type_name(typing.get_args(tp)[0])}.")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, item_tp, meta) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(key, value, args[0], meta)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise KitError(f"{key}={value!r} must be true or false.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise KitError(f"{key}={value!r} must be an integer.")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise KitError(f"{key}={value!r} must be a number.")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise KitError(f"{key}={value!r} must be a string (quote it in YAML).")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise KitError(f"{key}={value!r} is out of range; it must be {bounds}.")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with a suggestion."""
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "params"
+        raise KitError(f"{where} must be a section (a mapping of keys to values), not {raw!r}; "
+                       "put its keys indented under it.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            tip = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise KitError(
+                f"Unknown key {dotted!r}.{tip} Valid keys of {prefix.rstrip('.') or 'the top level'}: "
+                f"{', '.join(fields)}."
+            )
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(dotted, value, tp, dict(fields[key].metadata))
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------ overrides
+def parse_override(text: str) -> tuple[str, Any]:
+    """`'train.grpo.lr=1e-5'` -> `('train.grpo.lr', 1e-05)`; the value is parsed as YAML."""
+    if "=" not in text:
+        raise KitError(f"Override {text!r} must look like key=value, e.g. train.grpo.lr=1e-5.")
+    key, _, raw = text.partition("=")
+    value = load_yaml_text(raw) if raw.strip() else ""
+    return key.strip(), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """Set dotted keys in a nested mapping (a copy); validation happens in `load_params`."""
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+    out = _deepcopy(raw)
+    for key, value in items:
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise KitError(f"Override {key!r}: {part!r} is a value, not a section.")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+# ------------------------------------------------------------------ load/dump
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file; a missing or malformed file is a KitError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"Params file {path} does not exist; pass a path such as params/demo.yaml.")
+    try:
+        raw = load_yaml_text(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise KitError(f"Params file {path} is not UTF-8 text; save it as a UTF-8 YAML file.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise KitError(f"Params file {path} is not valid YAML{where}; fix the syntax.") from None
+    if not isinstance(raw, dict):
+        raise KitError(f"Params file {path} must hold a mapping of sections, not {type(raw).__name__}.")
+    return raw
+
+
+def load_params(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Params:
+    """Load params from YAML (or defaults when `path` is None), apply overrides, validate."""
+    raw = read_yaml(path) if path else {}
+    return from_dict(apply_overrides(raw, overrides))
+
+
+def from_dict(raw: dict[str, Any]) -> Params:
+    """Build validated Params from a nested mapping."""
+    return _build(Params, raw, "")
+
+
+def to_dict(p: Any) -> dict[str, Any]:
+    """Params (or a section) as a plain nested mapping."""
+    return dataclasses.asdict(p)
+
+
+def dump_yaml(p: Params) -> str:
+    """The resolved params as YAML text (round-trips through `load_params`)."""
+    return yaml.safe_dump(to_dict(p), sort_keys=False, allow_unicode=True)
+
+
+def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every param: the one place behaviours are documented."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(getattr(defaults, f.name)), f.metadata.get("help", "")))
+    return rows

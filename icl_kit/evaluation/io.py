@@ -1,0 +1,103 @@
+"""Evaluation outputs: per-rank shard files, the canonical merge, and the summary table.
+
+predictions.jsonl holds one line per (system, shot, question); a finished run
+leaves it sorted in the canonical order (system, shot, question_id), so a
+resumed run and a sharded run end with the same bytes as one uninterrupted
+process. summary.csv is derived from predictions.jsonl alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from icl_kit.core.names import POINTS, natural_key
+from icl_kit.core.runs import RunPaths, atomic_open, read_jsonl
+
+CellKey = tuple[str, int, int]  # (system, shot, question id)
+PRED_FIELDS = ("system", "checkpoint", "epoch", "shot", "question_id", "icd_ids", "raw", "pred", "acc")
+SUMMARY_FIELDS = ["system", "epoch", "shot", "n", "accuracy"]
+SHARD_GLOB = "predictions.rank*.jsonl"
+IMPORTED_FILE = "imported.csv"
+IMPORTED_FIELDS = ["system", "shot", "n", "accuracy", "source"]
+
+
+def shard_path(eval_dir: Path, rank: int) -> Path:
+    """Where rank `rank` appends its lines during a multi-process run."""
+    return eval_dir / f"predictions.rank{rank}.jsonl"
+
+
+def shard_files(eval_dir: Path) -> list[Path]:
+    return sorted(eval_dir.glob(SHARD_GLOB))
+
+
+def cell_key(row: dict[str, Any]) -> CellKey:
+    return str(row["system"]), int(row["shot"]), int(row["question_id"])
+
+
+def canonical_key(row: dict[str, Any]) -> tuple:
+    system, shot, qid = cell_key(row)
+    return natural_key(system), shot, qid
+
+
+def read_done(predictions: Path) -> dict[CellKey, dict[str, Any]]:
+    """Every finished cell: the main file plus any shard files left by a killed multi-process run."""
+    rows: dict[CellKey, dict[str, Any]] = {}
+    for path in [predictions, *shard_files(predictions.parent)]:
+        for row in read_jsonl(path):
+            rows.setdefault(cell_key(row), row)
+    return rows
+
+
+def write_canonical(predictions: Path, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write rows (duplicates dropped, canonical order) atomically; remove shard files after."""
+    unique = {cell_key(r): r for r in rows}
+    ordered = sorted(unique.values(), key=canonical_key)
+    with atomic_open(predictions) as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered)
+    for shard in shard_files(predictions.parent):
+        shard.unlink()
+    return ordered
+
+
+def merge_predictions(predictions: Path) -> list[dict[str, Any]]:
+    """Fold shard files into predictions.jsonl in canonical order; return the rows."""
+    return write_canonical(predictions, read_done(predictions).values())
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """(system, epoch, shot, n, accuracy): accuracy = 100 · mean acc over the system's questions."""
+    df = pd.DataFrame(list(rows), columns=list(PRED_FIELDS))
+    if df.empty:
+        return pd.DataFrame(columns=SUMMARY_FIELDS)
+    df["epoch"] = df["epoch"].astype("Int64")
+    out = (df.groupby(["system", "shot"], sort=False)
+             .agg(epoch=("epoch", "first"), n=("acc", "size"), accuracy=("acc", "mean"))
+             .reset_index())
+    out["accuracy"] = out["accuracy"] * POINTS
+    order = sorted(range(len(out)), key=lambda i: (natural_key(out["system"].iat[i]), int(out["shot"].iat[i])))
+    return out.iloc[order][SUMMARY_FIELDS].reset_index(drop=True)
+
+
+def write_summary(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    table = summarize(rows)
+    with atomic_open(path) as fh:
+        table.to_csv(fh, index=False)
+    return table
+
+
+# ------------------------------------------------------------ imported results
+def imported_path(run_dir: str | Path) -> Path:
+    return RunPaths(Path(run_dir)).eval_dir / IMPORTED_FILE
+
+
+def read_imported(run_dir: str | Path) -> pd.DataFrame:
+    """eval/imported.csv of a run (an empty table when nothing was imported)."""
+    path = imported_path(run_dir)
+    if not path.is_file():
+        return pd.DataFrame(columns=IMPORTED_FIELDS)
+    return pd.read_csv(path)

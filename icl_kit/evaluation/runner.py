@@ -1,0 +1,176 @@
+"""Per-epoch evaluation: systems × shots × test questions -> eval/predictions.jsonl + summary.csv.
+
+    cells  = every (system, shot, question) of this evaluation
+    calls  = distinct prompts (question, ICD ids) not yet in the answer cache
+
+Identical prompts (zero-shot at every shot, two checkpoints that pick the same
+ICDs, a re-run) go to the LVLM once through the shared answer cache, so
+calls <= cells. Cells are answered in chunks of `eval.chunk` and appended as
+whole lines after each chunk: a killed run loses at most the chunk in flight,
+and a re-run skips every cell already written.
+
+Several processes (`torchrun` / `accelerate launch`): questions are sharded by
+rank (questions[rank::world]); each rank appends to eval/predictions.rank{r}.jsonl;
+after a barrier rank 0 merges everything into predictions.jsonl in canonical
+order (system, shot, question_id), byte-identical to a one-process run. All
+ranks share one rewards.sqlite: each write is one short transaction and
+sqlite's busy timeout (rewards.AnswerCache, 60 s) serialises the writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from icl_kit.core.config import Params
+from icl_kit.core.devices import set_deterministic
+from icl_kit.core.dist import Ranks
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import append_jsonl
+from icl_kit.evaluation.io import CellKey, merge_predictions, read_done, shard_path, write_summary
+from icl_kit.evaluation.systems import System, resolve_systems, select
+from icl_kit.run_context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (system, shot, question) to answer with the first `shot` ICDs of the system's selection."""
+
+    system: System
+    shot: int
+    question_id: int
+    icd_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> CellKey:
+        return self.system.name, self.shot, self.question_id
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` did. `calls`, `cells` and `skipped` are totals over all ranks."""
+
+    predictions: Path
+    summary: Path
+    calls: int  # prompts sent to the LVLM
+    cells: int  # cells filled in this run
+    skipped: int  # cells already present (resume)
+    systems: list[str]
+    n_questions: int
+    seconds: float
+    table: pd.DataFrame | None = field(default=None, repr=False)  # summary.csv (rank 0 only)
+
+
+# ------------------------------------------------------------------ processes
+# ------------------------------------------------------------------ questions and cells
+def test_question_ids(records: Sequence[Any], how: str, n: int, seed: int) -> list[int]:
+    """eval.questions: first N by id, random N (seeded), or all; returned sorted by id."""
+    from icl_kit.data.okvqa import select_questions
+
+    chosen = select_questions(list(records), how, n, seed)
+    ids = sorted(int(getattr(r, "question_id", r)) for r in chosen)
+    if not ids:
+        raise KitError("The test split has no questions to evaluate; check data.root and data.test_split.")
+    return ids
+
+
+def plan_cells(
+    systems: Sequence[System],
+    world: Any,
+    qids: Sequence[int],
+    shots: Sequence[int],
+    done: dict[CellKey, dict[str, Any]],
+    *,
+    seed: int,
+    pool_spec: str,
+) -> tuple[list[Cell], int]:
+    """(cells still to answer, cells already done); one selection at max(shots) per system."""
+    shots = sorted(set(shots))
+    todo: list[Cell] = []
+    skipped = 0
+    for system in systems:
+        selection = select(system, world, qids, max(shots), seed=seed, pool_spec=pool_spec)
+        for shot in shots:
+            for q in qids:
+                cell = Cell(system, shot, q, selection[q][:shot])
+                if cell.key in done:
+                    _check_same_icds(cell, done[cell.key])
+                    skipped += 1
+                else:
+                    todo.append(cell)
+    return todo, skipped
+
+
+def _check_same_icds(cell: Cell, row: dict[str, Any]) -> None:
+    if [int(i) for i in row["icd_ids"]] != list(cell.icd_ids):
+        raise KitError(
+            f"eval/predictions.jsonl holds {cell.system.name} shot {cell.shot} question {cell.question_id} "
+            f"with other ICDs than it selects now (checkpoint, seed or pools changed); "
+            f"delete the eval folder or rename the system."
+        )
+
+
+def prediction_row(cell: Cell, answer: Any) -> dict[str, Any]:
+    """One predictions.jsonl line (acc in 0..1)."""
+    s = cell.system
+    return {
+        "system": s.name, "checkpoint": s.checkpoint, "epoch": s.epoch, "shot": cell.shot,
+        "question_id": cell.question_id, "icd_ids": list(cell.icd_ids),
+        "raw": answer.raw, "pred": answer.pred, "acc": float(answer.acc),
+    }
+
+
+def answer_cells(cells: Sequence[Cell], service: Any, out: Path, chunk: int, progress: bool) -> None:
+    """Answer cells chunk by chunk through the cache; append each chunk's lines when it is done."""
+    bar = tqdm(total=len(cells), desc="eval cells", unit="cell", disable=not progress)
+    for start in range(0, len(cells), chunk):
+        part = cells[start : start + chunk]
+        answers = service.answers([(c.question_id, c.icd_ids) for c in part])
+        append_jsonl(out, [prediction_row(c, a) for c, a in zip(part, answers, strict=True)])
+        bar.update(len(part))
+    bar.close()
+
+
+# ------------------------------------------------------------------ entry point
+def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalResult:
+    """Evaluate eval.systems at eval.shots on the chosen test questions; resumable and shardable."""
+    t0 = time.perf_counter()
+    cfg = params.eval
+    set_deterministic(params.deterministic)
+    ranks = Ranks.start()
+    try:
+        run_dir = Path(ctx.paths.root) if ctx is not None else Path(params.run_dir)
+        systems = resolve_systems(cfg.systems, run_dir)
+        if ctx is None:
+            need_emb = cfg.pool != "rand" or any(s.kind in ("checkpoint", "similarity") for s in systems)
+            ctx = RunContext.for_ranks(params, ranks, need_emb)
+        paths = ctx.paths
+        qids = test_question_ids(ctx.test_records, cfg.questions, cfg.n, cfg.seed)
+        mine = qids[ranks.rank :: ranks.world]
+        todo, skipped = plan_cells(systems, ctx, mine, cfg.shots, read_done(paths.predictions),
+                                   seed=cfg.seed, pool_spec=cfg.pool)
+        out = paths.predictions if ranks.world == 1 else shard_path(paths.eval_dir, ranks.rank)
+        calls_before = ctx.service.calls
+        answer_cells(todo, ctx.service, out, cfg.chunk, progress and ranks.rank == 0)
+        calls, cells, skipped = ranks.total([ctx.service.calls - calls_before, len(todo), skipped])
+        ranks.barrier()
+        table = None
+        if ranks.rank == 0:
+            table = write_summary(paths.summary, merge_predictions(paths.predictions))
+        ranks.barrier()
+    finally:
+        ranks.close()
+    result = EvalResult(paths.predictions, paths.summary, calls, cells, skipped, [s.name for s in systems],
+                        len(qids), time.perf_counter() - t0, table)
+    log.info("eval: %d cells filled with %d LVLM calls (%d already done); %d systems x %d shots x %d questions",
+             cells, calls, skipped, len(systems), len(set(cfg.shots)), len(qids))
+    return result

@@ -1,0 +1,192 @@
+"""Evaluation systems and the ICDs each one selects for each test question.
+
+A system is a baseline (`zero_shot`, `random`, `similarity`) or a selector
+checkpoint (a path or glob relative to the run folder). Every system makes ONE
+selection of k_max = max(shots) ICDs per question; shot k shows its first k
+(the study's protocol), so a system's shots share prefixes.
+
+Selections depend only on the question (never on which other questions are in
+the batch or shard), so a sharded run selects exactly what a one-process run does.
+Candidate pools are the same for every checkpoint, so comparisons stay paired.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from icl_kit.core.errors import KitError
+
+log = logging.getLogger(__name__)
+
+SystemKind = Literal["zero_shot", "random", "similarity", "checkpoint"]
+BASELINES: tuple[SystemKind, ...] = ("zero_shot", "random", "similarity")
+SIMILARITY_POOL_PREFIX = "similarity_top"  # eval.pool = "similarity_top64" etc.
+SELECT_BATCH = 512  # questions per selector forward pass (selection is per-row, so any size gives the same picks)
+V2_SUFFIX = "_v2format"
+
+Selection = dict[int, tuple[int, ...]]  # question id -> k_max ICD ids, selection order
+
+
+class EvalWorld(Protocol):
+    """What the systems need from a run (`icl_kit.run_context.RunContext` provides it)."""
+
+    @property
+    def pool_ids(self) -> list[int]: ...  # demonstration split question ids
+
+    @property
+    def pools(self) -> dict[int, list[int]]: ...  # RandSampler candidate pool per query
+
+    def emb(self, qids: list[int] | torch.Tensor) -> torch.Tensor: ...  # embeddings [N, d] / [B, K, d]
+
+
+@dataclass(frozen=True)
+class System:
+    """One evaluated system; `selector` is set for checkpoints only."""
+
+    name: str
+    kind: SystemKind
+    checkpoint: str | None = None  # path as resolved (relative to the run folder when inside it)
+    epoch: int | None = None
+    phase: str | None = None
+    selector: Any = field(default=None, compare=False, repr=False)
+
+
+# ------------------------------------------------------------------ resolution
+def system_name(path: Path) -> str:
+    """'checkpoints/grpo_epoch3.pt' -> 'grpo_epoch3' (a v2 file keeps its stem: 'grpo_epoch3_v2format')."""
+    return path.stem
+
+
+def _checkpoint_paths(spec: str, run_dir: Path) -> list[Path]:
+    """Paths a checkpoint spec names: a glob (may match nothing) or one file (must exist)."""
+    base = Path(spec) if Path(spec).is_absolute() else run_dir / spec
+    if glob.has_magic(spec):
+        return [Path(p) for p in sorted(glob.glob(str(base)))]
+    if not base.is_file():
+        raise KitError(
+            f"eval.systems entry {spec!r} is neither {list(BASELINES)} nor an existing checkpoint "
+            f"({base} not found); fix the path (relative to the run folder {run_dir})."
+        )
+    return [base]
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def resolve_systems(
+    specs: Sequence[str],
+    run_dir: str | Path,
+    loader: Callable[[Path], tuple[Any, Any]] | None = None,
+) -> list[System]:
+    """Expand eval.systems into systems: baselines as named, checkpoints sorted by (epoch, name).
+
+    `loader(path) -> (selector, info)` defaults to `icl_kit.selection.checkpoints.load_checkpoint`.
+    A glob matching nothing is skipped with a warning (e.g. evaluation before training);
+    a literal path that does not exist, duplicate names, or no system at all is a KitError.
+    """
+    run_dir = Path(run_dir)
+    out: list[System] = []
+    for spec in specs:
+        if spec in BASELINES:
+            out.append(System(name=spec, kind=spec))  # type: ignore[arg-type]
+            continue
+        paths = _checkpoint_paths(spec, run_dir)
+        if not paths:
+            log.warning("eval.systems entry %r matches no checkpoint under %s; skipped", spec, run_dir)
+        out += sorted((_load_system(p, run_dir, loader) for p in paths),
+                      key=lambda s: (s.epoch if s.epoch is not None else -1, s.name))
+    names = [s.name for s in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise KitError(f"eval.systems names {dup} more than once; list each baseline and checkpoint file once.")
+    if not out:
+        raise KitError(f"eval.systems={list(specs)} selects no system; train first or list a baseline.")
+    return out
+
+
+def _load_system(path: Path, run_dir: Path, loader: Callable[[Path], tuple[Any, Any]] | None) -> System:
+    if loader is None:
+        from icl_kit.selection.checkpoints import load_checkpoint as loader  # noqa: N813
+    selector, info = loader(path)
+    selector.eval()  # no dropout: greedy selection must be deterministic
+    return System(
+        name=system_name(path),
+        kind="checkpoint",
+        checkpoint=_relative(path, run_dir),
+        epoch=_info(info, "epoch"),
+        phase=_info(info, "phase"),
+        selector=selector,
+    )
+
+
+def _info(info: Any, key: str) -> Any:
+    return info.get(key) if isinstance(info, dict) else getattr(info, key, None)
+
+
+# ------------------------------------------------------------------ pools
+def similarity_k(pool_spec: str) -> int:
+    """'similarity_top64' -> 64 (eval.pool is validated at load)."""
+    return int(pool_spec[len(SIMILARITY_POOL_PREFIX):])
+
+
+def candidate_pools(world: EvalWorld, qids: Sequence[int], pool_spec: str) -> dict[int, list[int]]:
+    """Each question's candidate pool for checkpoints: RandSampler ('rand') or top-K by cosine."""
+    if pool_spec == "rand":
+        missing = [q for q in qids if q not in world.pools]
+        if missing:
+            raise KitError(f"Test question {missing[0]} has no candidate pool; delete pools.json to rebuild it.")
+        return {q: list(world.pools[q]) for q in qids}
+    return similarity_selection(world, qids, similarity_k(pool_spec))
+
+
+def similarity_selection(world: EvalWorld, qids: Sequence[int], k: int) -> dict[int, list[int]]:
+    """The k demonstrations most cosine-similar to each question, most similar first."""
+    from icl_kit.selection.pools import similarity_topk
+
+    if not qids:
+        return {}
+    top = similarity_topk(world.emb(list(qids)), world.emb(world.pool_ids), world.pool_ids, k,
+                          exclude_ids=list(qids))
+    return {q: [int(i) for i in ids] for q, ids in zip(qids, top, strict=True)}
+
+
+# ------------------------------------------------------------------ selection
+def select(system: System, world: EvalWorld, qids: Sequence[int], k_max: int, *, seed: int,
+           pool_spec: str = "rand") -> Selection:
+    """k_max ICD ids per question for `system` (zero_shot: none)."""
+    if system.kind == "zero_shot":
+        return {q: () for q in qids}
+    if system.kind == "random":
+        from icl_kit.selection.pools import random_icds
+
+        return {q: tuple(int(i) for i in random_icds(q, world.pool_ids, k_max, seed)) for q in qids}
+    if system.kind == "similarity":
+        return {q: tuple(ids) for q, ids in similarity_selection(world, qids, k_max).items()}
+    return checkpoint_selection(system.selector, world, candidate_pools(world, qids, pool_spec), k_max)
+
+
+def checkpoint_selection(selector: Any, world: EvalWorld, pools: dict[int, list[int]], k_max: int) -> Selection:
+    """Greedy selector picks over each question's pool, in batches of SELECT_BATCH questions."""
+    qids = list(pools)
+    row_of = {q: i for i, q in enumerate(world.pool_ids)}
+    pool_emb = world.emb(world.pool_ids)  # (N, d), projected once per batch by select_from_pool
+    out: Selection = {}
+    for start in range(0, len(qids), SELECT_BATCH):
+        chunk = qids[start : start + SELECT_BATCH]
+        cand = torch.tensor([pools[q] for q in chunk], dtype=torch.long)  # (B, K) ids
+        rows = cand.clone().apply_(row_of.__getitem__)  # (B, K) rows of pool_emb
+        idx = selector.select_from_pool(world.emb(chunk), pool_emb, rows, k_max, mode="greedy")  # (B, k_max)
+        picked = cand.gather(1, idx.cpu())  # (B, k_max) ids
+        out.update({q: tuple(int(i) for i in row) for q, row in zip(chunk, picked.tolist(), strict=True)})
+    return out

@@ -1,0 +1,167 @@
+"""LVLM answers with a persistent cache shared by training, evaluation and SFT data.
+
+The cache key is (question id, ordered ICD ids, LVLM+protocol fingerprint), so an
+answer is never computed twice across epochs, runs, resumed runs or evaluation
+systems. Cache misses go to the LVLM in batches.
+Rewards computed from these answers live in `icl_kit.train.rewards`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from icl_kit.core.errors import KitError
+from icl_kit.data.records import Record
+from icl_kit.data.vqa_accuracy import vqa_accuracy
+from icl_kit.lvlm.base import LVLM, Request
+
+FULL_CREDIT_COUNT = 3  # an answer given by 3 annotators earns full VQA credit
+
+PromptKey = tuple[int, tuple[int, ...]]  # (question id, ordered ICD ids)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One cached LVLM answer to one prompt."""
+
+    raw: str
+    pred: str
+    acc: float
+    gt_prob: float | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.acc > 0
+
+
+class AnswerCache:
+    """sqlite3 table of answers keyed by (question id, ICD ids, fingerprint)."""
+
+    def __init__(self, path: str | Path | None, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.path = Path(path) if path else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=60)
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS answers (question_id INTEGER, icd_ids TEXT, fingerprint TEXT, "
+                "raw TEXT, pred TEXT, acc REAL, gt_prob REAL, "
+                "PRIMARY KEY (question_id, icd_ids, fingerprint))"
+            )
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise KitError(f"Reward cache {self.path} is not a readable sqlite file ({exc}); delete it.") from None
+
+    @staticmethod
+    def _ids(icd_ids: Sequence[int]) -> str:
+        return json.dumps([int(i) for i in icd_ids])
+
+    def get_many(self, keys: Iterable[PromptKey]) -> dict[PromptKey, Answer]:
+        out: dict[PromptKey, Answer] = {}
+        cur = self.db.cursor()
+        for qid, icds in keys:
+            row = cur.execute(
+                "SELECT raw, pred, acc, gt_prob FROM answers WHERE question_id=? AND icd_ids=? AND fingerprint=?",
+                (int(qid), self._ids(icds), self.fingerprint),
+            ).fetchone()
+            if row is not None:
+                out[(qid, tuple(icds))] = Answer(*row)
+        return out
+
+    def put_many(self, items: Mapping[PromptKey, Answer]) -> None:
+        """Insert or replace answers in one transaction (a kill loses at most this batch)."""
+        rows = [
+            (int(q), self._ids(icds), self.fingerprint, a.raw, a.pred, a.acc, a.gt_prob)
+            for (q, icds), a in items.items()
+        ]
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM answers WHERE fingerprint=?", (self.fingerprint,)
+        ).fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def gt_prob_weights(answers: Sequence[str]) -> dict[str, float]:
+    """min(count/3, 1) per distinct ground-truth answer."""
+    return {a: min(c / FULL_CREDIT_COUNT, 1.0) for a, c in Counter(answers).items()}
+
+
+class AnswerService:
+    """Answers prompts through the cache; misses go to the LVLM in batches.
+
+    `calls` counts prompts actually sent to the LVLM, `lookups` every prompt asked for.
+    """
+
+    def __init__(
+        self,
+        lvlm: LVLM,
+        records: Mapping[int, Record],
+        cache_path: str | Path | None,
+        batch_size: int = 16,
+        with_gt_prob: bool = False,
+    ) -> None:
+        self.lvlm = lvlm
+        self.records = records
+        self.cache = AnswerCache(cache_path, lvlm.fingerprint())
+        self.batch_size = batch_size
+        self.with_gt_prob = with_gt_prob
+        self.calls = 0
+        self.lookups = 0
+
+    def request(self, key: PromptKey) -> Request:
+        qid, icds = key
+        try:
+            return Request(icds=tuple(self.records[i] for i in icds), query=self.records[qid])
+        except KeyError as exc:
+            raise KitError(f"Question id {exc.args[0]} is not in the loaded data; check pools.json and data.") from None
+
+    def answers(self, keys: Sequence[PromptKey]) -> list[Answer]:
+        """Answers for `keys` (same order); each distinct uncached prompt costs one LVLM call."""
+        keys = [(int(q), tuple(int(i) for i in icds)) for q, icds in keys]
+        self.lookups += len(keys)
+        unique = list(dict.fromkeys(keys))
+        found = self.cache.get_many(unique)
+        missing = [k for k in unique if k not in found or (self.with_gt_prob and found[k].gt_prob is None)]
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            fresh = self._ask(batch)
+            self.cache.put_many(fresh)
+            found.update(fresh)
+        return [found[k] for k in keys]
+
+    def _ask(self, keys: list[PromptKey]) -> dict[PromptKey, Answer]:
+        requests = [self.request(k) for k in keys]
+        gens = self.lvlm.generate(requests)
+        self.calls += len(keys)
+        probs = self._gt_probs(requests) if self.with_gt_prob else [None] * len(keys)
+        return {
+            k: Answer(raw=g.text, pred=g.answer, acc=vqa_accuracy(g.answer, list(r.query.answers)), gt_prob=p)
+            for k, g, r, p in zip(keys, gens, requests, probs, strict=True)
+        }
+
+    def _gt_probs(self, requests: list[Request]) -> list[float]:
+        """Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct answers."""
+        flat_req, flat_ans, owner, weight = [], [], [], []
+        for i, r in enumerate(requests):
+            for ans, w in gt_prob_weights(r.query.answers).items():
+                flat_req.append(r)
+                flat_ans.append(ans)
+                owner.append(i)
+                weight.append(w)
+        scores = self.lvlm.score(flat_req, flat_ans)
+        out = [0.0] * len(requests)
+        for i, w, s in zip(owner, weight, scores, strict=True):
+            out[i] += w * math.exp(s.sum_logprob)
+        return out

@@ -1,0 +1,175 @@
+"""The report stage: run folder -> report/report.md, report/report.html, report/figures/*.png.
+
+Layout (/work/shared/REPORT_LAYOUT.md), zh by default or en: title with date and
+what is compared; 一 test configuration; 二 results (2.1 tables per subset and
+comparison kind, 2.2 statistics summary); 三 one subsection per comparison, then
+training and best-epoch selection; 四 findings and 五 recommendations, derived
+by the rules of `icl_kit.report.rules`; 六 conclusion. Every difference carries
+its 95% interval and adjusted p; arrows and bold only where significant after
+adjustment. The date is the day the statistics were written
+(stats/comparisons.csv), so re-rendering a finished run gives the same report.
+
+Modules: report (inputs, HTML, entry point), report_sections (markdown),
+report_text (number formats, zh/en phrases), report_rules (findings,
+recommendations), report_figures (seaborn figures).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import mistune
+import numpy as np
+import pandas as pd
+
+from icl_kit.core.config import ReportConfig, load_params
+from icl_kit.core.errors import KitError
+from icl_kit.core.names import EPOCH_RE, lineage
+from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
+from icl_kit.report.figures import png_bytes
+from icl_kit.report.sections import ReportInputs, build_markdown
+from icl_kit.stats.intervals import summary_intervals
+from icl_kit.stats.run import run_intervals
+
+STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
+REQUIRED = {  # file -> how to make it
+    "params.yaml": "run `icl-kit run PARAMS`",
+    "eval/summary.csv": "run `icl-kit run PARAMS --stages eval`",
+    "stats/comparisons.csv": STATS_HINT,
+    "stats/summary.json": STATS_HINT,
+}
+COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
+                      "p_adj", "verdict")
+OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "mcnemar_p": np.nan, "tost_p": np.nan, "mde": np.nan,
+                                     "n_needed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all"}
+FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
+WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
+CSS = """
+body { font-family: -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "PingFang SC",
+       "Microsoft YaHei", sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1.5em;
+       line-height: 1.55; color: #222; }
+h1 { border-bottom: 2px solid #333; padding-bottom: .3em; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 4px 9px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; height: auto; display: block; margin: 1em 0 .2em; }
+blockquote { border-left: 4px solid #8aa; background: #f5f8f8; margin: 1em 0; padding: .2em 1em; }
+blockquote.warn { border-left-color: #d1495b; background: #fff0f0; font-size: 1.05em; }
+em { color: #555; }
+"""
+
+
+# ------------------------------------------------------------------ inputs
+def load_inputs(run_dir: str | Path) -> ReportInputs:
+    """Read and normalise a run's inputs; a missing one is a KitError naming it and its stage."""
+    paths = RunPaths(Path(run_dir))
+    for rel, how in REQUIRED.items():
+        if not (paths.root / rel).is_file():
+            raise KitError(f"{paths.root / rel} is missing; {how} first.")
+    params = load_params(paths.params)
+    comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
+    summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
+    accuracy = accuracy_table(paths)
+    steps, epochs = split_train_log(read_jsonl(paths.train_log))
+    date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
+    return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date)
+
+
+def normalise_comparisons(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Check the columns the report needs, fill the optional ones, derive `kind` when absent."""
+    missing = [c for c in COMPARISON_COLUMNS if c not in df.columns]
+    if missing:
+        raise KitError(f"stats/comparisons.csv lacks column(s) {missing}; {STATS_HINT} again.")
+    df = df.assign(**{k: v for k, v in OPTIONAL_DEFAULTS.items() if k not in df.columns})
+    df["subset"] = df["subset"].fillna("all").astype(str)
+    df["mode"] = df["mode"].fillna("paired").astype(str)
+    df["shot"] = df["shot"].astype(int)
+    if "kind" not in df.columns or df["kind"].isna().any():
+        derived = [_kind(a, b, baseline) for a, b in zip(df.system_a, df.system_b, strict=True)]
+        df["kind"] = df["kind"].fillna(pd.Series(derived)) if "kind" in df.columns else derived
+    return df.reset_index(drop=True)
+
+
+def _kind(a: str, b: str, baseline: str) -> str:
+    if a == baseline:
+        return "vs_baseline"
+    if EPOCH_RE.search(a) and lineage(a) == lineage(b):
+        return "epoch_vs_previous"
+    return "pair"
+
+
+def split_train_log(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(step lines, epoch lines); without a `kind` key, a line with `val/` keys is an epoch line."""
+    def is_epoch(r: dict[str, Any]) -> bool:
+        return r["kind"] == "epoch" if "kind" in r else any(k.startswith("val/") for k in r)
+
+    return pd.DataFrame([r for r in rows if not is_epoch(r)]), pd.DataFrame([r for r in rows if is_epoch(r)])
+
+
+def accuracy_table(paths: RunPaths) -> pd.DataFrame:
+    """Accuracy (percent) with its 95% interval per (system, shot), as notebook 02 shows it.
+
+    Columns system, epoch, shot, n, accuracy, low, high: t intervals from per-question
+    scores (plus Wilson intervals of imported summary-only systems), or Wilson
+    intervals of eval/summary.csv when the run has no per-question predictions.
+    """
+    if read_jsonl(paths.predictions):
+        return run_intervals(paths.root)
+    return summary_intervals(pd.read_csv(paths.summary))
+
+
+# ------------------------------------------------------------------ html
+def inline_figures(md: str, base: Path) -> str:
+    """Replace `](figures/x.png)` links with base64 PNG data URIs, for a self-contained document."""
+    def repl(m: re.Match[str]) -> str:
+        path = base / m.group(1)
+        if not path.is_file():
+            raise KitError(f"Figure {path} is missing; run write_report again to draw it.")
+        return "](data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii") + ")"
+
+    return FIGURE_LINK_RE.sub(repl, md)
+
+
+def render_html(md: str, base: Path, title: str, language: str) -> str:
+    """One self-contained HTML page: markdown (with tables) via mistune, figures embedded, simple CSS."""
+    body = mistune.create_markdown(plugins=["table"])(inline_figures(md, base))
+    body = body.replace(f"<blockquote>\n<p>{WARNING}", f'<blockquote class="warn">\n<p>{WARNING}')
+    lang = "zh-CN" if language == "zh" else "en"
+    return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n")
+
+
+# ------------------------------------------------------------------ entry point
+def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
+    """Write report.md, report.html and the figures into `run_dir/report/`.
+
+    `cfg` defaults to the `report` section of the run's params.yaml.
+    Returns {"md": Path, "html": Path, "figures": [Path, ...]}.
+    """
+    inputs = load_inputs(run_dir)
+    cfg = cfg or inputs.params.report
+    md, makers = build_markdown(inputs, cfg)
+    paths = RunPaths(Path(run_dir))
+    figures = []
+    for name, make in makers.items():
+        atomic_write_bytes(paths.figures / name, png_bytes(make()))
+        figures.append(paths.figures / name)
+    md_path, html_path = paths.report_dir / "report.md", paths.report_dir / "report.html"
+    atomic_write_text(md_path, md)
+    atomic_write_text(html_path, render_html(md, paths.report_dir, cfg.title, cfg.language))
+    return {"md": md_path, "html": html_path, "figures": figures}
+
+
+def markdown_with_figures(md_path: str | Path) -> str:
+    """A written report.md with its figures inlined as data URIs, for display in a notebook."""
+    md_path = Path(md_path)
+    return inline_figures(md_path.read_text(encoding="utf-8"), md_path.parent)

@@ -1,0 +1,316 @@
+"""Findings and recommendations, derived from the run's numbers by a registry of small rules.
+
+Each rule looks at the `Facts` of a run and returns text (a sentence, or a list
+of sentences) or None when it does not apply. Nothing here is fixed prose: a
+rule fires only when its condition holds in the numbers, and every number it
+quotes comes from the run, formatted by `icl_kit.report.text`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from icl_kit.report.text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share, verdict_kind
+from icl_kit.stats.power import n_needed_paired
+
+WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
+FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
+MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
+FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the permutation floor counts as at the floor
+LOSS_KEYS = ("val/rce_loss", "val/loss")
+REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
+
+
+@dataclass
+class Facts:
+    """What the rules read: comparisons (normalised), training log, stats summary blocks, run labels."""
+
+    comparisons: pd.DataFrame
+    alpha: float = 0.05
+    margin: float = 1.0
+    power: float = 0.8
+    correction: str = "Holm"  # display name of the multiplicity correction
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best_epoch: list[dict[str, Any]] = field(default_factory=list)
+    val_selected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    smoke: bool = False
+    simulated: bool = False
+    p_floor: float = 0.0  # smallest raw permutation p of the run, 2 / (n_perm + 1); 0: unknown
+
+    def at_floor(self, row: Any) -> bool:
+        """True when a paired row's raw p sits at the permutation floor: its adjusted p is an upper bound."""
+        p = row["p"] if "p" in row else math.nan
+        return bool(self.p_floor > 0 and row["mode"] == "paired" and p <= self.p_floor * (1 + FLOOR_RTOL))
+
+    def subsets(self) -> list[tuple[str, int]]:
+        """(subset, n) ordered by n, smallest first."""
+        if self.comparisons.empty:
+            return []
+        n = self.comparisons.groupby("subset")["n"].max()
+        return sorted(((str(s), int(v)) for s, v in n.items()), key=lambda x: (x[1], x[0]))
+
+    def main(self) -> tuple[str, int, pd.DataFrame]:
+        """The subset with the most questions: the one findings and the conclusion quote."""
+        subset, n = self.subsets()[-1]
+        return subset, n, self.comparisons[self.comparisons.subset == subset]
+
+
+# ------------------------------------------------------------------ derived facts
+def _median(values: Any) -> float:
+    arr = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), float)
+    arr = arr[np.isfinite(arr)]
+    return float(np.median(arr)) if arr.size else math.nan
+
+
+def epoch_label(row: pd.Series) -> str:
+    """The checkpoint an epoch line wrote ('grpo_epoch2'), else 'grpo epoch 1' (0-based, as logged)."""
+    ckpt = row.get("checkpoint")
+    if isinstance(ckpt, str) and ckpt:
+        return ckpt.rsplit("/", 1)[-1].removesuffix(".pt")
+    phase = row.get("phase")
+    return f"{phase} epoch {int(row['epoch'])}" if isinstance(phase, str) else f"epoch {int(row['epoch'])}"
+
+
+def val_columns(epochs: pd.DataFrame) -> tuple[str | None, list[str]]:
+    """(validation loss column or None, validation reward columns) present in the epoch lines."""
+    loss = next((k for k in LOSS_KEYS if k in epochs.columns), None)
+    if loss is None:
+        loss = next((c for c in epochs.columns if c.startswith("val/") and "loss" in c), None)
+    rewards = sorted(c for c in epochs.columns if REWARD_KEY_RE.match(c))
+    return loss, rewards
+
+
+def val_choice(f: Facts) -> dict[str, Any] | None:
+    """Best epoch by lowest validation loss vs by highest validation reward (mean over val shots)."""
+    loss_col, reward_cols = val_columns(f.epochs)
+    if loss_col is None or not reward_cols or "epoch" not in f.epochs.columns:
+        return None
+    ep = f.epochs.assign(_reward=f.epochs[reward_cols].mean(axis=1))
+    ep = ep[np.isfinite(pd.to_numeric(ep[loss_col], errors="coerce")) & np.isfinite(ep["_reward"])]
+    ep = ep[pd.to_numeric(ep["epoch"], errors="coerce") >= 0]  # the pre-training line is no checkpoint to pick
+    if len(ep) < 2:
+        return None
+    by_loss = ep.loc[pd.to_numeric(ep[loss_col]).idxmin()]
+    by_reward = ep.loc[ep["_reward"].idxmax()]
+    if epoch_label(by_loss) == epoch_label(by_reward):
+        return None
+    return {"loss_epoch": epoch_label(by_loss), "loss": num(float(by_loss[loss_col]), 3),
+            "reward_epoch": epoch_label(by_reward), "reward": num(float(by_reward["_reward"]), 3)}
+
+
+def adv_signal(f: Facts) -> dict[str, float] | None:
+    """Median advantage std (GRPO steps) and median share of zero-spread groups; None without data."""
+    steps = f.steps
+    if "train/adv_std" not in steps.columns:
+        return None
+    if "phase" in steps.columns and (steps["phase"] == "grpo").any():
+        steps = steps[steps["phase"] == "grpo"]
+    adv = _median(steps["train/adv_std"])
+    zero = _median(steps["train/frac_reward_zero_std"]) if "train/frac_reward_zero_std" in steps else math.nan
+    return None if math.isnan(adv) else {"adv": adv, "zero": zero}
+
+
+def significant(f: Facts) -> pd.DataFrame:
+    """Main-subset comparisons significant after adjustment, largest |diff| first."""
+    _, _, rows = f.main()
+    sig = rows[rows.verdict.map(verdict_kind).isin(["better", "worse"])]
+    return sig.reindex(sig["diff"].abs().sort_values(ascending=False).index)
+
+
+def inconclusive_need(f: Facts) -> dict[str, Any] | None:
+    """Inconclusive paired comparisons of the main subset: n needed for the most detectable one.
+
+    For each, n needed to detect its OBSERVED |diff| with a paired t-test at the
+    family's Bonferroni level alpha / m (what Holm asks of the smallest p); the
+    minimum over them (the largest |diff| / sd) is the most hopeful case.
+    """
+    _, n, rows = f.main()
+    inc = rows[(rows.verdict.map(verdict_kind) == "inconclusive") & (rows["diff"].abs() > 0)
+               & np.isfinite(rows["sd_diff"])]
+    if inc.empty:
+        return None
+    alpha = f.alpha / len(rows)
+    need = pd.Series([n_needed_paired(sd, abs(d), alpha, f.power)
+                      for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)], index=inc.index)
+    best = inc.loc[need.idxmin()]
+    return {"n": n, "k": len(inc), "m": len(rows), "d": float(best["diff"]), "need": float(need.min()),
+            "a": best.system_a, "b": best.system_b, "shot": int(best.shot), "mde": _median(rows["mde"])}
+
+
+def subset_contrast(f: Facts) -> dict[str, Any] | None:
+    """Smallest vs largest subset: inconclusive counts, median half-widths, comparisons settled by n."""
+    subsets = f.subsets()
+    if len(subsets) < 2:
+        return None
+    (small, n_small), (large, n_large) = subsets[0], subsets[-1]
+    key = ["system_a", "system_b", "shot", "kind"]
+    rows = {s: f.comparisons[f.comparisons.subset == s] for s in (small, large)}
+    both = rows[small].merge(rows[large], on=key, suffixes=("_s", "_l"))
+    if both.empty:
+        return None
+    inc_s = both.verdict_s.map(verdict_kind) == "inconclusive"
+    inc_l = both.verdict_l.map(verdict_kind) == "inconclusive"
+    half = {s: _median((r.ci_high - r.ci_low) / 2) for s, r in rows.items()}
+    return {"n_small": n_small, "n_large": n_large, "m_small": len(both), "m_large": len(both),
+            "k_small": int(inc_s.sum()), "k_large": int(inc_l.sum()), "settled": int((inc_s & ~inc_l).sum()),
+            "hw_small": half[small], "hw_large": half[large]}
+
+
+def maxt_entries(f: Facts) -> list[dict[str, Any]]:
+    return [e for e in f.best_epoch if "naive_p" in e and "maxT_p" in e]
+
+
+# ------------------------------------------------------------------ finding rules
+Rule = Callable[[Facts, Text], "str | list[str] | None"]
+
+
+def find_smoke(f: Facts, t: Text) -> str | None:
+    return t("f_smoke") if f.smoke else None
+
+
+def find_significant(f: Facts, t: Text) -> list[str] | None:
+    sig = significant(f)
+    if sig.empty:
+        return None
+    out = [t("f_significant", b=r.system_b, a=r.system_a, shot=r.shot,
+             direction=t("dir_up" if r["diff"] > 0 else "dir_down"), diff=pts(r["diff"]),
+             ci=ci(r.ci_low, r.ci_high), p_adj=p_bound_is(r.p_adj, f.at_floor(r)), n=count(r.n))
+           for _, r in sig.head(MAX_LISTED).iterrows()]
+    if len(sig) > MAX_LISTED:
+        out[-1] += f" ({t('and_more', k=len(sig) - MAX_LISTED)})"
+    return out
+
+
+def find_none_significant(f: Facts, t: Text) -> str | None:
+    _, n, rows = f.main()
+    if rows.empty or not significant(f).empty:
+        return None
+    return t("f_none_significant", correction=f.correction, m=count(len(rows)), n=count(n))
+
+
+def find_subsets(f: Facts, t: Text) -> str | None:
+    c = subset_contrast(f)
+    if c is None:
+        return None
+    key = "f_subsets" if c["settled"] else "f_subsets_none"
+    return t(key, **{k: count(v) for k, v in c.items() if not k.startswith("hw")},
+             hw_small=num(c["hw_small"]), hw_large=num(c["hw_large"]))
+
+
+def find_n_small(f: Facts, t: Text) -> str | None:
+    c = inconclusive_need(f)
+    if c is None:
+        return None
+    return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), d=pts(c["d"]), a=c["a"], b=c["b"],
+             shot=c["shot"], need=approx_n(c["need"]), mde=num(c["mde"]), power=share(f.power))
+
+
+def find_maxt(f: Facts, t: Text) -> list[str] | None:
+    out = []
+    for e in maxt_entries(f):
+        best = e.get("best_system") or e.get("best_epoch", "")  # the checkpoint's name, not its 0-based epoch
+        fields = {"lineage": e.get("lineage", ""), "shot": e.get("shot", ""), "epoch": best,
+                  "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]), "maxt": p_is(e["maxT_p"])}
+        if e["naive_p"] < f.alpha <= e["maxT_p"]:
+            out.append(t("f_maxt_lost", **fields))
+        elif e["maxT_p"] < f.alpha:
+            out.append(t("f_maxt_kept", **fields))
+    return out or None
+
+
+def find_val_disagree(f: Facts, t: Text) -> str | None:
+    c = val_choice(f)
+    return t("f_val_disagree", **c) if c else None
+
+
+def find_weak_signal(f: Facts, t: Text) -> str | None:
+    s = adv_signal(f)
+    if s is None or s["adv"] >= WEAK_ADV_STD:
+        return None
+    return t("f_weak_signal", adv=num(s["adv"], 4), thr=num(WEAK_ADV_STD, 2), zero=pct(100 * s["zero"]))
+
+
+def find_val_selected(f: Facts, t: Text) -> list[str] | None:
+    out = []
+    for block in f.val_selected.values():
+        cells = [t("f_val_selected_cell", shot=r.get("shot"), diff=pts(r.get("diff")),
+                   ci=ci(r.get("ci_low"), r.get("ci_high")), verdict=t.verdict(str(r.get("verdict")), None, f.margin))
+                 for r in block.get("on_test", [])]
+        if not cells or "best_val_epoch" not in block:
+            continue
+        out.append(t("f_val_selected", system=block.get("system", ""),
+                     reward=num(block.get("val_reward"), 3), cells=t("list_sep").join(cells)))
+        best = [t("f_best_cell", shot=r.get("shot"), diff=pts(r.get("diff")), system=r.get("system_b"))
+                for r in block.get("best_on_test", [])]
+        if best:
+            out.append(t("f_best_on_test", cells=t("list_sep").join(best)))
+    return out or None
+
+
+def find_summary_mode(f: Facts, t: Text) -> str | None:
+    _, _, rows = f.main()
+    k = int((rows["mode"] == "summary").sum())
+    return t("f_summary_mode", k=count(k)) if k else None
+
+
+FINDING_RULES: list[Rule] = [
+    find_smoke, find_significant, find_none_significant, find_subsets, find_n_small, find_maxt,
+    find_val_selected, find_val_disagree, find_weak_signal, find_summary_mode,
+]
+
+
+# ------------------------------------------------------------------ recommendation rules
+def rec_smoke(f: Facts, t: Text) -> str | None:
+    return t("r_smoke") if f.smoke else None
+
+
+def rec_val_reward(f: Facts, t: Text) -> str | None:
+    return t("r_val_reward") if val_choice(f) else None
+
+
+def rec_weak_signal(f: Facts, t: Text) -> str | None:
+    s = adv_signal(f)
+    return t("r_weak_signal") if s is not None and s["adv"] < WEAK_ADV_STD else None
+
+
+def rec_more_n(f: Facts, t: Text) -> str | None:
+    """More questions when that is feasible; otherwise: treat the differences as not detected."""
+    c = inconclusive_need(f)
+    if not c or not c["need"] > c["n"]:
+        return None
+    if c["need"] <= FEASIBLE_N_RATIO * c["n"]:
+        return t("r_more_n", need=approx_n(c["need"]))
+    return t("r_undetectable", k=count(c["k"]), mde=num(c["mde"]), need=approx_n(c["need"]))
+
+
+def rec_honest(f: Facts, t: Text) -> str | None:
+    lost = any(e["naive_p"] < f.alpha <= e["maxT_p"] for e in maxt_entries(f))
+    return t("r_honest") if lost else None
+
+
+def rec_claims(f: Facts, t: Text) -> str | None:
+    if f.comparisons.empty:
+        return None
+    k = len(significant(f))
+    return t("r_confirm", k=count(k)) if k else t("r_no_claim")
+
+
+RECOMMENDATION_RULES: list[Rule] = [rec_smoke, rec_val_reward, rec_weak_signal, rec_more_n, rec_honest, rec_claims]
+
+
+def apply_rules(rules: list[Rule], facts: Facts, t: Text) -> list[str]:
+    """Run every rule; flatten the texts of those that fired, in registry order."""
+    out: list[str] = []
+    for rule in rules:
+        res = rule(facts, t)
+        if res:
+            out.extend([res] if isinstance(res, str) else res)
+    return out

@@ -1,0 +1,330 @@
+"""The report's sections as markdown, from normalised run inputs (see `icl_kit.report.build`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from icl_kit.core.config import Params, ReportConfig
+from icl_kit.core.errors import KitError
+from icl_kit.core.names import natural_key
+from icl_kit.evaluation.plots import plot_accuracy_by_epoch
+from icl_kit.report.figures import STEP_KEYS, training_curves
+from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, val_columns
+from icl_kit.report.text import (
+    CORRECTION_NAMES,
+    DOWN,
+    UP,
+    Text,
+    ci,
+    count,
+    num,
+    p_bound,
+    p_bound_is,
+    p_is,
+    pct,
+    pts,
+    pval,
+    share,
+    verdict_kind,
+)
+from icl_kit.stats.paired import permutation_p_floor
+from icl_kit.stats.plots import forest_plot, power_plot
+
+KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
+DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report reads from a run folder."""
+
+    params: Params
+    comparisons: pd.DataFrame  # stats/comparisons.csv, normalised
+    stats_summary: dict[str, Any]  # stats/summary.json
+    accuracy: pd.DataFrame  # system, epoch, shot, n, accuracy, low, high (percent)
+    steps: pd.DataFrame  # train_log.jsonl step lines
+    epochs: pd.DataFrame  # train_log.jsonl epoch lines
+    date: str
+
+
+class Doc:
+    """Markdown blocks plus the figures (file name -> function drawing it) they link to."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.figures: dict[str, Callable[[], Figure]] = {}
+
+    def add(self, *blocks: str) -> None:
+        self.blocks.extend(b for b in blocks if b)
+
+    def figure(self, t: Text, name: str, make: Callable[[], Figure], caption: str) -> None:
+        self.figures[name] = make
+        self.add(t("fig", alt=name.removesuffix(".png"), path=f"figures/{name}", caption=caption))
+
+    def text(self) -> str:
+        return "\n\n".join(self.blocks).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------ helpers
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    def cell(x: object) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+
+
+def diff_cell(diff: float, verdict: str) -> str:
+    """The difference, bold with an arrow only when significant after adjustment."""
+    kind = verdict_kind(verdict)
+    if kind == "better":
+        return f"**{pts(diff)}** {UP}"
+    if kind == "worse":
+        return f"**{pts(diff)}** {DOWN}"
+    return pts(diff)
+
+
+def verdict_cell(t: Text, r: pd.Series, margin: float) -> str:
+    text = t.verdict(r.verdict, r.n_needed, margin)
+    return f"{text} †" if r["mode"] == "summary" else text
+
+
+def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
+    """The rules' view of the run; stats/summary.json blocks are read defensively."""
+    s = inputs.params.stats
+    best = inputs.stats_summary.get("best_epoch") or []
+    if isinstance(best, dict):
+        best = [best] if "naive_p" in best else [v for v in best.values() if isinstance(v, dict)]
+    val_sel = inputs.stats_summary.get("val_selected") or inputs.stats_summary.get("honest_number") or {}
+    if isinstance(val_sel, dict) and "best_val_epoch" in val_sel:
+        val_sel = {"selector": val_sel}
+    return Facts(inputs.comparisons, alpha=s.alpha, margin=s.equivalence_margin, power=s.power,
+                 correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
+                 best_epoch=[b for b in best if isinstance(b, dict)],
+                 val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
+                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=permutation_p_floor(s.n_perm))
+
+
+def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]]:
+    """(A, B, kind) of the detailed analysis: every pair, or those touching a featured system."""
+    known = set(facts.comparisons.system_a) | set(facts.comparisons.system_b)
+    unknown = [s for s in cfg.featured if s not in known]
+    if unknown:
+        raise KitError(f"report.featured names {unknown}, which have no comparisons; choose from {sorted(known)}.")
+    pairs = facts.comparisons[["system_a", "system_b", "kind"]].drop_duplicates()
+    keep = [(a, b, k) for a, b, k in pairs.itertuples(index=False)
+            if not cfg.featured or a in cfg.featured or b in cfg.featured]
+    return sorted(keep, key=lambda p: (KINDS.index(p[2]) if p[2] in KINDS else len(KINDS), natural_key(p[1])))
+
+
+# ------------------------------------------------------------------ title and configuration
+def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
+    p = inputs.params
+    b_systems = [b for _, b, k in featured_pairs(facts, cfg) if k == "vs_baseline"]
+    compared = f"{t.join(sorted(dict.fromkeys(b_systems), key=natural_key))} vs {cfg.baseline}"
+    _, n, _ = facts.main()
+    model = t("sim_model") if facts.simulated else p.lvlm.model
+    doc.add(t("title", title=cfg.title, compared=compared),
+            t("header", date=inputs.date, dataset=DATASET_NAMES[p.data.dataset], n=count(n), model=model,
+              sampler="RandSampler"))
+    if cfg.smoke:
+        doc.add(t("smoke_banner"))
+    if facts.simulated:
+        doc.add(t("sim_banner"))
+
+
+def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
+    p, s = inputs.params, inputs.params.stats
+    _, n, _ = facts.main()
+    dataset = DATASET_NAMES[p.data.dataset]
+    systems = sorted(inputs.accuracy.system.unique(), key=natural_key)
+    rows = [
+        [t("cfg_dataset"), t("demo_dataset", dataset=dataset) if p.data.demo else dataset],
+        [t("cfg_questions"), t("questions_desc", how=t(f"q_{p.eval.questions}"), n=count(n))],
+        [t("cfg_model"), t("sim_model") if facts.simulated else p.lvlm.model],
+        [t("cfg_sampler"), t("sampler_desc", size=p.pools.size, seed=p.pools.seed)],
+        [t("cfg_systems"), t.join(systems, limit=12)],
+        [t("cfg_shots"), ", ".join(str(k) for k in sorted(inputs.accuracy.shot.unique()))],
+        [t("cfg_stats"), t("stats_desc", correction=facts.correction, alpha=num(s.alpha, 2),
+                           margin=num(s.equivalence_margin), power=share(s.power))],
+        [t("cfg_training"), t("training_desc", rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
+                              reward=p.train.reward.kind)],
+        [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
+    ]
+    doc.add(t.section(0), md_table([t("key"), t("value")], rows))
+
+
+# ------------------------------------------------------------------ results
+def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
+    """2.1: accuracy of each system, then per subset one table per comparison kind and a forest plot."""
+    acc = inputs.accuracy
+    shots = sorted(acc.shot.unique())
+    table = []
+    for system in sorted(acc.system.unique(), key=natural_key):
+        cells = {r.shot: f"{pct(r.accuracy)} [{num(r.low)}, {num(r.high)}]"
+                 for r in acc[acc.system == system].itertuples()}
+        table.append([system] + [cells.get(k, "—") for k in shots])
+    doc.add(t("sub_acc"), t("acc_caption"), md_table([t("system")] + [f"Shot {k}" for k in shots], table))
+    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc), t("cap_accuracy"))
+    for subset, n in facts.subsets():
+        rows = facts.comparisons[facts.comparisons.subset == subset]
+        doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
+        for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
+            label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
+            doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts))
+        doc.figure(t, f"forest_{subset}.png", lambda s=subset: forest_plot(facts.comparisons, s, facts.margin),
+                   t("cap_forest", label=t.subset_label(subset), margin=num(facts.margin))
+                   + (t("cap_forest_squares") if (rows["mode"] == "summary").any() else ""))
+    doc.add(t("table_note", correction=facts.correction, alpha=num(facts.alpha, 2), margin=num(facts.margin),
+              power=share(facts.power)))
+    if any(facts.at_floor(r) for _, r in facts.comparisons.iterrows()):
+        doc.add(t("floor_note", n_perm=count(inputs.params.stats.n_perm), floor=num(facts.p_floor, 5)))
+    if (facts.comparisons["mode"] == "summary").any():
+        doc.add(t("approx_note"))
+
+
+def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
+    rows = rows.sort_values(["system_b", "system_a", "shot"], key=lambda c: c.map(natural_key))
+    body = [[r.system_b, r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
+             ci(r.ci_low, r.ci_high), p_bound(r.p_adj, facts.at_floor(r)), verdict_cell(t, r, facts.margin)]
+            for _, r in rows.iterrows()]
+    heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_padj", "col_verdict"]
+    return md_table([t(h) for h in heads], body)
+
+
+def statistics_summary(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
+    """2.2: per subset and kind, the mean difference and the verdict counts; then the power curve."""
+    body = []
+    for subset, _ in facts.subsets():
+        rows = facts.comparisons[facts.comparisons.subset == subset]
+        for kind, g in sorted(rows.groupby("kind"), key=lambda kv: KINDS.index(kv[0]) if kv[0] in KINDS else 9):
+            kinds = g.verdict.map(verdict_kind).value_counts()
+            name = t(f"kindname_{kind}") if kind in KINDS else kind
+            half = float(np.median((g.ci_high - g.ci_low) / 2))
+            body.append([t.subset_label(subset), name, count(len(g)), pts(g["diff"].mean()), f"±{num(half)}"]
+                        + [count(kinds.get(k, 0)) for k in ("better", "worse", "equivalent", "inconclusive")])
+    heads = ["col_subset", "col_kind", "col_count", "col_mean", "col_halfwidth", "col_better", "col_worse",
+             "col_equiv", "col_inconcl"]
+    doc.add(t("sub_summary"), md_table([t(h) for h in heads], body))
+    _, n, main = facts.main()
+    sd = main.loc[main["mode"] == "paired", "sd_diff"].median()
+    if np.isfinite(sd) and sd > 0:
+        doc.figure(t, "power_curve.png",
+                   lambda: power_plot(float(sd), n, facts.alpha, facts.power, facts.margin),
+                   t("cap_power", power=share(facts.power), sd=num(sd), n=count(n), margin=num(facts.margin)))
+
+
+# ------------------------------------------------------------------ details
+def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
+    """三: one subsection per featured comparison, then training and best-epoch selection."""
+    i = 0
+    for i, (a, b, _kind) in enumerate(featured_pairs(facts, cfg), start=1):
+        doc.add(t("detail_heading", i=i, a=a, b=b))
+        lines = []
+        for subset, n in facts.subsets():
+            c = facts.comparisons
+            rows = c[(c.subset == subset) & (c.system_a == a) & (c.system_b == b)].sort_values("shot")
+            if rows.empty:
+                continue
+            lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
+            lines += [t("detail_line", shot=r.shot, a=a, b=b, acc_a=pct(r.acc_a), acc_b=pct(r.acc_b),
+                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high),
+                        p_adj=p_bound_is(r.p_adj, facts.at_floor(r)),
+                        p=p_is(r.p), mcnemar=p_is(r.mcnemar_p), verdict=verdict_cell(t, r, facts.margin))
+                      for _, r in rows.iterrows()]
+            if rows.mde.notna().any():
+                lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median())))
+        doc.add("\n".join(lines))
+    _training(doc, t, facts, i + 1)
+    _best_epoch(doc, t, facts, i + 2)
+
+
+def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
+    doc.add(t("train_heading", i=i))
+    if facts.steps.empty and facts.epochs.empty:
+        doc.add(t("no_train_log"))
+        return
+    loss, rewards = val_columns(facts.epochs)
+    if len(facts.epochs) and "epoch" in facts.epochs.columns:
+        # epochs are 0-based inside checkpoints; the file name says which one (grpo_epoch1.pt = epoch 0)
+        heads = [t("col_phase"), t("col_epoch"), t("col_ckpt")] + ([t("col_val_loss")] if loss else [])
+        heads += [f"{t('col_val_reward')} ({k.removeprefix('val/')})" for k in rewards]
+        time_key = next((k for k in ("time/epoch_s", "epoch_time_s") if k in facts.epochs.columns), None)
+        has_time = time_key is not None
+        body = []
+        for _, r in facts.epochs.iterrows():
+            ckpt = r.get("checkpoint")
+            ckpt = Path(ckpt).stem if isinstance(ckpt, str) and ckpt else "—"
+            epoch = str(int(r["epoch"])) if r["epoch"] >= 0 else "—"  # -1: the line before training
+            cells = [str(r.get("phase", "—")), epoch, ckpt] + ([num(r[loss], 3)] if loss else [])
+            cells += [num(r[k], 3) for k in rewards] + ([num(r[time_key], 0)] if has_time else [])
+            body.append(cells)
+        doc.add(md_table(heads + ([t("col_time")] if has_time else []), body))
+    if any(k in facts.steps.columns for k in STEP_KEYS) or (len(facts.epochs) and (loss or rewards)):
+        doc.figure(t, "training_curves.png", lambda: training_curves(facts.steps, facts.epochs, loss, rewards),
+                   t("cap_training"))
+
+
+def _best_epoch(doc: Doc, t: Text, facts: Facts, i: int) -> None:
+    entries = [e for e in facts.best_epoch if "naive_p" in e and "maxT_p" in e]
+    if not entries:
+        return
+    body = [[str(e.get("lineage", "—")), str(e.get("shot", "—")),
+             str(e.get("best_system") or e.get("best_epoch", "—")),  # the checkpoint's name, not its 0-based epoch
+             pts(e.get("best_diff")), pval(e["naive_p"]), pval(e["maxT_p"])] for e in entries]
+    heads = ["col_lineage", "col_shot", "col_best", "col_best_diff", "col_naive", "col_maxt"]
+    n_epochs = max(int(e.get("n_epochs", len(e.get("epochs", [])) or 0)) for e in entries)
+    doc.add(t("best_heading", i=i), md_table([t(h) for h in heads], body), t("best_note", e=count(n_epochs)))
+
+
+# ------------------------------------------------------------------ findings to conclusion
+def findings_and_advice(doc: Doc, t: Text, facts: Facts) -> None:
+    found = apply_rules(FINDING_RULES, facts, t)
+    advice = apply_rules(RECOMMENDATION_RULES, facts, t)
+    doc.add(t.section(3), "\n".join(f"- {x}" for x in found) or t("f_none"))
+    doc.add(t.section(4), "\n".join(f"- {x}" for x in advice) or t("r_none"))
+
+
+def conclusion(doc: Doc, t: Text, facts: Facts) -> None:
+    subset, n, rows = facts.main()
+    kinds = rows.verdict.map(verdict_kind).value_counts()
+    text = [t("conclusion", m=count(len(rows)), label=t.subset_label(subset), n=count(n),
+              better=count(kinds.get("better", 0)), worse=count(kinds.get("worse", 0)),
+              equiv=count(kinds.get("equivalent", 0)), inconcl=count(kinds.get("inconclusive", 0)))]
+    gains = rows[rows.verdict.map(verdict_kind) == "better"]
+    if len(gains):
+        r = gains.loc[gains["diff"].idxmax()]
+        text.append(t("conclusion_best", b=r.system_b, a=r.system_a, shot=r.shot, diff=pts(r["diff"]),
+                      ci=ci(r.ci_low, r.ci_high)))
+    else:
+        text.append(t("conclusion_none"))
+    if facts.smoke:
+        text.append(t("conclusion_smoke"))
+    if facts.simulated:
+        text.append(t("conclusion_sim"))
+    doc.add(t.section(5), t("sentence_sep").join(text))
+
+
+def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tuple[str, dict[str, Callable]]:
+    """The report in `cfg.language` and the figures it links to (file name -> function drawing it)."""
+    cfg = cfg or inputs.params.report
+    t, doc, facts = Text(cfg.language), Doc(), build_facts(inputs, cfg)
+    if facts.comparisons.empty:
+        raise KitError("stats/comparisons.csv has no rows; evaluate at least two systems, then run the stats stage.")
+    header(doc, t, inputs, cfg, facts)
+    configuration(doc, t, inputs, cfg, facts)
+    doc.add(t.section(1))
+    results(doc, t, inputs, facts)
+    statistics_summary(doc, t, inputs, facts)
+    doc.add(t.section(2))
+    details(doc, t, inputs, cfg, facts)
+    findings_and_advice(doc, t, facts)
+    conclusion(doc, t, facts)
+    return doc.text(), doc.figures

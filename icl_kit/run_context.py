@@ -1,0 +1,129 @@
+"""The shared world of one run: records, embeddings, pools and the answer service.
+
+Training and evaluation both start from `RunContext.build(params)`, so they see
+the same data, the same candidate pools and the same reward cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from icl_kit.core.config import Params
+from icl_kit.core.errors import KitError
+from icl_kit.core.runs import RunPaths, prepare_run
+from icl_kit.data.records import Record
+from icl_kit.lvlm.answers import AnswerService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs, built once from params."""
+
+    params: Params
+    paths: RunPaths
+    pool_records: list[Record]  # demonstration split (also the training queries)
+    test_records: list[Record]  # test split, sorted by question id
+
+    @classmethod
+    def build(cls, params: Params, write_params: bool = True) -> RunContext:
+        from icl_kit.data.demo.world import ensure_demo_world
+        from icl_kit.data.okvqa import load_data
+
+        ensure_demo_world(params.data)
+
+        paths = prepare_run(params) if write_params else RunPaths(Path(params.run_dir))
+        pool, test = load_data(params.data)
+        return cls(params=params, paths=paths, pool_records=pool, test_records=test)
+
+    @classmethod
+    def for_ranks(cls, params: Params, ranks: Any, need_emb: bool = True) -> RunContext:
+        """Rank 0 builds the run folder (params, pools, embeddings) first; the other ranks then read it."""
+        ctx = None
+        if ranks.rank == 0:
+            ctx = cls.build(params)
+            _ = ctx.pools
+            if need_emb:
+                _ = ctx.embeddings
+        ranks.barrier()
+        return ctx if ctx is not None else cls.build(params, write_params=False)
+
+    # ------------------------------------------------------------------ lookups
+    @cached_property
+    def records(self) -> dict[int, Record]:
+        """Every record by question id (pool and test)."""
+        return {r.question_id: r for r in self.pool_records + self.test_records}
+
+    @cached_property
+    def pool_ids(self) -> list[int]:
+        return [r.question_id for r in self.pool_records]
+
+    @cached_property
+    def data_root(self) -> Path:
+        from icl_kit.data.okvqa import resolve_roots
+
+        return Path(resolve_roots(self.params.data)[0])
+
+    # --------------------------------------------------------------- embeddings
+    @cached_property
+    def embeddings(self) -> dict[int, int]:
+        """Row index of each question id in `emb` (cached in embeddings.pt)."""
+        return {qid: i for i, qid in enumerate(self._emb["ids"])}
+
+    @cached_property
+    def _emb(self) -> dict:
+        from icl_kit.selection.encoders import build_encoder, embed_records
+
+        encoder = build_encoder(self.params.encoder)
+        out = embed_records(self.pool_records + self.test_records, encoder, self.paths.embeddings)
+        dim = int(out["emb"].shape[1])
+        if dim != self.params.selector.input_dim:
+            raise KitError(
+                f"Embeddings have d={dim} but selector.input_dim={self.params.selector.input_dim}; set them equal."
+            )
+        return out
+
+    def emb(self, qids: list[int] | torch.Tensor) -> torch.Tensor:
+        """Embeddings of question ids, [N, d] (or [B, K, d] for a [B, K] id tensor)."""
+        ids = torch.as_tensor(qids)
+        index = torch.tensor([self.embeddings[int(q)] for q in ids.flatten()], dtype=torch.long)
+        return self._emb["emb"][index].reshape(*ids.shape, -1)
+
+    # -------------------------------------------------------------------- pools
+    @cached_property
+    def pools(self) -> dict[int, list[int]]:
+        """RandSampler pools for every training and test query, saved as pools.json."""
+        from icl_kit.selection.pools import load_pools, rand_pools, save_pools
+
+        p = self.params.pools
+        queries = [r.question_id for r in self.pool_records + self.test_records]
+        if self.paths.pools.exists():
+            pools = load_pools(self.paths.pools)
+            if set(pools) >= set(queries) and all(len(pools[q]) == p.size for q in queries):
+                return pools
+            log.info("pools.json does not cover these queries with size %d; rebuilding it", p.size)
+        pools = rand_pools(queries, self.pool_ids, size=p.size, seed=p.seed)
+        save_pools(self.paths.pools, pools)
+        return pools
+
+    # -------------------------------------------------------------------- LVLM
+    @cached_property
+    def service(self) -> AnswerService:
+        """The LVLM behind the persistent answer cache (rewards.sqlite)."""
+        from icl_kit.lvlm.registry import build_lvlm
+
+        lvlm = build_lvlm(self.params, self.data_root)
+        return AnswerService(
+            lvlm,
+            self.records,
+            self.paths.rewards,
+            batch_size=self.params.lvlm.batch_size,
+            with_gt_prob=self.params.train.reward.kind == "gt_prob",
+        )

@@ -1,0 +1,61 @@
+"""Power, minimum detectable difference and questions needed, for paired differences.
+
+Units: scores are per-question accuracies in 0..1; every difference, SD and
+MDE returned here is in POINTS (percent units, x 100), as reports print them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.power import TTestPower
+
+from icl_kit.core.errors import KitError
+from icl_kit.core.names import POINTS
+
+MIN_N = 2  # a paired t needs at least two differences
+
+
+def sd_paired(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
+    """SD of paired differences in points: `sd = std(b - a, ddof=1) * 100`."""
+    d = np.asarray(scores_b, float) - np.asarray(scores_a, float)
+    if d.size < MIN_N:
+        raise KitError(f"Need at least {MIN_N} paired scores for an SD, got {d.size}; evaluate more questions.")
+    return float(np.std(d, ddof=1) * POINTS)
+
+
+def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable difference (points) of a two-sided paired t-test.
+
+    Solves TTestPower for the standardised effect `es` with power(es, n, alpha) = power,
+    then `mde = es * sd` (sd of the paired differences, points).
+    """
+    if n < MIN_N:
+        return math.nan
+    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
+                                  alternative="two-sided")
+    # solve_power may land on the negative root of the symmetric two-sided power function
+    return abs(float(np.squeeze(es))) * sd
+
+
+def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Questions needed to detect a true difference `delta` (points) with a paired t-test.
+
+    `n = ceil(solve n: power(delta / sd, n, alpha) = power)`; nan when sd == 0 or delta <= 0
+    (no noise means any n detects it; no effect means no n does).
+    """
+    if not sd > 0 or not delta > 0:
+        return math.nan
+    n = TTestPower().solve_power(effect_size=delta / sd, nobs=None, alpha=alpha, power=power,
+                                 alternative="two-sided")
+    n = float(np.squeeze(n))
+    return float(max(MIN_N, math.ceil(n))) if math.isfinite(n) else math.nan
+
+
+def power_curve(sd: float, ns: Sequence[int], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+    """MDE (points) against the number of questions, for a figure: columns n, mde."""
+    ns = [int(n) for n in ns]
+    return pd.DataFrame({"n": ns, "mde": [mde_paired(sd, n, alpha, power) for n in ns]})

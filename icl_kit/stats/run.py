@@ -1,0 +1,327 @@
+"""Run-level statistics: every comparison of a run, adjusted as one family, written to stats/.
+
+Reads `eval/predictions.jsonl` (one line per system, shot, question; `acc` in 0..1)
+and optionally `eval/summary.csv` (system, shot, n, accuracy in percent) for
+systems known only by summaries (imported old results). Writes
+`stats/comparisons.csv` (one row per system A, system B, shot, subset) and
+`stats/summary.json` (verdict counts, best-epoch max-T, the "honest number").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
+
+from icl_kit.core.config import StatsConfig
+from icl_kit.core.errors import KitError
+from icl_kit.core.names import lineage
+from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, read_jsonl
+from icl_kit.evaluation.io import read_imported
+from icl_kit.stats.best_epoch import max_t_best_epoch
+from icl_kit.stats.intervals import LEVEL, accuracy_intervals, order_rows, summary_intervals
+from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdict
+from icl_kit.stats.power import MIN_N
+
+PRED_COLUMNS = ("system", "shot", "question_id", "acc")
+SUMMARY_COLUMNS = ("system", "shot", "n", "accuracy")
+COLUMNS = [
+    "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "p",
+    "p_adj", "mcnemar_p", "tost_p", "verdict", "mde", "n_needed", "mode", "subset",
+    "wilcoxon_p", "sd_diff", "kind", "note",
+]
+ALL = "all"
+VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
+
+Scores = dict[tuple[str, int], pd.Series]  # (system, shot) -> acc indexed by question_id
+
+
+# ------------------------------------------------------------------ inputs
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KitError(f"{what} lacks column(s) {missing}; re-run the evaluator that writes it.")
+
+
+def per_question_scores(predictions: pd.DataFrame) -> Scores:
+    """(system, shot) -> Series of acc (0..1) indexed by question_id; duplicates are an error."""
+    _require(predictions, PRED_COLUMNS, "predictions")
+    dup = predictions.duplicated(["system", "shot", "question_id"])
+    if dup.any():
+        row = predictions[dup].iloc[0]
+        raise KitError(
+            f"predictions hold question {row.question_id!r} twice for system {row.system!r} shot "
+            f"{row.shot}; remove the duplicate lines from eval/predictions.jsonl."
+        )
+    return {(str(s), int(k)): g.set_index("question_id")["acc"].astype(float)
+            for (s, k), g in predictions.groupby(["system", "shot"], sort=True)}
+
+
+def summary_accuracies(summary: pd.DataFrame | None) -> dict[tuple[str, int], tuple[float, int]]:
+    """(system, shot) -> (accuracy percent, n) from an eval/summary.csv-like table."""
+    if summary is None or summary.empty:
+        return {}
+    _require(summary, SUMMARY_COLUMNS, "summary table")
+    return {(str(r.system), int(r.shot)): (float(r.accuracy), int(r.n)) for r in summary.itertuples()}
+
+
+def epoch_systems(predictions: pd.DataFrame) -> dict[str, dict[int, str]]:
+    """Checkpoint lineages: name stem ('grpo_epoch3' -> 'grpo_epoch') -> {epoch: system}."""
+    if "epoch" not in predictions.columns:
+        return {}
+    rows = predictions[["system", "epoch"]].dropna().drop_duplicates()
+    out: dict[str, dict[int, str]] = {}
+    for r in rows.itertuples():
+        out.setdefault(lineage(r.system), {})[int(r.epoch)] = str(r.system)
+    return {stem: dict(sorted(m.items())) for stem, m in sorted(out.items())}
+
+
+def first_n_ids(predictions: pd.DataFrame, n: int) -> set[Any]:
+    """The N smallest question ids of the run ("first N test questions", DESIGN.md)."""
+    return set(sorted(predictions["question_id"].unique())[:n])
+
+
+# ------------------------------------------------------------------ pairs
+def comparison_pairs(
+    systems: Iterable[str],
+    baseline: str,
+    lineages: Mapping[str, Mapping[int, str]],
+    pairs: Iterable[tuple[str, str]] = (),
+) -> list[tuple[str, str, str]]:
+    """(system_a, system_b, kind): each system vs the baseline, each epoch vs the previous, extras."""
+    out = [(baseline, s, "vs_baseline") for s in systems if s != baseline]
+    for by_epoch in lineages.values():
+        chain = list(by_epoch.values())
+        out += [(a, b, "epoch_vs_previous") for a, b in zip(chain, chain[1:], strict=False)]
+    out += [(a, b, "pair") for a, b in pairs]
+    seen: set[tuple[str, str]] = set()
+    return [c for c in out if (c[0], c[1]) not in seen and not seen.add((c[0], c[1]))]
+
+
+def _paired_row(sa: pd.Series, sb: pd.Series, ids: set[Any] | None, cfg: StatsConfig) -> dict | None:
+    common = sa.index.intersection(sb.index)
+    if ids is not None:
+        common = common[common.isin(list(ids))]
+    if len(common) < MIN_N:
+        return None
+    common = common.sort_values()
+    return compare_paired(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), n_boot=cfg.n_boot,
+                          n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
+                          equivalence_margin=cfg.equivalence_margin, power=cfg.power)
+
+
+def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
+    if key in scores:
+        return float(scores[key].mean() * 100), int(scores[key].size)
+    return summ.get(key)
+
+
+# ------------------------------------------------------------------ run
+def run_stats(
+    predictions: pd.DataFrame,
+    cfg: StatsConfig,
+    *,
+    summary: pd.DataFrame | None = None,
+    pairs: Iterable[tuple[str, str]] = (),
+    epoch_chain: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """All comparisons of a run, p adjusted within each subset's family, verdicts assigned.
+
+    Comparisons: every system vs `cfg.baseline` at every shot both have; with
+    `epoch_chain`, each checkpoint epoch vs the previous one of its lineage; plus `pairs`.
+    Paired when both sides have per-question scores, else summary mode (approximate,
+    subset "all" only). Subsets: "all" and "first{N}" for N in `cfg.subsets` smaller than
+    the run's question count. Family = every row of one subset (systems x shots x kinds),
+    corrected with `cfg.correction`; `p` stays raw beside `p_adj`.
+    """
+    scores = per_question_scores(predictions)
+    summ = summary_accuracies(summary)
+    pairs = list(pairs)
+    keys = set(scores) | set(summ)
+    systems = sorted({s for s, _ in keys})
+    if cfg.baseline not in systems:
+        raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of {systems}.")
+    lineages = epoch_systems(predictions) if epoch_chain else {}
+    shots = sorted({k for _, k in keys})
+    n_questions = predictions["question_id"].nunique()
+    subsets: list[tuple[str, set[Any] | None]] = [(ALL, None)] + [
+        (f"first{n}", first_n_ids(predictions, n)) for n in sorted(set(cfg.subsets)) if n < n_questions]
+    todo = [(c, k, sub) for sub in subsets for c in comparison_pairs(systems, cfg.baseline, lineages, pairs)
+            for k in shots if (c[0], k) in keys and (c[1], k) in keys]
+    rows = []
+    for (a, b, kind), shot, (subset, ids) in tqdm(todo, desc="stats", disable=not progress):
+        if (a, shot) in scores and (b, shot) in scores:
+            res = _paired_row(scores[(a, shot)], scores[(b, shot)], ids, cfg)
+        elif ids is None:
+            (acc_a, n_a), (acc_b, n_b) = _summary_of((a, shot), scores, summ), _summary_of((b, shot), scores, summ)
+            res = compare_summary(acc_a, acc_b, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
+                                  equivalence_margin=cfg.equivalence_margin)
+        else:
+            res = None
+        if res is not None:
+            rows.append({**res, "system_a": a, "system_b": b, "shot": shot, "subset": subset, "kind": kind})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return assign_verdicts(df, cfg)
+
+
+def assign_verdicts(df: pd.DataFrame, cfg: StatsConfig) -> pd.DataFrame:
+    """Adjust p within each subset (one family each) and set the verdict from the adjusted p."""
+    df = df.copy()
+    for _, idx in df.groupby("subset", sort=False).groups.items():
+        df.loc[idx, "p_adj"] = adjust(df.loc[idx, "p"].to_numpy(float), cfg.correction)
+    df["verdict"] = [verdict(r.p_adj, r.tost_p, r.diff, cfg.alpha, cfg.equivalence_margin)
+                     for r in df.itertuples()]
+    return df
+
+
+# ------------------------------------------------------------------ best epoch
+def best_epoch_tests(predictions: pd.DataFrame, cfg: StatsConfig) -> list[dict[str, Any]]:
+    """Per lineage and shot: is the best epoch better than the baseline after selection (max-T)?"""
+    scores = per_question_scores(predictions)
+    out = []
+    for stem, by_epoch in epoch_systems(predictions).items():
+        for shot in sorted({k for _, k in scores}):
+            keys = [(s, shot) for s in by_epoch.values()]
+            if len(keys) < 2 or (cfg.baseline, shot) not in scores or any(k not in scores for k in keys):
+                continue
+            frame = pd.concat([scores[(cfg.baseline, shot)]] + [scores[k] for k in keys], axis=1,
+                              join="inner").sort_index()
+            if len(frame) < MIN_N:
+                continue
+            res = max_t_best_epoch(frame.iloc[:, 1:].to_numpy().T, frame.iloc[:, 0].to_numpy(),
+                                   n_perm=cfg.n_perm, seed=cfg.seed)
+            epochs = list(by_epoch)
+            out.append({"lineage": stem, "shot": shot, "best_epoch": epochs[res["best_index"]],
+                        "best_system": keys[res["best_index"]][0], "epochs": epochs, **res})
+    return out
+
+
+def honest_number(
+    val_rewards: Mapping[int, float],
+    comparisons: pd.DataFrame,
+    lineage: Mapping[int, str],
+    baseline: str,
+    subset: str = ALL,
+) -> dict[str, Any]:
+    """How the best-on-VALIDATION epoch fares on test vs the baseline (no test-set selection).
+
+    Contrasted with the best-on-test epoch per shot, whose gain is optimistic by selection.
+    """
+    usable = {e: r for e, r in val_rewards.items() if e in lineage and np.isfinite(r)}
+    if not usable:
+        raise KitError(f"No validation reward matches the evaluated epochs {list(lineage)}; "
+                       "evaluate the checkpoints the training log lists.")
+    best_epoch = max(sorted(usable), key=lambda e: usable[e])  # ties: earliest
+    system = lineage[best_epoch]
+    rows = comparisons[(comparisons.system_a == baseline) & (comparisons.subset == subset)
+                       & (comparisons.kind == "vs_baseline")]
+    mine = rows[rows.system_b == system]
+    ours = rows[rows.system_b.isin(list(lineage.values()))]
+    best_test = ours.loc[ours.groupby("shot")["diff"].idxmax()] if len(ours) else ours
+    fields = ["shot", "system_b", "diff", "ci_low", "ci_high", "p_adj", "verdict"]
+    return {"best_val_epoch": best_epoch, "system": system, "val_reward": usable[best_epoch],
+            "on_test": _records(mine[fields]), "best_on_test": _records(best_test[fields])}
+
+
+def read_val_rewards(train_log: str | Path, phase: str | None = None) -> dict[int, float]:
+    """{epoch: validation reward} from train_log.jsonl epoch lines (last wins).
+
+    The trainer logs `val/reward@K` per validation shot K; their mean is the epoch's reward.
+    A plain `val/reward` (older logs) is read as is. `phase` keeps only that phase's lines.
+    """
+    out: dict[int, float] = {}
+    for r in read_jsonl(train_log):
+        if r.get("epoch") is None or (phase is not None and r.get("phase") != phase):
+            continue
+        shots = [float(v) for k, v in r.items() if k.startswith(VAL_REWARD_KEY + "@") and v is not None]
+        if shots:
+            out[int(r["epoch"])] = sum(shots) / len(shots)
+        elif r.get(VAL_REWARD_KEY) is not None:
+            out[int(r["epoch"])] = float(r[VAL_REWARD_KEY])
+    return out
+
+
+# ------------------------------------------------------------------ outputs
+def _plain(x: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return _plain(df.to_dict(orient="records"))
+
+
+def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write stats/comparisons.csv and stats/summary.json atomically; return the stats folder."""
+    paths = RunPaths(Path(run_dir))
+    with atomic_open(paths.comparisons, "w") as fh:
+        df.to_csv(fh, index=False)
+    counts = {sub: g["verdict"].value_counts().to_dict() for sub, g in df.groupby("subset", sort=False)}
+    families = df.groupby("subset", sort=False).size().to_dict()
+    atomic_write_json(paths.stats_dir / "summary.json",
+                      _plain({"n_comparisons": len(df), "families": families, "verdicts": counts,
+                              **(extra or {})}))
+    return paths.stats_dir
+
+
+def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(predictions, summary-only systems or None) of a run folder.
+
+    Summary-only systems are the imported old results (`eval/imported.csv`); systems
+    with predictions are always compared per question. Missing predictions is a KitError.
+    """
+    paths = RunPaths(Path(run_dir))
+    rows = read_jsonl(paths.predictions)
+    if not rows:
+        raise KitError(f"{paths.predictions} is missing or empty; run the evaluation stage first.")
+    imported = read_imported(run_dir)
+    return pd.DataFrame(rows), (None if imported.empty else imported)
+
+
+def stats_for_run(
+    run_dir: str | Path, cfg: StatsConfig, *, progress: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The whole stage on a run folder: comparisons, best-epoch max-T, honest number, outputs.
+
+    Returns (comparisons, extra); both are written to stats/ (comparisons.csv, summary.json).
+    """
+    predictions, summary = load_run_tables(run_dir)
+    df = run_stats(predictions, cfg, summary=summary, progress=progress)
+    extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "best_epoch": best_epoch_tests(predictions, cfg)}
+    honest = {}
+    for stem, by_epoch in epoch_systems(predictions).items():
+        phase = stem.removesuffix("_epoch")  # grpo_epoch -> the trainer's "grpo" epoch lines
+        val = read_val_rewards(RunPaths(Path(run_dir)).train_log, phase=phase)
+        if set(val) & set(by_epoch):
+            honest[stem] = honest_number(val, df, by_epoch, cfg.baseline)
+    if honest:
+        extra["honest_number"] = honest
+    write_outputs(run_dir, df, extra)
+    return df, extra
+
+
+def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
+    """Intervals of every system of a run: evaluated (predictions.jsonl) and imported (imported.csv)."""
+    rows = read_jsonl(RunPaths(Path(run_dir)).predictions)
+    if not rows:
+        raise KitError(f"{run_dir}/eval/predictions.jsonl is missing or empty; run the evaluation stage first.")
+    parts = [accuracy_intervals(pd.DataFrame(rows), level)]
+    imported = read_imported(run_dir)
+    if len(imported):
+        parts.append(summary_intervals(imported, level))
+    return order_rows(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else parts[0]
