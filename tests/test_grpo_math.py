@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy.stats import entropy, rankdata
 
+from icl_kit.core.config import GRPOConfig
 from icl_kit.core.errors import KitError
 from icl_kit.train.math import (
     adapt_beta,
@@ -28,55 +29,63 @@ def close(a, b, tol=1e-4):
     return torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), atol=tol)
 
 
+
+GRPO = GRPOConfig()  # the defaults of std_floor and adv_clip live in the config only
+
+
+def advantages(rewards, mode, std_floor=GRPO.std_floor, clip=GRPO.adv_clip, mask=None):
+    return group_advantages(rewards, mode, std_floor, clip, mask)
+
+
 # ------------------------------------------------------------------ advantages
 def test_zscore_hand_computed():
     # mean 1.5, population std sqrt(1.25) = 1.11803
-    adv = group_advantages(T([[0.0, 1.0, 2.0, 3.0]]), "zscore")
+    adv = advantages(T([[0.0, 1.0, 2.0, 3.0]]), "zscore")
     assert close(adv, [[-1.34164, -0.44721, 0.44721, 1.34164]])
 
 
 def test_zscore_std_floor_and_clip():
     # std 0.01 is floored to 0.1: (±0.01)/0.1 = ±0.1
-    assert close(group_advantages(T([[1.0, 1.02]]), "zscore", std_floor=0.1), [[-0.1, 0.1]])
+    assert close(advantages(T([[1.0, 1.02]]), "zscore", std_floor=0.1), [[-0.1, 0.1]])
     # nine 0s and one 10: mean 1, std 3 -> 10 maps to 3, clipped to 2; the 0s map to -1/3
-    adv = group_advantages(T([[0.0] * 9 + [10.0]]), "zscore", std_floor=0.1, clip=2.0)
+    adv = advantages(T([[0.0] * 9 + [10.0]]), "zscore", std_floor=0.1, clip=2.0)
     assert close(adv, [[-1 / 3] * 9 + [2.0]])
 
 
 def test_zscore_ragged_groups_ignore_padding():
     rewards = T([[0.0, 1.0, 2.0, 3.0], [5.0, 7.0, 99.0, -99.0]])
     mask = T([[True] * 4, [True, True, False, False]])
-    adv = group_advantages(rewards, "zscore", mask=mask)
+    adv = advantages(rewards, "zscore", mask=mask)
     assert close(adv[1], [-1.0, 1.0, 0.0, 0.0])  # mean 6, std 1; padding -> 0
-    assert close(adv[0], group_advantages(rewards[:1], "zscore")[0])
+    assert close(adv[0], advantages(rewards[:1], "zscore")[0])
 
 
 def test_rank_matches_scipy_average_ranks():
     rewards = T([[3.0, 1.0, 2.0, 2.0]])
-    assert close(group_advantages(rewards, "rank"), [[1.0, -1.0, 0.0, 0.0]])
+    assert close(advantages(rewards, "rank"), [[1.0, -1.0, 0.0, 0.0]])
     r = torch.randn(5, 7)
     expected = [(2 * (rankdata(row) - 1) / 6 - 1).tolist() for row in r.numpy()]
-    assert close(group_advantages(r, "rank"), expected)
+    assert close(advantages(r, "rank"), expected)
 
 
 def test_rank_ragged():
-    adv = group_advantages(T([[0.5, 0.1, 9.0]]), "rank", mask=T([[True, True, False]]))
+    adv = advantages(T([[0.5, 0.1, 9.0]]), "rank", mask=T([[True, True, False]]))
     assert close(adv, [[1.0, -1.0, 0.0]])
 
 
 def test_mean_only():
-    assert close(group_advantages(T([[1.0, 2.0, 6.0]]), "mean_only"), [[-2.0, -1.0, 3.0]])
+    assert close(advantages(T([[1.0, 2.0, 6.0]]), "mean_only"), [[-2.0, -1.0, 3.0]])
 
 
 def test_batch_std_uses_std_over_the_batch():
     # group means 1, 1; all rewards [0, 2, 1, 1]: std sqrt(0.5)
-    adv = group_advantages(T([[0.0, 2.0], [1.0, 1.0]]), "batch_std", std_floor=0.1)
+    adv = advantages(T([[0.0, 2.0], [1.0, 1.0]]), "batch_std", std_floor=0.1)
     assert close(adv, [[-math.sqrt(2), math.sqrt(2)], [0.0, 0.0]])
 
 
 def test_unknown_rule_is_a_kit_error():
     with pytest.raises(KitError, match="zscore"):
-        group_advantages(T([[0.0, 1.0]]), "zcore")
+        advantages(T([[0.0, 1.0]]), "zcore")
 
 
 def test_informative_groups_drop_ties():

@@ -36,3 +36,42 @@ def test_environment_yml_matches_pyproject():
 def test_console_script_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["icl-kit"] == "icl_kit.cli:main"
+
+
+# Import name -> distribution name, where they differ.
+DISTRIBUTION = {"yaml": "pyyaml", "PIL": "pillow", "qwen_vl_utils": "qwen-vl-utils",
+                "huggingface_hub": "huggingface-hub"}
+
+
+def _third_party_imports() -> set[str]:
+    import ast
+    import sys
+
+    names: set[str] = set()
+    for path in (ROOT / "icl_kit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("icl_kit", "__future__")}
+
+
+def test_every_imported_third_party_module_is_declared_in_both_files():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_block = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda = {_name(r) for r in pip_block if not r.startswith("-e")}
+    missing = []
+    for module in sorted(_third_party_imports()):
+        dist = DISTRIBUTION.get(module, module).lower().replace("_", "-")
+        if dist in declared and dist in conda:
+            continue
+        missing.append(f"{module} (distribution {dist})")
+    assert missing == [], f"imported by icl_kit but declared in neither pyproject.toml nor environment.yml: {missing}"
+
+
+def test_the_import_scan_sees_known_imports():
+    """The scan itself finds what the code certainly imports (so an empty scan cannot pass)."""
+    assert {"torch", "transformers", "scipy", "yaml", "mistune"} <= _third_party_imports()

@@ -115,8 +115,8 @@ def test_loaded_groups_carry_the_cached_rewards(world):
 def test_online_samples_are_seeded_distinct_and_scored(world):
     sel = selector().train()
     rows = torch.tensor([0, 5, 9])
-    a = ro.sample_sequences(sel, world.table, rows, 4, 2, torch.Generator().manual_seed(3))
-    b = ro.sample_sequences(sel, world.table, rows, 4, 2, torch.Generator().manual_seed(3))
+    a = ro.sample_sequences(sel, world.table, rows, 4, 2, torch.Generator().manual_seed(3), 1.0)
+    b = ro.sample_sequences(sel, world.table, rows, 4, 2, torch.Generator().manual_seed(3), 1.0)
     assert a.shape == (3, 4, 2) and torch.equal(a, b) and sel.training
     assert (a[..., 0] != a[..., 1]).all()
     r = ro.score_groups(world.service, world.table, rows, a, KIND, [2])

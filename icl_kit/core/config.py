@@ -217,6 +217,7 @@ class RolloutsConfig:
     group_size: int = opt(8, "Sequences sampled per query per step (online).", min=2)
     temperatures: list[float] = opt([1.0, 1.3], "Offline: sampling temperatures.")
     samples_per_temperature: int = opt(4, "Offline: samples per temperature.", min=0)
+    online_temperature: float = opt(1.0, "Online: sampling temperature of the policy's groups.", min=1e-6)
     beam_size: int = opt(4, "Offline: beam sequences from the selector.", min=0)
     n_random: int = opt(2, "Offline: random sequences.", min=0)
     val_fraction: float = opt(0.2, "Held-out share of training queries (by sorted id).", min=0.0, max=0.9)

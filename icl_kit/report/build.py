@@ -36,6 +36,7 @@ from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import summary_intervals
 from icl_kit.stats.run import run_intervals
+from icl_kit.train.plots import split_log
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
 REQUIRED = {  # file -> how to make it
@@ -78,7 +79,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
     accuracy = accuracy_table(paths)
-    steps, epochs = split_train_log(read_jsonl(paths.train_log))
+    steps, epochs = split_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date)
 
@@ -104,14 +105,6 @@ def _kind(a: str, b: str, baseline: str) -> str:
     if EPOCH_RE.search(a) and lineage(a) == lineage(b):
         return "epoch_vs_previous"
     return "pair"
-
-
-def split_train_log(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(step lines, epoch lines); without a `kind` key, a line with `val/` keys is an epoch line."""
-    def is_epoch(r: dict[str, Any]) -> bool:
-        return r["kind"] == "epoch" if "kind" in r else any(k.startswith("val/") for k in r)
-
-    return pd.DataFrame([r for r in rows if not is_epoch(r)]), pd.DataFrame([r for r in rows if is_epoch(r)])
 
 
 def accuracy_table(paths: RunPaths) -> pd.DataFrame:

@@ -9,7 +9,6 @@ quotes comes from the run, formatted by `icl_kit.report.text`.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +18,12 @@ import pandas as pd
 
 from icl_kit.report.text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share, verdict_kind
 from icl_kit.stats.power import n_needed_paired
+from icl_kit.train.plots import val_columns
 
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
 FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
 MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
 FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the permutation floor counts as at the floor
-LOSS_KEYS = ("val/rce_loss", "val/loss")
-REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
 
 
 @dataclass
@@ -77,15 +75,6 @@ def epoch_label(row: pd.Series) -> str:
         return ckpt.rsplit("/", 1)[-1].removesuffix(".pt")
     phase = row.get("phase")
     return f"{phase} epoch {int(row['epoch'])}" if isinstance(phase, str) else f"epoch {int(row['epoch'])}"
-
-
-def val_columns(epochs: pd.DataFrame) -> tuple[str | None, list[str]]:
-    """(validation loss column or None, validation reward columns) present in the epoch lines."""
-    loss = next((k for k in LOSS_KEYS if k in epochs.columns), None)
-    if loss is None:
-        loss = next((c for c in epochs.columns if c.startswith("val/") and "loss" in c), None)
-    rewards = sorted(c for c in epochs.columns if REWARD_KEY_RE.match(c))
-    return loss, rewards
 
 
 def val_choice(f: Facts) -> dict[str, Any] | None:

@@ -15,8 +15,7 @@ from icl_kit.core.config import Params, ReportConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
-from icl_kit.report.figures import STEP_KEYS, training_curves
-from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, val_columns
+from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules
 from icl_kit.report.text import (
     CORRECTION_NAMES,
     DOWN,
@@ -36,6 +35,7 @@ from icl_kit.report.text import (
 )
 from icl_kit.stats.paired import permutation_p_floor
 from icl_kit.stats.plots import forest_plot, power_plot
+from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
 KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
 DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}

@@ -20,8 +20,6 @@ from torch import Tensor
 
 from icl_kit.core.errors import KitError
 
-STD_FLOOR = 0.1  # zscore: a group whose rewards barely differ is not blown up to ±1
-ADV_CLIP = 5.0  # zscore: advantages clipped to ±ADV_CLIP
 ZERO_STD = 1e-6  # a group with reward std below this carries no signal and is dropped
 KL_ADAPT_FACTOR = 2.0  # PPO paper (Schulman et al. 2017, §4): β ×/÷ 2 ...
 KL_ADAPT_BAND = 1.5  # ... when the KL is above 1.5·target / below target/1.5
@@ -101,10 +99,12 @@ ADVANTAGES: dict[str, AdvantageFn] = {
 
 
 def group_advantages(
-    rewards: Tensor, mode: str = "zscore", std_floor: float = STD_FLOOR, clip: float = ADV_CLIP,
-    mask: Tensor | None = None,
+    rewards: Tensor, mode: str, std_floor: float, clip: float, mask: Tensor | None = None,
 ) -> Tensor:
-    """Advantages of each sequence within its group by rule `mode`; padded entries are 0. (B, G) -> (B, G)"""
+    """Advantages of each sequence within its group by rule `mode`; padded entries are 0. (B, G) -> (B, G)
+
+    `std_floor` and `clip` are `train.grpo.std_floor` / `train.grpo.adv_clip` (their defaults live there).
+    """
     if mode not in ADVANTAGES:
         raise KitError(f"Advantage rule {mode!r} is unknown; choose one of {list(ADVANTAGES)}.")
     adv = ADVANTAGES[mode](rewards, mask, std_floor, clip)

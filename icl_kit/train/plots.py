@@ -1,89 +1,124 @@
-"""Training curves and the checkpoint table, from train_log.jsonl rows (notebook 01 shows them).
+"""The training-curve figure and the checkpoint table, from train_log.jsonl rows.
 
-Step panels: training reward (sampled groups), advantage std, KL to the reference.
-Epoch panels: validation RCE loss and greedy validation reward at each shot with ±1.96·SE
-bands (SE over validation queries). The "init" row (the selector before training) is
-epoch 0; training epochs are numbered 1.. across phases.
+Notebook 01 and the report draw the same figure (`training_curves`). Step panels: training
+reward, advantage std, KL to the reference, share of zero-spread groups (those present in the
+log). Epoch panel: validation reward(s) per shot, and the validation loss on a second axis.
+The "init" line (the selector before training) comes first. Seaborn styles are applied
+through context managers only: the global matplotlib theme is never changed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
 
 from icl_kit.core.runs import read_jsonl
 
-Z95 = 1.96
-STEP_PANELS = (("train/reward_mean", "training reward"), ("train/adv_std", "advantage std"),
-               ("train/kl", "KL to reference"))
-
-
-def log_frames(rows: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(step rows, epoch rows); epoch rows get `n` = 0 for init, then 1, 2, ... in log order."""
-    steps = pd.DataFrame([r for r in rows if r.get("kind") == "step"])
-    epochs = pd.DataFrame([r for r in rows if r.get("kind") == "epoch"])
-    if not epochs.empty:
-        epochs["n"] = range(len(epochs))
-        epochs["label"] = [("init" if p == "init" else f"{p} {e + 1}") for p, e in zip(epochs.phase, epochs.epoch,
-                                                                                         strict=True)]
-    return steps, epochs
+WIDTH = 10.0  # inches
+STEP_KEYS = ("train/reward_mean", "train/adv_std", "train/kl", "train/frac_reward_zero_std")
+LOSS_KEYS = ("val/rce_loss", "val/loss")
+REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
+STYLE = {"style": "whitegrid", "context": "notebook"}
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return read_jsonl(Path(run_dir) / "train_log.jsonl")
 
 
-def training_curves(rows: Sequence[dict[str, Any]], title: str = "") -> plt.Figure:
-    """A 2×3 grid: the step panels, validation RCE loss and validation reward per epoch."""
-    steps, epochs = log_frames(rows)
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
-    for ax, (col, name) in zip(axes[0], STEP_PANELS, strict=True):
-        if col in steps:
-            sns.lineplot(data=steps, x="step", y=col, hue="phase", ax=ax, marker=".", linewidth=1)
-        ax.set(title=name, ylabel=name)
-    _epoch_line(axes[1][0], epochs, "val/rce_loss", "validation RCE loss (τ_end)")
-    _val_reward(axes[1][1], epochs)
-    if "time/epoch_s" in epochs:
-        sns.barplot(data=epochs.dropna(subset=["time/epoch_s"]), x="label", y="time/epoch_s", ax=axes[1][2],
-                    color="steelblue")
-    axes[1][2].set(title="epoch time", ylabel="seconds", xlabel="")
-    axes[1][2].tick_params(axis="x", rotation=45)
-    if title:
+def split_log(rows: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(step lines, epoch lines); without a `kind` key, a line with `val/` keys is an epoch line."""
+    def is_epoch(r: dict[str, Any]) -> bool:
+        return r["kind"] == "epoch" if "kind" in r else any(k.startswith("val/") for k in r)
+
+    return pd.DataFrame([r for r in rows if not is_epoch(r)]), pd.DataFrame([r for r in rows if is_epoch(r)])
+
+
+def val_columns(epochs: pd.DataFrame) -> tuple[str | None, list[str]]:
+    """(validation loss column or None, validation reward columns) present in the epoch lines."""
+    loss = next((k for k in LOSS_KEYS if k in epochs.columns), None)
+    if loss is None:
+        loss = next((c for c in epochs.columns if c.startswith("val/") and "loss" in c), None)
+    rewards = sorted(c for c in epochs.columns if REWARD_KEY_RE.match(c))
+    return loss, rewards
+
+
+def plot_training_log(rows: Sequence[dict[str, Any]], title: str = "") -> Figure | None:
+    """`training_curves` of a run's train_log.jsonl rows (what notebook 01 shows)."""
+    steps, epochs = split_log(rows)
+    fig = training_curves(steps, epochs, *val_columns(epochs))
+    if fig is not None and title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
-def _epoch_line(ax: plt.Axes, epochs: pd.DataFrame, col: str, name: str) -> None:
-    if col in epochs:
-        ax.plot(epochs["n"], epochs[col], marker="o")
-        ax.set_xticks(epochs["n"], epochs["label"], rotation=45)
-    ax.set(title=name, ylabel=name, xlabel="")
+def training_curves(steps: pd.DataFrame, epochs: pd.DataFrame, val_loss: str | None,
+                    val_rewards: Sequence[str]) -> Figure | None:
+    """Per-step reward, advantage std, KL and zero-spread share; per-epoch val loss and val reward.
+
+    Panels whose key is absent from the log are left out; None when nothing is plottable.
+    """
+    step_keys = [k for k in STEP_KEYS if k in steps.columns]
+    epoch_keys = ([val_loss] if val_loss else []) + list(val_rewards)
+    panels = [("step", k) for k in step_keys] + ([("epoch", "val")] if epoch_keys and len(epochs) else [])
+    if not panels:
+        return None
+    ncol = min(3, len(panels))
+    nrow = -(-len(panels) // ncol)
+    with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
+        fig = Figure(figsize=(WIDTH, 3.0 * nrow))
+        axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+        for ax, (axis, key) in zip(axes, panels, strict=False):
+            if axis == "step":
+                data = steps.assign(x=np.arange(len(steps)))
+                hue = "phase" if "phase" in data.columns and data["phase"].nunique() > 1 else None
+                sns.lineplot(data=data, x="x", y=key, hue=hue, ax=ax, linewidth=1)
+                ax.set_ylabel("")
+                ax.set_xlabel("step")
+                ax.set_title(key)
+            else:
+                _val_panel(ax, epochs, val_loss, list(val_rewards))
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+    return fig
 
 
-def _val_reward(ax: plt.Axes, epochs: pd.DataFrame) -> None:
-    """Greedy validation reward at each shot, with a 95% band (±1.96 SE over queries)."""
-    shots = sorted(int(c.split("@")[1]) for c in epochs.columns if c.startswith("val/reward@"))
-    for k in shots:
-        mean, se = epochs[f"val/reward@{k}"], epochs.get(f"val/reward_se@{k}")
-        ax.plot(epochs["n"], mean, marker="o", label=f"shot {k}")
-        if se is not None:
-            ax.fill_between(epochs["n"], mean - Z95 * se, mean + Z95 * se, alpha=0.15)
-    if shots:
-        ax.set_xticks(epochs["n"], epochs["label"], rotation=45)
-        ax.legend()
-    ax.set(title="validation reward (greedy)", ylabel="reward", xlabel="")
+def _val_panel(ax, epochs: pd.DataFrame, val_loss: str | None, val_rewards: list[str]) -> None:
+    """Validation reward(s) on the left axis, validation loss on the right, one point per epoch line."""
+    ep = epochs.assign(x=np.arange(len(epochs)))
+    for key in val_rewards:
+        if ep[key].notna().any():
+            sns.lineplot(data=ep, x="x", y=key, marker="o", ax=ax, label=key)
+    ax.set_ylabel("val reward")
+    handles, labels = ax.get_legend_handles_labels()
+    if val_loss and ep[val_loss].notna().any():
+        twin = ax.twinx()
+        sns.lineplot(data=ep, x="x", y=val_loss, marker="s", ax=twin, color="grey", label=val_loss)
+        twin.set_ylabel("val loss")
+        twin.grid(False)
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+        twin.get_legend().remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        ax.legend(handles, labels, loc="best", fontsize="small")
+    phase = ep["phase"].astype(str) + " " if "phase" in ep.columns else ""
+    ax.set_xticks(ep["x"], phase + ep["epoch"].astype(int).astype(str) if "epoch" in ep.columns else ep["x"])
+    ax.set_xlabel("epoch")
+    ax.set_title("validation per epoch")
 
 
 def checkpoint_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per epoch checkpoint: phase, epoch (1-based), val reward ± SE per shot, val loss, best mark."""
-    _, epochs = log_frames(rows)
+    _, epochs = split_log(rows)
     if epochs.empty or "checkpoint" not in epochs:
         return pd.DataFrame()
     ck = epochs.dropna(subset=["checkpoint"]).copy()

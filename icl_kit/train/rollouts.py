@@ -12,7 +12,7 @@ that order; pred/acc/correct/gt_prob describe the full-length (L-shot) prompt. Q
 in fixed chunks, each from its own seeded generator, and appended as whole lines, so a killed build
 resumes and ends with the same file.
 
-Online: each step draws G sequences per query from the current policy (temperature 1) and scores
+Online: each step draws G sequences per query from the current policy (`online_temperature`) and scores
 them through the answer cache.
 """
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 64  # queries per offline generation chunk (one seeded generator and one append each)
 CHUNK_SEED_STRIDE = 1_000_003  # chunk c draws from seed + c·stride
-ONLINE_TEMPERATURE = 1.0
 
 
 # ------------------------------------------------------------------ queries
@@ -135,7 +134,7 @@ def score_groups(service: AnswerService, table: QueryTable, rows: Tensor, seqs: 
 
 
 def sample_sequences(policy: torch.nn.Module, table: QueryTable, rows: Tensor, group_size: int, length: int,
-                     generator: torch.Generator, temperature: float = ONLINE_TEMPERATURE) -> Tensor:
+                     generator: torch.Generator, temperature: float) -> Tensor:
     """G sequences per query from the policy (eval mode, no dropout). rows (B,) -> (B, G, L) on CPU."""
     q, c = table.batch(rows, _device(policy))
     q, c = q.repeat_interleave(group_size, 0), c.repeat_interleave(group_size, 0)  # (B·G, d), (B·G, K, d)

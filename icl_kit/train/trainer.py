@@ -292,7 +292,7 @@ class Trainer:
         else:
             rows = self.train_rows[idx]
             seqs = sample_sequences(self.policy, self.table, rows, self.cfg.rollouts.group_size, self.length,
-                                    self.sample_gen)
+                                    self.sample_gen, self.cfg.rollouts.online_temperature)
             rewards = self._score(rows, seqs)
             mask = torch.ones(rewards.shape, dtype=torch.bool)
         return self.table.groups_batch(rows, seqs, rewards, mask, self.device)
