@@ -18,33 +18,38 @@ from pathlib import Path
 from icl_kit.core.config import Params, load_params, parse_override, to_dict
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_write_json, prepare_run
+from icl_kit.core.stages import STAGES as STAGE_IO
+from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One notebook with the params sections and files it reads and the files it writes."""
+    """One notebook and what its stage reads and writes (declared in `icl_kit.core.stages`)."""
 
-    name: str
     notebook: str
-    sections: tuple[str, ...]
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
+    io: StageIO
+
+    @property
+    def name(self) -> str:
+        return self.io.name
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return self.io.sections
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.io.reads
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return self.io.writes
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("train", "01_train_grpo.ipynb", ("data", "encoder", "lvlm", "pools", "selector", "train", "seed"),
-          (), ("train_log.jsonl",)),
-    Stage("eval", "02_eval_epochs.ipynb", ("data", "encoder", "lvlm", "pools", "eval"),
-          ("checkpoints",), ("eval/predictions.jsonl", "eval/summary.csv")),
-    Stage("stats", "03_significance.ipynb", ("stats",),
-          ("eval/predictions.jsonl", "eval/summary.csv", "eval/imported.csv", "train_log.jsonl"),
-          ("stats/comparisons.csv", "stats/summary.json")),
-    Stage("report", "04_report.ipynb", ("report", "stats", "data", "lvlm", "pools", "eval"),
-          ("stats/comparisons.csv", "stats/summary.json", "train_log.jsonl", "eval/summary.csv",
-           "eval/predictions.jsonl", "eval/imported.csv"),
-          ("report/report.md", "report/report.html")),
-)
+NOTEBOOKS = {"train": "01_train_grpo.ipynb", "eval": "02_eval_epochs.ipynb", "stats": "03_significance.ipynb",
+             "report": "04_report.ipynb"}
+STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 STATE_FILE = "stages.json"
 

@@ -22,6 +22,7 @@ import torch
 from icl_kit.core.config import Params, to_dict
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open, atomic_torch_save, read_jsonl
+from icl_kit.core.stages import TRAIN
 
 STATE_VERSION = 2
 MAX_SHOWN = 3  # changed params named in the resume error
@@ -58,8 +59,7 @@ def train_fingerprint(params: Params) -> str:
     not block resuming, while a changed value does.
     """
     flat = _flatten(to_dict(params))
-    keep = {k: v for k, v in flat.items() if k.split(".")[0] in ("seed", "data", "encoder", "lvlm", "pools",
-                                                                  "selector", "train")}
+    keep = {k: v for k, v in flat.items() if k.split(".")[0] in TRAIN.sections}
     for k in RESUMABLE_CHANGES:
         keep.pop(k, None)
     return json.dumps(keep, sort_keys=True, default=str)
