@@ -325,3 +325,10 @@ def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
     if len(imported):
         parts.append(summary_intervals(imported, level))
     return order_rows(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else parts[0]
+
+
+def save_stats_figure(fig: Any, run_dir: str | Path, name: str) -> Path:
+    """Save a figure of notebook 03 as `stats/<name>` in the run folder (atomic); return its path."""
+    from icl_kit.stats.plots import save_figure
+
+    return save_figure(fig, RunPaths(Path(run_dir)).stats_dir / name)
