@@ -240,7 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.set_defaults(func=cmd_report)
 
-    # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser
 
 

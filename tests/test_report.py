@@ -29,8 +29,21 @@ from icl_kit.report.rules import (
     rec_val_reward,
 )
 from icl_kit.report.sections import build_markdown
-from icl_kit.report.text import EN, ZH, Text, approx_n, ci, numbers_in, p_is, pct, pts, pval
+from icl_kit.report.text import EN, GROUP_SEP, MINUS, ZH, Text, approx_n, ci, p_is, pct, pts, pval
 from icl_kit.stats.power import n_needed_paired
+
+# The numbers a reader sees in a report's text (a test helper: zh and en must print the same ones).
+NUMBER_RE = re.compile(rf"[+{MINUS}-]?\d{{1,3}}(?:{GROUP_SEP}\d{{3}})+(?:\.\d+)?|[+{MINUS}-]?\d+(?:\.\d+)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number in `text` as a float (signs, minus signs and digit grouping undone)."""
+    out = []
+    for m in NUMBER_RE.finditer(text):
+        token = m.group().replace(GROUP_SEP, "").replace(MINUS, "-")
+        out.append(float(token))
+    return out
+
 
 BASE = dict(mcnemar_p=0.5, mode="paired", sd_diff=30.0, mde=8.5)
 # (subset, n, A, B, kind, shot, acc_a, acc_b, diff, lo, hi, p, p_adj, tost_p, verdict, n_needed)

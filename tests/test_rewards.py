@@ -9,7 +9,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.data.records import Record
 from icl_kit.lvlm.answers import Answer, AnswerService, gt_prob_weights
 from icl_kit.lvlm.base import LVLM, Generation, Score
-from icl_kit.train.rewards import batch_sequence_rewards, reward_value, sequence_reward
+from icl_kit.train.rewards import batch_sequence_rewards, reward_value
 
 CAT_DOG = ("cat",) * 2 + ("dog",) * 8  # VQA acc of "cat" = (2·1/3 + 8·2/3)/10 = 0.6; of "dog" = 1
 
@@ -119,8 +119,8 @@ def test_cached_answer_without_gt_prob_is_refreshed(tmp_path, records):
 def test_sequence_reward_is_the_mean_over_prefixes(tmp_path, records):
     service = AnswerService(CountingLVLM(), records, tmp_path / "r.sqlite")
     # prefix (3,) -> bird (0); prefix (3, 2) -> cat (1.6); prefix (3, 2, 1) -> dog (2.0)
-    assert sequence_reward(service, 10, (3, 2, 1), "hard_plus_soft", [1, 2]) == pytest.approx(0.8)
-    assert sequence_reward(service, 10, (3, 2, 1), "hard_plus_soft", [1, 2, 3]) == pytest.approx(3.6 / 3)
+    assert batch_sequence_rewards(service, [(10, (3, 2, 1))], "hard_plus_soft", [1, 2]) == pytest.approx([0.8])
+    assert batch_sequence_rewards(service, [(10, (3, 2, 1))], "hard_plus_soft", [1, 2, 3]) == pytest.approx([1.2])
     batch = batch_sequence_rewards(service, [(10, (3, 2, 1)), (9, (1, 4))], "soft", [2])
     assert batch == pytest.approx([0.6, 1.0])
 

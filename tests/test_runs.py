@@ -11,7 +11,6 @@ from icl_kit.core.runs import (
     append_jsonl,
     atomic_open,
     atomic_write_json,
-    done_keys,
     prepare_run,
     read_jsonl,
     repair_jsonl,
@@ -61,16 +60,6 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
     path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
     with pytest.raises(KitError, match="line 2 is not valid JSON"):
         read_jsonl(path)
-
-
-def test_done_keys_for_resume(tmp_path):
-    path = tmp_path / "p.jsonl"
-    append_jsonl(path, [{"system": "random", "shot": s, "qid": 7} for s in (1, 2)])
-    assert done_keys(path, lambda r: (r["system"], r["shot"], r["qid"])) == {
-        ("random", 1, 7),
-        ("random", 2, 7),
-    }
-    assert done_keys(tmp_path / "missing.jsonl", lambda r: r) == set()
 
 
 def test_prepare_run_writes_params_first(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +81,6 @@ class RunPaths:
     @property
     def figures(self) -> Path:
         return self.report_dir / "figures"
-
-    @property
-    def notebooks(self) -> Path:
-        return self.root / "notebooks"
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -181,11 +177,6 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
         fh.write(payload)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def done_keys(path: str | Path, key: Callable[[dict[str, Any]], Hashable]) -> set[Hashable]:
-    """Keys of the rows already in a JSONL file: what a resumed stage can skip."""
-    return {key(r) for r in read_jsonl(path)}
 
 
 def prepare_run(params: Any) -> RunPaths:

@@ -106,18 +106,6 @@ def approx_n(n: float | None) -> str:
     return count(math.ceil(n / step) * step)
 
 
-NUMBER_RE = re.compile(rf"[+{MINUS}-]?\d{{1,3}}(?:{GROUP_SEP}\d{{3}})+(?:\.\d+)?|[+{MINUS}-]?\d+(?:\.\d+)?")
-
-
-def numbers_in(text: str) -> list[float]:
-    """Every number in `text` as a float (signs, minus signs and digit grouping undone)."""
-    out = []
-    for m in NUMBER_RE.finditer(text):
-        token = m.group().replace(GROUP_SEP, "").replace(MINUS, "-")
-        out.append(float(token))
-    return out
-
-
 # ------------------------------------------------------------------ verdicts
 EQUIV_RE = re.compile(r"equivalent\s*\(±\s*([0-9.]+)\)")
 

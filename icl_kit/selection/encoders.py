@@ -191,11 +191,7 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
     if cfg.backend == "simple":
         return SimpleEncoder.from_config(cfg)
     if cfg.backend == "clip":
-        clip_cls = globals().get("ClipEncoder")
-        if clip_cls is None:
-            raise KitError("encoder.backend 'clip' is not available in this build; "
-                           "use encoder.backend: simple.")
-        return clip_cls(cfg)
+        return ClipEncoder(cfg)
     raise KitError(f"encoder.backend={cfg.backend!r} is not known; choose 'clip' or 'simple'.")
 
 

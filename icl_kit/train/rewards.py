@@ -5,7 +5,7 @@ Reward of an answer (`reward_value`):
     soft           = acc
     hard           = correct
     gt_prob        = Σ_{distinct gt a} min(count(a)/3, 1) · P(a | prompt)
-A sequence's reward (`sequence_reward`) is the mean over prefix lengths `shots`.
+A sequence's reward (`batch_sequence_rewards`) is the mean over prefix lengths `shots`.
 """
 
 from __future__ import annotations
@@ -33,15 +33,10 @@ def reward_value(ans: Answer, kind: str) -> float:
     raise KitError(f"Unknown reward kind {kind!r}; choose one of {list(REWARD_KINDS)}.")
 
 
-def sequence_reward(service: AnswerService, qid: int, icd_ids: Sequence[int], kind: str, shots: Sequence[int]) -> float:
-    """Mean reward over prefixes of `icd_ids` of each length in `shots`."""
-    return batch_sequence_rewards(service, [(qid, tuple(icd_ids))], kind, shots)[0]
-
-
 def batch_sequence_rewards(
     service: AnswerService, seqs: Sequence[PromptKey], kind: str, shots: Sequence[int]
 ) -> list[float]:
-    """`sequence_reward` for many sequences with one batched pass through the service."""
+    """Mean reward over the prefixes of each sequence of each length in `shots`, in one batched pass."""
     keys = [(q, tuple(icds[:k])) for q, icds in seqs for k in shots]
     values = [reward_value(a, kind) for a in service.answers(keys)]
     n = len(shots)
