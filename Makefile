@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/icl-kit run params/demo.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check icl_kit tests benchmarks
+	$(VENV)/bin/ruff check icl_kit tests benchmarks notebooks
 	$(VENV)/bin/pytest -q tests
 	$(VENV)/bin/pytest -q --nbval-lax notebooks
 
