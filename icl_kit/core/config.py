@@ -196,6 +196,11 @@ class SelectorConfig:
     num_layers: int = opt(1, "Cross-attention layers.", min=1)
     num_heads: int = opt(1, "Attention heads (must divide hidden_dim).", min=1)
     dropout: float = opt(0.1, "Dropout after cross-attention (train mode only).", min=0.0, max=1.0)
+    query_update: Literal["gate", "none"] = opt(
+        "gate", "Query-state update between picks: gate (the study from 2025-12-29, STUDY_FORMATS.md §3.2) or "
+        "none (one cosine ranking, dropout after the projections: the seed report's checkpoints, §3.1). "
+        "Loading a checkpoint reads it from the file's keys."
+    )
 
 
 # -------------------------------------------------------------------------- train
