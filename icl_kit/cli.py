@@ -95,7 +95,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from icl_kit.core.config import load_params
     from icl_kit.evaluation.runner import evaluate
 
-    res = evaluate(load_params(args.params, args.overrides))
+    params = load_params(args.params, args.overrides)
+    if args.study_renames:
+        from icl_kit.evaluation.systems import BASELINES, STUDY_RENAMES_OPTION
+
+        params.eval.systems = [s if s in BASELINES or s.endswith(STUDY_RENAMES_OPTION) else s + STUDY_RENAMES_OPTION
+                               for s in params.eval.systems]
+    res = evaluate(params)
     print(f"icl-kit eval: {res.cells} cells filled with {res.calls} LVLM calls ({res.skipped} already done); "
           f"{len(res.systems)} systems x {res.n_questions} questions; see {res.summary}")
     if res.table is not None:
@@ -117,6 +123,8 @@ def cmd_import_results(args: argparse.Namespace) -> int:
 def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate systems x shots x test questions -> eval/predictions.jsonl")
     _add_params_args(p)
+    p.add_argument("--study-renames", action="store_true",
+                   help="read checkpoints renamed by the study's converter (one-layer sources only)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("import-results", help="import the study's metrics JSON as a summary-only system")
@@ -161,9 +169,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from icl_kit.selection.checkpoints import convert_paths
+    from icl_kit.selection.convert import convert_paths
 
-    convert_paths(args.v3_ckpt, args.output, args.force, echo=print)
+    convert_paths(args.v3_ckpt, args.output, args.force, echo=print, study_renames=args.study_renames)
     return 0
 
 
@@ -181,6 +189,8 @@ def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--v3-ckpt", required=True, help="a .pt file, or a quoted glob such as 'ckpts/grpo_epoch*.pt'")
     p.add_argument("--output", default=None, help="output file (default: <src>_v2format.ckpt; single file only)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--study-renames", action="store_true",
+                   help="also read a _v2format.ckpt renamed by the study's converter and write it with proper names")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("import-rollouts", help="import the study's RL data JSON as RUN_DIR/rollouts.jsonl")

@@ -1,14 +1,14 @@
 """Both selector generations against an independent re-implementation of STUDY_FORMATS.md §3.1/§3.2.
 
-The reference below is written from the document, not from icl_kit: it runs torch's own
-nn.MultiheadAttention (not the kit's algebraic `cross_attend`), masks chosen candidates with
--100.0 as the study did, and for §3.1 scores once and never updates the query.
+The reference (`study_fixtures.reference_greedy`) is written from the document, not from icl_kit:
+it runs torch's own nn.MultiheadAttention (not the kit's algebraic `cross_attend`), masks chosen
+candidates with -100.0 as the study did, and for §3.1 scores once and never updates the query.
 """
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from study_fixtures import reference_greedy
 
 from icl_kit.selection.selector import PointerSelector, step_entropy
 from icl_kit.train.steps import Batch, step_logprobs
@@ -27,38 +27,6 @@ def random_selector(query_update: str, layers: int, seed: int) -> PointerSelecto
     return m.eval()
 
 
-def reference_greedy(sd: dict[str, torch.Tensor], layers: int, q: torch.Tensor, cands: torch.Tensor, k: int,
-                     gate: bool) -> list[list[int]]:
-    """§3.1 (gate=False) / §3.2 (gate=True) forward in eval mode, one query at a time."""
-    out = []
-    for x_q, x_c in zip(q, cands, strict=True):
-        qv = sd["input_proj.weight"] @ x_q  # (h,)
-        cv = x_c @ sd["input_proj.weight"].T  # (K, h)
-        for i in range(layers):
-            attn = nn.MultiheadAttention(H, 1, batch_first=True)
-            attn.load_state_dict({n: sd[f"cross_attn_layers.{i}.{n}"] for n in
-                                  ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")})
-            attn.eval()
-            with torch.no_grad():
-                a = attn(qv[None, None], cv[None], cv[None])[0][0, 0]
-            qv = F.layer_norm(a + qv, (H,), sd[f"attn_norms.{i}.weight"], sd[f"attn_norms.{i}.bias"])
-        s = F.normalize(sd["query_proj.weight"] @ qv, dim=0)
-        c = F.normalize(cv @ sd["cand_proj.weight"].T, dim=1)
-        scores = c @ s / 0.1  # §3.1: computed once
-        chosen: list[int] = []
-        for _ in range(k):
-            logits = (c @ s / 0.1 if gate else scores).clone()
-            logits[chosen] = -100.0
-            idx = int(logits.argmax())
-            chosen.append(idx)
-            if gate:
-                w_g, b_g = sd["query_update_gate.weight"], sd["query_update_gate.bias"]
-                g = torch.sigmoid(w_g @ torch.cat([s, c[idx]]) + b_g)
-                s = F.normalize(g * s + (1 - g) * c[idx], dim=0)
-        out.append(chosen)
-    return out
-
-
 @pytest.mark.parametrize("query_update", ["none", "gate"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_greedy_equals_the_documents_forward(query_update: str, layers: int) -> None:
@@ -66,7 +34,7 @@ def test_greedy_equals_the_documents_forward(query_update: str, layers: int) -> 
     q, cands = torch.randn(16, D, generator=g), torch.randn(16, 9, D, generator=g)
     for seed in range(3):
         m = random_selector(query_update, layers, seed)
-        ref = reference_greedy(m.state_dict(), layers, q, cands, 5, gate=query_update == "gate")
+        ref = reference_greedy(m.state_dict(), q, cands, 5)
         assert m.select(q, cands, 5).tolist() == ref
 
 

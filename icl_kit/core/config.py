@@ -283,7 +283,8 @@ class EvalConfig:
 
     systems: list[str] = opt(
         ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"],
-        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder).",
+        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder); append "
+        "':study_renames' to read a file renamed by the study's converter (STUDY_FORMATS.md §4.3).",
     )
     shots: list[int] = opt([1, 2, 3, 4], "Shots; the selection is made at max(shots), shot k = first k.")
     questions: Literal["first", "random", "all"] = opt("first", "Which test questions.")
