@@ -184,7 +184,24 @@ def cmd_import_rollouts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_pools(args: argparse.Namespace) -> int:
+    from icl_kit.core.config import load_params
+    from icl_kit.run_context import RunContext
+
+    ctx = RunContext.build(load_params(args.params, args.overrides))
+    path, n = ctx.import_pools(args.anchors, args.candidates)
+    print(f"icl-kit import-pools: {n} anchor pools from the study's cache, {len(ctx.pools) - n} others drawn by "
+          f"pools.sampler={ctx.params.pools.sampler} -> {path}")
+    return 0
+
+
 def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-pools", help="read the study's RandSampler cache files into the run's pools.json")
+    p.add_argument("anchors", help="the anchor cache, e.g. okvqa-anchor_sample_num:800.json")
+    p.add_argument("candidates", help="the candidate cache, e.g. 'okvqa-RandSampler-anchor_sample_num: 800:64.json'")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_import_pools)
+
     p = sub.add_parser("convert", help="convert v3 selector checkpoints (.pt) to the v2 Lightning layout")
     p.add_argument("--v3-ckpt", required=True, help="a .pt file, or a quoted glob such as 'ckpts/grpo_epoch*.pt'")
     p.add_argument("--output", default=None, help="output file (default: <src>_v2format.ckpt; single file only)")

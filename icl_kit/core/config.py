@@ -183,7 +183,13 @@ class PoolsConfig:
     """Candidate pools the selector chooses from."""
 
     size: int = opt(64, "Candidates per query (RandSampler).", min=1)
-    seed: int = opt(42, "RandSampler seed.")
+    seed: int = opt(42, "RandSampler seed (the study's is always 42).")
+    sampler: Literal["rand", "study_rand"] = opt(
+        "rand", "rand: one seeded draw per query, independent of the others; study_rand: the study's RandSampler "
+        "draw for draw (Python random on train-split positions, STUDY_FORMATS.md §2.2), other queries continuing "
+        "its stream (see icl_kit.selection.study_pools)."
+    )
+    anchors: int = opt(800, "study_rand: anchor count (the study: 800 for OK-VQA, 5000 for VQAv2).", min=1)
 
 
 # ----------------------------------------------------------------------- selector
