@@ -114,9 +114,19 @@ def cmd_import_results(args: argparse.Namespace) -> int:
     from icl_kit.evaluation.import_results import import_results
     from icl_kit.evaluation.io import imported_path
 
-    run_dir = args.run or load_params(args.params, args.overrides).run_dir
-    rows = import_results(args.file, args.system, run_dir, entry=args.entry, n=args.n)
-    print(f"icl-kit import-results: {len(rows)} rows of {args.system!r} -> {imported_path(run_dir)}")
+    params = load_params(args.params, args.overrides) if args.params or not args.run else None
+    run_dir = args.run or params.run_dir
+
+    def split_size() -> int:  # read only when a run covers the whole test split
+        from icl_kit.data.okvqa import load_data
+
+        if params is None:
+            raise KitError("A run covers the whole test split; pass --params (to read the split) or --n.")
+        return len(load_data(params.data)[1])
+
+    rows = import_results(args.file, args.system, run_dir, entry=args.entry, n=args.n, split_size=split_size)
+    names = ", ".join(dict.fromkeys(rows["system"].astype(str)))
+    print(f"icl-kit import-results: {len(rows)} rows of {names} -> {imported_path(run_dir)}")
     return 0
 
 
@@ -127,9 +137,11 @@ def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="read checkpoints renamed by the study's converter (one-layer sources only)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("import-results", help="import the study's metrics JSON as a summary-only system")
-    p.add_argument("file", help="metrics JSON: {'<time>-test_data_num=N-...': {'shot_num=K': fraction}}")
-    p.add_argument("--system", required=True, help="name of the imported system")
+    p = sub.add_parser("import-results", help="import the study's result JSON as summary-only systems")
+    p.add_argument("file", help="metrics JSON {'<time>-test_data_num=N-<Retriever>': {'shot_num=K': fraction}} "
+                                "or a flat {'shot_num_K': fraction} baseline file")
+    p.add_argument("--system", default=None,
+                   help="name of the one imported run (default: one system per run, named after its retriever)")
     p.add_argument("--run", default=None, help="run folder (default: the params' run folder)")
     p.add_argument("--entry", default=None, help="part of the key of the run to import when the file holds several")
     p.add_argument("--n", type=int, default=None, help="question count when the key lacks test_data_num=N")
