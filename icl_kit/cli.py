@@ -188,11 +188,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_import_rollouts(args: argparse.Namespace) -> int:
-    from icl_kit.train.import_rollouts import import_rollouts
+    from icl_kit.core.config import load_params
+    from icl_kit.run_context import RunContext
+    from icl_kit.train.import_rollouts import import_rollouts, train_split
 
-    s = import_rollouts(args.src, args.out, force=args.force)
-    print(f"icl-kit import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates -> {s.path}; "
-          f"dropped {s.n_failed_dropped} eval_failed candidates and {s.n_empty_queries} queries left empty")
+    ctx = RunContext.build(load_params(args.params, args.overrides))
+    s = import_rollouts(args.src, ctx.paths.root, train_split(ctx), ids=args.ids, force=args.force)
+    lengths = ", ".join(f"{n} of length {k}" for k, n in s.pointer_lengths.items())
+    print(f"icl-kit import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates ({lengths}; ids read as "
+          f"{s.ids}) -> {s.path}; dropped {s.n_failed_dropped} eval_failed candidates and {s.n_empty_queries} "
+          f"queries left empty; {s.n_acc_differs} stored scores differ from the official VQA accuracy (the "
+          f"official one is used), {s.n_fallback} were scored in fallback mode and {s.n_error} in error mode; "
+          f"{s.n_pools_built} queries had no pool and got one built from their pointers and pools.json")
     return 0
 
 
@@ -222,10 +229,12 @@ def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
                    help="also read a _v2format.ckpt renamed by the study's converter and write it with proper names")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("import-rollouts", help="import the study's RL data JSON as RUN_DIR/rollouts.jsonl")
-    p.add_argument("src", help="the study's rl_data_*.json")
-    p.add_argument("--out", required=True, help="run folder to write rollouts.jsonl into")
+    p = sub.add_parser("import-rollouts", help="import the study's RL data JSON as the run's rollouts.jsonl")
+    p.add_argument("src", help="the study's rl_data_*.json (either layout, STUDY_FORMATS.md §5.4)")
+    p.add_argument("--ids", choices=["auto", "positions", "question_ids"], default="auto",
+                   help="what the file's ids are (auto: positions when query.question_id differs from the key)")
     p.add_argument("--force", action="store_true", help="replace an existing rollouts.jsonl")
+    _add_params_args(p)
     p.set_defaults(func=cmd_import_rollouts)
 
 

@@ -207,3 +207,16 @@ def write_rl_data(path: Path, queries: dict[int, dict[str, Any]], k64: bool = Fa
             {"created_at": "2025-12-16 10:00:00", "vqa_model": "Qwen2.5-VL-3B-Instruct", "strict_eval": True})
     path.write_text(json.dumps({"_meta": meta, **{str(k): v for k, v in queries.items()}}))
     return path
+
+
+# ------------------------------------------------------------ a run to import into
+def params_file(path: Path, data_root: Path, runs_dir: Path, pool_size: int = 6, anchors: int = 8,
+                **sections: Any) -> Path:
+    """A params file (JSON is YAML) over `data_root` with the study's sampler, small pools and 2-shot rewards."""
+    raw: dict[str, Any] = {"data": {"root": str(data_root)}, "runs_dir": str(runs_dir), "run_name": "study",
+                           "pools": {"size": pool_size, "sampler": "study_rand", "anchors": anchors},
+                           "eval": {"shots": [1, 2]}, "train": {"reward": {"shots": [2]}, "val_shots": [2]}}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    path.write_text(json.dumps(raw))
+    return path
