@@ -238,6 +238,19 @@ def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_import_rollouts)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from icl_kit.core.config import load_params
+    from icl_kit.report.audit import audit
+
+    params = load_params(args.params, args.overrides)
+    out = Path(args.out) if args.out else params.run_dir / "report" / "audit.md"
+    path, arts = audit(args.paths, out, params.report.language)
+    print(f"icl-kit audit: {len(arts)} files, {sum(len(a.findings) for a in arts)} findings -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icl-kit",
@@ -287,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run folder, e.g. runs/demo")
     _add_params_args(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("audit", help="what each study file is and the defects it shows -> audit.md")
+    p.add_argument("paths", nargs="+", help="the study's checkpoints, RL data, result files and pool caches")
+    p.add_argument("--out", default=None, help="output file (default: <run folder>/report/audit.md)")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_audit)
 
     # Later stages register here: run, ask, convert, import-rollouts, eval, import-results, stats.
     return parser

@@ -215,7 +215,7 @@ def load_checkpoint(
     if renamed and not study_renames:
         raise study_keys.explain_renames(path, len(renamed))
     if renamed:
-        state = study_keys.map_renames(state, path, hints, _file_layers)
+        state = study_keys.map_renames(state, path, hints, file_layers)
     cfg = infer_config(state, hints, path)
     check_state(state, cfg, path)
     if query_update is not None and query_update != cfg["query_update"]:
@@ -230,7 +230,7 @@ def load_checkpoint(
     return selector.eval(), info
 
 
-def _file_layers(path: Path) -> int:
+def file_layers(path: Path) -> int:
     """Layer count of another checkpoint file (the source `.pt` next to a converted file)."""
     _, state, _ = split_layout(read_checkpoint_file(path), path)
     layers = [int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k))]
