@@ -99,19 +99,61 @@ class RunContext:
     # -------------------------------------------------------------------- pools
     @cached_property
     def pools(self) -> dict[int, list[int]]:
-        """RandSampler pools for every training and test query, saved as pools.json."""
-        from icl_kit.selection.pools import load_pools, rand_pools, save_pools
+        """Candidate pools for every training and test query (pools.sampler), saved as pools.json.
 
-        p = self.params.pools
+        pools.json is reused when it covers these queries at this size and its meta names the same
+        sampler (a file imported by `icl-kit import-pools` keeps its source in the meta).
+        """
+        from icl_kit.selection.pools import load_pools, load_pools_meta, save_pools
+
         queries = [r.question_id for r in self.pool_records + self.test_records]
+        meta = self.pools_meta
         if self.paths.pools.exists():
             pools = load_pools(self.paths.pools)
-            if set(pools) >= set(queries) and all(len(pools[q]) == p.size for q in queries):
+            stored = load_pools_meta(self.paths.pools)
+            same = stored is None or all(stored.get(k) == v for k, v in meta.items())
+            if same and set(pools) >= set(queries) and all(len(pools[q]) == meta["size"] for q in queries):
                 return pools
-            log.info("pools.json does not cover these queries with size %d; rebuilding it", p.size)
-        pools = rand_pools(queries, self.pool_ids, size=p.size, seed=p.seed)
-        save_pools(self.paths.pools, pools)
+            log.info("pools.json was not made for these queries with %s; rebuilding it", meta)
+        pools = self.draw_pools()
+        save_pools(self.paths.pools, pools, {**meta, "source": "drawn"})
         return pools
+
+    @property
+    def pools_meta(self) -> dict[str, Any]:
+        p = self.params.pools
+        meta: dict[str, Any] = {"sampler": p.sampler, "size": p.size, "seed": p.seed}
+        return meta | ({"anchors": p.anchors} if p.sampler == "study_rand" else {})
+
+    def draw_pools(self) -> dict[int, list[int]]:
+        """The pools `pools.sampler` draws for every training and test query."""
+        from icl_kit.data.positions import SplitPositions
+        from icl_kit.selection.pools import rand_pools
+        from icl_kit.selection.study_pools import study_rand_pools
+
+        p = self.params.pools
+        if p.sampler == "study_rand":
+            test_ids = [r.question_id for r in self.test_records]
+            return study_rand_pools(SplitPositions(self.pool_records), test_ids, p.anchors, p.size, p.seed)
+        queries = [r.question_id for r in self.pool_records + self.test_records]
+        return rand_pools(queries, self.pool_ids, size=p.size, seed=p.seed)
+
+    def import_pools(self, anchors_file: str | Path, candidates_file: str | Path) -> tuple[Path, int]:
+        """The study's cache files (STUDY_FORMATS.md §2.1) -> pools.json: the anchors' pools from the cache,
+        every other query's as `pools.sampler` draws it. Everything is checked before pools.json is written.
+        -> (pools.json, number of anchors)"""
+        from icl_kit.data.positions import SplitPositions
+        from icl_kit.selection.pools import save_pools
+        from icl_kit.selection.study_pools import read_pool_cache
+
+        positions = SplitPositions(self.pool_records)
+        cached = read_pool_cache(anchors_file, candidates_file, len(positions), self.params.pools.size)
+        pools = self.draw_pools()
+        pools.update({positions.qid(a): positions.qids(pool) for a, pool in cached.items()})
+        source = f"imported: {Path(anchors_file).name}, {Path(candidates_file).name}"
+        save_pools(self.paths.pools, pools, {**self.pools_meta, "source": source})
+        self.__dict__["pools"] = pools  # the cached_property now holds the imported pools
+        return self.paths.pools, len(cached)
 
     # -------------------------------------------------------------------- LVLM
     @cached_property

@@ -10,16 +10,9 @@ import torch
 
 from icl_kit.cli import main
 from icl_kit.core.errors import KitError
-from icl_kit.selection import checkpoints
-from icl_kit.selection.checkpoints import (
-    V2_PREFIX,
-    convert_paths,
-    convert_v3_to_v2,
-    load_checkpoint,
-    load_selector,
-    save_v3,
-    v2_path,
-)
+from icl_kit.selection import checkpoints, convert
+from icl_kit.selection.checkpoints import V2_PREFIX, load_checkpoint, load_selector, save_v3
+from icl_kit.selection.convert import convert_paths, convert_v3_to_v2, v2_path
 from icl_kit.selection.selector import PointerSelector
 
 torch.set_num_threads(1)
@@ -83,7 +76,8 @@ def test_save_v3_rejects_bad_values(tmp_path) -> None:
 def test_study_v3_without_config_infers_dims_and_layers(tmp_path) -> None:
     m = selector(d=4, h=4, layers=3)  # d == h: no input_proj
     loaded, info = load_checkpoint(study_v3(tmp_path / "grpo_epoch3.pt", m))
-    assert info["config"] == {"input_dim": 4, "hidden_dim": 4, "num_layers": 3, "num_heads": 1, "dropout": 0.1}
+    assert info["config"] == {"input_dim": 4, "hidden_dim": 4, "num_layers": 3, "num_heads": 1, "dropout": 0.1,
+                              "query_update": "gate"}
     assert same_behaviour(m, loaded) and info["metrics"] == {"val_reward": 0.61}
 
 
@@ -101,7 +95,7 @@ def test_study_v2_with_encoder_weight_loads_and_logs_once(tmp_path, caplog) -> N
     state["lever_lm.clip_model.visual.proj"] = torch.randn(8, 6)
     torch.save({"epoch": 4, "global_step": 1200, "pytorch-lightning_version": "2.0.9", "state_dict": state,
                 "hyper_parameters": {"lr": 1e-4, "num_heads": 1}}, tmp_path / "study.ckpt")
-    with caplog.at_level(logging.INFO, logger="icl_kit.selection.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="icl_kit.selection"):
         loaded, info = load_checkpoint(tmp_path / "study.ckpt")
     assert same_behaviour(m, loaded)
     assert (info["layout"], info["epoch"], info["global_step"]) == ("v2", 4, 1200)
@@ -166,7 +160,7 @@ def test_convert_leaves_nothing_when_verification_fails(tmp_path, monkeypatch) -
             m.query_update_gate.bias.add_(5.0)
         return m
 
-    monkeypatch.setattr(checkpoints, "load_selector", perturbed)
+    monkeypatch.setattr(convert, "load_selector", perturbed)
     with pytest.raises(KitError, match="does not select like the original"):
         convert_v3_to_v2(src)
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no output, no temp file

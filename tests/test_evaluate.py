@@ -14,7 +14,8 @@ from eval_ddp_worker import DDP_SYSTEMS, DIM, eval_world, fake_lvlm, world_param
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
 from icl_kit.evaluation.runner import evaluate
-from icl_kit.selection.checkpoints import convert_v3_to_v2, save_v3
+from icl_kit.selection.checkpoints import save_v3
+from icl_kit.selection.convert import convert_v3_to_v2
 from icl_kit.selection.selector import PointerSelector
 
 SHOTS = (1, 2, 3)

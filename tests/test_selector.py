@@ -55,7 +55,8 @@ def test_init_and_config() -> None:
     for w in (m.query_proj.weight, m.cand_proj.weight):
         assert 0 < (w - eye).abs().max() < 0.1  # identity + N(0, 0.01)
     assert torch.equal(m.query_update_gate.bias, torch.zeros(8))
-    assert m.config() == {"input_dim": 16, "hidden_dim": 8, "num_layers": 2, "num_heads": 2, "dropout": 0.3}
+    assert m.config() == {"input_dim": 16, "hidden_dim": 8, "num_layers": 2, "num_heads": 2, "dropout": 0.3,
+                          "query_update": "gate"}
     assert PointerSelector(**m.config()).config() == m.config()
     assert "temperature" not in dict(m.named_parameters()) and TEMPERATURE == 0.1
 

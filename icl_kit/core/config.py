@@ -183,7 +183,13 @@ class PoolsConfig:
     """Candidate pools the selector chooses from."""
 
     size: int = opt(64, "Candidates per query (RandSampler).", min=1)
-    seed: int = opt(42, "RandSampler seed.")
+    seed: int = opt(42, "RandSampler seed (the study's is always 42).")
+    sampler: Literal["rand", "study_rand"] = opt(
+        "rand", "rand: one seeded draw per query, independent of the others; study_rand: the study's RandSampler "
+        "draw for draw (Python random on train-split positions, STUDY_FORMATS.md §2.2), other queries continuing "
+        "its stream (see icl_kit.selection.study_pools)."
+    )
+    anchors: int = opt(800, "study_rand: anchor count (the study: 800 for OK-VQA, 5000 for VQAv2).", min=1)
 
 
 # ----------------------------------------------------------------------- selector
@@ -196,6 +202,11 @@ class SelectorConfig:
     num_layers: int = opt(1, "Cross-attention layers.", min=1)
     num_heads: int = opt(1, "Attention heads (must divide hidden_dim).", min=1)
     dropout: float = opt(0.1, "Dropout after cross-attention (train mode only).", min=0.0, max=1.0)
+    query_update: Literal["gate", "none"] = opt(
+        "gate", "Query-state update between picks: gate (the study from 2025-12-29, STUDY_FORMATS.md §3.2) or "
+        "none (one cosine ranking, dropout after the projections: the seed report's checkpoints, §3.1). "
+        "Loading a checkpoint reads it from the file's keys."
+    )
 
 
 # -------------------------------------------------------------------------- train
@@ -279,7 +290,8 @@ class EvalConfig:
 
     systems: list[str] = opt(
         ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"],
-        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder).",
+        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder); append "
+        "':study_renames' to read a file renamed by the study's converter (STUDY_FORMATS.md §4.3).",
     )
     shots: list[int] = opt([1, 2, 3, 4], "Shots; the selection is made at max(shots), shot k = first k.")
     questions: Literal["first", "random", "all"] = opt("first", "Which test questions.")

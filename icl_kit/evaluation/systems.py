@@ -30,6 +30,7 @@ BASELINES: tuple[SystemKind, ...] = ("zero_shot", "random", "similarity")
 SIMILARITY_POOL_PREFIX = "similarity_top"  # eval.pool = "similarity_top64" etc.
 SELECT_BATCH = 512  # questions per selector forward pass (selection is per-row, so any size gives the same picks)
 V2_SUFFIX = "_v2format"
+STUDY_RENAMES_OPTION = ":study_renames"  # eval.systems suffix: load a study-converted file with study_renames
 
 Selection = dict[int, tuple[int, ...]]  # question id -> k_max ICD ids, selection order
 
@@ -101,10 +102,11 @@ def resolve_systems(
         if spec in BASELINES:
             out.append(System(name=spec, kind=spec))  # type: ignore[arg-type]
             continue
+        spec, renames = _study_renames(spec)
         paths = _checkpoint_paths(spec, run_dir)
         if not paths:
             log.warning("eval.systems entry %r matches no checkpoint under %s; skipped", spec, run_dir)
-        out += sorted((_load_system(p, run_dir, loader) for p in paths),
+        out += sorted((_load_system(p, run_dir, loader, renames) for p in paths),
                       key=lambda s: (s.epoch if s.epoch is not None else -1, s.name))
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -115,10 +117,18 @@ def resolve_systems(
     return out
 
 
-def _load_system(path: Path, run_dir: Path, loader: Callable[[Path], tuple[Any, Any]] | None) -> System:
+def _study_renames(spec: str) -> tuple[str, bool]:
+    """'path:study_renames' -> ('path', True): map the study converter's renamed keys (STUDY_FORMATS.md §4.3)."""
+    if spec.endswith(STUDY_RENAMES_OPTION):
+        return spec[: -len(STUDY_RENAMES_OPTION)], True
+    return spec, False
+
+
+def _load_system(path: Path, run_dir: Path, loader: Callable[..., tuple[Any, Any]] | None,
+                 study_renames: bool = False) -> System:
     if loader is None:
         from icl_kit.selection.checkpoints import load_checkpoint as loader  # noqa: N813
-    selector, info = loader(path)
+    selector, info = loader(path, study_renames=True) if study_renames else loader(path)
     selector.eval()  # no dropout: greedy selection must be deterministic
     return System(
         name=system_name(path),

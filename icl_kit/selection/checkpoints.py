@@ -1,9 +1,9 @@
 """Selector checkpoints: v3 (`*.pt`), v2 (Lightning `*_v2format.ckpt`), bare state dicts.
 
 v3: {"epoch": int (0-based), "phase": "rce"|"grpo", "model_state_dict": {...},
-     "kl_beta": float, "metrics": {...}, "selector_config": {...}}
-     (`selector_config` is ours; the existing study's files lack it, so loading
-     never requires it.)
+     "kl_beta": float, "metrics": {...}, "selector_config": {...}, "params": {...}, "provenance": {...}}
+     (`selector_config`, `params` (the resolved run params) and `provenance` (commit and versions)
+     are ours; the existing study's files lack them, so loading never requires them.)
 v2: {"epoch", "global_step", "pytorch-lightning_version",
      "state_dict": {"lever_lm.pointer_selector.<name>": tensor, ...},
      "hyper_parameters": {...}}; other modules' weights may sit beside the selector's.
@@ -11,20 +11,20 @@ v2: {"epoch", "global_step", "pytorch-lightning_version",
 Loading is strict and safe: `torch.load(weights_only=True)` only, every selector
 key must be present with its DESIGN.md shape, and nothing else may be; all
 problems are reported in one KitError. Dims are inferred from the weights
-(d, h, number of layers); heads and dropout from the stored config when present.
+(d, h, number of layers) and the generation from the gate keys (`query_update_gate.*` present:
+"gate", absent: "none"; STUDY_FORMATS.md §3.1/§3.2); heads and dropout from the stored config when
+present. A stored config that names the other generation is reported, never loaded silently.
+The study's V4-x files, its converter's renamed keys and tuned-encoder weights: see `study_keys`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
-from glob import glob, has_magic
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,12 @@ import torch
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES
 from icl_kit.core.runs import atomic_torch_save
-from icl_kit.selection.selector import PointerSelector
+from icl_kit.selection import study_keys
+from icl_kit.selection.selector import QUERY_UPDATES, PointerSelector
 
 log = logging.getLogger(__name__)
 
 V2_PREFIX = "lever_lm.pointer_selector."
-V2_SUFFIX = "_v2format.ckpt"
-LIGHTNING_VERSION = "2.1.0"  # written into converted files; Lightning reads it to pick migrations
-VERIFY_QUERIES, VERIFY_CANDIDATES, VERIFY_SHOTS = 8, 16, 4  # converter round-trip check
 _LAYER_KEY = re.compile(r"^(?:cross_attn_layers|attn_norms)\.(\d+)\.")
 _GLOBAL = re.compile(r"GLOBAL (\S+)")
 
@@ -109,8 +107,7 @@ def _strip_v2_prefix(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
     others = [k for k in state if not k.startswith(V2_PREFIX)]
     if not ours:
         raise KitError(f"Checkpoint {path} holds no '{V2_PREFIX}*' weights; it is not a selector checkpoint.")
-    if others:
-        log.info("%s: ignored %d non-selector weights (e.g. %s)", path, len(others), others[0])
+    study_keys.split_lightning_extras(others, path)
     return ours
 
 
@@ -120,15 +117,18 @@ def _hints(cfg: Any) -> dict[str, Any]:
         return {}
     nested = cfg.get("selector_config")
     src = nested if isinstance(nested, Mapping) else cfg
-    out = {k: src[k] for k in ("input_dim", "num_heads") if isinstance(src.get(k), int)}
+    out = {k: src[k] for k in ("input_dim", "num_heads", "num_layers") if isinstance(src.get(k), int)}
     if isinstance(src.get("dropout"), int | float):
         out["dropout"] = float(src["dropout"])
+    if src.get("query_update") in QUERY_UPDATES:
+        out["query_update"] = src["query_update"]
     return out
 
 
 # ------------------------------------------------------------- strict check
-def expected_shapes(input_dim: int, hidden_dim: int, num_layers: int) -> dict[str, tuple[int, ...]]:
-    """Every selector key and its shape (DESIGN.md, "Selector parameters")."""
+def expected_shapes(input_dim: int, hidden_dim: int, num_layers: int,
+                    query_update: str = "gate") -> dict[str, tuple[int, ...]]:
+    """Every selector key and its shape (DESIGN.md, "Selector parameters"); the gate only in "gate"."""
     d, h = input_dim, hidden_dim
     shapes: dict[str, tuple[int, ...]] = {} if d == h else {"input_proj.weight": (h, d)}
     for i in range(num_layers):
@@ -140,16 +140,17 @@ def expected_shapes(input_dim: int, hidden_dim: int, num_layers: int) -> dict[st
             f"attn_norms.{i}.weight": (h,),
             f"attn_norms.{i}.bias": (h,),
         }
-    return shapes | {
-        "query_proj.weight": (h, h),
-        "cand_proj.weight": (h, h),
-        "query_update_gate.weight": (h, 2 * h),
-        "query_update_gate.bias": (h,),
-    }
+    shapes |= {"query_proj.weight": (h, h), "cand_proj.weight": (h, h)}
+    if query_update == "gate":
+        shapes |= {"query_update_gate.weight": (h, 2 * h), "query_update_gate.bias": (h,)}
+    return shapes
 
 
 def infer_config(state: dict[str, Any], hints: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """input_dim, hidden_dim, num_layers from the weights; num_heads and dropout from hints (else 1, 0.1)."""
+    """input_dim, hidden_dim, num_layers, query_update from the weights; num_heads, dropout from hints.
+
+    A stored query_update wins over the keys, so a gated file that lost its gate is reported as missing keys.
+    """
     votes = Counter(
         v.shape[0]
         for k, v in state.items()
@@ -162,18 +163,20 @@ def infer_config(state: dict[str, Any], hints: dict[str, Any], path: str | Path)
     proj = state.get("input_proj.weight")
     d = hints.get("input_dim") or (proj.shape[1] if isinstance(proj, torch.Tensor) and proj.dim() == 2 else h)
     layers = [int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k))]
+    gated = any(k.startswith("query_update_gate.") for k in state)
     return {
         "input_dim": d,
         "hidden_dim": h,
         "num_layers": max(layers) + 1 if layers else 1,
         "num_heads": hints.get("num_heads", 1),
         "dropout": hints.get("dropout", 0.1),
+        "query_update": hints.get("query_update", "gate" if gated else "none"),
     }
 
 
 def check_state(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> None:
     """One KitError naming every missing, unexpected or mis-shaped key with its expected shape."""
-    want = expected_shapes(cfg["input_dim"], cfg["hidden_dim"], cfg["num_layers"])
+    want = expected_shapes(cfg["input_dim"], cfg["hidden_dim"], cfg["num_layers"], cfg["query_update"])
     missing = [f"{k} {list(s)}" for k, s in want.items() if k not in state]
     unexpected = [k for k in state if k not in want]
     wrong = [
@@ -184,7 +187,8 @@ def check_state(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) ->
     problems = [f"{label} {', '.join(items)}" for label, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
     if problems:
-        dims = f"d={cfg['input_dim']}, h={cfg['hidden_dim']}, {cfg['num_layers']} layer(s)"
+        dims = (f"d={cfg['input_dim']}, h={cfg['hidden_dim']}, {cfg['num_layers']} layer(s), "
+                f"query_update={cfg['query_update']}")
         raise KitError(
             f"Checkpoint {path} does not match the selector ({dims}): {'; '.join(problems)}; "
             "fix these keys or re-export the checkpoint."
@@ -196,19 +200,41 @@ def _shape(value: Any) -> list[int] | str:
 
 
 # ------------------------------------------------------------------ loading
-def load_checkpoint(path: str | Path) -> tuple[PointerSelector, dict[str, Any]]:
-    """Selector (eval mode) and info {layout, epoch, phase, metrics, kl_beta, global_step, config}."""
+def load_checkpoint(
+    path: str | Path, study_renames: bool = False, query_update: str | None = None
+) -> tuple[PointerSelector, dict[str, Any]]:
+    """Selector (eval mode) and info {layout, epoch, phase, metrics, kl_beta, global_step, config, study_renames}.
+
+    `study_renames`: map the study converter's `cross_attn.`/`attn_norm.` keys back to layer 0 (one-layer
+    sources only; see `study_keys`). `query_update`: the generation the caller expects (None: the file's).
+    """
     obj = read_checkpoint_file(path)
     layout, state, hints = split_layout(obj, path)
+    study_keys.refuse_v4(list(state), path)
+    renamed = study_keys.renamed_keys(list(state))
+    if renamed and not study_renames:
+        raise study_keys.explain_renames(path, len(renamed))
+    if renamed:
+        state = study_keys.map_renames(state, path, hints, file_layers)
     cfg = infer_config(state, hints, path)
     check_state(state, cfg, path)
+    if query_update is not None and query_update != cfg["query_update"]:
+        raise KitError(f"Checkpoint {path} is a query_update={cfg['query_update']!r} selector (its gate keys say "
+                       f"so) but {query_update!r} was asked; set selector.query_update={cfg['query_update']!r}.")
     try:
         selector = PointerSelector(**cfg)
     except KitError as exc:
         raise KitError(f"Checkpoint {path}: {exc}") from None
     selector.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    info = {**_training_info(layout, obj), "layout": layout, "config": cfg}
+    info = {**_training_info(layout, obj), "layout": layout, "config": cfg, "study_renames": bool(renamed)}
     return selector.eval(), info
+
+
+def file_layers(path: Path) -> int:
+    """Layer count of another checkpoint file (the source `.pt` next to a converted file)."""
+    _, state, _ = split_layout(read_checkpoint_file(path), path)
+    layers = [int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k))]
+    return max(layers) + 1 if layers else 1
 
 
 def _training_info(layout: str, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,9 +253,9 @@ def _training_info(layout: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_selector(path: str | Path) -> PointerSelector:
-    """The selector in any layout (v3, v2, bare state dict), strictly checked, in eval mode."""
-    return load_checkpoint(path)[0]
+def load_selector(path: str | Path, study_renames: bool = False) -> PointerSelector:
+    """The selector in any layout (v3, v2, bare state dict) and either generation, strictly checked, eval mode."""
+    return load_checkpoint(path, study_renames)[0]
 
 
 # ------------------------------------------------------------------- saving
@@ -240,8 +266,11 @@ def save_v3(
     phase: str,
     kl_beta: float,
     metrics: Mapping[str, Any],
+    params: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a v3 checkpoint atomically (epoch is 0-based); the selector config rides along."""
+    """Write a v3 checkpoint atomically (epoch is 0-based); the selector config, and the resolved params and
+    provenance when given, ride along (loading never needs them)."""
     if phase not in PHASES:
         raise KitError(f"phase={phase!r} must be one of {PHASES}.")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -251,131 +280,30 @@ def save_v3(
         "phase": phase,
         "model_state_dict": {k: v.detach().cpu() for k, v in selector.state_dict().items()},
         "kl_beta": float(kl_beta),
-        "metrics": _plain(dict(metrics), "metrics"),
+        "metrics": plain_data(dict(metrics), "metrics"),
         "selector_config": selector.config(),
     }
+    if params is not None:
+        ckpt["params"] = plain_data(dict(params), "params")
+    if provenance is not None:
+        ckpt["provenance"] = plain_data(dict(provenance), "provenance")
     atomic_torch_save(ckpt, path)
     return Path(path)
 
 
-def _plain(value: Any, where: str) -> Any:
+def plain_data(value: Any, where: str) -> Any:
     """Numbers, strings and containers only, so `weights_only=True` can read the file back."""
     if isinstance(value, np.generic):  # before float: np.float64 subclasses float but pickles as numpy
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): plain_data(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     raise KitError(f"{where} is a {type(value).__name__}; checkpoint metrics must be numbers, strings, "
                    "lists or tensors.")
-
-
-# ---------------------------------------------------------------- converter
-def v2_path(src: str | Path) -> Path:
-    """Default output of the converter: `<src without .pt>_v2format.ckpt`."""
-    src = Path(src)
-    stem = src.name[:-3] if src.name.endswith(".pt") else src.name
-    return src.with_name(stem + V2_SUFFIX)
-
-
-def to_v2(selector: PointerSelector, info: dict[str, Any], src: str | Path) -> dict[str, Any]:
-    """The v2 (Lightning) mapping: prefixed selector weights, source epoch/phase/metrics in hyper_parameters."""
-    return {
-        "epoch": info["epoch"] if isinstance(info["epoch"], int) else 0,
-        "global_step": 0,
-        "pytorch-lightning_version": LIGHTNING_VERSION,
-        "state_dict": {V2_PREFIX + k: v.detach().cpu() for k, v in selector.state_dict().items()},
-        "hyper_parameters": {
-            **selector.config(),
-            "v3_epoch": info["epoch"],
-            "v3_phase": info["phase"],
-            "v3_kl_beta": info["kl_beta"],
-            "v3_metrics": _plain(info["metrics"] or {}, "metrics"),
-            "converted_from": Path(src).name,
-        },
-    }
-
-
-def convert_v3_to_v2(src: str | Path, dst: str | Path | None = None, force: bool = False) -> Path:
-    """Convert one v3 checkpoint to v2; the output is verified to select identically before it appears."""
-    src = Path(src)
-    dst = Path(dst) if dst is not None else v2_path(src)
-    if dst.is_dir():
-        raise KitError(f"Output {dst} is a directory; pass a file name such as {v2_path(src).name}.")
-    if dst.exists() and not force:
-        raise KitError(f"Output {dst} already exists; pass --force (force=True) to overwrite it.")
-    if dst.resolve() == src.resolve():
-        raise KitError(f"Output {dst} is the input itself; choose another output path.")
-    selector, info = load_checkpoint(src)
-    if info["layout"] != "v3":
-        raise KitError(f"{src} is a {info['layout']} checkpoint, not v3 (no 'model_state_dict'); nothing to convert.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(to_v2(selector, info, src), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _verify_same(selector, load_selector(tmp), src)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dst
-
-
-@torch.no_grad()
-def _verify_same(a: PointerSelector, b: PointerSelector, src: str | Path) -> None:
-    """Both selectors pick the same ICDs with the same log-probs on seeded random inputs (eval mode)."""
-    a, b = a.eval(), b.eval()
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(VERIFY_QUERIES, a.input_dim, generator=g)
-    c = torch.randn(VERIFY_QUERIES, VERIFY_CANDIDATES, a.input_dim, generator=g)
-    picks = a.select(q, c, VERIFY_SHOTS)
-    same = a.config() == b.config() and torch.equal(picks, b.select(q, c, VERIFY_SHOTS)) and torch.equal(
-        a.sequence_logprob(q, c, picks), b.sequence_logprob(q, c, picks)
-    )
-    if not same:
-        raise KitError(f"Converted {src} does not select like the original; no output was written.")
-
-
-def convert_paths(
-    v3_ckpt: str, output: str | None = None, force: bool = False, echo: Callable[[str], Any] = log.info
-) -> list[Path]:
-    """CLI entry: one file (optional output) or a glob of files; echoes one line per input.
-
-    In a glob, `*_v2format.ckpt` inputs and inputs whose output already exists are skipped;
-    every other failure is echoed, and all are reported together in one KitError at the end.
-    Returns the files written.
-    """
-    if not has_magic(v3_ckpt):
-        dst = convert_v3_to_v2(v3_ckpt, output, force)
-        echo(f"converted {v3_ckpt} -> {dst}")
-        return [dst]
-    if output is not None:
-        raise KitError("--output names one file, so it cannot be used with a glob; drop it.")
-    sources = sorted(Path(p) for p in glob(v3_ckpt) if not p.endswith(V2_SUFFIX))
-    if not sources:
-        raise KitError(f"No checkpoint matches {v3_ckpt!r}; check the pattern (quote it in the shell).")
-    written: list[Path] = []
-    failures: list[str] = []
-    for src in sources:
-        if v2_path(src).exists() and not force:
-            echo(f"skipped {src} ({v2_path(src).name} exists)")
-            continue
-        try:
-            written.append(convert_v3_to_v2(src, force=force))
-            echo(f"converted {src} -> {written[-1]}")
-        except KitError as exc:
-            failures.append(str(exc))
-            echo(f"failed {src}: {exc}")
-    if failures:
-        raise KitError(f"{len(failures)} of {len(sources)} matched files could not be converted (listed above).")
-    return written

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,9 +108,25 @@ def similarity_topk(
 
 
 # ---------------------------------------------------------------------- files
-def save_pools(path: str | Path, pools: dict[int, list[int]]) -> None:
-    """Write `pools.json` atomically, queries in ascending id order."""
+def save_pools(path: str | Path, pools: dict[int, list[int]], meta: dict[str, Any] | None = None) -> None:
+    """Write `pools.json` atomically, queries in ascending id order; `meta` (how they were made) beside it."""
     atomic_write_json(path, {str(q): [int(i) for i in pools[q]] for q in sorted(pools)})
+    if meta is not None:
+        atomic_write_json(meta_path(path), meta)
+
+
+def meta_path(path: str | Path) -> Path:
+    """`pools.meta.json`: the sampler, size, seed (and anchors) that made pools.json, and its source."""
+    return Path(path).with_name(Path(path).stem + ".meta.json")
+
+
+def load_pools_meta(path: str | Path) -> dict[str, Any] | None:
+    """The meta beside pools.json, or None (runs made before it existed, or an unreadable file)."""
+    try:
+        out = json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def load_pools(path: str | Path) -> dict[int, list[int]]:

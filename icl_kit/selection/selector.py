@@ -10,17 +10,19 @@ checkpoint trained by the existing study loads strictly:
     cross_attn_layers.{i}.out_proj.bias    [h]
     attn_norms.{i}.weight / .bias          [h]
     query_proj.weight, cand_proj.weight    [h, h]   (no bias)
-    query_update_gate.weight [h, 2h], .bias [h]
+    query_update_gate.weight [h, 2h], .bias [h]   (gate generation only)
 
-Forward (B queries, K candidates each):
+Two generations of the study's selector (STUDY_FORMATS.md §3.1, §3.2), chosen by `query_update`:
 
     q = P_in x_q,  C = P_in X_c                         # (B, h), (B, K, h)
     q <- LayerNorm_i(q + Attn_i(q, C, C))  for each layer i
-    s = normalize(W_q dropout(q)),  c_j = normalize(W_c dropout(C_j))
-    per step t:  logit_j = <s, c_j> / TEMPERATURE, chosen j masked out
+    gate: s = normalize(W_q dropout(q)),  c_j = normalize(W_c dropout(C_j))
+    none: s = normalize(dropout(W_q q)),  c_j = normalize(dropout(W_c C_j))
+    per step t (`pointer_logprobs`, `advance`: the one pointer step every decoder uses):
+                 logit_j = <s, c_j> / TEMPERATURE, chosen j masked with -inf, log-softmax
                  pick a_t (argmax, sample, or teacher-forced label)
-                 g = sigmoid(W_g [s; c_a] + b_g)
-                 s <- normalize(g * s + (1 - g) * c_a)
+                 gate: g = sigmoid(W_g [s; c_a] + b_g),  s <- normalize(g * s + (1 - g) * c_a)
+                 none: s unchanged (greedy selection = top-k of one cosine ranking)
 
 Every method works on whole batches; each step is a handful of batched tensor
 ops. `select_from_pool` also projects each shared pool item once rather than
@@ -28,8 +30,8 @@ once per query that holds it (bench_selector.py measures both).
 
 Notes against the existing study's code: chosen candidates get -inf (the study
 used -100, whose probability e^-110 is zero in float32 at temperature 1 but
-not at high sampling temperatures); dropout sits before query_proj/cand_proj
-as DESIGN.md says (the study applied it after; eval mode is identical); the
+not at high sampling temperatures); dropout sits where each generation put it
+(eval mode is the same either way); the
 attention is computed algebraically from the same MultiheadAttention weights
 (see `cross_attend`), equal to torch's forward to float rounding.
 """
@@ -48,11 +50,12 @@ from icl_kit.core.errors import KitError
 TEMPERATURE = 0.1  # cosine -> logit scale; a constant of the architecture, not a parameter
 INIT_NOISE_STD = 0.01  # query_proj/cand_proj start at identity + N(0, 0.01)
 MODES = ("greedy", "sample")
+QUERY_UPDATES = ("gate", "none")  # §3.2 gated state update (HEAD), §3.1 none (the seed report's checkpoints)
 QUERY_CHUNK = 64  # queries per block in select(); larger blocks spill the cache
 
 
 class PointerSelector(nn.Module):
-    """Cross-attention pointer network with a gated query-state update (see module doc)."""
+    """Cross-attention pointer network, with (`gate`) or without (`none`) a query-state update."""
 
     def __init__(
         self,
@@ -61,8 +64,11 @@ class PointerSelector(nn.Module):
         num_layers: int = 1,
         num_heads: int = 1,
         dropout: float = 0.1,
+        query_update: str = "gate",
     ) -> None:
         super().__init__()
+        if query_update not in QUERY_UPDATES:
+            raise KitError(f"query_update={query_update!r} is unknown; use one of {QUERY_UPDATES}.")
         if min(input_dim, hidden_dim, num_layers, num_heads) < 1 or hidden_dim % num_heads:
             raise KitError(
                 f"Selector dims input_dim={input_dim}, hidden_dim={hidden_dim}, num_layers={num_layers}, "
@@ -70,6 +76,7 @@ class PointerSelector(nn.Module):
             )
         self.input_dim, self.hidden_dim = input_dim, hidden_dim
         self.num_layers, self.num_heads, self.dropout_p = num_layers, num_heads, dropout
+        self.query_update = query_update
         h = hidden_dim
         self.input_proj = nn.Linear(input_dim, h, bias=False) if input_dim != h else None
         self.cross_attn_layers = nn.ModuleList(
@@ -78,7 +85,7 @@ class PointerSelector(nn.Module):
         self.attn_norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(num_layers))
         self.query_proj = nn.Linear(h, h, bias=False)
         self.cand_proj = nn.Linear(h, h, bias=False)
-        self.query_update_gate = nn.Linear(2 * h, h)
+        self.query_update_gate = nn.Linear(2 * h, h) if query_update == "gate" else None
         self.dropout = nn.Dropout(dropout)
         self.reset_parameters()
 
@@ -90,8 +97,9 @@ class PointerSelector(nn.Module):
             for proj in (self.query_proj, self.cand_proj):
                 nn.init.eye_(proj.weight)
                 proj.weight.add_(torch.randn_like(proj.weight) * INIT_NOISE_STD)
-        nn.init.xavier_uniform_(self.query_update_gate.weight)
-        nn.init.zeros_(self.query_update_gate.bias)
+        if self.query_update_gate is not None:
+            nn.init.xavier_uniform_(self.query_update_gate.weight)
+            nn.init.zeros_(self.query_update_gate.bias)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (the `selector` params section): `PointerSelector(**config())`."""
@@ -101,20 +109,24 @@ class PointerSelector(nn.Module):
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
             "dropout": self.dropout_p,
+            "query_update": self.query_update,
         }
 
     # ------------------------------------------------------------------ pieces
+    def _project(self, proj: nn.Linear, x: Tensor) -> Tensor:
+        """normalize(W dropout(x)) (gate) or normalize(dropout(W x)) (none): where each generation drops out."""
+        out = proj(self.dropout(x)) if self.query_update == "gate" else self.dropout(proj(x))
+        return F.normalize(out, dim=-1)
+
     def project_candidates(self, cand_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-candidate work: values v = P_in x (..., h) and unit keys c = normalize(W_c dropout(v))."""
+        """Per-candidate work: values v = P_in x (..., h) and unit keys c = `_project`(W_c, v)."""
         values = self.input_proj(cand_emb) if self.input_proj is not None else cand_emb
-        keys = F.normalize(self.cand_proj(self.dropout(values)), dim=-1)
-        return values, keys
+        return values, self._project(self.cand_proj, values)
 
     def encode_query(self, query_emb: Tensor, values: Tensor) -> Tensor:
-        """Initial query state s = normalize(W_q dropout(attended q)). (B, d), (B, K, h) -> (B, h)"""
+        """Initial query state s = `_project`(W_q, attended q). (B, d), (B, K, h) -> (B, h)"""
         q = self.input_proj(query_emb) if self.input_proj is not None else query_emb  # (B, h)
-        x = self.cross_attend(q, values)
-        return F.normalize(self.query_proj(self.dropout(x)), dim=-1)
+        return self._project(self.query_proj, self.cross_attend(q, values))
 
     def cross_attend(self, x: Tensor, values: Tensor) -> Tensor:
         """x <- LayerNorm_i(x + MHA_i(x, V, V)) per layer, computed without the K keys/values.
@@ -143,21 +155,32 @@ class PointerSelector(nn.Module):
         values, keys = self.project_candidates(cand_emb)
         return self.encode_query(query_emb, values), keys
 
+    # ------------------------------------------------------- the pointer step
+    # Every decoder (greedy, sampling, teacher forcing, beam search, the trainer's groups) runs
+    # these two functions. S stands for any extra per-query axes: none, beams (W) or a group (G).
     @staticmethod
-    def step_logits(state: Tensor, keys: Tensor, chosen: Tensor) -> Tensor:
-        """logit_j = cos(s, c_j) / TEMPERATURE, -inf where `chosen` (B, K) is True. -> (B, K)"""
-        logits = torch.einsum("bh,bkh->bk", state, keys) / TEMPERATURE
-        return logits.masked_fill(chosen, float("-inf"))
+    def pointer_logprobs(state: Tensor, keys: Tensor, chosen: Tensor, temperature: float = 1.0) -> Tensor:
+        """log softmax_j(cos(s, c_j) / TEMPERATURE / temperature), chosen j at -inf.
 
-    def update_state(self, state: Tensor, picked: Tensor) -> Tensor:
-        """s <- normalize(g * s + (1 - g) * c),  g = sigmoid(W_g [s; c] + b_g).  (B, h)"""
+        state (B, *S, h) and keys (B, K, h) unit-norm, chosen bool (B, *S, K) -> (B, *S, K)
+        """
+        logits = torch.einsum("b...h,bkh->b...k", state, keys) / TEMPERATURE
+        return torch.log_softmax(logits.masked_fill(chosen, float("-inf")) / temperature, dim=-1)
+
+    def advance(self, state: Tensor, keys: Tensor, chosen: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Mark pick idx (B, *S) as chosen and update the state with its key c = keys[b, idx].
+
+        gate: s <- normalize(g * s + (1 - g) * c),  g = sigmoid(W_g [s; c] + b_g);  none: s unchanged.
+        -> state (B, *S, h), chosen (B, *S, K)
+        """
+        chosen = chosen.scatter(-1, idx.unsqueeze(-1), True)
+        if self.query_update_gate is None:
+            return state, chosen
+        n_b, h = keys.shape[0], keys.shape[-1]
+        flat = idx.reshape(n_b, -1, 1).expand(-1, -1, h)  # (B, prod(S), h)
+        picked = keys.gather(1, flat).view(*idx.shape, h)  # (B, *S, h)
         g = torch.sigmoid(self.query_update_gate(torch.cat([state, picked], dim=-1)))
-        return F.normalize(g * state + (1 - g) * picked, dim=-1)
-
-    @staticmethod
-    def _gather(keys: Tensor, idx: Tensor) -> Tensor:
-        """keys[b, idx[b]] for each row: (B, K, h), (B,) -> (B, h)."""
-        return keys[torch.arange(keys.shape[0], device=keys.device), idx]
+        return F.normalize(g * state + (1 - g) * picked, dim=-1), chosen
 
     # -------------------------------------------------------------- selection
     @torch.no_grad()
@@ -230,15 +253,13 @@ class PointerSelector(nn.Module):
         chosen = torch.zeros(keys.shape[:2], dtype=torch.bool, device=keys.device)
         picks = []
         for _ in range(k):
-            logits = self.step_logits(state, keys, chosen)
-            if mode == "greedy":
-                idx = logits.argmax(dim=-1)
+            if mode == "greedy":  # argmax of the log-probs = argmax of the logits (ties -> lowest index)
+                idx = self.pointer_logprobs(state, keys, chosen).argmax(dim=-1)
             else:
-                probs = torch.softmax(logits / temperature, dim=-1)
+                probs = self.pointer_logprobs(state, keys, chosen, temperature).exp()
                 idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             picks.append(idx)
-            chosen = chosen.scatter(1, idx.unsqueeze(1), True)
-            state = self.update_state(state, self._gather(keys, idx))
+            state, chosen = self.advance(state, keys, chosen, idx)
         return torch.stack(picks, dim=1)
 
     def step_logprobs(
@@ -257,14 +278,11 @@ class PointerSelector(nn.Module):
         logps, ents = [], []
         for t in range(sequences.shape[1]):
             idx = sequences[:, t]
-            logp_all = torch.log_softmax(self.step_logits(state, keys, chosen) / temperature, dim=-1)
-            logps.append(logp_all.gather(1, idx.unsqueeze(1)).squeeze(1))
-            # Zero the masked -inf entries first, so neither the value nor its gradient is NaN.
-            safe = logp_all.masked_fill(chosen, 0.0)
-            ents.append(-(safe.exp() * safe).masked_fill(chosen, 0.0).sum(dim=-1))
-            chosen = chosen.scatter(1, idx.unsqueeze(1), True)
-            state = self.update_state(state, self._gather(keys, idx))
-        return torch.stack(logps, dim=1), torch.stack(ents, dim=1)
+            logp_all = self.pointer_logprobs(state, keys, chosen, temperature)
+            logps.append(logp_all.gather(-1, idx.unsqueeze(-1)).squeeze(-1))
+            ents.append(step_entropy(logp_all, chosen))
+            state, chosen = self.advance(state, keys, chosen, idx)
+        return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
     def sequence_logprob(self, query_emb: Tensor, cand_emb: Tensor, sequences: Tensor) -> Tensor:
         """log p(a_1..a_k | q, C) = sum_t log p(a_t | q, C, a_<t) at temperature 1. -> (B,)"""
@@ -293,15 +311,12 @@ class PointerSelector(nn.Module):
         seqs = torch.zeros(bsz, beam_size, 0, dtype=torch.long, device=keys.device)
         rows = torch.arange(bsz, device=keys.device).unsqueeze(1)  # (B, 1)
         for _ in range(k):
-            logits = torch.einsum("bwh,bkh->bwk", state, keys) / TEMPERATURE
-            logp = torch.log_softmax(logits.masked_fill(chosen, float("-inf")), dim=-1)
+            logp = self.pointer_logprobs(state, keys, chosen)  # (B, W, K)
             total = (score.unsqueeze(2) + logp).reshape(bsz, beam_size * n_cand)
             score, flat = total.topk(beam_size, dim=1)  # (B, W)
             parent, idx = flat // n_cand, flat % n_cand
             seqs = torch.cat([seqs[rows, parent], idx.unsqueeze(2)], dim=2)
-            chosen = chosen[rows, parent].scatter(2, idx.unsqueeze(2), True)
-            picked = keys[rows, idx]  # (B, W, h)
-            state = self.update_state(state[rows, parent], picked)
+            state, chosen = self.advance(state[rows, parent], keys, chosen[rows, parent], idx)
         return seqs, score
 
     # --------------------------------------------------------------- checks
@@ -342,6 +357,15 @@ class PointerSelector(nn.Module):
         srt = sequences.sort(dim=1).values
         if (srt[:, 1:] == srt[:, :-1]).any():
             raise KitError("sequences repeat a candidate within a row; a selection never repeats.")
+
+
+def step_entropy(logp: Tensor, chosen: Tensor) -> Tensor:
+    """-sum_j p_j log p_j over the candidates still available. (..., K), (..., K) -> (...)
+
+    The masked -inf entries are zeroed first, so neither the value nor its gradient is NaN.
+    """
+    safe = logp.masked_fill(chosen, 0.0)
+    return -(safe.exp() * safe).masked_fill(chosen, 0.0).sum(dim=-1)
 
 
 def _chunks(n: int) -> list[slice]:

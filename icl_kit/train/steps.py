@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from icl_kit.core.config import GRPOConfig
 from icl_kit.core.dist import Ranks
-from icl_kit.selection.selector import TEMPERATURE
+from icl_kit.selection.selector import step_entropy
 from icl_kit.train.math import (
     clip_fraction,
     clipped_surrogate,
@@ -101,17 +101,13 @@ def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
     state, keys = encode(policy, b)  # (B, h), (B, K, h)
     state = state.unsqueeze(1).expand(n_b, n_g, -1)  # (B, G, h)
     chosen = torch.zeros(n_b, n_g, keys.shape[1], dtype=torch.bool, device=keys.device)  # (B, G, K)
-    rows = torch.arange(n_b, device=keys.device).unsqueeze(1)  # (B, 1)
     logps, ents = [], []
     for t in range(n_l):
         idx = b.seqs[:, :, t]  # (B, G)
-        logits = torch.einsum("bgh,bkh->bgk", state, keys) / TEMPERATURE
-        logp_all = torch.log_softmax(logits.masked_fill(chosen, float("-inf")), dim=-1)  # (B, G, K)
+        logp_all = policy.pointer_logprobs(state, keys, chosen)  # (B, G, K)
         logps.append(logp_all.gather(2, idx.unsqueeze(2)).squeeze(2))
-        safe = logp_all.masked_fill(chosen, 0.0)  # no -inf, so neither value nor gradient is NaN
-        ents.append(-(safe.exp() * safe).sum(dim=-1))
-        chosen = chosen.scatter(2, idx.unsqueeze(2), True)
-        state = policy.update_state(state, keys[rows, idx])  # (B, G, h)
+        ents.append(step_entropy(logp_all, chosen))
+        state, chosen = policy.advance(state, keys, chosen, idx)  # (B, G, h), (B, G, K)
     return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
 

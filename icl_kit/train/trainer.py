@@ -49,11 +49,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from icl_kit.core.config import Params
+from icl_kit.core.config import Params, to_dict
 from icl_kit.core.devices import resolve_device, set_deterministic
 from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES
+from icl_kit.core.provenance import provenance
 from icl_kit.core.runs import append_jsonl, read_jsonl
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
@@ -148,6 +149,7 @@ class Trainer:
         self.fingerprint = train_fingerprint(params)
         self.pos, self.acc = Position(), EpochAcc()
         self.beta = cfg.grpo.kl_beta
+        self.provenance = provenance() if ranks.main else {}  # saved in every checkpoint
         self.ref: torch.nn.Module | None = None
         self.opt = self._optimizer("rce")
         self.writer = _tensorboard(self.paths.root / "tensorboard") if ranks.main else None
@@ -314,7 +316,8 @@ class Trainer:
         path = self.paths.checkpoints / f"{phase}_epoch{self.pos.epoch + 1}.pt"
         metrics = {**val, "train/kl_epoch": kl_epoch, "step": self.pos.global_step}
         if self.ranks.main:
-            save_v3(path, self.policy, epoch=self.pos.epoch, phase=phase, kl_beta=beta_used, metrics=metrics)
+            save_v3(path, self.policy, epoch=self.pos.epoch, phase=phase, kl_beta=beta_used, metrics=metrics,
+                    params=to_dict(self.params), provenance=self.provenance)
         if phase == "grpo":
             self.beta = adapt_beta(self.beta, kl_epoch, self.cfg.grpo.kl_target)
         self._log({"kind": "epoch", "phase": phase, "epoch": self.pos.epoch, "step": self.pos.global_step, **val,
