@@ -50,12 +50,12 @@ def resolve_generation(g: GenerationConfig, checkpoint: HFGenerationConfig) -> H
     else:
         out = HFGenerationConfig(**{**token_ids(checkpoint), **set_fields(g)})
     out.num_return_sequences = 1  # one answer per prompt, whatever the checkpoint says
-    # What transformers' generate() fills in last; filled here so the record shows every value used.
-    out.update(**HFGenerationConfig._get_default_generation_params(), defaults_only=True)
     return out
 
 
 def decoding_record(resolved: HFGenerationConfig, g: GenerationConfig) -> dict[str, Any]:
     """The resolved decoding as plain JSON values: logged, hashed into the fingerprint, written to the run."""
-    fields = {k: getattr(resolved, k, None) for k in RECORDED_FIELDS}
+    filled = copy.deepcopy(resolved)  # what generate() fills in last, so the record shows every value used
+    filled.update(**HFGenerationConfig._get_default_generation_params(), defaults_only=True)
+    fields = {k: getattr(filled, k, None) for k in RECORDED_FIELDS}
     return {"inherit": g.inherit, "set_by_params": sorted(set_fields(g)), **fields}
