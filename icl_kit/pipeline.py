@@ -21,6 +21,7 @@ from icl_kit.core.runs import atomic_write_json, prepare_run
 from icl_kit.core.stages import STAGES as STAGE_IO
 from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
+from icl_kit.preflight import check_inputs
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ NOTEBOOKS = {"train": "01_train_grpo.ipynb", "eval": "02_eval_epochs.ipynb", "st
              "report": "04_report.ipynb"}
 STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
 STAGE_NAMES = tuple(s.name for s in STAGES)
+MODEL_STAGES = ("train", "eval")  # the stages that read the data and run the models
 STATE_FILE = "stages.json"
 
 
@@ -126,10 +128,12 @@ def run(
                        "repository installed with `pip install -e .`.")
     params_path = Path(params_path).resolve()
     params = load_params(params_path, list(overrides))
+    chosen = parse_stages(stages)
+    if any(s.name in MODEL_STAGES for s in chosen):
+        check_inputs(params)  # data, system prompt file and weights: one sentence before any work
     run_dir = prepare_run(params).root.resolve()
     (run_dir / "notebooks").mkdir(exist_ok=True)
     state = _load_state(run_dir)
-    chosen = parse_stages(stages)
     if params.data.demo:
         _show_demo_world(params)
     print(f"icl-kit run: {params_path.name} -> {run_dir} (stages: {', '.join(s.name for s in chosen)})")

@@ -7,6 +7,7 @@ the same data, the same candidate pools and the same reward cache.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -90,11 +91,17 @@ class RunContext:
             )
         return out
 
-    def emb(self, qids: list[int] | torch.Tensor) -> torch.Tensor:
-        """Embeddings of question ids, [N, d] (or [B, K, d] for a [B, K] id tensor)."""
+    def emb(self, qids: list[int] | torch.Tensor, part: str = "emb") -> torch.Tensor:
+        """Embeddings of question ids, [N, d] (or [B, K, d] for a [B, K] id tensor).
+
+        `part`: 'emb' (fused image+question, the selector's input), 'img' or 'txt' (one modality).
+        """
+        if part not in self._emb:
+            raise KitError(f"The encoder {self.params.encoder.backend!r} gives no per-modality embeddings "
+                           f"({part!r}); the one-modality similarity systems need encoder.backend clip or simple.")
         ids = torch.as_tensor(qids)
         index = torch.tensor([self.embeddings[int(q)] for q in ids.flatten()], dtype=torch.long)
-        return self._emb["emb"][index].reshape(*ids.shape, -1)
+        return self._emb[part][index].reshape(*ids.shape, -1)
 
     # -------------------------------------------------------------------- pools
     @cached_property
@@ -162,6 +169,7 @@ class RunContext:
         from icl_kit.lvlm.registry import build_lvlm
 
         lvlm = build_lvlm(self.params, self.data_root)
+        self.record_lvlm(lvlm)
         return AnswerService(
             lvlm,
             self.records,
@@ -169,3 +177,13 @@ class RunContext:
             batch_size=self.params.lvlm.batch_size,
             with_gt_prob=self.params.train.reward.kind == "gt_prob",
         )
+
+    def record_lvlm(self, lvlm: Any) -> None:
+        """Write the LVLM's resolved settings and batch agreement to the run folder (rank 0 only)."""
+        from icl_kit.lvlm.agreement import check_agreement, write_description
+
+        if int(os.environ.get("RANK", "0")) != 0 or not self.paths.root.is_dir():
+            return
+        write_description(lvlm, self.paths.root)
+        check_agreement(lvlm, self.params.lvlm, self.pool_records, self.test_records, self.paths.root,
+                        self.params.seed)

@@ -68,7 +68,8 @@ class FakeWorld(RunContext):
     @cached_property
     def _emb(self) -> dict:
         ids = sorted(self.records)
-        return {"ids": ids, "emb": torch.randn(len(ids), self.dim, generator=torch.Generator().manual_seed(EMB_SEED))}
+        g = torch.Generator().manual_seed(EMB_SEED)
+        return {k: torch.randn(len(ids), self.dim, generator=g) for k in ("emb", "img", "txt")} | {"ids": ids}
 
     @cached_property
     def pools(self) -> dict[int, list[int]]:

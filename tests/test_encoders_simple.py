@@ -100,7 +100,11 @@ def test_embed_records_cache(world, tmp_path, monkeypatch):
     def fail(_records):
         raise AssertionError("cache not reused")
 
-    monkeypatch.setattr(enc, "encode", fail)
+    # Each modality alone, unit norm, from the same features as the fused embedding.
+    img, txt = enc.parts(records)
+    assert torch.allclose(saved["img"], torch.nn.functional.normalize(torch.from_numpy(img).float(), dim=-1))
+    assert torch.allclose(saved["txt"], torch.nn.functional.normalize(torch.from_numpy(txt).float(), dim=-1))
+    monkeypatch.setattr(enc, "parts", fail)
     assert torch.equal(embed_records(records, enc, cache)["emb"], out["emb"])
     with pytest.raises(AssertionError, match="cache not reused"):
         embed_records(records[:29], enc, cache)  # other ids: recomputed

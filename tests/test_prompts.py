@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import torch
 from transformers import AutoProcessor
 
 from icl_kit.core.config import GenerationConfig, PromptConfig
+from icl_kit.core.errors import KitError
 from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
 from icl_kit.data.records import Record
-from icl_kit.lvlm.prompts import build_messages, describe_messages, postprocess, protocol_hash
+from icl_kit.lvlm.prompts import build_messages, describe_messages, postprocess, protocol_hash, split_spec, system_text
 
 TINY_QWEN = Path(__file__).parent / "fixtures" / "tiny-qwen2.5-vl"
 QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -79,6 +81,67 @@ def test_system_prompt_present_unless_empty(records, processor):
     assert [m["role"] for m in no_sys] == ["user"]
     assert "Be brief." not in text and PromptConfig().system_prompt not in text
     assert text.startswith(f"<|im_start|>system\n{QWEN_DEFAULT_SYSTEM}<|im_end|>\n")  # the template's
+
+
+# ------------------------------------------------------------ system prompt file
+# A stand-in for the study's configs/infer_model/qwen2.5_vl_3B.yaml, written here (the kit ships no copy).
+STUDY_LIKE_YAML = """\
+vqa_prompt_template: "Question:<X> Short answer:<Y>"
+system_prompt: "In the upcoming turns you will see 2 example dialogues.\\n  Answer briefly."
+nested:
+  inner: deep text
+"""
+
+
+def test_system_prompt_file_text_and_yaml_key(records, tmp_path, processor):
+    txt = tmp_path / "system.txt"
+    txt.write_text("Answer in one word.\n\n", encoding="utf-8")
+    assert system_text(PromptConfig(system_prompt_file=str(txt))) == "Answer in one word."
+    yml = tmp_path / "qwen2.5_vl_3B.yaml"
+    yml.write_text(STUDY_LIKE_YAML, encoding="utf-8")
+    cfg = PromptConfig(system_prompt="ignored", system_prompt_file=f"{yml}:system_prompt")
+    expected = "In the upcoming turns you will see 2 example dialogues.\n  Answer briefly."  # YAML escapes
+    assert system_text(cfg) == expected
+    assert system_text(PromptConfig(system_prompt_file=f"{yml}:nested.inner")) == "deep text"
+    msgs = build_messages(records[:1], records[2], cfg, load_images=False)
+    assert msgs[0] == {"role": "system", "content": [{"type": "text", "text": expected}]}
+    text = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.startswith(f"<|im_start|>system\n{expected}<|im_end|>\n<|im_start|>user\n")
+
+
+def test_system_prompt_file_env_vars_and_colons(tmp_path, monkeypatch):
+    (tmp_path / "a:b.txt").write_text("x", encoding="utf-8")
+    monkeypatch.setenv("STUDY_REPO", str(tmp_path))
+    assert system_text(PromptConfig(system_prompt_file="$STUDY_REPO/a:b.txt")) == "x"
+    assert split_spec("/r/c.yaml:system_prompt") == ("/r/c.yaml", "system_prompt")
+    assert split_spec("/r/a:b.txt") == ("/r/a:b.txt", None)
+    assert split_spec("C.YML:k") == ("C.YML", "k")
+
+
+def test_system_prompt_file_errors(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text(STUDY_LIKE_YAML, encoding="utf-8")
+    cases = [(f"{tmp_path}/absent.yaml:system_prompt", "absent.yaml does not exist"),
+             (str(yml), "is a YAML file; name the key"),
+             (f"{yml}:sytem_prompt", "has no key 'sytem_prompt'"),
+             (f"{yml}:nested", "holds dict, not text")]
+    for spec, message in cases:
+        with pytest.raises(KitError, match=message):
+            system_text(PromptConfig(system_prompt_file=spec))
+
+
+def test_protocol_hash_covers_the_text_read_not_the_path(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("Be brief.", encoding="utf-8")
+    b.write_text("Be brief.\n", encoding="utf-8")
+    from_a, from_b = (PromptConfig(system_prompt_file=str(p)) for p in (a, b))
+    inline = PromptConfig(system_prompt="Be brief.")
+    assert protocol_hash(from_a, GenerationConfig()) == protocol_hash(from_b, GenerationConfig()) \
+        == protocol_hash(inline, GenerationConfig())
+    a.write_text("Be very brief.", encoding="utf-8")
+    os.utime(a, ns=(1, 1))  # a new mtime even on coarse-clock file systems: the file is read again
+    assert system_text(from_a) == "Be very brief."
+    assert protocol_hash(from_a, GenerationConfig()) != protocol_hash(inline, GenerationConfig())
 
 
 @pytest.mark.parametrize("shots", [0, 1, 2, 4])
@@ -157,4 +220,4 @@ def test_protocol_hash_known_value():
     assert protocol_hash(PromptConfig(), GenerationConfig()) == PINNED_DEFAULT_HASH
 
 
-PINNED_DEFAULT_HASH = "94e77fdca04601b7"  # + generation.repetition_penalty
+PINNED_DEFAULT_HASH = "2cfd45bc2c71a9ef"  # + generation.inherit/min_new_tokens/temperature/top_k/top_p/eos

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import random
 from dataclasses import replace
@@ -11,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from icl_kit.core.config import LVLMConfig, PromptConfig, QwenConfig
+from icl_kit.core.config import GenerationConfig, LVLMConfig, PromptConfig, QwenConfig
 from icl_kit.core.errors import KitError
 from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
-from icl_kit.lvlm.base import Request
+from icl_kit.lvlm.base import LVLM, Generation, Request
 from icl_kit.lvlm.qwen import QwenLVLM, run_in_batches
 from icl_kit.lvlm.registry import build_lvlm
 
@@ -221,7 +222,7 @@ def test_missing_model_folder(tmp_path):
 
 def test_uncached_hub_id_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(KitError, match="no network"):
+    with pytest.raises(KitError, match="HF_HUB_OFFLINE is set; download it .*hf download nobody/not-a-model"):
         QwenLVLM(tiny_cfg(model="nobody/not-a-model"))
 
 
@@ -291,3 +292,227 @@ def test_unreadable_image_is_a_clear_error(lvlm, data, tmp_path):
     missing = replace(test[0], image_path=tmp_path / "absent.jpg")
     with pytest.raises(KitError, match=r"absent.jpg for question \d+ is missing"):
         lvlm.score([Request((), missing)], ["red"])
+
+
+# ------------------------------------------------------------- decoding
+def study_generate(model, batch) -> torch.Tensor:
+    """The study's call (STUDY_FORMATS.md §8.2): four kwargs, the rest from the checkpoint's generation config."""
+    with torch.inference_mode():
+        return model.generate(**batch, max_new_tokens=5, num_beams=3, length_penalty=0.0, min_new_tokens=0)
+
+
+def test_inherit_checkpoint_decodes_as_the_study(lvlm, requests, tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from icl_kit.lvlm.agreement import DECODING_FILE, write_description
+
+    study = GenerationConfig(inherit="checkpoint", do_sample=None, repetition_penalty=None)
+    inherit = QwenLVLM(tiny_cfg(generation=study, batch_size=1))
+    d = inherit.decoding
+    # The checkpoint's sampling flags (tests/fixtures/tiny-qwen2.5-vl/generation_config.json), the params' four.
+    assert (d["do_sample"], d["top_k"], d["top_p"], d["temperature"], d["repetition_penalty"]) == (
+        True, 1, 0.001, 0.1, 1.05)
+    assert (d["num_beams"], d["max_new_tokens"], d["min_new_tokens"], d["length_penalty"]) == (3, 5, 0, 0.0)
+    assert lvlm.decoding["do_sample"] is False and lvlm.decoding["repetition_penalty"] == 1.0
+    assert inherit.fingerprint() != lvlm.fingerprint()
+    fresh = Qwen2_5_VLForConditionalGeneration.from_pretrained(TINY_QWEN, dtype=torch.float32).eval()
+    for r in requests[:6]:
+        batch = inherit.encode([inherit.prepare(r)])
+        ref = study_generate(fresh, batch)
+        want = inherit.processor.batch_decode(ref[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert [g.text for g in inherit.generate([r])] == want
+    write_description(inherit, tmp_path)
+    record = json.loads((tmp_path / DECODING_FILE).read_text())
+    assert record["decoding"] == d and record["attn_implementation"] == "sdpa" and record["dtype"] == "float32"
+
+
+def test_eos_and_min_new_tokens_are_params(lvlm, requests):
+    stop = QwenLVLM(tiny_cfg(generation=GenerationConfig(eos_token_id=[1026], min_new_tokens=3)),
+                    model=lvlm.model, processor=lvlm.processor)
+    assert stop.gen_config.eos_token_id == [1026] and lvlm.gen_config.eos_token_id == [1026, 1024]
+    assert stop.fingerprint() != lvlm.fingerprint()
+    tok = lvlm.processor.tokenizer
+    for g in stop.generate(requests[:4]):
+        assert len(tok(g.text, add_special_tokens=False).input_ids) >= 3
+
+
+def test_null_pixel_bounds_are_qwen_vl_utils_defaults(lvlm, requests):
+    from icl_kit.lvlm.qwen import image_tokens
+
+    assert image_tokens(480, 640, None, None) == 17 * 23 == 391  # a COCO image keeps its size (sides / 28)
+    assert image_tokens(480, 640, 3136, 200704) == 13 * 18 == 234  # the kit's default cap
+    assert image_tokens(20, 20, None, None) == 4  # the floor: 4 tokens (56 x 56)
+    free = QwenLVLM(tiny_cfg(qwen=QwenConfig(min_pixels=None, max_pixels=None)), model=lvlm.model,
+                    processor=lvlm.processor)
+    prepared = [free.prepare(r) for r in requests[:4]]
+    batch = free.encode(prepared)
+    assert batch["attention_mask"].sum(dim=1).tolist() == [p.length for p in prepared]
+    assert free.fingerprint() != lvlm.fingerprint()
+    assert "min_pixels" not in free.messages(requests[0])[-1]["content"][0]
+
+
+# ------------------------------------------------------------- shared prefill
+def test_shared_prefill_auto_checks_and_falls_back(lvlm, requests, caplog, monkeypatch):
+    auto = QwenLVLM(tiny_cfg(), model=lvlm.model, processor=lvlm.processor)
+    assert auto.use_prefill is None
+    ref = auto.generate(requests[:4])
+    assert auto.use_prefill is True  # the two paths agree on the tiny model (this transformers' cache API)
+    broken = QwenLVLM(tiny_cfg(), model=lvlm.model, processor=lvlm.processor)
+
+    def fail(batch):
+        raise RuntimeError("cache layout changed")
+
+    monkeypatch.setattr(broken, "_generate_prefilled", fail)
+    with caplog.at_level(logging.WARNING):
+        assert broken.generate(requests[:4]) == ref
+    assert broken.use_prefill is False
+    assert "using plain generate, because on a check prompt it failed (RuntimeError: cache layout" in caplog.text
+    off = QwenLVLM(tiny_cfg(shared_prefill="off"), model=lvlm.model, processor=lvlm.processor)
+    assert off.use_prefill is False and off.generate(requests[:4]) == ref
+
+
+def test_prefill_of_a_prompt_ending_in_an_image_is_a_kit_error(lvlm, requests):
+    batch = lvlm.encode([lvlm.prepare(requests[0])])
+    batch["mm_token_type_ids"][:, -1] = 1
+    with pytest.raises(KitError, match="end in a text token.*shared_prefill: off"):
+        lvlm.prefill(batch)
+
+
+def test_both_cache_apis():
+    from types import SimpleNamespace
+
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from icl_kit.lvlm.qwen_loading import cache_kwarg, output_cache
+
+    class Old:  # transformers < 5.24: forward(..., past_key_values=...)
+        def forward(self, input_ids=None, past_key_values=None): ...
+
+    assert cache_kwarg(Old) == "past_key_values"
+    import transformers
+    new_api = tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (5, 24)
+    assert cache_kwarg(Qwen2_5_VLForConditionalGeneration) == ("cache" if new_api else "past_key_values")
+    assert output_cache(SimpleNamespace(past_key_values="kv")) == "kv"
+    assert output_cache(SimpleNamespace(cache="kv2", past_key_values=None)) == "kv2"
+
+
+# ------------------------------------------------------------- first run on a GPU box
+def test_attention_choice(monkeypatch, caplog):
+    import sys
+    import types
+
+    from icl_kit.lvlm.qwen_loading import flash_attn_problem, resolve_attn
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    with caplog.at_level(logging.INFO):
+        assert resolve_attn("auto", cpu) == "sdpa"
+    with pytest.raises(KitError, match="flash_attention_2' but flash-attention 2 needs CUDA"):
+        resolve_attn("flash_attention_2", cpu)
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # not installed: import fails
+    assert flash_attn_problem().startswith("flash-attn does not import")
+    # A module that imports but is no real install (find_spec alone would accept it).
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    assert "transformers does not report" in flash_attn_problem()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert resolve_attn("auto", cuda) == "sdpa"
+    assert caplog.text.count("using sdpa because transformers does not report") == 1
+    assert resolve_attn("eager", cuda) == "eager"
+
+
+def test_cached_hub_id_loads_from_its_snapshot_without_network(tmp_path, monkeypatch):
+    import shutil
+    import socket
+
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someorg--tiny-qwen"
+    shutil.copytree(TINY_QWEN, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network call")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    from icl_kit.core.hub import locate_model
+
+    assert locate_model("someorg/tiny-qwen", "model", "lvlm.model") == str(repo / "snapshots" / commit)
+    assert QwenLVLM(tiny_cfg(model="someorg/tiny-qwen")).fingerprint()  # loads, no network call
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA messages")
+def test_device_messages(caplog):
+    from icl_kit.core.devices import resolve_device
+
+    with caplog.at_level(logging.INFO):
+        assert resolve_device("auto", "lvlm.device").type == "cpu"
+    assert "lvlm.device=auto chose cpu" in caplog.text
+    with pytest.raises(KitError, match=r"lvlm.device='cuda' but CUDA is not available here: this torch is a") as e:
+        resolve_device("cuda", "lvlm.device")
+    assert str(e.value).count(".") >= 1 and "\n" not in str(e.value)
+
+
+def test_fingerprint_covers_attention_and_decoding(lvlm):
+    eager = copy.deepcopy(lvlm.model)
+    eager.config._attn_implementation = "eager"
+    assert QwenLVLM(tiny_cfg(), model=eager, processor=lvlm.processor).fingerprint() != lvlm.fingerprint()
+    beams = QwenLVLM(tiny_cfg(generation=GenerationConfig(num_beams=2)), model=lvlm.model, processor=lvlm.processor)
+    assert beams.fingerprint() != lvlm.fingerprint()
+
+
+# ------------------------------------------------------------- batch agreement
+class FlipWhenBatched(LVLM):
+    """The real LVLM, except that batched answers to the queries in `flip` are changed (a known disagreement)."""
+
+    def __init__(self, inner: QwenLVLM, flip: set[int]) -> None:
+        self.inner, self.flip, self.calls = inner, flip, 0
+        self.device = inner.device
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    def generate(self, requests):
+        self.calls += 1
+        out = self.inner.generate(requests)
+        if len(requests) == 1:
+            return out
+        return [Generation(g.text + "!", g.answer) if r.query.question_id in self.flip else g
+                for r, g in zip(requests, out, strict=True)]
+
+    def score(self, requests, answers):
+        return self.inner.score(requests, answers)
+
+
+def test_agreement_check_bf16_measures_records_and_stops(data, tmp_path):
+    from icl_kit.lvlm.agreement import AGREEMENT_FILE, check_agreement, sample_requests
+
+    pool, test = data
+    cfg = tiny_cfg(dtype="bfloat16", agreement_check=20)
+    bf16 = QwenLVLM(cfg)
+    record = check_agreement(bf16, cfg, pool, test, tmp_path, seed=0)
+    reqs = sample_requests(pool, test, 20, 0)
+    assert sample_requests(pool, test, 20, 0) == reqs and sorted({len(r.icds) for r in reqs}) == [1, 2, 3, 4]
+    assert record == json.loads((tmp_path / AGREEMENT_FILE).read_text())
+    assert (record["n"], record["batch_size"], record["dtype"]) == (20, BATCH, "bfloat16")
+    assert record["agree"] + len(record["differ"]) == 20 and record["agree"] >= 17  # bf16 round-off: a few at most
+    assert all(d["batched"] != d["alone"] for d in record["differ"])
+
+    flip = {reqs[i].query.question_id for i in (0, 1, 2)}
+    flipped = FlipWhenBatched(QwenLVLM(tiny_cfg(dtype="bfloat16", agreement_check=20)), flip)
+    n_flip = sum(r.query.question_id in flip for r in reqs)
+    before = record["agree"]
+    with pytest.raises(KitError, match=rf"on {20 - before + n_flip}/20 prompts .* lvlm.batch_size: 1 .* float32"):
+        check_agreement(flipped, replace(cfg, max_disagreement=0.05), pool, test, tmp_path / "run2", seed=0)
+    again = json.loads((tmp_path / "run2" / AGREEMENT_FILE).read_text())  # kept for inspection
+    assert again["agree"] == before - n_flip and n_flip >= 3
+    calls = flipped.calls
+    lenient = replace(cfg, max_disagreement=0.5)
+    assert check_agreement(flipped, lenient, pool, test, tmp_path / "run2", seed=0) == again
+    assert flipped.calls == calls  # measured once per fingerprint: read back, not recomputed
+    assert check_agreement(bf16, replace(cfg, agreement_check=None), pool, test, tmp_path / "r3", 0) is None  # CPU
+    assert check_agreement(bf16, replace(cfg, batch_size=1), pool, test, tmp_path / "r4", 0) is None

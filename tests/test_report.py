@@ -391,3 +391,14 @@ def test_forest_caption_mentions_squares_only_with_summary_rows(run):
     df.loc[df.index[0], "mode"] = "summary"
     df.to_csv(run / "stats" / "comparisons.csv", index=False)
     assert "Squares: summary-only" in md(run, "en")
+
+
+def test_configuration_shows_batch_agreement(run):
+    assert "one-at-a-time" not in md(run, "en")  # no lvlm_agreement.json: no row
+    (run / "lvlm_agreement.json").write_text(json.dumps(
+        {"fingerprint": "f", "batch_size": 16, "dtype": "bfloat16", "seed": 0, "n": 64, "agree": 63, "differ": []}))
+    en, zh = md(run, "en"), md(run, "zh")
+    config = en.split("## II.")[0]
+    assert "| Batch agreement | batched answers equal one-at-a-time answers on 63/64 prompts (batch 16, bfloat16) |" \
+        in config
+    assert "批处理答案与逐条答案在 63/64 个提示上相同（批大小 16，bfloat16）" in zh.split("## 二")[0]

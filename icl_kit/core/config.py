@@ -89,7 +89,12 @@ class PromptConfig:
     system_prompt: str = opt(
         "You will see example image-question pairs, each followed by its short answer. "
         "Answer the last question in the same short format: a word or a short phrase.",
-        "System message text; '' means no system message.",
+        "System message text; '' means no system message (Qwen's chat template then adds its own default).",
+    )
+    system_prompt_file: str = opt(
+        "", "PATH or PATH:KEY: read the system message from a text file (trailing newlines dropped) or from "
+        "the (dotted) KEY of a YAML file, e.g. the study's configs/infer_model/qwen2.5_vl_3B.yaml:system_prompt; "
+        "$VARS and ~ are expanded. When set it replaces system_prompt; '' = use system_prompt.",
     )
     icd_template: str = opt("Question:{question} Short answer:{answer}", "Text after each ICD image.")
     query_template: str = opt("Question:{question} Short answer:", "Text after the query image.")
@@ -121,14 +126,27 @@ def check_template(key: str, template: str, fields: tuple[str, ...]) -> None:
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings, set explicitly so a checkpoint's own config cannot change them."""
+    """Decoding settings. A null field is unset: `inherit` says where its value comes from."""
 
-    num_beams: int = opt(3, "Beam width (1 = greedy).", min=1)
-    max_new_tokens: int = opt(5, "Maximum answer tokens.", min=1)
-    length_penalty: float = opt(0.0, "Beam-search length penalty.")
-    do_sample: bool = opt(False, "Sample instead of beam/greedy search.")
-    repetition_penalty: float = opt(
+    inherit: Literal["none", "checkpoint"] = opt(
+        "none", "Where unset (null) fields come from: 'none' = transformers' library defaults (never the "
+        "checkpoint's generation_config.json, so a checkpoint cannot change decoding); 'checkpoint' = the "
+        "model's generation_config.json, as plain `model.generate(**kwargs)` does (the study's protocol)."
+    )
+    num_beams: int | None = opt(3, "Beam width (1 = greedy).", min=1)
+    max_new_tokens: int | None = opt(5, "Maximum answer tokens.", min=1)
+    min_new_tokens: int | None = opt(0, "Minimum answer tokens (the study passes 0).", min=0)
+    length_penalty: float | None = opt(0.0, "Beam-search length penalty.")
+    do_sample: bool | None = opt(False, "Sample instead of beam/greedy search.")
+    repetition_penalty: float | None = opt(
         1.0, "Repetition penalty (Qwen's own generation config uses 1.05; 1.0 = none).", min=0.0
+    )
+    temperature: float | None = opt(None, "Sampling temperature (used only when sampling).", min=0.0)
+    top_k: int | None = opt(None, "Sampling top-k (used only when sampling).", min=0)
+    top_p: float | None = opt(None, "Sampling top-p (used only when sampling).", min=0.0, max=1.0)
+    eos_token_id: list[int] | None = opt(
+        None, "Token ids that end an answer; null = the checkpoint's (Qwen2.5-VL: <|im_end|> and "
+        "<|endoftext|>). The study passes the tokenizer's eos only: [151645] (<|im_end|>) for Qwen2.5-VL."
     )
 
 
@@ -139,8 +157,13 @@ class QwenConfig:
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = opt(
         "auto", "'auto' = flash-attention 2 when installed, else sdpa."
     )
-    min_pixels: int = opt(3136, "Smallest image area fed to the vision tower.", min=1)
-    max_pixels: int = opt(200704, "Largest image area fed to the vision tower.", min=1)
+    min_pixels: int | None = opt(
+        3136, "Smallest image area fed to the vision tower; null = qwen-vl-utils' default (4·28² = 3136).", min=1
+    )
+    max_pixels: int | None = opt(
+        200704, "Largest image area fed to the vision tower (200704 = 256 LLM tokens); null = qwen-vl-utils' "
+        "default (16384·28², so COCO images keep about their native size: 640x480 = 391 tokens).", min=1
+    )
 
 
 @dataclass
@@ -162,6 +185,19 @@ class LVLMConfig:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = opt("auto", "Weights dtype.")
     device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
     batch_size: int = opt(16, "Prompts per forward pass (length-sorted batches).", min=1)
+    shared_prefill: Literal["auto", "on", "off"] = opt(
+        "auto", "Prefill each prompt once and repeat its KV cache per beam (saves num_beams-1 language-model "
+        "prefills per prompt). 'auto' checks one prompt through both paths at start-up and falls back to "
+        "plain generate (one log line) on a mismatch or an error; 'off' = plain generate (the study's path)."
+    )
+    agreement_check: int | None = opt(
+        None, "Prompts (a seeded sample) answered batched and one at a time, once per LVLM fingerprint, "
+        "recorded in the run folder (lvlm_agreement.json) and the report; null = 64 on CUDA, 0 on CPU.", min=0
+    )
+    max_disagreement: float = opt(
+        0.05, "Largest share of agreement-check prompts whose batched answer may differ from the "
+        "one-at-a-time answer; above it the run stops (use batch_size: 1 or dtype: float32).", min=0.0, max=1.0
+    )
     prompt: PromptConfig = section(PromptConfig)
     generation: GenerationConfig = section(GenerationConfig)
     qwen: QwenConfig = section(QwenConfig)
@@ -290,8 +326,14 @@ class EvalConfig:
 
     systems: list[str] = opt(
         ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"],
-        "random | zero_shot | similarity | a checkpoint path or glob (relative to the run folder); append "
-        "':study_renames' to read a file renamed by the study's converter (STUDY_FORMATS.md §4.3).",
+        "random | zero_shot | similarity (fused image+text embedding) | similarity_i2t | similarity_i2i | "
+        "similarity_t2t (the study's one-modality CLIP retrievers: query image or text vs pool text or image) | "
+        "a checkpoint path or glob (relative to the run folder); append ':study_renames' to read a file "
+        "renamed by the study's converter (STUDY_FORMATS.md §4.3).",
+    )
+    similarity_order: Literal["first", "last"] = opt(
+        "first", "Where the similarity systems put the most similar ICD: first (selection order) or last, "
+        "next to the query (the study's mmtopk_reversed_order)."
     )
     shots: list[int] = opt([1, 2, 3, 4], "Shots; the selection is made at max(shots), shot k = first k.")
     questions: Literal["first", "random", "all"] = opt("first", "Which test questions.")

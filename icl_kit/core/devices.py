@@ -12,15 +12,37 @@ from icl_kit.core.errors import KitError
 log = logging.getLogger(__name__)
 
 
+def cuda_problem() -> str:
+    """Why CUDA is not usable here, as the end of a sentence ('' when it is usable)."""
+    if torch.cuda.is_available():
+        return ""
+    if torch.version.cuda is None:
+        return "this torch is a CPU-only build; install the CUDA build of torch that matches the driver"
+    try:
+        torch.cuda.init()  # raises with the driver's own reason (no driver, too old, no device visible)
+        reason = "it sees no GPU"
+    except (RuntimeError, AssertionError) as exc:
+        reason = (str(exc).strip().splitlines() or ["it sees no GPU"])[0].rstrip(".")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    return (f"this torch is a CUDA {torch.version.cuda} build but cannot use the driver ({reason}){hint}; "
+            "check `nvidia-smi` and the driver version")
+
+
 def resolve_device(spec: str, key: str = "device") -> torch.device:
-    """'auto' -> CUDA when present, else CPU (logged); 'cuda' without CUDA is a KitError naming `key`."""
+    """'auto' -> CUDA when usable, else CPU (logged, with the reason on a CUDA build); 'cuda' without a
+    usable CUDA is a KitError naming `key` and the reason."""
     if spec == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        log.info("%s=auto chose %s", key, device)
+        problem = cuda_problem() if torch.version.cuda is not None else ""
+        if problem:
+            log.warning("%s=auto chose cpu: %s", key, problem)
+        else:
+            log.info("%s=auto chose %s", key, device)
         return device
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise KitError(f"{key}={spec!r} but CUDA is not available here; use 'auto' or 'cpu'.")
+        raise KitError(f"{key}={spec!r} but CUDA is not available here: {cuda_problem()}; or use 'auto' or 'cpu'.")
     return device
 
 

@@ -35,7 +35,7 @@ from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl
 from icl_kit.evaluation.io import CellKey, merge_predictions, read_done, shard_path, write_summary
-from icl_kit.evaluation.systems import System, resolve_systems, select
+from icl_kit.evaluation.systems import System, resolve_systems, select, shot_icds
 from icl_kit.run_context import RunContext
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def plan_cells(
     *,
     seed: int,
     pool_spec: str,
+    similarity_order: str = "first",
 ) -> tuple[list[Cell], int]:
     """(cells still to answer, cells already done); one selection at max(shots) per system."""
     shots = sorted(set(shots))
@@ -101,7 +102,7 @@ def plan_cells(
         selection = select(system, world, qids, max(shots), seed=seed, pool_spec=pool_spec)
         for shot in shots:
             for q in qids:
-                cell = Cell(system, shot, q, selection[q][:shot])
+                cell = Cell(system, shot, q, shot_icds(system, selection[q], shot, similarity_order))
                 if cell.key in done:
                     _check_same_icds(cell, done[cell.key])
                     skipped += 1
@@ -157,7 +158,7 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
         qids = test_question_ids(ctx.test_records, cfg.questions, cfg.n, cfg.seed)
         mine = qids[ranks.rank :: ranks.world]
         todo, skipped = plan_cells(systems, ctx, mine, cfg.shots, read_done(paths.predictions),
-                                   seed=cfg.seed, pool_spec=cfg.pool)
+                                   seed=cfg.seed, pool_spec=cfg.pool, similarity_order=cfg.similarity_order)
         out = paths.predictions if ranks.world == 1 else shard_path(paths.eval_dir, ranks.rank)
         calls_before = ctx.service.calls
         answer_cells(todo, ctx.service, out, cfg.chunk, progress and ranks.rank == 0)

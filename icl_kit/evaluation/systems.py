@@ -1,9 +1,16 @@
 """Evaluation systems and the ICDs each one selects for each test question.
 
-A system is a baseline (`zero_shot`, `random`, `similarity`) or a selector
+A system is a baseline (`zero_shot`, `random`, a similarity retriever) or a selector
 checkpoint (a path or glob relative to the run folder). Every system makes ONE
 selection of k_max = max(shots) ICDs per question; shot k shows its first k
 (the study's protocol), so a system's shots share prefixes.
+
+Similarity retrievers: `similarity` ranks the pool by the fused (image+question) embedding
+the selector sees; `similarity_i2t`, `similarity_i2i`, `similarity_t2t` are the study's
+one-modality CLIP retrievers (STUDY_FORMATS.md §8.3): the letter before the 2 is the query's
+modality (image or question text), the letter after it the pool's. With
+`eval.similarity_order: last` (the study's `mmtopk_reversed_order`) shot k shows the top k
+with the most similar LAST, next to the query: still the top k, only their order changes.
 
 Selections depend only on the question (never on which other questions are in
 the batch or shard), so a sharded run selects exactly what a one-process run does.
@@ -26,7 +33,14 @@ from icl_kit.core.errors import KitError
 log = logging.getLogger(__name__)
 
 SystemKind = Literal["zero_shot", "random", "similarity", "checkpoint"]
-BASELINES: tuple[SystemKind, ...] = ("zero_shot", "random", "similarity")
+# Similarity system -> (query embedding, pool embedding): parts of RunContext.emb.
+SIMILARITY_MODES: dict[str, tuple[str, str]] = {
+    "similarity": ("emb", "emb"),
+    "similarity_i2t": ("img", "txt"),
+    "similarity_i2i": ("img", "img"),
+    "similarity_t2t": ("txt", "txt"),
+}
+BASELINES: tuple[str, ...] = ("zero_shot", "random", *SIMILARITY_MODES)
 SIMILARITY_POOL_PREFIX = "similarity_top"  # eval.pool = "similarity_top64" etc.
 SELECT_BATCH = 512  # questions per selector forward pass (selection is per-row, so any size gives the same picks)
 V2_SUFFIX = "_v2format"
@@ -44,7 +58,7 @@ class EvalWorld(Protocol):
     @property
     def pools(self) -> dict[int, list[int]]: ...  # RandSampler candidate pool per query
 
-    def emb(self, qids: list[int] | torch.Tensor) -> torch.Tensor: ...  # embeddings [N, d] / [B, K, d]
+    def emb(self, qids: list[int] | torch.Tensor, part: str = "emb") -> torch.Tensor: ...  # [N, d] / [B, K, d]
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ def resolve_systems(
     out: list[System] = []
     for spec in specs:
         if spec in BASELINES:
-            out.append(System(name=spec, kind=spec))  # type: ignore[arg-type]
+            out.append(System(name=spec, kind="similarity" if spec in SIMILARITY_MODES else spec))  # type: ignore[arg-type]
             continue
         spec, renames = _study_renames(spec)
         paths = _checkpoint_paths(spec, run_dir)
@@ -160,14 +174,19 @@ def candidate_pools(world: EvalWorld, qids: Sequence[int], pool_spec: str) -> di
     return similarity_selection(world, qids, similarity_k(pool_spec))
 
 
-def similarity_selection(world: EvalWorld, qids: Sequence[int], k: int) -> dict[int, list[int]]:
-    """The k demonstrations most cosine-similar to each question, most similar first."""
+def similarity_selection(world: EvalWorld, qids: Sequence[int], k: int,
+                         mode: str = "similarity") -> dict[int, list[int]]:
+    """The k demonstrations most cosine-similar to each question, most similar first.
+
+    `mode` names the embeddings compared (SIMILARITY_MODES): fused, or one modality each side.
+    """
     from icl_kit.selection.pools import similarity_topk
 
     if not qids:
         return {}
-    top = similarity_topk(world.emb(list(qids)), world.emb(world.pool_ids), world.pool_ids, k,
-                          exclude_ids=list(qids))
+    query_part, pool_part = SIMILARITY_MODES[mode]
+    top = similarity_topk(world.emb(list(qids), query_part), world.emb(world.pool_ids, pool_part),
+                          world.pool_ids, k, exclude_ids=list(qids))
     return {q: [int(i) for i in ids] for q, ids in zip(qids, top, strict=True)}
 
 
@@ -182,8 +201,16 @@ def select(system: System, world: EvalWorld, qids: Sequence[int], k_max: int, *,
 
         return {q: tuple(int(i) for i in random_icds(q, world.pool_ids, k_max, seed)) for q in qids}
     if system.kind == "similarity":
-        return {q: tuple(ids) for q, ids in similarity_selection(world, qids, k_max).items()}
+        return {q: tuple(ids) for q, ids in similarity_selection(world, qids, k_max, system.name).items()}
     return checkpoint_selection(system.selector, world, candidate_pools(world, qids, pool_spec), k_max)
+
+
+def shot_icds(system: System, selection: tuple[int, ...], shot: int,
+              similarity_order: str = "first") -> tuple[int, ...]:
+    """The ICDs of one cell, in prompt order: the first `shot` of the selection; a similarity
+    system under `eval.similarity_order: last` shows them reversed (most similar next to the query)."""
+    first = tuple(selection[:shot])
+    return first[::-1] if system.kind == "similarity" and similarity_order == "last" else first
 
 
 def checkpoint_selection(selector: Any, world: EvalWorld, pools: dict[int, list[int]], k_max: int) -> Selection:

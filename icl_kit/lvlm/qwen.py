@@ -4,18 +4,20 @@ Batches are formed from requests of similar prompt length (sorted by exact token
 order restored afterwards) and padded on the LEFT, so every prompt ends at the same
 column and generation starts together. The 3D (M-RoPE) position ids are computed by
 the model's `get_rope_index` from the attention mask, so padding does not move them:
-a prompt gets the same answer alone as in a batch (up to float round-off near ties).
+a prompt gets the same answer alone as in a batch up to float round-off near ties; in
+bf16 that round-off does flip some answers, which `icl_kit.lvlm.agreement` measures.
 
-Two savings that leave the answers unchanged: each prompt is prefilled once and its KV
-cache repeated per beam (`QwenLVLM.prefill`), and resized images are cached by path
-(`resized_image`), since ICD and query images recur across shots and prompts.
+Two savings: each prompt's language-model prefill runs once and its KV cache is repeated
+per beam (`QwenLVLM.prefill`, `lvlm.shared_prefill`), and resized images are cached by
+path (`resized_image`), since ICD and query images recur across shots and prompts.
+Loading (dtype, attention, device, transformers' cache API) is in `qwen_loading`;
+decoding params -> GenerationConfig in `decoding`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -27,14 +29,14 @@ import torch
 from PIL import Image
 from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
 from tqdm.auto import tqdm
-from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import GenerationConfig
 
 from icl_kit.core.config import LVLMConfig
-from icl_kit.core.devices import resolve_device
 from icl_kit.core.errors import KitError
-from icl_kit.core.hub import locate_model
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
+from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
+from icl_kit.lvlm.qwen_loading import cache_kwarg, load_model_and_processor, output_cache
 from icl_kit.lvlm.registry import register_backend
 
 log = logging.getLogger(__name__)
@@ -42,66 +44,13 @@ T = TypeVar("T")
 
 PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
 IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across shots and prompts
-CPU_DTYPE = torch.float32  # bf16 matmuls on CPU are slow and round differently per batch
-CUDA_DTYPE = torch.bfloat16
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the fingerprint
+TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")  # per-token inputs (cut for the prefill)
 
 
-# ------------------------------------------------------------------ resolving
-def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """'auto' -> bfloat16 on CUDA, float32 on CPU."""
-    if spec == "auto":
-        return CUDA_DTYPE if device.type == "cuda" else CPU_DTYPE
-    return DTYPES[spec]
-
-
-def resolve_attn(spec: str, device: torch.device) -> str:
-    """'auto' -> flash_attention_2 when flash-attn is installed and on CUDA, else sdpa."""
-    if spec != "auto":
-        return spec
-    has_flash = importlib.util.find_spec("flash_attn") is not None
-    return "flash_attention_2" if has_flash and device.type == "cuda" else "sdpa"
-
-
-def load_model_and_processor(cfg: LVLMConfig) -> tuple[Any, Any, torch.device]:
-    """Load the model (eval mode) and processor; any loading failure is one KitError."""
-    source = locate_model(cfg.model, "Qwen2.5-VL model", "lvlm.model")
-    device = resolve_device(cfg.device, "lvlm.device")
-    dtype = resolve_dtype(cfg.dtype, device)
-    try:
-        processor = AutoProcessor.from_pretrained(source)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, attn_implementation=resolve_attn(cfg.qwen.attn_implementation, device)
-        )
-    except (OSError, ValueError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KitError(f"lvlm.model={cfg.model!r} could not be loaded as Qwen2.5-VL ({first}).") from None
-    processor.tokenizer.padding_side = "left"
-    return model.to(device).eval(), processor, device
-
-
-def explicit_generation_config(cfg: LVLMConfig, checkpoint: GenerationConfig) -> GenerationConfig:
-    """Decoding params from `cfg` only; the checkpoint contributes just its token ids.
-
-    transformers fills every field left unset (None) from the model's generation_config,
-    and Qwen's checkpoint sets do_sample, top_k=1, top_p=0.001, repetition_penalty=1.05:
-    so `QwenLVLM` replaces the model's config by `token_ids_only(...)` and every decoding
-    field that matters is set here (neutral where the params have no key for it).
-    """
-    g = cfg.generation
-    sampling = {"temperature": 1.0, "top_k": 0, "top_p": 1.0} if g.do_sample else {}
-    return GenerationConfig(
-        num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, length_penalty=g.length_penalty,
-        do_sample=g.do_sample, early_stopping=False, num_return_sequences=1,
-        repetition_penalty=getattr(g, "repetition_penalty", 1.0), no_repeat_ngram_size=0,
-        **sampling, **token_ids(checkpoint),
-    )
-
-
-def token_ids(checkpoint: GenerationConfig) -> dict[str, Any]:
-    """The checkpoint's eos/pad/bos token ids (the only part of its generation config kept)."""
-    return {k: getattr(checkpoint, k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
+def pixel_budget(min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+    """The image budget as qwen-vl-utils keys; a null bound is left out, so its default applies."""
+    return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
 
 
 # ------------------------------------------------------------------- batching
@@ -146,20 +95,20 @@ def run_in_batches(
 
 
 @functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
-def resized_image(path: str, min_pixels: int, max_pixels: int) -> Image.Image:
+def resized_image(path: str, min_pixels: int | None, max_pixels: int | None) -> Image.Image:
     """qwen-vl-utils' `fetch_image` (as `process_vision_info` calls it), cached by path.
 
-    RGB, sides resized to multiples of 28 with min_pixels <= area <= max_pixels.
+    RGB, sides resized to multiples of 28 with min_pixels <= area <= max_pixels (null = its default).
     """
     try:
-        return fetch_image({"image": path, "min_pixels": min_pixels, "max_pixels": max_pixels})
+        return fetch_image({"image": path, **pixel_budget(min_pixels, max_pixels)})
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise KitError(f"Image {path} cannot be read ({exc.__class__.__name__}); replace the file.") from None
 
 
-def image_tokens(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
+def image_tokens(height: int, width: int, min_pixels: int | None, max_pixels: int | None) -> int:
     """LLM tokens of one image: (h/28)(w/28) after qwen-vl-utils' smart resize (2x2 patches merge)."""
-    h, w = smart_resize(height, width, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    h, w = smart_resize(height, width, factor=PATCH_FACTOR, **pixel_budget(min_pixels, max_pixels))
     return (h // PATCH_FACTOR) * (w // PATCH_FACTOR)
 
 
@@ -182,14 +131,31 @@ class QwenLVLM(LVLM):
             model, processor, self.device = load_model_and_processor(cfg)
         else:
             self.device = next(model.parameters()).device
-        self.gen_config = explicit_generation_config(cfg, model.generation_config)
+        self.gen_config = resolve_generation(cfg.generation, model.generation_config)
+        # generate() fills unset fields from the model's own config: leave it nothing but token ids.
         model.generation_config = GenerationConfig(**token_ids(model.generation_config))
         self.model, self.processor = model, processor
+        self.decoding = decoding_record(self.gen_config, cfg.generation)
+        log.info("lvlm decoding: %s", json.dumps(self.decoding, sort_keys=True))
+        self.use_prefill: bool | None = {"on": True, "off": False}.get(cfg.shared_prefill)  # None: check first
         self._fingerprint = self._make_fingerprint()
 
     # ------------------------------------------------------------- interface
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    @property
+    def attn_implementation(self) -> str:
+        return str(getattr(self.model.config, "_attn_implementation", None))
+
+    def describe(self) -> dict[str, Any]:
+        """What the run folder records about this LVLM (lvlm_decoding.json)."""
+        return {"backend": "qwen", "model": self.cfg.model, "fingerprint": self._fingerprint,
+                "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+                "attn_implementation": self.attn_implementation, "batch_size": self.cfg.batch_size,
+                "shared_prefill": self.cfg.shared_prefill,
+                "pixels": pixel_budget(self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels),
+                "decoding": self.decoding}
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """Answer every request; batches are length-sorted, results in input order."""
@@ -211,7 +177,7 @@ class QwenLVLM(LVLM):
     # ---------------------------------------------------------------- prompts
     def messages(self, request: Request, load_images: bool = False) -> list[dict[str, Any]]:
         """Chat messages with the image budget on every image item (paths unless `load_images`)."""
-        vision = {"min_pixels": self.cfg.qwen.min_pixels, "max_pixels": self.cfg.qwen.max_pixels}
+        vision = pixel_budget(self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels)
         return build_messages(request.icds, request.query, self.cfg.prompt, load_images=load_images,
                               vision=vision)
 
@@ -231,11 +197,21 @@ class QwenLVLM(LVLM):
     def encode(self, prepared: Sequence[Prepared]) -> Any:
         """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
-        images = [resized_image(it["image"], it["min_pixels"], it["max_pixels"]) for it in items]
-        size = {"shortest_edge": self.cfg.qwen.min_pixels, "longest_edge": self.cfg.qwen.max_pixels}
+        images = [resized_image(it["image"], it.get("min_pixels"), it.get("max_pixels")) for it in items]
         batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
-                               padding_side="left", images_kwargs={"size": size}, return_tensors="pt")
+                               padding_side="left", return_tensors="pt", **self._processor_budget())
         return batch.to(self.device)
+
+    def _processor_budget(self) -> dict[str, Any]:
+        """The processor's own resize bounds set to ours (images arrive resized; this keeps them so).
+
+        A null bound keeps the processor's configured value (Qwen2.5-VL's: qwen-vl-utils' defaults).
+        """
+        q = self.cfg.qwen
+        ours = {k: v for k, v in (("shortest_edge", q.min_pixels), ("longest_edge", q.max_pixels)) if v is not None}
+        if not ours:
+            return {}
+        return {"images_kwargs": {"size": {**dict(self.processor.image_processor.size), **ours}}}
 
     # ---------------------------------------------------------------- batches
     def _in_length_order(
@@ -254,26 +230,51 @@ class QwenLVLM(LVLM):
 
     @torch.inference_mode()
     def _generate_batch(self, items: list[tuple[int, Prepared]]) -> list[str]:
+        if self.use_prefill is None:
+            self.use_prefill = self._prefill_agrees(self.encode([items[0][1]]))
         batch = self.encode([p for _, p in items])
-        text_only = {k: batch[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids",
-                                           "image_grid_thw")}
-        seqs = self.model.generate(**text_only, cache=self.prefill(batch), generation_config=self.gen_config)
+        seqs = self._generate_prefilled(batch) if self.use_prefill else self._generate_plain(batch)
         new = seqs[:, batch["input_ids"].shape[1]:]  # (B, new tokens): left padding aligns prompts
         return self.processor.batch_decode(new, skip_special_tokens=True)
+
+    def _generate_plain(self, batch: Any) -> torch.Tensor:
+        """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
+        return self.model.generate(**batch, generation_config=self.gen_config)
+
+    def _generate_prefilled(self, batch: Any) -> torch.Tensor:
+        # Everything but the pixels: the images are in the prefilled cache already.
+        rest = {k: batch[k] for k in (*TEXT_KEYS, "image_grid_thw") if k in batch}
+        cache = self.prefill(batch)
+        return self.model.generate(**rest, **{cache_kwarg(type(self.model)): cache},
+                                   generation_config=self.gen_config)
+
+    def _prefill_agrees(self, one: Any) -> bool:
+        """lvlm.shared_prefill=auto: one prompt through both paths; False (plain generate) on any difference."""
+        try:
+            same = torch.equal(self._generate_prefilled(one), self._generate_plain(one))
+            why = "its answer differs from plain generate"
+        except (KitError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            same, why = False, f"it failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        if not same:
+            log.warning("lvlm.shared_prefill=auto: using plain generate, because on a check prompt %s", why)
+        return same
 
     def prefill(self, batch: Any) -> Any:
         """KV cache of each prompt but its last token, computed once and repeated per beam.
 
-        transformers' beam search repeats its inputs num_beams times before the prefill, so
-        every prompt (images included) would be run num_beams times. Here it runs once;
-        only the cache is repeated. `generate` then feeds the last prompt token (always text:
-        the newline after "assistant"), with the M-RoPE offsets (`rope_deltas`) this forward
-        left on the model, and decodes exactly as from scratch (the tests compare the two).
+        What it saves: transformers' beam search repeats its inputs num_beams times before the
+        prefill, so the language model would prefill every prompt num_beams times (the images
+        are encoded by the vision tower once either way). Here the language-model prefill runs
+        once; only the cache is repeated. `generate` then feeds the last prompt token (always
+        text: the newline after "assistant"), with the M-RoPE offsets (`rope_deltas`) this
+        forward left on the model, and decodes as from scratch (the tests compare the two;
+        `lvlm.shared_prefill: auto` checks it on the first prompt of a run).
         """
-        assert not bool(batch["mm_token_type_ids"][:, -1].any()), "prompt must end in a text token"
-        head = {k: (v[:, :-1] if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v)
-                for k, v in batch.items()}
-        cache = self.model(**head, use_cache=True, logits_to_keep=1).cache
+        if "mm_token_type_ids" in batch and bool(batch["mm_token_type_ids"][:, -1].any()):
+            raise KitError("lvlm.shared_prefill needs every prompt to end in a text token, and one ends in an "
+                           "image token; set lvlm.shared_prefill: off (or end the query template with text).")
+        head = {k: (v[:, :-1] if k in TEXT_KEYS else v) for k, v in batch.items()}
+        cache = output_cache(self.model(**head, use_cache=True, logits_to_keep=1))
         cache.batch_repeat_interleave(self.gen_config.num_beams)
         return cache
 
@@ -308,7 +309,7 @@ class QwenLVLM(LVLM):
 
     # ------------------------------------------------------------ fingerprint
     def _make_fingerprint(self) -> str:
-        """Hash of the model config, a weights sample, dtype, image budget and prompt protocol.
+        """Hash of the model config, a weights sample, dtype, attention, image budget, prompt and decoding.
 
         The weights sample tells apart two checkpoints of one architecture (e.g. a fine-tune),
         whose cached answers must not be mixed, wherever their folders are.
@@ -319,8 +320,9 @@ class QwenLVLM(LVLM):
             "model": model_cfg,
             "weights": weights_digest(self.model),
             "dtype": str(next(self.model.parameters()).dtype),
+            "attn_implementation": self.attn_implementation,
             "pixels": [self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels],
-            "protocol": protocol_hash(self.cfg.prompt, self.cfg.generation),
+            "protocol": protocol_hash(self.cfg.prompt, self.decoding),  # the resolved decoding, not the params
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

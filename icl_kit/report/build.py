@@ -32,6 +32,7 @@ from icl_kit.core.config import ReportConfig, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import EPOCH_RE, lineage
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
+from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import summary_intervals
@@ -81,7 +82,9 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     accuracy = accuracy_table(paths)
     steps, epochs = split_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
-    return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date)
+    agreement_file = paths.root / AGREEMENT_FILE
+    agreement = json.loads(agreement_file.read_text(encoding="utf-8")) if agreement_file.is_file() else None
+    return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement)
 
 
 def normalise_comparisons(df: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -52,6 +52,7 @@ class ReportInputs:
     steps: pd.DataFrame  # train_log.jsonl step lines
     epochs: pd.DataFrame  # train_log.jsonl epoch lines
     date: str
+    agreement: dict[str, Any] | None = None  # lvlm_agreement.json, when the run measured it
 
 
 class Doc:
@@ -158,6 +159,10 @@ def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, fa
                               reward=p.train.reward.kind)],
         [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
     ]
+    if inputs.agreement:
+        g = inputs.agreement
+        rows.insert(3, [t("cfg_batching"), t("agreement_desc", agree=g["agree"], n=g["n"], batch=g["batch_size"],
+                                             dtype=g["dtype"])])
     doc.add(t.section(0), md_table([t("key"), t("value")], rows))
 
 

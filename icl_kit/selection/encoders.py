@@ -6,8 +6,11 @@ L2-normalised, averaged, and the mean re-normalised,
     e = normalize((normalize(e_img) + normalize(e_txt)) / 2)        # (d,)
 
 `embed_records` caches embeddings in the run folder as
-`{"ids": [question ids], "emb": float32 [N, d], "encoder": name}` and reuses
-the file when the ids and the encoder match.
+`{"ids": [question ids], "emb": float32 [N, d], "img": [N, d], "txt": [N, d], "encoder": name}`
+(img/txt: each modality alone, L2-normalised, for the one-modality similarity baselines
+`similarity_i2t/i2i/t2t`) and reuses the file when the ids and the encoder match. CLIP's image
+and text embeddings share one space, so i2t is meaningful; the `simple` encoder's two parts do
+not (a colour projection vs hashed words), so its i2t is a number without meaning.
 """
 
 from __future__ import annotations
@@ -122,13 +125,17 @@ class SimpleEncoder:
     def from_config(cls, cfg: EncoderConfig) -> SimpleEncoder:
         return cls(dim=cfg.dim, batch_size=cfg.batch_size)
 
+    def parts(self, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (image, question) features, float64 (N, d) each."""
+        img = np.stack([image_features(r.image()) for r in records]) @ self._proj  # (N, d)
+        txt = np.stack([question_features(r.question, self.dim) for r in records])  # (N, d)
+        return img, txt
+
     def encode(self, records: Sequence[Record]) -> torch.Tensor:
         """Unit-norm embeddings, float32 (N, d)."""
         if not records:
             return torch.zeros(0, self.dim)
-        img = np.stack([image_features(r.image()) for r in records]) @ self._proj  # (N, d)
-        txt = np.stack([question_features(r.question, self.dim) for r in records])  # (N, d)
-        return torch.from_numpy(combine(img, txt)).float()
+        return torch.from_numpy(combine(*self.parts(records))).float()
 
 
 # ------------------------------------------------------------------------- CLIP
@@ -174,6 +181,11 @@ class ClipEncoder:
         txt = self.model.get_text_features(**text.to(self.device))
         return img.pooler_output.float().cpu(), txt.pooler_output.float().cpu()
 
+    def parts(self, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw projected (image, question) features, float64 (N, d) each (one batch)."""
+        img, txt = self.features(records)
+        return img.double().numpy(), txt.double().numpy()
+
     def encode(self, records: Sequence[Record]) -> torch.Tensor:
         """Unit-norm embeddings, float32 (N, d), in chunks of `batch_size`."""
         if not records:
@@ -208,23 +220,35 @@ def _load_cache(path: Path, ids: list[int], name: str) -> dict[str, Any] | None:
     return cache
 
 
+def _embed_chunk(encoder: Encoder, records: Sequence[Record]) -> dict[str, torch.Tensor]:
+    """Fused embeddings (and, when the encoder has `parts`, each modality alone), float32 (n, d)."""
+    if not hasattr(encoder, "parts"):
+        return {"emb": encoder.encode(records).float()}
+    img, txt = encoder.parts(records)  # the fused embedding is made from the same features
+    return {k: torch.from_numpy(x).float() for k, x in
+            (("emb", combine(img, txt)), ("img", l2_normalize(img)), ("txt", l2_normalize(txt)))}
+
+
 def embed_records(records: Sequence[Record], encoder: Encoder,
                   cache_path: str | Path | None = None) -> dict[str, Any]:
-    """`{"ids": [question ids], "emb": float32 (N, d)}` for `records`, in their order.
+    """`{"ids": [question ids], "emb": float32 (N, d), "img", "txt"}` for `records`, in their order
+    (img/txt when the encoder has `parts`).
 
     With `cache_path` (the run's embeddings.pt), a cache with the same ids and
     encoder is reused; otherwise the embeddings are computed in batches and saved.
     """
     ids = [r.question_id for r in records]
     path = Path(cache_path) if cache_path else None
-    if path is not None and (cache := _load_cache(path, ids, encoder.name)) is not None:
-        return {"ids": cache["ids"], "emb": cache["emb"]}
-    chunks = []
+    has_parts = hasattr(encoder, "parts")
+    if path is not None and (cache := _load_cache(path, ids, encoder.name)) is not None \
+            and (not has_parts or "img" in cache):
+        return {k: cache[k] for k in ("ids", "emb", "img", "txt") if k in cache}
     step = max(1, encoder.batch_size)
-    for start in tqdm(range(0, len(records), step), desc=f"embed ({encoder.name})", unit="batch"):
-        chunks.append(encoder.encode(records[start:start + step]))
-    emb = torch.cat(chunks).float() if chunks else torch.zeros(0, 0)
-    out = {"ids": ids, "emb": emb}
+    starts = tqdm(range(0, len(records), step), desc=f"embed ({encoder.name})", unit="batch")
+    chunks = [_embed_chunk(encoder, records[start:start + step]) for start in starts]
+    keys = ("emb", "img", "txt") if has_parts else ("emb",)
+    out: dict[str, Any] = {"ids": ids}
+    out.update({k: torch.cat([c[k] for c in chunks]) if chunks else torch.zeros(0, 0) for k in keys})
     if path is not None:
         atomic_torch_save({**out, "encoder": encoder.name}, path)
     return out
