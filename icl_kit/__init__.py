@@ -10,7 +10,7 @@ pulls in torch or transformers only when a function that needs them is touched:
     write_report     report.md + report.html of a run                     (icl_kit.report.build)
     run_pipeline     the four notebooks in order through papermill        (icl_kit.pipeline)
     load_selector    a selector checkpoint of any supported layout        (icl_kit.selection.checkpoints)
-    convert_v3_to_v2 v3 .pt -> Lightning-style v2 .ckpt                   (icl_kit.selection.checkpoints)
+    convert_v3_to_v2 v3 .pt -> Lightning-style v2 .ckpt                   (icl_kit.selection.convert)
     compare_paired   two systems on the same questions                   (icl_kit.stats.paired)
     compare_summary  two systems known only by accuracy and n             (icl_kit.stats.paired)
     vqa_accuracy     the official VQA accuracy of one answer              (icl_kit.data.vqa_accuracy)
@@ -31,7 +31,7 @@ _API = {
     "write_report": ("icl_kit.report.build", "write_report"),
     "run_pipeline": ("icl_kit.pipeline", "run"),
     "load_selector": ("icl_kit.selection.checkpoints", "load_selector"),
-    "convert_v3_to_v2": ("icl_kit.selection.checkpoints", "convert_v3_to_v2"),
+    "convert_v3_to_v2": ("icl_kit.selection.convert", "convert_v3_to_v2"),
     "compare_paired": ("icl_kit.stats.paired", "compare_paired"),
     "compare_summary": ("icl_kit.stats.paired", "compare_summary"),
     "vqa_accuracy": ("icl_kit.data.vqa_accuracy", "vqa_accuracy"),

@@ -43,6 +43,10 @@ DISTRIBUTION = {"yaml": "pyyaml", "PIL": "pillow", "qwen_vl_utils": "qwen-vl-uti
                 "huggingface_hub": "huggingface-hub"}
 
 
+# Imported only inside try/except ImportError, as an optional accelerator: not a dependency.
+OPTIONAL = {"flash_attn"}
+
+
 def _third_party_imports() -> set[str]:
     import ast
     import sys
@@ -54,7 +58,7 @@ def _third_party_imports() -> set[str]:
                 names |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("icl_kit", "__future__")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("icl_kit", "__future__")} - OPTIONAL
 
 
 def test_every_imported_third_party_module_is_declared_in_both_files():
