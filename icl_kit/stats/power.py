@@ -6,6 +6,7 @@ MDE returned here is in POINTS (percent units, x 100), as reports print them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -27,6 +28,14 @@ def sd_paired(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
     return float(np.std(d, ddof=1) * POINTS)
 
 
+@functools.lru_cache(maxsize=65536)
+def effect_at(n: int, alpha: float, power: float) -> float:
+    """Standardised effect |es| a two-sided paired t-test detects with `power` at n and alpha (TTestPower)."""
+    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power, alternative="two-sided")
+    # solve_power may land on the negative root of the symmetric two-sided power function
+    return abs(float(np.squeeze(es)))
+
+
 def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """Minimum detectable difference (points) of a two-sided paired t-test.
 
@@ -35,10 +44,7 @@ def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
     """
     if n < MIN_N:
         return math.nan
-    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
-                                  alternative="two-sided")
-    # solve_power may land on the negative root of the symmetric two-sided power function
-    return abs(float(np.squeeze(es))) * sd
+    return effect_at(int(n), alpha, power) * sd
 
 
 def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
