@@ -543,3 +543,77 @@ def test_cli_stats_missing_run_folder_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     expected = f"icl-kit: error: Run folder {tmp_path / 'nope'} does not exist; pass a folder such as runs/demo."
     assert err.strip() == expected
+
+
+# ------------------------------------------------------------------ exact max-T, families, subsets
+def test_max_t_exact_enumeration_by_hand():
+    """Two epochs differ from the base on 4 questions: all 16 joint sign vectors, counted by hand."""
+    base = np.full(30, 0.3)
+    ep = np.stack([base.copy(), base.copy()])
+    ep[0, :3] = 1.0  # +21 +21 +21 (lattice units)
+    ep[1, 2:4] = 0.6  # +9 on questions 2, 3
+    r = max_t_best_epoch(ep, base)
+    d = np.array([[21, 21, 21, 0], [0, 0, 9, 9]])
+    signs = np.array(list(itertools.product([-1, 1], repeat=4)))
+    null = signs @ d.T  # (16, 2)
+    assert r["method"] == "exact" and r["best_index"] == 0 and r["alternative"] == "one-sided (better)"
+    assert r["naive_p"] == pytest.approx(np.mean(null[:, 0] >= 63)) == pytest.approx(2 / 16)
+    assert r["maxT_p"] == pytest.approx(np.mean(null.max(axis=1) >= 63))
+    assert r["maxT_p"] >= r["naive_p"] and r["best_diff"] == pytest.approx(3 * 0.7 / 30 * 100)
+
+
+def test_max_t_monte_carlo_never_below_exact_naive():
+    rng = np.random.default_rng(15)
+    s = simulate_scores(rng, 1, 200, [0.0, 0.2, 0.25, 0.1])[:, 0]
+    r = max_t_best_epoch(s[1:], s[0], n_perm=500, seed=3)
+    assert r["method"] == "monte_carlo"
+    best = s[1 + r["best_index"]]
+    k = np.rint(best * 30).astype(int) - np.rint(s[0] * 30).astype(int)
+    assert r["naive_p"] == pytest.approx(exact_sign_flip_p(k, "greater"))
+    assert r["maxT_p"] >= r["naive_p"]
+
+
+def test_explicit_comparisons_form_their_own_family():
+    pred = _predictions(np.random.default_rng(16))
+    cfg = StatsConfig(n_boot=200, comparisons=[{"a": "random", "b": "grpo_epoch3", "label": "new best vs baseline"},
+                                               {"a": "grpo_epoch1", "b": "grpo_epoch3", "label": "vs previous best"}],
+                      subsets=["first:20", "random:30:7"])
+    df = run_stats(pred, cfg)
+    prim = df[df.family == "primary"]
+    assert set(prim.label) == {"new best vs baseline", "vs previous best"} and (prim.kind == "explicit").all()
+    assert set(df.subset) == {"all", "first20", "random30_seed7"}
+    ids = sorted(pred.question_id.unique())
+    pick = {ids[i] for i in np.random.default_rng(7).choice(len(ids), 30, replace=False)}
+    row = df[(df.subset == "random30_seed7") & (df.family == "primary")].iloc[0]
+    a = pred[(pred.system == row.system_a) & (pred.shot == row.shot) & pred.question_id.isin(pick)].sort_values(
+        "question_id").acc.to_numpy()
+    b = pred[(pred.system == row.system_b) & (pred.shot == row.shot) & pred.question_id.isin(pick)].sort_values(
+        "question_id").acc.to_numpy()
+    assert row.n == 30 and row["diff"] == pytest.approx((b - a).mean() * 100)
+    for (_, _), g in df.groupby(["subset", "family"]):
+        np.testing.assert_allclose(g.p_adj, adjust(g.p.to_numpy(), "holm"))
+        np.testing.assert_allclose(g.tost_p_adj, adjust(g.tost_p.to_numpy(), "holm"))
+        assert (g.family_size == len(g)).all()
+        paired = g[g["mode"] == "paired"]
+        np.testing.assert_allclose(paired.mde, [mde_paired(sd, n, ALPHA / len(g)) for sd, n in
+                                                zip(paired.sd_diff, paired.n, strict=True)])
+        np.testing.assert_allclose(paired.alpha_power, ALPHA / len(g))
+    # the same pair in both families: the same raw numbers, adjusted in different families
+    both = df[(df.subset == "all") & (df.system_a == "random") & (df.system_b == "grpo_epoch3") & (df.shot == 1)]
+    assert set(both.family) == {"primary", "automatic"} and both.p.nunique() == 1
+    with pytest.raises(KitError, match="stats.comparisons names"):
+        run_stats(pred, StatsConfig(comparisons=[{"a": "random", "b": "nope"}]))
+
+
+def test_subset_and_comparison_config_errors():
+    from icl_kit.core.config import load_params
+
+    assert load_params(None, {"stats.subsets": [100, "first:50", "random:20:3"]}).stats.subsets == [
+        100, "first:50", "random:20:3"]
+    for bad in (["last:5"], ["random:5"], [1]):
+        with pytest.raises(KitError, match=r"stats.subsets\[0\]"):
+            load_params(None, {"stats.subsets": bad})
+    with pytest.raises(KitError, match=r"stats.comparisons\[0\]"):
+        load_params(None, {"stats.comparisons": [{"a": "x"}]})
+    with pytest.raises(KitError, match="interval"):
+        load_params(None, {"stats.interval": "wald"})

@@ -34,7 +34,7 @@ from icl_kit.core.names import EPOCH_RE, lineage
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
-from icl_kit.stats.intervals import summary_intervals
+from icl_kit.stats.intervals import LEVEL, summary_intervals
 from icl_kit.stats.run import run_intervals
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
@@ -46,8 +46,11 @@ REQUIRED = {  # file -> how to make it
 }
 COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
                       "p_adj", "verdict")
-OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "mcnemar_p": np.nan, "tost_p": np.nan, "mde": np.nan,
-                                     "n_needed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all"}
+OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "tost_p": np.nan, "mde": np.nan, "n_needed": np.nan,
+                                     "n_needed_observed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all",
+                                     "tost_low": np.nan, "tost_high": np.nan, "sign_p": np.nan, "n_improved": np.nan,
+                                     "n_worsened": np.nan, "p_method": "exact", "family": "automatic",
+                                     "family_size": np.nan, "label": ""}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
 CSS = """
@@ -77,7 +80,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     params = load_params(paths.params)
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
-    accuracy = accuracy_table(paths)
+    accuracy = accuracy_table(paths, 1 - params.stats.alpha)
     steps, epochs = split_train_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date)
@@ -114,16 +117,16 @@ def split_train_log(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame([r for r in rows if not is_epoch(r)]), pd.DataFrame([r for r in rows if is_epoch(r)])
 
 
-def accuracy_table(paths: RunPaths) -> pd.DataFrame:
-    """Accuracy (percent) with its 95% interval per (system, shot), as notebook 02 shows it.
+def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:
+    """Accuracy (percent) with its interval at `level` (1 - stats.alpha) per (system, shot), as notebook 02 shows it.
 
     Columns system, epoch, shot, n, accuracy, low, high: t intervals from per-question
     scores (plus Wilson intervals of imported summary-only systems), or Wilson
     intervals of eval/summary.csv when the run has no per-question predictions.
     """
     if read_jsonl(paths.predictions):
-        return run_intervals(paths.root)
-    return summary_intervals(pd.read_csv(paths.summary))
+        return run_intervals(paths.root, level)
+    return summary_intervals(pd.read_csv(paths.summary), level)
 
 
 # ------------------------------------------------------------------ html
