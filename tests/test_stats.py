@@ -617,3 +617,92 @@ def test_subset_and_comparison_config_errors():
         load_params(None, {"stats.comparisons": [{"a": "x"}]})
     with pytest.raises(KitError, match="interval"):
         load_params(None, {"stats.interval": "wald"})
+
+
+# ------------------------------------------------------------------ verdicts recomputed from predictions.jsonl
+def _exact_p_by_counting(k: list[int]) -> float:
+    """Two-sided sign-flip p with Python integers: the count of sign vectors per sum, built one question at a time."""
+    counts = {0: 1}
+    for x in (v for v in k if v):
+        nxt: dict[int, int] = {}
+        for s, c in counts.items():
+            nxt[s + x] = nxt.get(s + x, 0) + c
+            nxt[s - x] = nxt.get(s - x, 0) + c
+        counts = nxt
+    obs = abs(sum(k))
+    return sum(c for s, c in counts.items() if abs(s) >= obs) / sum(counts.values())
+
+
+def _score_interval_by_grid(d: np.ndarray, level: float) -> tuple[float, float]:
+    """The score interval as diff_intervals describes it, by brute force over a grid of mu (points)."""
+    n, mean, m2 = d.size, d.mean(), np.mean(d * d)
+    q = st.t.ppf(0.5 + level / 2, n - 1)
+    ends = []
+    for sign in (-1, 1):
+        side = np.abs(d[d * sign > 0])
+        ext = sign * (side.max() if side.size else np.abs(d).max())
+        mu = np.linspace(mean, ext, 200001)[1:]
+        w = (mu - mean) / (ext - mean)
+        sd = np.sqrt(np.maximum((1 - w) * m2 + w * ext**2 - mu**2, 0))
+        ok = np.abs(mu - mean) <= q * sd / math.sqrt(n)
+        ends.append(mu[np.argmin(ok)] * 100 if not ok.all() else ext * 100)
+    return ends[0], ends[1]
+
+
+def _holm(p: list[float]) -> list[float]:
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_run_verdicts_recomputed_from_predictions(tmp_path):
+    """stats_for_run's verdicts equal an independent recomputation from the predictions.jsonl lines:
+    exact p by integer counting, TOST by hand (or (1 - δ/100)^n with no change), the score interval
+    by grid search, Holm by hand within each (subset, family)."""
+    from icl_kit.stats.run import stats_for_run
+
+    run = tmp_path / "r1"
+    _write_run(run, np.random.default_rng(12))
+    cfg = StatsConfig(subsets=["first:25"], comparisons=[{"a": "grpo_epoch1", "b": "grpo_epoch3", "label": "x"}])
+    stats_for_run(run, cfg, progress=False)
+    df = pd.read_csv(run / "stats" / "comparisons.csv", keep_default_na=False, na_values=[""])
+    lines = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    acc = {(r["system"], r["shot"], r["question_id"]): r["acc"] for r in lines}
+    first25 = sorted({r["question_id"] for r in lines})[:25]
+    paired = df[df["mode"] == "paired"].copy()
+    mine = []
+    for r in paired.itertuples():
+        qs = [q for q in (first25 if r.subset == "first25" else sorted({x["question_id"] for x in lines}))
+              if (r.system_a, r.shot, q) in acc and (r.system_b, r.shot, q) in acc]
+        a = np.array([acc[(r.system_a, r.shot, q)] for q in qs])
+        b = np.array([acc[(r.system_b, r.shot, q)] for q in qs])
+        k = [round(y * 30) - round(x * 30) for x, y in zip(a, b, strict=True)]
+        d, delta = b - a, cfg.equivalence_margin / 100
+        if not any(k):
+            tost, lo, hi = (1 - delta) ** len(d), -100 * (1 - 0.05 ** (1 / len(d))), 100 * (1 - 0.05 ** (1 / len(d)))
+        else:
+            se = d.std(ddof=1) / math.sqrt(len(d))
+            tost = max(st.t.sf((d.mean() + delta) / se, len(d) - 1), st.t.sf((delta - d.mean()) / se, len(d) - 1))
+            lo, hi = _score_interval_by_grid(d, 1 - 2 * cfg.alpha)
+        mine.append({"p": _exact_p_by_counting(k), "tost": tost, "lo": lo, "hi": hi, "n": len(qs)})
+    paired = paired.assign(**{f"my_{c}": [m[c] for m in mine] for c in mine[0]})
+    np.testing.assert_allclose(paired.p, paired.my_p, atol=1e-12)
+    np.testing.assert_allclose(paired.tost_p, paired.my_tost, rtol=1e-6)
+    np.testing.assert_allclose(paired.tost_low, paired.my_lo, atol=0.01)
+    np.testing.assert_allclose(paired.tost_high, paired.my_hi, atol=0.01)
+    assert (paired.n == paired.my_n).all()
+    checked = 0
+    for (_, _), g in df.groupby(["subset", "family"]):
+        p_adj = dict(zip(g.index, _holm(list(g.p)), strict=True))
+        t_adj = dict(zip(g.index, _holm(list(g.tost_p)), strict=True))
+        for i in g.index.intersection(paired.index):
+            r = paired.loc[i]
+            expect = ("better" if r["diff"] > 0 else "worse") if p_adj[i] < 0.05 else (
+                "equivalent (±1.0)" if t_adj[i] < 0.05 and -1 < r.my_lo and r.my_hi < 1 else "inconclusive")
+            assert r.verdict == expect, (r.system_a, r.system_b, r.shot, r.subset)
+            checked += 1
+    assert checked == len(paired) > 20 and set(df.family) == {"primary", "automatic"}
+    assert paired.verdict.nunique() >= 2, paired.verdict.value_counts()
