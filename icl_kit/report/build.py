@@ -5,7 +5,7 @@ what is compared; 一 test configuration; 二 results (2.1 tables per subset and
 comparison kind, 2.2 statistics summary); 三 one subsection per comparison, then
 training and best-epoch selection; 四 findings and 五 recommendations, derived
 by the rules of `icl_kit.report.rules`; 六 conclusion. Every difference carries
-its 95% interval and adjusted p; arrows and bold only where significant after
+its 1 − α interval (1 − 2α for TOST) and adjusted p; arrows and bold only where significant after
 adjustment. The date is the day the statistics were written
 (stats/comparisons.csv), so re-rendering a finished run gives the same report.
 
