@@ -45,7 +45,8 @@ def numbers_in(text: str) -> list[float]:
     return out
 
 
-BASE = dict(mcnemar_p=0.5, mode="paired", sd_diff=30.0, mde=8.5)
+BASE = dict(sign_p=0.5, n_improved=12, n_worsened=8, mode="paired", sd_diff=30.0, mde=8.5, n_needed_observed=5000.0,
+            family="automatic", family_size=3, p_method="exact", label="")
 # (subset, n, A, B, kind, shot, acc_a, acc_b, diff, lo, hi, p, p_adj, tost_p, verdict, n_needed)
 ROWS = [
     ("first100", 100, "random", "grpo_epoch2", "vs_baseline", 1, 60.0, 61.0, 1.0, -3.9, 5.8, 0.7, 0.91, 0.6,
@@ -66,7 +67,9 @@ COLS = ["subset", "n", "system_a", "system_b", "kind", "shot", "acc_a", "acc_b",
 
 
 def comparisons_df() -> pd.DataFrame:
-    return pd.DataFrame([dict(zip(COLS, r, strict=True)) | BASE for r in ROWS])
+    """The rows above; the 90% TOST interval is the 95% one narrowed by 0.6 points at each end."""
+    df = pd.DataFrame([dict(zip(COLS, r, strict=True)) | BASE for r in ROWS])
+    return df.assign(tost_low=(df.ci_low + 0.6).round(1), tost_high=(df.ci_high - 0.6).round(1))
 
 
 def train_rows(adv_std: float = 0.001) -> list[dict]:
@@ -141,15 +144,18 @@ def test_phrase_tables_match():
 # ------------------------------------------------------------------ tables
 def test_table_cells_exact(run):
     zh, en = md(run, "zh"), md(run, "en")
-    assert "| grpo_epoch2 | random | 2 | 58.0% | 64.0% | **+6.0** ⬆️ | [+2.1, +9.9] | 0.008 | 显著提升 |" in zh
-    assert ("| grpo_epoch2 | random | 1 | 60.0% | 61.0% | +1.0 | [\u22123.9, +5.8] | 0.91 | "
-            "无可检测差异（需 n≈2\u202f900） |") in zh
-    assert "| grpo_epoch2 | random | 2 | 58.4% | 58.6% | +0.2 | [\u22120.5, +0.9] | 1.00 | 等价（±1.0） |" in zh
-    assert ("| grpo_epoch2 | grpo_epoch1 | 1 | 63.6% | 61.1% | **\u22122.5** ⬇️ | [\u22124.0, \u22121.0] | 0.003 | "
-            "显著下降 |") in zh
-    assert "| **+6.0** ⬆️ | [+2.1, +9.9] | 0.008 | significant gain |" in en
-    assert "| 0.91 | no detectable difference (n needed ≈ 2\u202f900) |" in en
+    assert ("| grpo_epoch2 | random | 2 | 58.0% | 64.0% | **+6.0** ⬆️ | [+2.1, +9.9] | [+2.7, +9.3] | 0.008 | "
+            "显著提升 |") in zh
+    assert ("| grpo_epoch2 | random | 1 | 60.0% | 61.0% | +1.0 | [\u22123.9, +5.8] | [\u22123.3, +5.2] | 0.91 | "
+            "无可检测差异（检出 1.0 点需 n≈2\u202f900） |") in zh
+    assert ("| grpo_epoch2 | random | 2 | 58.4% | 58.6% | +0.2 | [\u22120.5, +0.9] | [+0.1, +0.3] | 1.00 | "
+            "等价（±1.0） |") in zh
+    assert ("| grpo_epoch2 | grpo_epoch1 | 1 | 63.6% | 61.1% | **\u22122.5** ⬇️ | [\u22124.0, \u22121.0] | "
+            "[\u22123.4, \u22121.6] | 0.003 | 显著下降 |") in zh
+    assert "| **+6.0** ⬆️ | [+2.1, +9.9] | [+2.7, +9.3] | 0.008 | significant gain |" in en
+    assert "| 0.91 | no detectable difference (to detect 1.0 points: n ≈ 2\u202f900) |" in en
     assert "| 1.00 | equivalent (±1.0) |" in en
+    assert "| 95% interval | 90% interval (TOST) | Adjusted p |" in en
 
 
 def test_arrows_only_on_significant_rows(run):
@@ -352,20 +358,23 @@ def test_real_stats_output_renders(tmp_path):
     assert json.loads((run / "stats" / "summary.json").read_text())["best_epoch"]
 
 
-def test_adjusted_p_at_the_permutation_floor_reads_as_a_bound(tmp_path):
-    """A raw p at 2 / (n_perm + 1) cannot get smaller: its adjusted p prints as "≤", with a note."""
+def test_adjusted_p_at_the_monte_carlo_floor_reads_as_a_bound(tmp_path):
+    """Only a Monte Carlo p at 1 / (n_perm + 1) is a bound ("≤", with a note); an exact p never is."""
     run = make_run(tmp_path / "r")
     df = comparisons_df()
     row = (df.subset == "all") & (df.kind == "epoch_vs_previous")
-    df.loc[row, ["p", "p_adj"]] = [2 / 10001, 0.0088]  # n_perm = 10 000 (default), family of 44
+    df.loc[row, ["p", "p_adj"]] = [1 / 10001, 0.0088]  # n_perm = 10 000 (default)
+    df.to_csv(run / "stats" / "comparisons.csv", index=False)
+    exact_en = md(run, "en")
+    assert "| [\u22123.4, \u22121.6] | 0.009 | significant drop |" in exact_en and "cannot go below" not in exact_en
+    df.loc[row, "p_method"] = "monte_carlo"
     df.to_csv(run / "stats" / "comparisons.csv", index=False)
     zh, en = md(run, "zh"), md(run, "en")
-    assert "| **\u22122.5** ⬇️ | [\u22124.0, \u22121.0] | ≤0.009 | significant drop |" in en
+    assert "| [\u22123.4, \u22121.6] | ≤0.009 | significant drop |" in en
     assert "adjusted p ≤ 0.009, n = 1\u202f000" in en  # key findings
-    assert "| [+0.3, +1.5] | 0.012 | significant gain |" in en  # not at the floor: a plain p
-    assert "a raw p cannot go below 0.00020" in en and "原始 p 最小只能到 0.00020" in zh
+    assert "| [+0.9, +0.9] | 0.012 | significant gain |" in en  # not at the floor: a plain p
+    assert "raw p cannot go below 0.00010" in en and "原始 p 最小只能到 0.00010" in zh
     assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
-    assert "cannot go below" not in md(make_run(tmp_path / "plain"), "en")  # no row at the floor: no note
 
 
 def test_epochs_are_named_by_their_checkpoints(tmp_path):
@@ -402,3 +411,22 @@ def test_configuration_shows_batch_agreement(run):
     assert "| Batch agreement | batched answers equal one-at-a-time answers on 63/64 prompts (batch 16, bfloat16) |" \
         in config
     assert "批处理答案与逐条答案在 63/64 个提示上相同（批大小 16，bfloat16）" in zh.split("## 二")[0]
+
+
+def test_levels_follow_alpha_and_power_says_its_alpha(tmp_path):
+    """stats.alpha = 0.1: 90% intervals, 80% TOST intervals; MDE and n needed say "at α/3"; naive p one-sided."""
+    run = make_run(tmp_path / "r")
+    params = load_params(run / "params.yaml", ["stats.alpha=0.1"])
+    atomic_write_text(run / "params.yaml", dump_yaml(params))
+    df = comparisons_df()
+    df.loc[0, ["kind", "family", "label"]] = ["explicit", "primary", "new best vs baseline"]
+    df.to_csv(run / "stats" / "comparisons.csv", index=False)
+    en, zh = md(run, "en"), md(run, "zh")
+    assert "95%" not in en and "| 90% interval | 80% interval (TOST) |" in en and "90% 置信区间" in zh
+    assert "bootstrap 95%" not in en and "exact paired sign-flip test" in en
+    assert "At n = 100 and α/3 (the family's level)" in en and "to confirm a difference of the observed size" in en
+    assert "sign test p = 0.50: 12 questions improved, 8 worsened" in en and "McNemar" not in en
+    assert "| Naive p (one-sided) | max-T p |" in en and "Both p-values are one-sided" in en
+    assert "| grpo_epoch2 (new best vs baseline) | random | 1 |" in en
+    assert "**Explicit comparisons (the primary family, adjusted on its own)**" in en
+    assert Counter(numbers_in(zh)) == Counter(numbers_in(en))

@@ -18,20 +18,14 @@ from statsmodels.stats.multitest import multipletests
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
+from icl_kit.stats import exact
 from icl_kit.stats.best_epoch import max_t_best_epoch
-from icl_kit.stats.paired import (
-    adjust,
-    align_scores,
-    compare_paired,
-    compare_summary,
-    mcnemar_p,
-    permutation_p,
-    permutation_p_floor,
-    verdict,
-)
+from icl_kit.stats.diff_intervals import diff_intervals
+from icl_kit.stats.exact import exact_sign_flip_p, sign_flip_p
+from icl_kit.stats.paired import adjust, align_scores, compare_paired, compare_summary, sign_test, verdict
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
 from icl_kit.stats.run import honest_number, run_stats, write_outputs
-from icl_kit.stats.simulate import simulate_scores
+from icl_kit.stats.simulate import simulate_scores, simulate_vqa_pair, true_vqa_diff
 
 ALPHA = 0.05
 N_SIMS = 4000  # rate SE at 0.05 is 0.0034; at 0.8 it is 0.0063
@@ -55,67 +49,115 @@ def _sign_flip_pvalues(d: np.ndarray, signs: np.ndarray, exact: bool = False) ->
 
 
 # ------------------------------------------------------------------ closed forms
+def _enumerated_p(k: np.ndarray) -> float:
+    """Two-sided sign-flip p by brute force over all 2^len(k) sign vectors (integers: exact ties)."""
+    signs = np.array(list(itertools.product([-1, 1], repeat=len(k))), dtype=np.int64)
+    return float(np.mean(np.abs(signs @ k) >= abs(int(k.sum()))))
+
+
 def test_constant_differences_exact():
     """n=8, every b - a = 1/3: exact sign-flip p = 2 * (1/2)^8; the interval is the point."""
     a, b = np.zeros(8), np.full(8, 1 / 3)
-    r = compare_paired(a, b, n_perm=1000, n_boot=1000)  # 2^8 = 256 <= 1000: exact enumeration
-    assert r["diff"] == pytest.approx(100 / 3)
+    r = compare_paired(a, b, n_boot=1000)
+    assert r["diff"] == pytest.approx(100 / 3) and r["p_method"] == "exact"
     assert r["ci_low"] == r["ci_high"] == pytest.approx(100 / 3)
     assert "identical" in r["note"]
     assert r["p"] == pytest.approx(2 / 2**8)
-    assert r["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # 8 discordant, all one way
+    assert r["sign_p"] == pytest.approx(2 * 0.5**8) and (r["n_improved"], r["n_worsened"]) == (8, 0)
     assert r["sd_diff"] == 0 and math.isnan(r["n_needed"])
     assert r["verdict"] == "better"
 
 
-def test_constant_differences_randomised():
-    """n=100 constant: no random flip reaches the observed mean, p = 2 / (n_perm + 1)."""
+def test_constant_differences_no_floor():
+    """n=100 constant: the exact p is 2 / 2^100, not a Monte Carlo floor 2 / (n_perm + 1)."""
     a = np.full(N, 1 / 3)
     r = compare_paired(a, a + 1 / 3, n_perm=999, n_boot=200)
-    assert r["p"] == pytest.approx(2 / 1000)
-    assert r["ci_low"] == r["ci_high"] == pytest.approx(r["diff"])
+    assert r["p"] == pytest.approx(2.0**-99, rel=1e-9) and r["p_method"] == "exact"
 
 
-def test_all_zero_differences():
-    a = np.random.default_rng(0).integers(0, 4, N) / 3
-    r = compare_paired(a, a.copy(), **FAST)
-    assert r["diff"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
-    assert r["p"] == 1.0 and r["mcnemar_p"] == 1.0 and math.isnan(r["wilcoxon_p"])
-    assert r["tost_p"] == 0.0 and r["verdict"] == "equivalent (±1.0)"
+@pytest.mark.parametrize("k", range(1, 11))
+def test_equal_differences_give_two_over_two_to_the_k(k):
+    """k questions 0.3 -> 1.0 among n = 1000, the rest unchanged: p = 2 / 2^k exactly."""
+    a = np.full(1000, 0.3)
+    b = a.copy()
+    b[:k] = 1.0
+    r = compare_paired(a, b, n_boot=200)
+    assert r["p"] == pytest.approx(min(1.0, 2 / 2**k), rel=1e-12)
+    if k == 5:
+        assert r["p"] == pytest.approx(0.0625) and r["verdict"] != "better"
 
 
-def test_mcnemar_against_binomial_sum():
-    """b = 2 (A right only), c = 8 (B right only): p = 2 * sum_{k<=2} C(10,k) / 2^10 = 112/1024."""
+def test_exact_p_equals_full_enumeration():
+    """Random lattice differences, k = 1..12 non-zero: the convolution equals all 2^k sign vectors."""
+    rng = np.random.default_rng(3)
+    for k in range(1, 13):
+        for _ in range(5):
+            d = rng.integers(-30, 31, k)
+            assert exact_sign_flip_p(d) == pytest.approx(_enumerated_p(d), abs=1e-12), d
+    # through compare_paired: VQA levels (multiples of 0.1 and 1/3 both sit on the 1/30 lattice)
+    a = rng.choice([0, 0.3, 0.6, 0.9, 1.0, 1 / 3, 2 / 3], 12)
+    b = rng.choice([0, 0.3, 0.6, 0.9, 1.0, 1 / 3, 2 / 3], 12)
+    k = np.rint(b * 30).astype(int) - np.rint(a * 30).astype(int)
+    assert compare_paired(a, b, n_boot=200)["p"] == pytest.approx(_enumerated_p(k), abs=1e-12)
+
+
+def test_exact_one_sided_equals_enumeration():
+    d = np.array([3, -1, 2, 2, 0, 5, -4])
+    signs = np.array(list(itertools.product([-1, 1], repeat=len(d))))
+    assert exact_sign_flip_p(d, "greater") == pytest.approx(np.mean(signs @ d >= d.sum()))
+
+
+def test_monte_carlo_fallbacks_count_ties():
+    """Off the lattice (quarters) and past the exact size limit: Monte Carlo, close to enumeration."""
+    a = np.full(200, 0.25)
+    b = a.copy()
+    b[:5] = 0.75
+    p, method = sign_flip_p(a, b, 20000, 0)
+    assert method == "monte_carlo_off_lattice" and p == pytest.approx(0.0625, abs=0.006)
+    a, b = np.full(200, 0.3), np.full(200, 0.3)
+    b[:6] = 1.0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exact, "EXACT_MAX_SPAN", 1)
+        p, method = sign_flip_p(a, b, 20000, 0)
+    assert method == "monte_carlo" and p == pytest.approx(2 / 2**6, abs=0.005)
+
+
+@pytest.mark.parametrize("n,expected", [(2, "inconclusive"), (20, "inconclusive"), (100, "inconclusive"),
+                                        (5000, "equivalent (±1.0)")])
+def test_no_change_rows(n, expected):
+    """No question changed: TOST p = (1 - δ/100)^n, interval ±100 (1 - (α/2)^(1/n)).
+
+    n = 2, 20, 100 cannot rule out a 1-point change (0.99^100 = 0.37); n = 5000 can (0.99^5000 = 1.5e-22,
+    the 90% interval is ±0.06 points): equivalent. The crossing is n = 299 (0.99^299 = 0.0495)."""
+    a = np.random.default_rng(0).integers(0, 4, n) / 3
+    r = compare_paired(a, a.copy(), n_boot=200)
+    assert r["diff"] == 0 and r["p"] == 1.0 and math.isnan(r["sign_p"]) and math.isnan(r["wilcoxon_p"])
+    assert r["tost_p"] == pytest.approx(0.99**n)
+    assert r["ci_high"] == pytest.approx(100 * (1 - 0.025 ** (1 / n))) == -r["ci_low"]
+    assert r["tost_high"] == pytest.approx(100 * (1 - 0.05 ** (1 / n)))
+    assert r["verdict"] == expected
+
+
+def test_no_change_crossing():
+    assert compare_paired(np.zeros(299), np.zeros(299))["verdict"] == "equivalent (±1.0)"
+    assert compare_paired(np.zeros(298), np.zeros(298))["verdict"] == "inconclusive"
+
+
+def test_sign_test_against_binomial_sum():
+    """2 worsened, 8 improved, 10 unchanged: p = 2 * sum_{k<=2} C(10,k) / 2^10 = 112/1024 (binomtest)."""
     a = np.array([1] * 5 + [1] * 2 + [0] * 8 + [0] * 5, float)
-    b = np.array([1] * 5 + [0] * 2 + [1 / 3] * 8 + [0] * 5, float)
+    b = np.array([1] * 5 + [0.3] * 2 + [1 / 3] * 8 + [0] * 5, float)
     hand = 2 * sum(math.comb(10, k) for k in range(3)) / 2**10
     assert hand == 112 / 1024
-    assert mcnemar_p(a, b) == pytest.approx(hand)
-    assert mcnemar_p(a, b) == pytest.approx(st.binomtest(2, 10).pvalue)
-
-
-def test_permutation_p_equals_full_enumeration():
-    """n=10: scipy enumerates all 2^10 flips; so does the hand count here."""
-    rng = np.random.default_rng(3)
-    a, b = rng.integers(0, 4, 10) / 3, rng.integers(0, 4, 10) / 3
-    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))  # (1024, 10)
-    obs = np.mean(b - a)
-    null = signs @ (b - a) / 10
-    hand = min(1.0, 2 * min(np.mean(null >= obs - 1e-12), np.mean(null <= obs + 1e-12)))
-    assert permutation_p(a, b, n_perm=5000, seed=0) == pytest.approx(hand)
-
-
-def test_permutation_p_floor_is_the_smallest_random_p():
-    """n=200 clear gain: no random flip reaches it, so p sits exactly at 2 / (n_perm + 1)."""
-    a, b = np.zeros(200), np.r_[np.ones(150), np.zeros(50)]
-    assert permutation_p(a, b, n_perm=999, seed=0) == pytest.approx(permutation_p_floor(999)) == 0.002
+    p, up, down = sign_test(a, b)
+    assert (up, down) == (8, 2) and p == pytest.approx(hand) == pytest.approx(st.binomtest(8, 10).pvalue)
 
 
 def test_bca_interval_close_to_t_interval():
     """For n=400 the BCa interval of a mean difference is close to mean +- t * sd / sqrt(n)."""
     s = simulate_scores(np.random.default_rng(1), 1, 400, [0.0, 0.3])
     a, b = s[0, 0], s[1, 0]
-    r = compare_paired(a, b, n_boot=4000, n_perm=200)
+    r = compare_paired(a, b, n_boot=4000, interval="bca")
     half = st.t.ppf(0.975, 399) * r["sd_diff"] / math.sqrt(400)
     assert r["ci_low"] < r["diff"] < r["ci_high"]
     assert (r["ci_high"] - r["ci_low"]) / 2 == pytest.approx(half, rel=0.1)
@@ -146,9 +188,20 @@ def test_compare_summary_hand_z():
     assert r["ci_low_rho"][0] > r["ci_low"] and r["approximate"] and r["mode"] == "summary"
     # comparisons.csv keeps only scalar columns: the rho range travels in the note
     assert r["note"].startswith("APPROXIMATE, summary only")
-    assert (f"correlation 0.3-0.8: 95% CI [{r['ci_low_rho'][0]:+.1f}, {r['ci_high_rho'][1]:+.1f}] to "
+    assert (f"correlation 0.3-0.8: CI [{r['ci_low_rho'][0]:+.1f}, {r['ci_high_rho'][1]:+.1f}] to "
             f"[{r['ci_low_rho'][1]:+.1f}, {r['ci_high_rho'][0]:+.1f}], p {r['p_range'][1]:.3g} to "
-            f"{r['p_range'][0]:.3g}") in r["note"]
+            f"{r['p_range'][0]:.3g}, n needed for 1 point") in r["note"]
+    # paired n needed: rho = 0.8 needs fewer questions than rho = 0.3, both fewer than independent arms
+    few, many = r["n_needed_rho"]
+    assert few < many < r["n_needed"]
+    sd08 = math.sqrt(0.25 + 0.24 - 2 * 0.8 * math.sqrt(0.25 * 0.24)) * 100
+    assert few == n_needed_paired(sd08, 1.0, 0.05, 0.8)
+
+
+def test_compare_summary_refuses_fractions():
+    with pytest.raises(KitError, match=r"look like fractions; pass percentages \(64.2 and 66"):
+        compare_summary(0.642, 0.66, 100)
+    assert compare_summary(0.0, 64.2, 100)["mode"] == "summary"
 
 
 # ------------------------------------------------------------------ multiplicity, verdict
@@ -162,44 +215,71 @@ def test_adjust_hand_values_and_nan():
         adjust(q, "bonferoni")  # type: ignore[arg-type]
 
 
-def test_mcnemar_published_example():
-    """Fagerland, Lydersen & Laake (2013), BMC Med Res Methodol 13:91, Table 1 (airway hyper-responsiveness
-    before/after, n = 21: 1 yes/yes, 1 yes/no, 7 no/yes, 12 no/no): exact conditional McNemar p = 0.070."""
-    before = np.array([1] * 1 + [1] * 1 + [0] * 7 + [0] * 12, float)
-    after = np.array([1] * 1 + [0] * 1 + [1] * 7 + [0] * 12, float)
-    assert mcnemar_p(before, after) == pytest.approx(0.070, abs=5e-4)  # = 18 / 256
-
-
 @pytest.mark.parametrize(
     "p_adj,tost,diff,expected",
     [(0.01, 0.5, 2.0, "better"), (0.01, 0.5, -2.0, "worse"), (0.2, 0.01, 0.3, "equivalent (±1.0)"),
      (0.2, 0.2, 0.6, "inconclusive"), (math.nan, 0.2, 0.6, "inconclusive")],
 )
 def test_verdict_table(p_adj, tost, diff, expected):
-    assert verdict(p_adj, tost, diff, ALPHA, 1.0) == expected
+    assert verdict(p_adj, tost, diff, ALPHA, 1.0, diff - 0.5, diff + 0.5) == expected
+
+
+def test_equivalence_needs_the_tost_interval_inside_the_margin():
+    """+0.1 [−0.9, +1.1]: TOST p below α alone does not make it equivalent."""
+    assert verdict(0.8, 0.01, 0.1, ALPHA, 1.0, -0.9, 1.1) == "inconclusive"
+    assert verdict(0.8, 0.01, 0.1, ALPHA, 1.0, -0.7, 0.9) == "equivalent (±1.0)"
+    assert verdict(0.8, 0.2, 0.1, ALPHA, 1.0, -0.7, 0.9) == "inconclusive"
 
 
 # ------------------------------------------------------------------ calibration
-def test_type_one_error_realistic_null():
-    """Exchangeable systems (correlated, scores in thirds): t and sign-flip reject ~5%."""
-    rng = np.random.default_rng(10)
-    s = simulate_scores(rng, N_SIMS, N, [0.0, 0.0])
-    d = s[1] - s[0]  # (S, n)
-    t_rate = np.mean(st.ttest_1samp(d, 0.0, axis=1).pvalue < ALPHA)
-    signs = rng.integers(0, 2, size=(1000, N)) * 2.0 - 1
-    perm_rate = np.mean(_sign_flip_pvalues(d, signs) < ALPHA)
-    print(f"\ntype I at alpha=0.05 over {N_SIMS} nulls: paired t {t_rate:.4f}, sign-flip {perm_rate:.4f}")
-    assert 0.03 <= t_rate <= 0.07
-    assert 0.03 <= perm_rate <= 0.07
+def _rejection_rate(n_sims: int, n: int, changed: float, seed: int) -> tuple[float, float]:
+    """(share of compare_paired p < α, mean number of differing questions) over a true null."""
+    a, b = simulate_vqa_pair(np.random.default_rng(seed), n_sims, n, changed=changed)
+    p = [compare_paired(a[i], b[i], n_boot=100, interval="t")["p"] for i in range(n_sims)]
+    return float(np.mean(np.array(p) < ALPHA)), float(np.mean(a != b) * n)
 
 
-def test_sign_flip_helper_matches_scipy():
-    """The vectorised sign-flip used above agrees with scipy's exact test (n=10)."""
+@pytest.mark.slow
+def test_type_one_error_sparse_and_dense_nulls():
+    """compare_paired's exact p rejects 5% ± 2% of true nulls, sparse (~17 of 200 questions differ) and
+    dense (~70 of 200); with ~6 of 1000 differing (where scipy's tie tolerance gave 11-18%) at most 5%:
+    the exact test is conservative there because its smallest p values are 2/2^k."""
+    sparse, k_sparse = _rejection_rate(800, 200, 0.15, 20)
+    dense, k_dense = _rejection_rate(800, 200, 0.6, 21)
+    tiny, k_tiny = _rejection_rate(300, 1000, 0.01, 22)
+    print(f"\ntype I at alpha=0.05: sparse ({k_sparse:.1f} differ) {sparse:.4f}, dense ({k_dense:.1f}) {dense:.4f}, "
+          f"very sparse ({k_tiny:.1f} of 1000) {tiny:.4f}")
+    assert 10 < k_sparse < 25 and k_dense > 50 and 3 < k_tiny < 9
+    assert 0.03 <= sparse <= 0.07 and 0.03 <= dense <= 0.07
+    assert tiny <= ALPHA
+
+
+@pytest.mark.slow
+def test_default_interval_covers_at_n_100():
+    """Simulated VQA-like pairs (shared difficulty, levels 0/0.3/0.6/0.9/1): the default interval
+    (score) covers the true difference >= 94% with few (~9) and many (~36) changed questions of 100;
+    the t interval does not with few (about 92%), which is why it is not the default."""
+    assert StatsConfig().interval == "score"
+    rates = {}
+    for label, changed, shift, seed in (("few", 0.15, 1.0, 30), ("many", 0.6, 0.5, 31)):
+        truth = true_vqa_diff(changed, shift) * 100
+        a, b = simulate_vqa_pair(np.random.default_rng(seed), 800, N, changed=changed, shift=shift)
+        score = [compare_paired(a[i], b[i], n_boot=100) for i in range(len(a))]  # the default, end to end
+        rates[label, "score"] = float(np.mean([r["ci_low"] <= truth <= r["ci_high"] for r in score]))
+        t = [diff_intervals(a[i], b[i], "t", (0.95,), 100, 0)[0][0] for i in range(len(a))]
+        rates[label, "t"] = float(np.mean([lo <= truth <= hi for lo, hi in t]))
+    print(f"\ncoverage at n={N}: {rates}")
+    assert rates["few", "score"] >= 0.94 and rates["many", "score"] >= 0.94
+    assert rates["few", "t"] < 0.94
+
+
+def test_sign_flip_helper_matches_exact():
+    """The vectorised sign-flip helper used by the power test agrees with the exact p (n=10)."""
     rng = np.random.default_rng(4)
-    d = (rng.integers(0, 4, (5, 10)) - rng.integers(0, 4, (5, 10))) / 3
+    d = rng.integers(0, 4, (5, 10)) - rng.integers(0, 4, (5, 10))
     signs = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))
-    ref = [permutation_p(np.zeros(10), row, n_perm=5000, seed=0) for row in d]
-    np.testing.assert_allclose(_sign_flip_pvalues(d, signs, exact=True), ref)
+    ref = [exact_sign_flip_p(row) for row in d]
+    np.testing.assert_allclose(_sign_flip_pvalues(d / 3, signs, exact=True), ref)
 
 
 def _alternative_diffs(rng, n_sims, n, mean, sd):
@@ -464,3 +544,166 @@ def test_cli_stats_missing_run_folder_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     expected = f"icl-kit: error: Run folder {tmp_path / 'nope'} does not exist; pass a folder such as runs/demo."
     assert err.strip() == expected
+
+
+# ------------------------------------------------------------------ exact max-T, families, subsets
+def test_max_t_exact_enumeration_by_hand():
+    """Two epochs differ from the base on 4 questions: all 16 joint sign vectors, counted by hand."""
+    base = np.full(30, 0.3)
+    ep = np.stack([base.copy(), base.copy()])
+    ep[0, :3] = 1.0  # +21 +21 +21 (lattice units)
+    ep[1, 2:4] = 0.6  # +9 on questions 2, 3
+    r = max_t_best_epoch(ep, base)
+    d = np.array([[21, 21, 21, 0], [0, 0, 9, 9]])
+    signs = np.array(list(itertools.product([-1, 1], repeat=4)))
+    null = signs @ d.T  # (16, 2)
+    assert r["method"] == "exact" and r["best_index"] == 0 and r["alternative"] == "one-sided (better)"
+    assert r["naive_p"] == pytest.approx(np.mean(null[:, 0] >= 63)) == pytest.approx(2 / 16)
+    assert r["maxT_p"] == pytest.approx(np.mean(null.max(axis=1) >= 63))
+    assert r["maxT_p"] >= r["naive_p"] and r["best_diff"] == pytest.approx(3 * 0.7 / 30 * 100)
+
+
+def test_max_t_monte_carlo_never_below_exact_naive():
+    rng = np.random.default_rng(15)
+    s = simulate_scores(rng, 1, 200, [0.0, 0.2, 0.25, 0.1])[:, 0]
+    r = max_t_best_epoch(s[1:], s[0], n_perm=500, seed=3)
+    assert r["method"] == "monte_carlo"
+    best = s[1 + r["best_index"]]
+    k = np.rint(best * 30).astype(int) - np.rint(s[0] * 30).astype(int)
+    assert r["naive_p"] == pytest.approx(exact_sign_flip_p(k, "greater"))
+    assert r["maxT_p"] >= r["naive_p"]
+
+
+def test_explicit_comparisons_form_their_own_family():
+    pred = _predictions(np.random.default_rng(16))
+    cfg = StatsConfig(n_boot=200, comparisons=[{"a": "random", "b": "grpo_epoch3", "label": "new best vs baseline"},
+                                               {"a": "grpo_epoch1", "b": "grpo_epoch3", "label": "vs previous best"}],
+                      subsets=["first:20", "random:30:7"])
+    df = run_stats(pred, cfg)
+    prim = df[df.family == "primary"]
+    assert set(prim.label) == {"new best vs baseline", "vs previous best"} and (prim.kind == "explicit").all()
+    assert set(df.subset) == {"all", "first20", "random30_seed7"}
+    ids = sorted(pred.question_id.unique())
+    pick = {ids[i] for i in np.random.default_rng(7).choice(len(ids), 30, replace=False)}
+    row = df[(df.subset == "random30_seed7") & (df.family == "primary")].iloc[0]
+    a = pred[(pred.system == row.system_a) & (pred.shot == row.shot) & pred.question_id.isin(pick)].sort_values(
+        "question_id").acc.to_numpy()
+    b = pred[(pred.system == row.system_b) & (pred.shot == row.shot) & pred.question_id.isin(pick)].sort_values(
+        "question_id").acc.to_numpy()
+    assert row.n == 30 and row["diff"] == pytest.approx((b - a).mean() * 100)
+    for (_, _), g in df.groupby(["subset", "family"]):
+        np.testing.assert_allclose(g.p_adj, adjust(g.p.to_numpy(), "holm"))
+        np.testing.assert_allclose(g.tost_p_adj, adjust(g.tost_p.to_numpy(), "holm"))
+        assert (g.family_size == len(g)).all()
+        paired = g[g["mode"] == "paired"]
+        np.testing.assert_allclose(paired.mde, [mde_paired(sd, n, ALPHA / len(g)) for sd, n in
+                                                zip(paired.sd_diff, paired.n, strict=True)])
+        np.testing.assert_allclose(paired.alpha_power, ALPHA / len(g))
+    # the same pair in both families: the same raw numbers, adjusted in different families
+    both = df[(df.subset == "all") & (df.system_a == "random") & (df.system_b == "grpo_epoch3") & (df.shot == 1)]
+    assert set(both.family) == {"primary", "automatic"} and both.p.nunique() == 1
+    with pytest.raises(KitError, match="stats.comparisons names"):
+        run_stats(pred, StatsConfig(comparisons=[{"a": "random", "b": "nope"}]))
+
+
+def test_subset_and_comparison_config_errors():
+    from icl_kit.core.config import load_params
+
+    assert load_params(None, {"stats.subsets": [100, "first:50", "random:20:3"]}).stats.subsets == [
+        100, "first:50", "random:20:3"]
+    for bad in (["last:5"], ["random:5"], [1]):
+        with pytest.raises(KitError, match=r"stats.subsets\[0\]"):
+            load_params(None, {"stats.subsets": bad})
+    with pytest.raises(KitError, match=r"stats.comparisons\[0\]"):
+        load_params(None, {"stats.comparisons": [{"a": "x"}]})
+    with pytest.raises(KitError, match="interval"):
+        load_params(None, {"stats.interval": "wald"})
+
+
+# ------------------------------------------------------------------ verdicts recomputed from predictions.jsonl
+def _exact_p_by_counting(k: list[int]) -> float:
+    """Two-sided sign-flip p with Python integers: the count of sign vectors per sum, built one question at a time."""
+    counts = {0: 1}
+    for x in (v for v in k if v):
+        nxt: dict[int, int] = {}
+        for s, c in counts.items():
+            nxt[s + x] = nxt.get(s + x, 0) + c
+            nxt[s - x] = nxt.get(s - x, 0) + c
+        counts = nxt
+    obs = abs(sum(k))
+    return sum(c for s, c in counts.items() if abs(s) >= obs) / sum(counts.values())
+
+
+def _score_interval_by_grid(d: np.ndarray, level: float) -> tuple[float, float]:
+    """The score interval as diff_intervals describes it, by brute force over a grid of mu (points)."""
+    n, mean, m2 = d.size, d.mean(), np.mean(d * d)
+    q = st.t.ppf(0.5 + level / 2, n - 1)
+    ends = []
+    for sign in (-1, 1):
+        side = np.abs(d[d * sign > 0])
+        ext = sign * (side.max() if side.size else np.abs(d).max())
+        mu = np.linspace(mean, ext, 200001)[1:]
+        w = (mu - mean) / (ext - mean)
+        sd = np.sqrt(np.maximum((1 - w) * m2 + w * ext**2 - mu**2, 0))
+        ok = np.abs(mu - mean) <= q * sd / math.sqrt(n)
+        ends.append(mu[np.argmin(ok)] * 100 if not ok.all() else ext * 100)
+    return ends[0], ends[1]
+
+
+def _holm(p: list[float]) -> list[float]:
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_run_verdicts_recomputed_from_predictions(tmp_path):
+    """stats_for_run's verdicts equal an independent recomputation from the predictions.jsonl lines:
+    exact p by integer counting, TOST by hand (or (1 - δ/100)^n with no change), the score interval
+    by grid search, Holm by hand within each (subset, family)."""
+    from icl_kit.stats.run import stats_for_run
+
+    run = tmp_path / "r1"
+    _write_run(run, np.random.default_rng(12))
+    cfg = StatsConfig(subsets=["first:25"], comparisons=[{"a": "grpo_epoch1", "b": "grpo_epoch3", "label": "x"}])
+    stats_for_run(run, cfg, progress=False)
+    df = pd.read_csv(run / "stats" / "comparisons.csv", keep_default_na=False, na_values=[""])
+    lines = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    acc = {(r["system"], r["shot"], r["question_id"]): r["acc"] for r in lines}
+    first25 = sorted({r["question_id"] for r in lines})[:25]
+    paired = df[df["mode"] == "paired"].copy()
+    mine = []
+    for r in paired.itertuples():
+        qs = [q for q in (first25 if r.subset == "first25" else sorted({x["question_id"] for x in lines}))
+              if (r.system_a, r.shot, q) in acc and (r.system_b, r.shot, q) in acc]
+        a = np.array([acc[(r.system_a, r.shot, q)] for q in qs])
+        b = np.array([acc[(r.system_b, r.shot, q)] for q in qs])
+        k = [round(y * 30) - round(x * 30) for x, y in zip(a, b, strict=True)]
+        d, delta = b - a, cfg.equivalence_margin / 100
+        if not any(k):
+            tost, lo, hi = (1 - delta) ** len(d), -100 * (1 - 0.05 ** (1 / len(d))), 100 * (1 - 0.05 ** (1 / len(d)))
+        else:
+            se = d.std(ddof=1) / math.sqrt(len(d))
+            tost = max(st.t.sf((d.mean() + delta) / se, len(d) - 1), st.t.sf((delta - d.mean()) / se, len(d) - 1))
+            lo, hi = _score_interval_by_grid(d, 1 - 2 * cfg.alpha)
+        mine.append({"p": _exact_p_by_counting(k), "tost": tost, "lo": lo, "hi": hi, "n": len(qs)})
+    paired = paired.assign(**{f"my_{c}": [m[c] for m in mine] for c in mine[0]})
+    np.testing.assert_allclose(paired.p, paired.my_p, atol=1e-12)
+    np.testing.assert_allclose(paired.tost_p, paired.my_tost, rtol=1e-6)
+    np.testing.assert_allclose(paired.tost_low, paired.my_lo, atol=0.01)
+    np.testing.assert_allclose(paired.tost_high, paired.my_hi, atol=0.01)
+    assert (paired.n == paired.my_n).all()
+    checked = 0
+    for (_, _), g in df.groupby(["subset", "family"]):
+        p_adj = dict(zip(g.index, _holm(list(g.p)), strict=True))
+        t_adj = dict(zip(g.index, _holm(list(g.tost_p)), strict=True))
+        for i in g.index.intersection(paired.index):
+            r = paired.loc[i]
+            expect = ("better" if r["diff"] > 0 else "worse") if p_adj[i] < 0.05 else (
+                "equivalent (±1.0)" if t_adj[i] < 0.05 and -1 < r.my_lo and r.my_hi < 1 else "inconclusive")
+            assert r.verdict == expect, (r.system_a, r.system_b, r.shot, r.subset)
+            checked += 1
+    assert checked == len(paired) > 20 and set(df.family) == {"primary", "automatic"}
+    assert paired.verdict.nunique() >= 2, paired.verdict.value_counts()

@@ -5,7 +5,7 @@ what is compared; 一 test configuration; 二 results (2.1 tables per subset and
 comparison kind, 2.2 statistics summary); 三 one subsection per comparison, then
 training and best-epoch selection; 四 findings and 五 recommendations, derived
 by the rules of `icl_kit.report.rules`; 六 conclusion. Every difference carries
-its 95% interval and adjusted p; arrows and bold only where significant after
+its 1 − α interval (1 − 2α for TOST) and adjusted p; arrows and bold only where significant after
 adjustment. The date is the day the statistics were written
 (stats/comparisons.csv), so re-rendering a finished run gives the same report.
 
@@ -35,7 +35,7 @@ from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, r
 from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
-from icl_kit.stats.intervals import summary_intervals
+from icl_kit.stats.intervals import LEVEL, summary_intervals
 from icl_kit.stats.run import run_intervals
 from icl_kit.train.plots import split_log
 
@@ -48,8 +48,11 @@ REQUIRED = {  # file -> how to make it
 }
 COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
                       "p_adj", "verdict")
-OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "mcnemar_p": np.nan, "tost_p": np.nan, "mde": np.nan,
-                                     "n_needed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all"}
+OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "tost_p": np.nan, "mde": np.nan, "n_needed": np.nan,
+                                     "n_needed_observed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all",
+                                     "tost_low": np.nan, "tost_high": np.nan, "sign_p": np.nan, "n_improved": np.nan,
+                                     "n_worsened": np.nan, "p_method": "exact", "family": "automatic",
+                                     "family_size": np.nan, "label": ""}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
 CSS = """
@@ -79,7 +82,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     params = load_params(paths.params)
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
-    accuracy = accuracy_table(paths)
+    accuracy = accuracy_table(paths, 1 - params.stats.alpha)
     steps, epochs = split_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     agreement_file = paths.root / AGREEMENT_FILE
@@ -110,16 +113,16 @@ def _kind(a: str, b: str, baseline: str) -> str:
     return "pair"
 
 
-def accuracy_table(paths: RunPaths) -> pd.DataFrame:
-    """Accuracy (percent) with its 95% interval per (system, shot), as notebook 02 shows it.
+def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:
+    """Accuracy (percent) with its interval at `level` (1 - stats.alpha) per (system, shot), as notebook 02 shows it.
 
     Columns system, epoch, shot, n, accuracy, low, high: t intervals from per-question
     scores (plus Wilson intervals of imported summary-only systems), or Wilson
     intervals of eval/summary.csv when the run has no per-question predictions.
     """
     if read_jsonl(paths.predictions):
-        return run_intervals(paths.root)
-    return summary_intervals(pd.read_csv(paths.summary))
+        return run_intervals(paths.root, level)
+    return summary_intervals(pd.read_csv(paths.summary), level)
 
 
 # ------------------------------------------------------------------ html

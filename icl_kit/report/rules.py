@@ -23,7 +23,7 @@ from icl_kit.train.plots import val_columns
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy
 FEASIBLE_N_RATIO = 10  # n needed beyond this multiple of the run's n: call the differences undetectable
 MAX_LISTED = 6  # significant comparisons quoted one by one; the rest are counted
-FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the permutation floor counts as at the floor
+FLOOR_RTOL = 1e-6  # a raw p within this relative distance of the Monte Carlo floor counts as at the floor
 
 
 @dataclass
@@ -41,12 +41,16 @@ class Facts:
     val_selected: dict[str, dict[str, Any]] = field(default_factory=dict)
     smoke: bool = False
     simulated: bool = False
-    p_floor: float = 0.0  # smallest raw permutation p of the run, 2 / (n_perm + 1); 0: unknown
+    p_floor: float = 0.0  # smallest Monte Carlo p, 1 / (n_perm + 1); 0: unknown. Exact p has no floor.
 
     def at_floor(self, row: Any) -> bool:
-        """True when a paired row's raw p sits at the permutation floor: its adjusted p is an upper bound."""
+        """True when a Monte Carlo row's raw p sits at its floor: its adjusted p is an upper bound.
+
+        Exact rows (p_method 'exact', the usual case on the VQA lattice) are never bounds."""
         p = row["p"] if "p" in row else math.nan
-        return bool(self.p_floor > 0 and row["mode"] == "paired" and p <= self.p_floor * (1 + FLOOR_RTOL))
+        method = str(row["p_method"]) if "p_method" in row else "exact"
+        return bool(self.p_floor > 0 and row["mode"] == "paired" and method.startswith("monte_carlo")
+                    and p <= self.p_floor * (1 + FLOOR_RTOL))
 
     def subsets(self) -> list[tuple[str, int]]:
         """(subset, n) ordered by n, smallest first."""
@@ -117,20 +121,21 @@ def significant(f: Facts) -> pd.DataFrame:
 def inconclusive_need(f: Facts) -> dict[str, Any] | None:
     """Inconclusive paired comparisons of the main subset: n needed for the most detectable one.
 
-    For each, n needed to detect its OBSERVED |diff| with a paired t-test at the
-    family's Bonferroni level alpha / m (what Holm asks of the smallest p); the
-    minimum over them (the largest |diff| / sd) is the most hopeful case.
+    For each, n needed to confirm its OBSERVED |diff| with a paired t-test at its
+    family's Bonferroni level alpha / m (what Holm asks of the smallest p; m = the
+    row's `family_size`, else the subset's row count); the minimum over them (the
+    largest |diff| / sd) is the most hopeful case.
     """
     _, n, rows = f.main()
     inc = rows[(rows.verdict.map(verdict_kind) == "inconclusive") & (rows["diff"].abs() > 0)
                & np.isfinite(rows["sd_diff"])]
     if inc.empty:
         return None
-    alpha = f.alpha / len(rows)
-    need = pd.Series([n_needed_paired(sd, abs(d), alpha, f.power)
-                      for sd, d in zip(inc.sd_diff, inc["diff"], strict=True)], index=inc.index)
+    m = (inc["family_size"].fillna(len(rows)) if "family_size" in inc else pd.Series(len(rows), index=inc.index))
+    need = pd.Series([n_needed_paired(sd, abs(d), f.alpha / mm, f.power)
+                      for sd, d, mm in zip(inc.sd_diff, inc["diff"], m, strict=True)], index=inc.index)
     best = inc.loc[need.idxmin()]
-    return {"n": n, "k": len(inc), "m": len(rows), "d": float(best["diff"]), "need": float(need.min()),
+    return {"n": n, "k": len(inc), "m": int(m.loc[need.idxmin()]), "d": float(best["diff"]), "need": float(need.min()),
             "a": best.system_a, "b": best.system_b, "shot": int(best.shot), "mde": _median(rows["mde"])}
 
 

@@ -21,6 +21,7 @@ from icl_kit.report.text import (
     DOWN,
     UP,
     Text,
+    approx_n,
     ci,
     count,
     num,
@@ -33,11 +34,12 @@ from icl_kit.report.text import (
     share,
     verdict_kind,
 )
-from icl_kit.stats.paired import permutation_p_floor
 from icl_kit.stats.plots import forest_plot, power_plot
 from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
-KINDS = ("vs_baseline", "epoch_vs_previous", "pair")
+KINDS = ("explicit", "vs_baseline", "epoch_vs_previous", "pair")
+INTERVAL_NAMES = {"score": "score (Wilson-type)", "t": "Student t", "bca": "BCa bootstrap",
+                  "percentile": "percentile bootstrap", "exact": "inverted exact sign-flip"}
 DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}
 
 
@@ -110,7 +112,7 @@ def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
                  correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
                  best_epoch=[b for b in best if isinstance(b, dict)],
                  val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
-                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=permutation_p_floor(s.n_perm))
+                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=1 / (s.n_perm + 1))
 
 
 def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]]:
@@ -154,6 +156,7 @@ def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, fa
         [t("cfg_systems"), t.join(systems, limit=12)],
         [t("cfg_shots"), ", ".join(str(k) for k in sorted(inputs.accuracy.shot.unique()))],
         [t("cfg_stats"), t("stats_desc", correction=facts.correction, alpha=num(s.alpha, 2),
+                           interval=INTERVAL_NAMES.get(s.interval, s.interval),
                            margin=num(s.equivalence_margin), power=share(s.power))],
         [t("cfg_training"), t("training_desc", rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
                               reward=p.train.reward.kind)],
@@ -184,23 +187,36 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
             label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
             doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts))
-        doc.figure(t, f"forest_{subset}.png", lambda s=subset: forest_plot(facts.comparisons, s, facts.margin),
+        doc.figure(t, f"forest_{subset}.png",
+                   lambda s=subset: forest_plot(facts.comparisons, s, facts.margin, facts.alpha),
                    t("cap_forest", label=t.subset_label(subset), margin=num(facts.margin))
                    + (t("cap_forest_squares") if (rows["mode"] == "summary").any() else ""))
     doc.add(t("table_note", correction=facts.correction, alpha=num(facts.alpha, 2), margin=num(facts.margin),
-              power=share(facts.power)))
+              power=share(facts.power), sizes=family_sizes(facts.comparisons)))
     if any(facts.at_floor(r) for _, r in facts.comparisons.iterrows()):
         doc.add(t("floor_note", n_perm=count(inputs.params.stats.n_perm), floor=num(facts.p_floor, 5)))
     if (facts.comparisons["mode"] == "summary").any():
         doc.add(t("approx_note"))
 
 
+def family_sizes(df: pd.DataFrame) -> str:
+    """`44, 4`: the distinct family sizes m of the comparisons (α/m is each family's level)."""
+    sizes = df["family_size"].dropna().astype(int).unique() if "family_size" in df else []
+    return ", ".join(count(m) for m in sorted(sizes, reverse=True)) or count(len(df))
+
+
+def _b_cell(r: pd.Series) -> str:
+    label = r.get("label")
+    return f"{r.system_b} ({label})" if isinstance(label, str) and label else str(r.system_b)
+
+
 def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
     rows = rows.sort_values(["system_b", "system_a", "shot"], key=lambda c: c.map(natural_key))
-    body = [[r.system_b, r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
-             ci(r.ci_low, r.ci_high), p_bound(r.p_adj, facts.at_floor(r)), verdict_cell(t, r, facts.margin)]
-            for _, r in rows.iterrows()]
-    heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_padj", "col_verdict"]
+    body = [[_b_cell(r), r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
+             ci(r.ci_low, r.ci_high), ci(r.tost_low, r.tost_high), p_bound(r.p_adj, facts.at_floor(r)),
+             verdict_cell(t, r, facts.margin)] for _, r in rows.iterrows()]
+    heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_tost", "col_padj",
+             "col_verdict"]
     return md_table([t(h) for h in heads], body)
 
 
@@ -241,11 +257,15 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
             lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
             lines += [t("detail_line", shot=r.shot, a=a, b=b, acc_a=pct(r.acc_a), acc_b=pct(r.acc_b),
                         diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high),
-                        p_adj=p_bound_is(r.p_adj, facts.at_floor(r)),
-                        p=p_is(r.p), mcnemar=p_is(r.mcnemar_p), verdict=verdict_cell(t, r, facts.margin))
+                        tost_ci=ci(r.tost_low, r.tost_high), p_adj=p_bound_is(r.p_adj, facts.at_floor(r)),
+                        p=p_is(r.p), sign=p_is(r.sign_p), up=count(r.n_improved), down=count(r.n_worsened),
+                        verdict=verdict_cell(t, r, facts.margin))
                       for _, r in rows.iterrows()]
             if rows.mde.notna().any():
-                lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median())))
+                lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median()),
+                               m=count(rows.family_size.max()), margin=num(facts.margin),
+                               need=approx_n(rows.n_needed.median()),
+                               need_obs=approx_n(rows.n_needed_observed.median())))
         doc.add("\n".join(lines))
     _training(doc, t, facts, i + 1)
     _best_epoch(doc, t, facts, i + 2)
@@ -320,7 +340,7 @@ def conclusion(doc: Doc, t: Text, facts: Facts) -> None:
 def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tuple[str, dict[str, Callable]]:
     """The report in `cfg.language` and the figures it links to (file name -> function drawing it)."""
     cfg = cfg or inputs.params.report
-    t, doc, facts = Text(cfg.language), Doc(), build_facts(inputs, cfg)
+    t, doc, facts = Text(cfg.language, inputs.params.stats.alpha), Doc(), build_facts(inputs, cfg)
     if facts.comparisons.empty:
         raise KitError("stats/comparisons.csv has no rows; evaluate at least two systems, then run the stats stage.")
     header(doc, t, inputs, cfg, facts)

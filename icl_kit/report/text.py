@@ -59,6 +59,12 @@ def ci(low: float | None, high: float | None) -> str:
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg (FDR)"}
 
 
+def level_text(level: float) -> str:
+    """An interval level: 0.95 -> `95%`, 0.9 -> `90%`, 0.99 -> `99%`, 0.975 -> `97.5%`."""
+    text = f"{level * 100:.1f}".removesuffix(".0")
+    return f"{text}%"
+
+
 def share(x: float) -> str:
     """A proportion as a whole percentage: 0.8 -> `80%`."""
     return f"{x * 100:.0f}%" if _finite(x) else DASH
@@ -142,29 +148,34 @@ ZH: dict[str, str] = {
     "demo_dataset": "{dataset}（演示世界：合成数据，OK-VQA 文件格式）",
     "sim_model": "模拟 LVLM（演示世界的模拟器，不是模型）",
     "sampler_desc": "RandSampler（每题 {size} 个候选，种子 {seed}）",
-    "stats_desc": "配对置换检验 + BCa 自助法 95% 置信区间；{correction} 多重比较校正（α = {alpha}）；"
+    "stats_desc": "精确配对符号翻转检验（1/30 分值格点上精确计算）+ {interval} {level} 置信区间；"
+                  "{correction} 多重比较校正（α = {alpha}，每个比较族内分别校正）；"
                   "TOST 等价检验（δ = ±{margin} 点）；功效 {power}",
     "training_desc": "RCE 预热 {rce} 个 epoch，GRPO {grpo} 个 epoch；奖励 {reward}",
     "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
     "cfg_batching": "批处理一致性",
     "agreement_desc": "批处理答案与逐条答案在 {agree}/{n} 个提示上相同（批大小 {batch}，{dtype}）",
     "sub_acc": "### 2.1 完整对比表",
-    "acc_caption": "**各系统准确率**（括号内为 95% 置信区间）",
+    "acc_caption": "**各系统准确率**（括号内为 {level} 置信区间）",
     "system": "系统",
     "subset_heading": "#### {label}（n = {n}）",
-    "subset_all": "全部测试问题", "subset_first": "前 {k} 题",
+    "subset_all": "全部测试问题", "subset_first": "前 {k} 题", "subset_random": "随机 {k} 题（种子 {seed}）",
+    "kind_explicit": "**指定的比较（主要比较族，单独校正）**", "kindname_explicit": "指定",
     "kind_vs_baseline": "**与基线 {baseline} 对比**", "kind_epoch_vs_previous": "**与上一个 epoch 对比**",
     "kind_pair": "**其他对比**",
     "col_b": "B", "col_a": "A", "col_shot": "Shot", "col_acc_a": "A 准确率", "col_acc_b": "B 准确率",
-    "col_diff": "差异 B−A", "col_ci": "95% 置信区间", "col_padj": "校正后 p", "col_verdict": "结论",
+    "col_diff": "差异 B−A", "col_ci": "{level} 置信区间", "col_tost": "{tost_level} 区间（TOST）",
+    "col_padj": "校正后 p", "col_verdict": "结论",
     "v_better": "显著提升", "v_worse": "显著下降", "v_equivalent": "等价（±{margin}）",
-    "v_inconclusive_n": "无可检测差异（需 n≈{n}）", "v_inconclusive": "无可检测差异",
+    "v_inconclusive_n": "无可检测差异（检出 {margin} 点需 n≈{n}）", "v_inconclusive": "无可检测差异",
     "approx_note": "† 仅有汇总准确率：按独立比例近似检验（对配对数据偏保守）。",
     "table_note": "差异单位为百分点。箭头与加粗只标记经 {correction} 校正后 p < {alpha} 的差异；"
-                  "95% 置信区间是单项比较的区间（未做多重校正），所以不含 0 的区间仍可能不显著；"
+                  "{level} 置信区间是单项比较的区间（未做多重校正），所以不含 0 的区间仍可能不显著；"
                   "“等价”表示 TOST 显示差异在 ±{margin} 点以内；"
-                  "“需 n≈” 为以 {power} 功效检出 {margin} 点差异所需的题数。",
-    "floor_note": "置换检验用 {n_perm} 次重排，原始 p 最小只能到 {floor}；“≤” 表示原始 p 已到这个下限，"
+                  "“检出 {margin} 点需 n≈” 为以 {power} 功效、在 α/m 水平（m 为该行所在比较族的比较数：{sizes}）"
+                  "检出 {margin} 点差异所需的题数；这也是本族最小 p 必须达到的水平。",
+    "floor_note": "少数比较无法精确计算，改用 {n_perm} 次随机符号翻转，原始 p 最小只能到 {floor}；"
+                  "“≤” 表示原始 p 已到这个下限，"
                   "校正后 p 是上界，真实值可能更小。",
     "sub_summary": "### 2.2 统计汇总",
     "col_subset": "子集", "col_kind": "比较类型", "col_count": "比较数", "col_mean": "平均差异",
@@ -172,27 +183,33 @@ ZH: dict[str, str] = {
     "col_inconcl": "无可检测差异",
     "kindname_vs_baseline": "对基线", "kindname_epoch_vs_previous": "对上一 epoch", "kindname_pair": "其他",
     "fig": "![{alt}]({path})\n\n*图：{caption}*",
-    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 95% 置信区间，虚线及浅色带为没有 epoch 的基线系统）。",
-    "cap_forest": "{label}：各比较的差异及 95% 置信区间（每个 shot 一栏），颜色表示结论；灰带为 ±{margin} 点等价界。",
+    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 {level} 置信区间，"
+                    "虚线及浅色带为没有 epoch 的基线系统）。",
+    "cap_forest": "{label}：各比较的差异及 {level} 置信区间（每个 shot 一栏），颜色表示结论；"
+                  "灰带为 ±{margin} 点等价界。",
     "cap_forest_squares": "方块为仅有汇总准确率的近似比较。",
     "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
                  "点线为 ±{margin} 点等价界。",
     "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
     "detail_heading": "### 3.{i} {b} vs {a}",
     "detail_subset": "- **{label}（n = {n}）**",
-    "detail_line": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，95% 置信区间 {ci}，"
-                   "校正后 p {p_adj}（原始 p {p}，McNemar p {mcnemar}）→ {verdict}",
-    "detail_mde": "  - 在 n = {n} 时，以 {power} 功效可检出的最小差异约为 ±{mde} 点（各 shot 中位数）。",
+    "detail_line": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，{level} 置信区间 {ci}，"
+                   "{tost_level} 区间 {tost_ci}，"
+                   "校正后 p {p_adj}（原始 p {p}；符号检验 p {sign}：{up} 题变好、{down} 题变差）→ {verdict}",
+    "detail_mde": "  - 在 n = {n}、α/{m}（本族的水平）下，以 {power} 功效可检出的最小差异约为 ±{mde} 点；"
+                  "检出 {margin} 点需 n≈{need}，确认与观测值同样大小的差异需 n≈{need_obs}（各 shot 中位数）。",
     "train_heading": "### 3.{i} 训练过程",
     "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
     "col_phase": "阶段", "col_epoch": "Epoch（从 0 计）", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
     "col_time": "耗时 (s)", "col_ckpt": "检查点",
     "best_heading": "### 3.{i} 最佳 epoch 的选择",
     "col_lineage": "检查点序列", "col_best": "测试集最佳检查点", "col_best_diff": "相对基线差异",
-    "col_naive": "单独检验 p", "col_maxt": "max-T p",
-    "best_note": "max-T（Westfall–Young）考虑了“从 {e} 个 epoch 中挑最好的”这一选择；单独检验 p 没有考虑。",
+    "col_naive": "单独检验 p（单侧）", "col_maxt": "max-T p",
+    "best_note": "两个 p 都是单侧的（方向为“更好”）。"
+                 "max-T（Westfall–Young）考虑了“从 {e} 个 epoch 中挑最好的”这一选择；"
+                 "单独检验 p 没有考虑。",
     "f_significant": "{b} 相对 {a} 在 shot {shot} 上{direction} {diff} 点"
-                     "（95% 置信区间 {ci}，校正后 p {p_adj}，n = {n}）。",
+                     "（{level} 置信区间 {ci}，校正后 p {p_adj}，n = {n}）。",
     "dir_up": "提升", "dir_down": "下降",
     "f_none_significant": "经 {correction} 校正后，{m} 项比较（n = {n}）中没有一项差异显著。",
     "f_val_disagree": "验证损失与验证奖励选出的最佳 epoch 不一致：损失最低的是 {loss_epoch}（{loss}），"
@@ -203,7 +220,8 @@ ZH: dict[str, str] = {
                    "但计入“挑选最佳 epoch”后 max-T p {maxt}，不再显著。",
     "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p {maxt}）。",
     "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；其中最容易检出的差异（{b} vs {a}，shot {shot}，{d} 点）"
-                 "以 {power} 功效检出也约需 n≈{need} 题（按 α/{m} 计入多重比较）；当前最小可检测差异约为 ±{mde} 点。",
+                 "要以 {power} 功效确认与观测值同样大小的差异也约需 n≈{need} 题（按 α/{m} 计入多重比较）；"
+                 "当前最小可检测差异约为 ±{mde} 点。",
     "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
                  "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
                  "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
@@ -255,31 +273,41 @@ EN: dict[str, str] = {
     "demo_dataset": "{dataset} (demo world: synthetic data in the OK-VQA file layout)",
     "sim_model": "simulated LVLM (demo-world simulator, not a model)",
     "sampler_desc": "RandSampler ({size} candidates per question, seed {seed})",
-    "stats_desc": "paired permutation test + BCa bootstrap 95% interval; {correction} correction "
+    "stats_desc": "exact paired sign-flip test (computed exactly on the 1/30 score lattice) + {interval} "
+                  "{level} interval; {correction} correction within each family of comparisons "
                   "(α = {alpha}); TOST equivalence (δ = ±{margin} points); power {power}",
     "training_desc": "RCE warm-up {rce} epochs, GRPO {grpo} epochs; reward {reward}",
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
     "cfg_batching": "Batch agreement",
     "agreement_desc": "batched answers equal one-at-a-time answers on {agree}/{n} prompts (batch {batch}, {dtype})",
     "sub_acc": "### 2.1 Full comparison",
-    "acc_caption": "**Accuracy of each system** (95% interval in brackets)",
+    "acc_caption": "**Accuracy of each system** ({level} interval in brackets)",
     "system": "System",
     "subset_heading": "#### {label} (n = {n})",
     "subset_all": "all test questions", "subset_first": "first {k} questions",
+    "subset_random": "random {k} questions (seed {seed})",
+    "kind_explicit": "**Explicit comparisons (the primary family, adjusted on its own)**", "kindname_explicit": "expli"
+                     "cit",
     "kind_vs_baseline": "**Against the baseline {baseline}**",
     "kind_epoch_vs_previous": "**Against the previous epoch**",
     "kind_pair": "**Other comparisons**",
     "col_b": "B", "col_a": "A", "col_shot": "Shot", "col_acc_a": "A accuracy", "col_acc_b": "B accuracy",
-    "col_diff": "Diff B−A", "col_ci": "95% interval", "col_padj": "Adjusted p", "col_verdict": "Verdict",
+    "col_diff": "Diff B−A", "col_ci": "{level} interval", "col_tost": "{tost_level} interval (TOST)", "col_padj": "Adj"
+                "usted p", "col_verdict": "Verdict",
     "v_better": "significant gain", "v_worse": "significant drop", "v_equivalent": "equivalent (±{margin})",
-    "v_inconclusive_n": "no detectable difference (n needed ≈ {n})", "v_inconclusive": "no detectable difference",
+    "v_inconclusive_n": "no detectable difference (to detect {margin} points: n ≈ {n})", "v_inconclusive": "no detecta"
+                        "ble difference",
     "approx_note": "† Summary accuracies only: tested as independent proportions (conservative for paired data).",
     "table_note": "Differences are in points. Arrows and bold mark only differences with {correction}-adjusted "
-                  "p < {alpha}; the 95% intervals are per comparison (not adjusted), so an interval that excludes 0 "
+                  "p < {alpha}; the {level} intervals are per comparison (not adjusted), so an interval that excludes "
+                  "0 "
                   "can still be not significant; “equivalent” means TOST puts the difference within ±{margin} "
-                  "points; “n needed ≈” is the number of questions needed to detect a {margin}-point difference "
-                  "with power {power}.",
-    "floor_note": "The permutation test uses {n_perm} resamples, so a raw p cannot go below {floor}; “≤” marks "
+                  "points; “to detect {margin} points: n ≈” is the number of questions needed to detect a {margin}-poi"
+                  "nt "
+                  "difference with power {power} at α/m (m = the comparisons in the row's family: {sizes}), the level "
+                  "the family's smallest p must reach.",
+    "floor_note": "A few comparisons could not be computed exactly and use {n_perm} random sign flips, so their raw p "
+                  "cannot go below {floor}; “≤” marks "
                   "an adjusted p whose raw p sits at that floor: it is an upper bound, the true p may be smaller.",
     "sub_summary": "### 2.2 Statistics summary",
     "col_subset": "Subset", "col_kind": "Comparison", "col_count": "Count", "col_mean": "Mean diff",
@@ -287,9 +315,9 @@ EN: dict[str, str] = {
     "col_equiv": "Equivalent", "col_inconcl": "No detectable difference",
     "kindname_vs_baseline": "vs baseline", "kindname_epoch_vs_previous": "vs previous epoch", "kindname_pair": "other",
     "fig": "![{alt}]({path})\n\n*Figure: {caption}*",
-    "cap_accuracy": "Accuracy by epoch at each shot (bands: 95% intervals; dashed lines with light bands: "
+    "cap_accuracy": "Accuracy by epoch at each shot (bands: {level} intervals; dashed lines with light bands: "
                     "systems without epochs).",
-    "cap_forest": "{label}: difference and 95% interval of each comparison (one panel per shot), coloured by "
+    "cap_forest": "{label}: difference and {level} interval of each comparison (one panel per shot), coloured by "
                   "verdict; grey band: ±{margin}-point equivalence margin.",
     "cap_forest_squares": " Squares: summary-only approximations.",
     "cap_power": "Minimum detectable difference against the number of questions n (power {power}, SD of "
@@ -299,19 +327,22 @@ EN: dict[str, str] = {
                     "loss and validation reward per epoch.",
     "detail_heading": "### 3.{i} {b} vs {a}",
     "detail_subset": "- **{label} (n = {n})**",
-    "detail_line": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, 95% interval {ci}, "
-                   "adjusted p {p_adj} (raw p {p}, McNemar p {mcnemar}) → {verdict}",
-    "detail_mde": "  - At n = {n} the smallest difference detectable with power {power} is about ±{mde} points "
-                  "(median over shots).",
+    "detail_line": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, {level} interval {ci}, "
+                   "{tost_level} interval {tost_ci}, adjusted p {p_adj} (raw p {p}; sign test p {sign}: {up} questions "
+                   "improved, {down} worsened) → {verdict}",
+    "detail_mde": "  - At n = {n} and α/{m} (the family's level) the smallest difference detectable with power "
+                  "{power} is about ±{mde} points; to detect {margin} points: n ≈ {need}; to confirm a difference "
+                  "of the observed size: n ≈ {need_obs} (median over shots).",
     "train_heading": "### 3.{i} Training",
     "no_train_log": "(No training log: the training analysis is skipped.)",
     "col_phase": "Phase", "col_epoch": "Epoch (0-based)", "col_val_loss": "Val loss", "col_val_reward": "Val reward",
     "col_time": "Time (s)", "col_ckpt": "Checkpoint",
     "best_heading": "### 3.{i} Choosing the best epoch",
     "col_lineage": "Checkpoint series", "col_best": "Best checkpoint on test", "col_best_diff": "Diff vs baseline",
-    "col_naive": "Naive p", "col_maxt": "max-T p",
-    "best_note": "max-T (Westfall–Young) accounts for picking the best of {e} epochs; the naive p does not.",
-    "f_significant": "{b} vs {a} at shot {shot}: a {direction} of {diff} points (95% interval {ci}, adjusted "
+    "col_naive": "Naive p (one-sided)", "col_maxt": "max-T p",
+    "best_note": "Both p-values are one-sided (in the direction of “better”). max-T (Westfall–Young) accounts for "
+                 "picking the best of {e} epochs; the naive p does not.",
+    "f_significant": "{b} vs {a} at shot {shot}: a {direction} of {diff} points ({level} interval {ci}, adjusted "
                      "p {p_adj}, n = {n}).",
     "dir_up": "gain", "dir_down": "drop",
     "f_none_significant": "After {correction} correction, none of the {m} comparisons (n = {n}) is significant.",
@@ -324,7 +355,9 @@ EN: dict[str, str] = {
     "f_maxt_kept": "{lineage} at shot {shot}: the best epoch {epoch} ({diff} points) stays significant after "
                    "accounting for the selection (max-T p {maxt}).",
     "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; even the most detectable of them ({b} vs "
-                 "{a}, shot {shot}, {d} points) would need n ≈ {need} questions for power {power} (at α/{m} for the "
+                 "{a}, shot {shot}, {d} points) would need n ≈ {need} questions to confirm a difference of the observe"
+                 "d size "
+                 "with power {power} (at α/{m} for the "
                  "multiple comparisons); the current minimum detectable difference is about ±{mde} points.",
     "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
                  "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
@@ -371,14 +404,16 @@ PHRASES = {"zh": ZH, "en": EN}
 class Text:
     """Phrase lookup for one language: `t("v_better")`, `t("f_significant", b=..., ...)`."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, alpha: float = 0.05) -> None:
         if language not in PHRASES:
             raise ValueError(f"report.language={language!r} is not supported; choose one of {list(PHRASES)}.")
         self.language = language
         self.table = PHRASES[language]
+        # interval levels follow stats.alpha: 1 - alpha for differences, 1 - 2 alpha for TOST
+        self.defaults = {"level": level_text(1 - alpha), "tost_level": level_text(1 - 2 * alpha)}
 
     def __call__(self, key: str, **fields: object) -> str:
-        return self.table[key].format(**fields)
+        return self.table[key].format(**{**self.defaults, **fields})
 
     def section(self, index: int) -> str:
         """Numbered section heading: `## 二、结果对比` / `## II. Results`."""
@@ -388,12 +423,13 @@ class Text:
         return self("sec", roman=roman, name=names[index])
 
     def verdict(self, verdict: str, n_needed: float | None, margin: float) -> str:
-        """The verdict cell: significant, equivalent (±δ), or no detectable difference (n needed)."""
+        """The verdict cell: significant, equivalent (±δ), or no detectable difference (n to detect δ)."""
         kind = verdict_kind(verdict)
         if kind == "equivalent":
             return self("v_equivalent", margin=num(verdict_margin(verdict, margin)))
         if kind == "inconclusive":
-            return self("v_inconclusive_n", n=approx_n(n_needed)) if _finite(n_needed) else self("v_inconclusive")
+            return (self("v_inconclusive_n", n=approx_n(n_needed), margin=num(margin)) if _finite(n_needed)
+                    else self("v_inconclusive"))
         return self(f"v_{kind}")
 
     def join(self, items: list[str], limit: int = 4) -> str:
@@ -404,5 +440,8 @@ class Text:
         return f"{text} {self('and_more', k=rest)}" if rest > 0 else text
 
     def subset_label(self, subset: str) -> str:
-        m = re.fullmatch(r"first(\d+)", subset)
-        return self("subset_first", k=m.group(1)) if m else self("subset_all")
+        if m := re.fullmatch(r"first(\d+)", subset):
+            return self("subset_first", k=m.group(1))
+        if m := re.fullmatch(r"random(\d+)_seed(\d+)", subset):
+            return self("subset_random", k=m.group(1), seed=m.group(2))
+        return self("subset_all")

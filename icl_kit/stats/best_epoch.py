@@ -1,6 +1,10 @@
 """Is the best of several epochs really better than the baseline? (Westfall–Young max-T)
 
 Units: scores are per-question accuracies in 0..1; differences are returned in POINTS.
+Both p-values are ONE-SIDED (in the direction of "better"). On the 1/30 score lattice the
+statistics are integer sums, so ties are exact (`icl_kit.stats.exact`): the joint null is
+enumerated when few questions differ, else drawn at random with integer tie counting, and the
+naive p is always the exact one-sided sign-flip p of the chosen epoch.
 """
 
 from __future__ import annotations
@@ -10,26 +14,44 @@ from typing import Any
 import numpy as np
 
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import POINTS
+from icl_kit.stats.diff_intervals import pts
+from icl_kit.stats.exact import LATTICE, exact_feasible, exact_sign_flip_p, lattice_ints
 from icl_kit.stats.power import MIN_N
 
 PERM_CHUNK = 2000  # sign-flip rows per matrix product: bounds memory at n=1000 to ~16 MB
-TIE_TOL = 1e-9  # mean differences closer than this count as ties (distinct ones differ by >= 1/(3n))
+EXACT_MAX_COLUMNS = 16  # questions where some epoch differs from the base: 2^16 sign vectors enumerated
+TIE_RTOL = 1e-9  # off the lattice only: float sums within this fraction of sum|D| count as ties
 
 
-def _sign_flip_means(diffs: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of sign-flipped differences, one flip per question shared by all rows.
+def _all_signs(k: int) -> np.ndarray:
+    """Every sign vector of length k, (2^k, k) in {-1, +1}."""
+    bits = (np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1
+    return (bits * 2 - 1).astype(np.int64)
 
-    diffs: (E, n). Returns (n_perm, E): `m*[p, e] = (1/n) sum_i s[p, i] * diffs[e, i]`,
-    s[p, i] in {-1, +1} uniform; computed as a matrix product in chunks.
+
+def _null_sums(d: np.ndarray, n_perm: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """(null sums (P, E), exact) of the joint sign flip: one sign per question shared by all epochs.
+
+    Exact: all 2^k sign vectors over the k questions where some epoch differs (the rest add 0).
+    Else n_perm random sign vectors: `S*[p, e] = sum_i s[p, i] * d[e, i]`, computed in chunks.
     """
-    n = diffs.shape[1]
-    out = np.empty((n_perm, diffs.shape[0]))
+    cols = d[:, np.any(d != 0, axis=0)]  # (E, k)
+    if cols.shape[1] <= EXACT_MAX_COLUMNS:
+        return _all_signs(cols.shape[1]) @ cols.T, True
+    out = np.empty((n_perm, d.shape[0]), dtype=d.dtype)
     for start in range(0, n_perm, PERM_CHUNK):
         rows = min(PERM_CHUNK, n_perm - start)
-        signs = rng.integers(0, 2, size=(rows, n), dtype=np.int8) * 2 - 1  # (rows, n)
-        out[start:start + rows] = signs.astype(float) @ diffs.T / n  # (rows, E)
-    return out
+        signs = rng.integers(0, 2, size=(rows, cols.shape[1]), dtype=np.int8) * 2 - 1  # (rows, k)
+        out[start:start + rows] = signs.astype(d.dtype) @ cols.T  # (rows, E)
+    return out, False
+
+
+def _lattice_diffs(scores_epochs: np.ndarray, scores_base: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(D = epochs - base, on_lattice): integers on the 1/30 lattice when possible, else floats."""
+    ke, kb = lattice_ints(scores_epochs), lattice_ints(scores_base)
+    if ke is not None and kb is not None:
+        return ke - kb[None, :], True
+    return np.asarray(scores_epochs, float) - np.asarray(scores_base, float)[None, :], False
 
 
 def max_t_best_epoch(
@@ -38,48 +60,51 @@ def max_t_best_epoch(
     n_perm: int = 10000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Is the best of E epochs really better than the base? Westfall–Young max-T.
+    """Is the best of E epochs really better than the base? Westfall–Young max-T, one-sided.
 
-    scores_epochs: (E, n) per-question scores of each epoch, aligned with
-    scores_base: (n,). Differences `D = scores_epochs - scores_base` (E, n).
-    Observed `m_e = mean_i D[e, i]`, best `e* = argmax_e m_e`.
-
-    The sign of each question's differences is flipped jointly across all epochs
-    (one flip per question per permutation), which keeps the correlation between
-    epochs. One-sided, in the direction of "better":
-      naive_p = (1 + #{p: m*[p, e*] >= m_e*}) / (P + 1)        (as if e* were chosen in advance)
-      maxT_p  = (1 + #{p: max_e m*[p, e] >= m_e*}) / (P + 1)   (accounts for picking the best)
-    Since max_e m*[p, e] >= m*[p, e*] for the same flips, maxT_p >= naive_p always.
-
-    Limits: the joint sign flip is exact when the vector of differences is symmetric
-    about 0 under the null (e.g. base and epochs exchangeable with symmetric marginals);
-    otherwise it is the usual approximation, good for moderate n.
+    scores_epochs: (E, n) per-question scores of each epoch, aligned with scores_base: (n,).
+    D = scores_epochs - scores_base (E, n); observed sums m_e = sum_i D[e, i] (the same n for all
+    epochs, so sums order like means); best e* = argmax_e m_e. One sign per question is flipped
+    jointly across epochs, keeping their correlation:
+      naive_p = P(S*[e*] >= m_e*)            as if e* were chosen in advance (exact, one-sided)
+      maxT_p  = P(max_e S*[e] >= m_e*)       accounts for picking the best
+    Exact (enumeration) when at most EXACT_MAX_COLUMNS questions differ; else Monte Carlo,
+    (1 + #hits) / (P + 1), never below the exact naive p (max_e S*[e] >= S*[e*], so the true
+    maxT_p >= naive_p; the Monte Carlo estimate is raised to it when noise puts it below).
     """
-    d = np.asarray(scores_epochs, float) - np.asarray(scores_base, float)[None, :]  # (E, n)
+    d, on_lattice = _lattice_diffs(scores_epochs, scores_base)
     if d.ndim != 2 or d.shape[1] < MIN_N:
-        raise KitError(
-            f"scores_epochs must be (epochs, questions) aligned with scores_base; got shape {d.shape}."
-        )
+        raise KitError(f"scores_epochs must be (epochs, questions) aligned with scores_base; got shape {d.shape}.")
     if n_perm < 1:
         raise KitError(f"n_perm={n_perm} must be at least 1.")
-    observed = d.mean(axis=1)  # (E,)
+    observed = d.sum(axis=1)  # (E,)
     best = int(np.argmax(observed))
-    null = _sign_flip_means(d, n_perm, np.random.default_rng(seed))  # (P, E)
-    threshold = observed[best] - TIE_TOL
-    naive_p = (1 + np.count_nonzero(null[:, best] >= threshold)) / (n_perm + 1)
+    null, exact = _null_sums(d, n_perm, np.random.default_rng(seed))  # (P, E)
+    tol = 0 if on_lattice else TIE_RTOL * float(np.abs(d).sum())
     null_max = null.max(axis=1)  # (P,)
-    maxt_p = (1 + np.count_nonzero(null_max >= threshold)) / (n_perm + 1)
-    # single-step adjusted p of every epoch, for a table
-    adj = (1 + (null_max[:, None] >= observed[None, :] - TIE_TOL).sum(axis=0)) / (n_perm + 1)
-    assert maxt_p >= naive_p, "max-T p below the naive p: the flips were not shared"
+    if exact:
+        naive_p = float(np.mean(null[:, best] >= observed[best] - tol))
+        each = np.mean(null_max[:, None] >= observed[None, :] - tol, axis=0)
+    else:
+        hits = (null_max[:, None] >= observed[None, :] - tol).sum(axis=0)  # (E,)
+        each = (1 + hits) / (n_perm + 1)
+        naive_p = (exact_sign_flip_p(d[best], "greater") if on_lattice and exact_feasible(d[best])
+                   else (1 + np.count_nonzero(null[:, best] >= observed[best] - tol)) / (n_perm + 1))
+        each = np.maximum(each, naive_p) if on_lattice else each
+    maxt_p = float(each[best])
+    assert maxt_p >= naive_p - 1e-12, "max-T p below the naive p: the flips were not shared"
+    n = d.shape[1]
+    scale = n * (LATTICE if on_lattice else 1)  # sums -> mean accuracy (0..1)
     return {
         "best_index": best,
-        "best_diff": float(observed[best] * POINTS),
+        "best_diff": pts(observed[best] / scale),
         "naive_p": float(naive_p),
-        "maxT_p": float(maxt_p),
-        "diffs": [float(x * POINTS) for x in observed],
-        "maxT_p_each": [float(x) for x in adj],
-        "n": int(d.shape[1]),
+        "maxT_p": maxt_p,
+        "alternative": "one-sided (better)",
+        "method": "exact" if exact else "monte_carlo",
+        "diffs": [pts(x / scale) for x in observed],
+        "maxT_p_each": [float(x) for x in each],
+        "n": int(n),
         "n_epochs": int(d.shape[0]),
         "n_perm": int(n_perm),
     }

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
@@ -39,8 +40,9 @@ def comparison_table(df: pd.DataFrame, subset: str = "all", digits: int = 2) -> 
                       | {c: 4 for c in ("p", "p_adj", "tost_p")})
 
 
-def forest_plot(df: pd.DataFrame, subset: str = "all", margin: float | None = None) -> plt.Figure:
-    """Difference B - A (points) with its 95% interval, one panel per shot, coloured by verdict.
+def forest_plot(df: pd.DataFrame, subset: str = "all", margin: float | None = None,
+                alpha: float = StatsConfig().alpha) -> plt.Figure:
+    """Difference B - A (points) with its 1 - alpha interval, one panel per shot, coloured by verdict.
 
     A dashed line marks 0; a grey band marks the equivalence margin ±δ when given.
     """
@@ -58,7 +60,8 @@ def forest_plot(df: pd.DataFrame, subset: str = "all", margin: float | None = No
     axes[0][0].invert_yaxis()
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in VERDICT_COLORS.items()]
     fig.legend(handles=handles, loc="upper right", fontsize="small", frameon=False)
-    fig.supxlabel("difference B − A (accuracy points), 95% BCa interval")
+    method = ", ".join(sorted(str(m) for m in rows["interval"].dropna().unique())) if "interval" in rows else ""
+    fig.supxlabel(f"difference B − A (accuracy points), {1 - alpha:.0%} {method} interval".replace("  ", " "))
     fig.tight_layout(rect=(0, 0, 0.88, 1))
     return fig
 
@@ -113,12 +116,13 @@ def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
 
 
 def best_epoch_table(extra: Mapping[str, Any]) -> pd.DataFrame:
-    """Best epoch per lineage and shot: its gain, the naive p and the max-T p (selection-adjusted)."""
-    rows = [{k: r[k] for k in ("lineage", "shot", "best_system", "best_diff", "naive_p", "maxT_p", "n")}
-            for r in extra.get("best_epoch", [])]
-    table = pd.DataFrame(rows, columns=["lineage", "shot", "best_system", "best_diff", "naive_p",
-                                        "maxT_p", "n"])
-    return table.round({"best_diff": 2, "naive_p": 4, "maxT_p": 4})
+    """Best epoch per lineage and shot: its gain, the naive p and the max-T p (selection-adjusted), both
+    ONE-SIDED (in the direction of "better"), and whether the null was enumerated (method 'exact')."""
+    cols = ["lineage", "shot", "best_system", "best_diff", "naive_p_one_sided", "maxT_p_one_sided", "method", "n"]
+    rows = [{"lineage": r["lineage"], "shot": r["shot"], "best_system": r["best_system"], "best_diff": r["best_diff"],
+             "naive_p_one_sided": r["naive_p"], "maxT_p_one_sided": r["maxT_p"], "method": r.get("method", ""),
+             "n": r["n"]} for r in extra.get("best_epoch", [])]
+    return pd.DataFrame(rows, columns=cols).round({"best_diff": 2, "naive_p_one_sided": 4, "maxT_p_one_sided": 4})
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:

@@ -6,11 +6,13 @@ MDE returned here is in POINTS (percent units, x 100), as reports print them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 from statsmodels.stats.power import TTestPower
 
 from icl_kit.core.errors import KitError
@@ -27,6 +29,14 @@ def sd_paired(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
     return float(np.std(d, ddof=1) * POINTS)
 
 
+@functools.lru_cache(maxsize=65536)
+def effect_at(n: int, alpha: float, power: float) -> float:
+    """Standardised effect |es| a two-sided paired t-test detects with `power` at n and alpha (TTestPower)."""
+    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power, alternative="two-sided")
+    # solve_power may land on the negative root of the symmetric two-sided power function
+    return abs(float(np.squeeze(es)))
+
+
 def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """Minimum detectable difference (points) of a two-sided paired t-test.
 
@@ -35,24 +45,33 @@ def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
     """
     if n < MIN_N:
         return math.nan
-    es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
-                                  alternative="two-sided")
-    # solve_power may land on the negative root of the symmetric two-sided power function
-    return abs(float(np.squeeze(es))) * sd
+    return effect_at(int(n), alpha, power) * sd
 
 
 def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """Questions needed to detect a true difference `delta` (points) with a paired t-test.
 
-    `n = ceil(solve n: power(delta / sd, n, alpha) = power)`; nan when sd == 0 or delta <= 0
-    (no noise means any n detects it; no effect means no n does).
+    The smallest integer n >= MIN_N with power(delta / sd, n, alpha) >= power (TTestPower), i.e.
+    `ceil(solve n)`: from the normal approximation n0 = ((z_{1-alpha/2} + z_power) / es)^2 it steps
+    up while the t power falls short (the t correction is a few questions), then down while n - 1
+    still suffices. nan when sd == 0 or delta <= 0 (no noise: any n detects it; no effect: none does).
     """
     if not sd > 0 or not delta > 0:
         return math.nan
-    n = TTestPower().solve_power(effect_size=delta / sd, nobs=None, alpha=alpha, power=power,
-                                 alternative="two-sided")
-    n = float(np.squeeze(n))
-    return float(max(MIN_N, math.ceil(n))) if math.isfinite(n) else math.nan
+    es = delta / sd
+
+    def enough(n: int) -> bool:
+        return float(TTestPower().power(es, n, alpha, alternative="two-sided")) >= power
+
+    n0 = ((st.norm.isf(alpha / 2) + st.norm.ppf(power)) / es) ** 2
+    if not math.isfinite(n0):
+        return math.nan
+    n = max(MIN_N, math.ceil(n0))
+    while not enough(n):
+        n += 1
+    while n > MIN_N and enough(n - 1):
+        n -= 1
+    return float(n)
 
 
 def power_curve(sd: float, ns: Sequence[int], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:

@@ -32,10 +32,12 @@ from icl_kit.stats.power import MIN_N
 PRED_COLUMNS = ("system", "shot", "question_id", "acc")
 SUMMARY_COLUMNS = ("system", "shot", "n", "accuracy")
 COLUMNS = [
-    "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "p",
-    "p_adj", "mcnemar_p", "tost_p", "verdict", "mde", "n_needed", "mode", "subset",
-    "wilcoxon_p", "sd_diff", "kind", "note",
+    "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "tost_low", "tost_high",
+    "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
+    "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
+    "interval", "wilcoxon_p", "sd_diff", "note",
 ]
+PRIMARY, AUTOMATIC = "primary", "automatic"  # explicit comparisons; vs baseline and vs previous epoch
 ALL = "all"
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
@@ -82,9 +84,25 @@ def epoch_systems(predictions: pd.DataFrame) -> dict[str, dict[int, str]]:
     return {stem: dict(sorted(m.items())) for stem, m in sorted(out.items())}
 
 
-def first_n_ids(predictions: pd.DataFrame, n: int) -> set[Any]:
-    """The N smallest question ids of the run ("first N test questions", DESIGN.md)."""
-    return set(sorted(predictions["question_id"].unique())[:n])
+def subset_ids(predictions: pd.DataFrame, specs: Iterable[int | str]) -> list[tuple[str, set[Any] | None]]:
+    """("all", None) and one (name, ids) per `stats.subsets` entry smaller than the run.
+
+    N or 'first:N' -> 'firstN' (the N smallest ids); 'random:N:SEED' -> 'randomN_seedSEED', N ids
+    drawn without replacement from the sorted ids by numpy's generator seeded with SEED.
+    """
+    ids = sorted(predictions["question_id"].unique())
+    out: list[tuple[str, set[Any] | None]] = [(ALL, None)]
+    for spec in specs:
+        parts = [str(spec)] if isinstance(spec, int) else str(spec).split(":")
+        n = int(parts[-1] if len(parts) <= 2 else parts[1])
+        if n >= len(ids):
+            continue  # the same questions as "all"
+        if parts[0] == "random":
+            pick = np.random.default_rng(int(parts[2])).choice(len(ids), size=n, replace=False)
+            out.append((f"random{n}_seed{parts[2]}", {ids[i] for i in pick}))
+        else:
+            out.append((f"first{n}", set(ids[:n])))
+    return list(dict((name, (name, sub)) for name, sub in out).values())
 
 
 # ------------------------------------------------------------------ pairs
@@ -92,28 +110,42 @@ def comparison_pairs(
     systems: Iterable[str],
     baseline: str,
     lineages: Mapping[str, Mapping[int, str]],
-    pairs: Iterable[tuple[str, str]] = (),
-) -> list[tuple[str, str, str]]:
-    """(system_a, system_b, kind): each system vs the baseline, each epoch vs the previous, extras."""
-    out = [(baseline, s, "vs_baseline") for s in systems if s != baseline]
+    explicit: Iterable[tuple[str, str, str]] = (),
+) -> list[tuple[str, str, str, str, str]]:
+    """(system_a, system_b, kind, family, label): explicit pairs (primary family), then each system vs
+    the baseline and each epoch vs the previous one (automatic family); duplicates dropped per family."""
+    out = [(a, b, "explicit", PRIMARY, label) for a, b, label in explicit]
+    out += [(baseline, s, "vs_baseline", AUTOMATIC, "") for s in systems if s != baseline]
     for by_epoch in lineages.values():
         chain = list(by_epoch.values())
-        out += [(a, b, "epoch_vs_previous") for a, b in zip(chain, chain[1:], strict=False)]
-    out += [(a, b, "pair") for a, b in pairs]
-    seen: set[tuple[str, str]] = set()
-    return [c for c in out if (c[0], c[1]) not in seen and not seen.add((c[0], c[1]))]
+        out += [(a, b, "epoch_vs_previous", AUTOMATIC, "") for a, b in zip(chain, chain[1:], strict=False)]
+    seen: set[tuple[str, str, str]] = set()
+    return [c for c in out if (c[0], c[1], c[3]) not in seen and not seen.add((c[0], c[1], c[3]))]
 
 
-def _paired_row(sa: pd.Series, sb: pd.Series, ids: set[Any] | None, cfg: StatsConfig) -> dict | None:
+def _common(sa: pd.Series, sb: pd.Series, ids: set[Any] | None) -> pd.Index:
     common = sa.index.intersection(sb.index)
     if ids is not None:
         common = common[common.isin(list(ids))]
-    if len(common) < MIN_N:
-        return None
-    common = common.sort_values()
+    return common.sort_values()
+
+
+def _paired_row(sa: pd.Series, sb: pd.Series, common: pd.Index, cfg: StatsConfig, family_size: int) -> dict:
     return compare_paired(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), n_boot=cfg.n_boot,
-                          n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
-                          equivalence_margin=cfg.equivalence_margin, power=cfg.power)
+                          n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha, interval=cfg.interval,
+                          equivalence_margin=cfg.equivalence_margin, power=cfg.power, family_size=family_size)
+
+
+def explicit_pairs(
+    cfg: StatsConfig, systems: list[str], pairs: Iterable[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """`stats.comparisons` (and programmatic `pairs`) as (a, b, label); unknown systems are an error."""
+    out = [(c["a"], c["b"], c.get("label", "")) for c in cfg.comparisons] + [(a, b, "") for a, b in pairs]
+    for a, b, _ in out:
+        missing = [s for s in (a, b) if s not in systems]
+        if missing:
+            raise KitError(f"stats.comparisons names {missing}, which have no results; choose from {systems}.")
+    return out
 
 
 def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
@@ -123,6 +155,25 @@ def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[fl
 
 
 # ------------------------------------------------------------------ run
+def _jobs(scores: Scores, summ: Mapping, cfg: StatsConfig, comparisons: list, subsets: list, shots: list) -> list:
+    """(comparison, shot, subset, ids, common ids or None for summary mode) of every row that can be computed."""
+    keys = set(scores) | set(summ)
+    jobs = []
+    for subset, ids in subsets:
+        for c in comparisons:
+            for k in shots:
+                ka, kb = (c[0], k), (c[1], k)
+                if ka not in keys or kb not in keys:
+                    continue
+                if ka in scores and kb in scores:
+                    common = _common(scores[ka], scores[kb], ids)
+                    if len(common) >= MIN_N:
+                        jobs.append((c, k, subset, common))
+                elif ids is None:
+                    jobs.append((c, k, subset, None))
+    return jobs
+
+
 def run_stats(
     predictions: pd.DataFrame,
     cfg: StatsConfig,
@@ -132,52 +183,48 @@ def run_stats(
     epoch_chain: bool = True,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """All comparisons of a run, p adjusted within each subset's family, verdicts assigned.
+    """All comparisons of a run, p adjusted within each family, verdicts assigned.
 
-    Comparisons: every system vs `cfg.baseline` at every shot both have; with
-    `epoch_chain`, each checkpoint epoch vs the previous one of its lineage; plus `pairs`.
-    Paired when both sides have per-question scores, else summary mode (approximate,
-    subset "all" only). Subsets: "all" and "first{N}" for N in `cfg.subsets` smaller than
-    the run's question count. Family = every row of one subset (systems x shots x kinds),
-    corrected with `cfg.correction`; `p` stays raw beside `p_adj`.
+    Comparisons: `cfg.comparisons` and `pairs` (family "primary"); every system vs `cfg.baseline`
+    at every shot both have and, with `epoch_chain`, each checkpoint epoch vs the previous one
+    of its lineage (family "automatic"). Paired when both sides have per-question scores, else
+    summary mode (approximate, subset "all" only). Subsets: "all" and each `cfg.subsets` entry
+    smaller than the run. Family = (subset, family): p and TOST p are corrected with
+    `cfg.correction` within it; MDE and n needed use alpha / (family size).
     """
     scores = per_question_scores(predictions)
     summ = summary_accuracies(summary)
-    pairs = list(pairs)
-    keys = set(scores) | set(summ)
-    systems = sorted({s for s, _ in keys})
+    systems = sorted({s for s, _ in set(scores) | set(summ)})
     if cfg.baseline not in systems:
         raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of {systems}.")
     lineages = epoch_systems(predictions) if epoch_chain else {}
-    shots = sorted({k for _, k in keys})
-    n_questions = predictions["question_id"].nunique()
-    subsets: list[tuple[str, set[Any] | None]] = [(ALL, None)] + [
-        (f"first{n}", first_n_ids(predictions, n)) for n in sorted(set(cfg.subsets)) if n < n_questions]
-    todo = [(c, k, sub) for sub in subsets for c in comparison_pairs(systems, cfg.baseline, lineages, pairs)
-            for k in shots if (c[0], k) in keys and (c[1], k) in keys]
+    comparisons = comparison_pairs(systems, cfg.baseline, lineages, explicit_pairs(cfg, systems, pairs))
+    shots = sorted({k for _, k in set(scores) | set(summ)})
+    jobs = _jobs(scores, summ, cfg, comparisons, subset_ids(predictions, cfg.subsets), shots)
+    sizes = pd.Series([(sub, c[3]) for c, _, sub, _ in jobs]).value_counts().to_dict() if jobs else {}
     rows = []
-    for (a, b, kind), shot, (subset, ids) in tqdm(todo, desc="stats", disable=not progress):
-        if (a, shot) in scores and (b, shot) in scores:
-            res = _paired_row(scores[(a, shot)], scores[(b, shot)], ids, cfg)
-        elif ids is None:
+    for (a, b, kind, family, label), shot, subset, common in tqdm(jobs, desc="stats", disable=not progress):
+        m = sizes[(subset, family)]
+        if common is not None:
+            res = _paired_row(scores[(a, shot)], scores[(b, shot)], common, cfg, m)
+        else:
             (acc_a, n_a), (acc_b, n_b) = _summary_of((a, shot), scores, summ), _summary_of((b, shot), scores, summ)
             res = compare_summary(acc_a, acc_b, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
-                                  equivalence_margin=cfg.equivalence_margin)
-        else:
-            res = None
-        if res is not None:
-            rows.append({**res, "system_a": a, "system_b": b, "shot": shot, "subset": subset, "kind": kind})
+                                  equivalence_margin=cfg.equivalence_margin, family_size=m)
+        rows.append({**res, "system_a": a, "system_b": b, "shot": shot, "subset": subset, "kind": kind,
+                     "family": family, "family_size": m, "label": label})
     df = pd.DataFrame(rows, columns=COLUMNS)
     return assign_verdicts(df, cfg)
 
 
 def assign_verdicts(df: pd.DataFrame, cfg: StatsConfig) -> pd.DataFrame:
-    """Adjust p within each subset (one family each) and set the verdict from the adjusted p."""
+    """Adjust p and TOST p within each family (subset, family); set the verdict from the adjusted values."""
     df = df.copy()
-    for _, idx in df.groupby("subset", sort=False).groups.items():
+    for _, idx in df.groupby(["subset", "family"], sort=False).groups.items():
         df.loc[idx, "p_adj"] = adjust(df.loc[idx, "p"].to_numpy(float), cfg.correction)
-    df["verdict"] = [verdict(r.p_adj, r.tost_p, r.diff, cfg.alpha, cfg.equivalence_margin)
-                     for r in df.itertuples()]
+        df.loc[idx, "tost_p_adj"] = adjust(df.loc[idx, "tost_p"].to_numpy(float), cfg.correction)
+    df["verdict"] = [verdict(r.p_adj, r.tost_p_adj, r.diff, cfg.alpha, cfg.equivalence_margin, r.tost_low,
+                             r.tost_high) for r in df.itertuples()]
     return df
 
 
@@ -196,7 +243,7 @@ def best_epoch_tests(predictions: pd.DataFrame, cfg: StatsConfig) -> list[dict[s
             if len(frame) < MIN_N:
                 continue
             res = max_t_best_epoch(frame.iloc[:, 1:].to_numpy().T, frame.iloc[:, 0].to_numpy(),
-                                   n_perm=cfg.n_perm, seed=cfg.seed)
+                                   n_perm=cfg.n_perm, seed=cfg.seed)  # one-sided, "better"; exact when feasible
             epochs = list(by_epoch)
             out.append({"lineage": stem, "shot": shot, "best_epoch": epochs[res["best_index"]],
                         "best_system": keys[res["best_index"]][0], "epochs": epochs, **res})
@@ -272,7 +319,7 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any
     with atomic_open(paths.comparisons, "w") as fh:
         df.to_csv(fh, index=False)
     counts = {sub: g["verdict"].value_counts().to_dict() for sub, g in df.groupby("subset", sort=False)}
-    families = df.groupby("subset", sort=False).size().to_dict()
+    families = {f"{sub}/{fam}": len(g) for (sub, fam), g in df.groupby(["subset", "family"], sort=False)}
     atomic_write_json(paths.stats_dir / "summary.json",
                       _plain({"n_comparisons": len(df), "families": families, "verdicts": counts,
                               **(extra or {})}))
@@ -316,7 +363,8 @@ def stats_for_run(
 
 
 def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
-    """Intervals of every system of a run: evaluated (predictions.jsonl) and imported (imported.csv)."""
+    """Intervals of every system of a run at `level` (the report passes 1 - stats.alpha): evaluated
+    (predictions.jsonl) and imported (imported.csv)."""
     rows = read_jsonl(RunPaths(Path(run_dir)).predictions)
     if not rows:
         raise KitError(f"{run_dir}/eval/predictions.jsonl is missing or empty; run the evaluation stage first.")
