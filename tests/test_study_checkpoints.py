@@ -163,3 +163,18 @@ def test_cli_convert_and_eval_systems_take_study_renames(tmp_path, capsys) -> No
     assert [s.name for s in systems] == ["grpo_epoch1_v2format", "random"]
     with pytest.raises(KitError, match="renamed by the study's v3->v2 converter"):
         resolve_systems([dst.name], tmp_path)
+
+
+def test_cli_eval_study_renames_marks_every_checkpoint_system(monkeypatch) -> None:
+    import icl_kit.evaluation.runner as runner
+
+    seen = {}
+
+    def fake_evaluate(params):
+        seen["systems"] = params.eval.systems
+        raise KitError("stop here")
+
+    monkeypatch.setattr(runner, "evaluate", fake_evaluate)
+    systems = '["random", "study/a_v2format.ckpt", "study/b.ckpt:study_renames"]'
+    assert main(["eval", "--study-renames", "-p", f"eval.systems={systems}"]) == 2
+    assert seen["systems"] == ["random", "study/a_v2format.ckpt:study_renames", "study/b.ckpt:study_renames"]
