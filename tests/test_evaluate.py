@@ -80,6 +80,31 @@ def test_selections_match_references_and_pools_are_shared(run_dir):
         assert rows[("similarity", 3, q)]["icd_ids"] == top  # most similar first
 
 
+def _top(world, q: int, query_part: str, pool_part: str, k: int) -> list[int]:
+    """Reference: the k pool ids of largest cosine between q's `query_part` and the pool's `pool_part`."""
+    pool = torch.nn.functional.normalize(world.emb(world.pool_ids, pool_part), dim=-1)
+    cos = pool @ torch.nn.functional.normalize(world.emb([q], query_part), dim=-1)[0]
+    return [world.pool_ids[i] for i in cos.argsort(descending=True)[:k].tolist()]
+
+
+@pytest.mark.parametrize("order", ["first", "last"])
+def test_one_modality_similarity_systems_and_order(tmp_path, order):
+    systems = ["similarity", "similarity_i2t", "similarity_i2i", "similarity_t2t"]
+    res, world = run(tmp_path / "run", systems, similarity_order=order)
+    rows = rows_by(res.predictions)
+    assert res.systems == systems
+    parts = {"similarity": ("emb", "emb"), "similarity_i2t": ("img", "txt"), "similarity_i2i": ("img", "img"),
+             "similarity_t2t": ("txt", "txt")}
+    for system, (qp, pp) in parts.items():
+        for q in range(1, 11):
+            for shot in SHOTS:
+                top = _top(world, q, qp, pp, shot)  # shot k = the top k, whatever the order
+                want = top[::-1] if order == "last" else top  # last: the most similar next to the query
+                assert rows[(system, shot, q)]["icd_ids"] == want, (system, shot, q)
+    # The four rankings differ on this world (seeded, independent embeddings per part).
+    assert len({tuple(rows[(s, 3, 1)]["icd_ids"]) for s in systems}) == 4
+
+
 def test_similarity_topk_pool_for_checkpoints(run_dir):
     res, world = run(run_dir, ["checkpoints/grpo_epoch1.pt"], pool="similarity_top5")
     pool = torch.nn.functional.normalize(world.emb(world.pool_ids), dim=-1)

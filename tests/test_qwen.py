@@ -516,3 +516,14 @@ def test_agreement_check_bf16_measures_records_and_stops(data, tmp_path):
     assert flipped.calls == calls  # measured once per fingerprint: read back, not recomputed
     assert check_agreement(bf16, replace(cfg, agreement_check=None), pool, test, tmp_path / "r3", 0) is None  # CPU
     assert check_agreement(bf16, replace(cfg, batch_size=1), pool, test, tmp_path / "r4", 0) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA skip")
+def test_gpu_benchmark_skips_without_cuda():
+    import subprocess
+    import sys
+
+    bench = Path(__file__).parents[1] / "benchmarks" / "bench_gpu_lvlm.py"
+    out = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert out.stdout.count("\n") == 1 and out.stdout.startswith("bench_gpu_lvlm: skipped, no usable CUDA device")

@@ -22,7 +22,7 @@ def cuda_problem() -> str:
         torch.cuda.init()  # raises with the driver's own reason (no driver, too old, no device visible)
         reason = "it sees no GPU"
     except (RuntimeError, AssertionError) as exc:
-        reason = (str(exc).strip().splitlines() or ["it sees no GPU"])[0].rstrip(".")
+        reason = (str(exc).strip().splitlines() or ["it sees no GPU"])[0].split(". ")[0].rstrip(".")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
     return (f"this torch is a CUDA {torch.version.cuda} build but cannot use the driver ({reason}){hint}; "
