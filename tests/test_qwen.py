@@ -527,3 +527,24 @@ def test_gpu_benchmark_skips_without_cuda():
     out = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert out.stdout.count("\n") == 1 and out.stdout.startswith("bench_gpu_lvlm: skipped, no usable CUDA device")
+
+
+def test_run_context_records_decoding_and_agreement(tmp_path):
+    from icl_kit.core.config import load_params
+    from icl_kit.lvlm.agreement import AGREEMENT_FILE, DECODING_FILE
+    from icl_kit.run_context import RunContext
+
+    root = build_demo_world(tmp_path / "demo", n_train=20, n_test=10, seed=0)
+    params = load_params(None, {
+        "runs_dir": str(tmp_path / "runs"), "run_name": "r", "data.root": str(root), "lvlm.model": str(TINY_QWEN),
+        "lvlm.device": "cpu", "lvlm.dtype": "float32", "lvlm.qwen.max_pixels": 28 * 28 * 16,
+        "lvlm.agreement_check": 8, "pools.size": 8, "eval.shots": [1], "train.reward.shots": [1],
+        "train.val_shots": [1]})
+    ctx = RunContext.build(params)
+    fingerprint = ctx.service.lvlm.fingerprint()
+    run = tmp_path / "runs" / "r"
+    decoding = json.loads((run / DECODING_FILE).read_text())
+    agreement = json.loads((run / AGREEMENT_FILE).read_text())
+    assert decoding["fingerprint"] == agreement["fingerprint"] == fingerprint
+    assert decoding["decoding"]["num_beams"] == 3 and decoding["device"] == "cpu"
+    assert agreement["n"] == 8 and agreement["agree"] == 8  # fp32: batched == one at a time here

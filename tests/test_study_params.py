@@ -82,3 +82,9 @@ def test_each_missing_input_is_named_with_how_to_get_it(bare, monkeypatch):
     with pytest.raises(KitError, match=r"lvlm.model='Qwen/Qwen2.5-VL-3B-Instruct' is not in the local hub cache "
                                        r"and HF_HUB_OFFLINE is set; .*`hf download Qwen/Qwen2.5-VL-3B-Instruct`"):
         check_inputs(p)
+
+
+def test_pixel_bounds_cross_check():
+    with pytest.raises(KitError, match="min_pixels=20000 exceeds lvlm.qwen.max_pixels=10000"):
+        load_params(None, {"lvlm.qwen.min_pixels": 20000, "lvlm.qwen.max_pixels": 10000})
+    assert load_params(None, {"lvlm.qwen.min_pixels": 20000, "lvlm.qwen.max_pixels": None}).lvlm.qwen.max_pixels is None

@@ -433,6 +433,10 @@ def validate_cross_fields(p: Params) -> None:
         raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
                        f"{list(backend_sections())}.{tip}")
     validate_stats(p.stats)
+    q = p.lvlm.qwen
+    if q.min_pixels is not None and q.max_pixels is not None and q.min_pixels > q.max_pixels:
+        raise KitError(f"lvlm.qwen.min_pixels={q.min_pixels} exceeds lvlm.qwen.max_pixels={q.max_pixels}; "
+                       "lower the first or raise the second (null = qwen-vl-utils' default).")
     if p.eval.pool != "rand" and not _is_topk(p.eval.pool):
         raise KitError(f"eval.pool={p.eval.pool!r} must be 'rand' or 'similarity_topK' (e.g. similarity_top64).")
 

@@ -73,7 +73,8 @@ def check_agreement(lvlm: LVLM, cfg: LVLMConfig, pool: Sequence[Record], test: S
     if record is None or record.get("fingerprint") != lvlm.fingerprint() or record.get("n") != n \
             or record.get("batch_size") != cfg.batch_size:
         result = measure(lvlm, sample_requests(pool, test, n, seed))
-        record = {"fingerprint": lvlm.fingerprint(), "batch_size": cfg.batch_size, "dtype": cfg.dtype,
+        dtype = lvlm.describe()["dtype"] if hasattr(lvlm, "describe") else cfg.dtype  # 'auto' resolved
+        record = {"fingerprint": lvlm.fingerprint(), "batch_size": cfg.batch_size, "dtype": dtype,
                   "seed": seed, **result}
         atomic_write_json(path, record)
     share = 1 - record["agree"] / record["n"]
