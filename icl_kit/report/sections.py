@@ -182,7 +182,8 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
             label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
             doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts))
-        doc.figure(t, f"forest_{subset}.png", lambda s=subset: forest_plot(facts.comparisons, s, facts.margin, facts.alpha),
+        doc.figure(t, f"forest_{subset}.png",
+                   lambda s=subset: forest_plot(facts.comparisons, s, facts.margin, facts.alpha),
                    t("cap_forest", label=t.subset_label(subset), margin=num(facts.margin))
                    + (t("cap_forest_squares") if (rows["mode"] == "summary").any() else ""))
     doc.add(t("table_note", correction=facts.correction, alpha=num(facts.alpha, 2), margin=num(facts.margin),
