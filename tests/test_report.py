@@ -427,6 +427,7 @@ def test_levels_follow_alpha_and_power_says_its_alpha(tmp_path):
     assert "At n = 100 and α/3 (the family's level)" in en and "to confirm a difference of the observed size" in en
     assert "sign test p = 0.50: 12 questions improved, 8 worsened" in en and "McNemar" not in en
     assert "| Naive p (one-sided) | max-T p |" in en and "Both p-values are one-sided" in en
+    assert "(power 80% at α/3, SD of differences" in en and "（功效 80%，α/3，" in zh
     assert "| grpo_epoch2 (new best vs baseline) | random | 1 |" in en
     assert "**Explicit comparisons (the primary family, adjusted on its own)**" in en
     assert Counter(numbers_in(zh)) == Counter(numbers_in(en))

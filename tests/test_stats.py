@@ -177,7 +177,7 @@ def test_compare_summary_hand_z():
     z = 0.1 / 0.07
     assert r["diff"] == pytest.approx(10.0)
     assert r["p"] == pytest.approx(math.erfc(z / math.sqrt(2)))  # = 0.15313
-    assert r["p"] == pytest.approx(0.15313, abs=1e-5)
+    assert r["p"] == pytest.approx(0.15313, abs=1e-5) and r["verdict"] == "inconclusive"
     assert r["ci_low"] == pytest.approx(10 - 1.959964 * 7, abs=1e-4)
     assert r["ci_high"] == pytest.approx(10 + 1.959964 * 7, abs=1e-4)
     # correlated arms: Var = v1 + v2 - 2 rho sqrt(v1 v2), v1 = .0025, v2 = .0024

@@ -236,10 +236,12 @@ def statistics_summary(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) ->
     doc.add(t("sub_summary"), md_table([t(h) for h in heads], body))
     _, n, main = facts.main()
     sd = main.loc[main["mode"] == "paired", "sd_diff"].median()
+    m = int(main["family_size"].max()) if main["family_size"].notna().any() else len(main)  # the family's α/m
     if np.isfinite(sd) and sd > 0:
         doc.figure(t, "power_curve.png",
-                   lambda: power_plot(float(sd), n, facts.alpha, facts.power, facts.margin),
-                   t("cap_power", power=share(facts.power), sd=num(sd), n=count(n), margin=num(facts.margin)))
+                   lambda: power_plot(float(sd), n, facts.alpha / m, facts.power, facts.margin),
+                   t("cap_power", power=share(facts.power), sd=num(sd), n=count(n), margin=num(facts.margin),
+                     m=count(m)))
 
 
 # ------------------------------------------------------------------ details

@@ -188,7 +188,7 @@ ZH: dict[str, str] = {
     "cap_forest": "{label}：各比较的差异及 {level} 置信区间（每个 shot 一栏），颜色表示结论；"
                   "灰带为 ±{margin} 点等价界。",
     "cap_forest_squares": "方块为仅有汇总准确率的近似比较。",
-    "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
+    "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，α/{m}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
                  "点线为 ±{margin} 点等价界。",
     "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
     "detail_heading": "### 3.{i} {b} vs {a}",
@@ -320,7 +320,7 @@ EN: dict[str, str] = {
     "cap_forest": "{label}: difference and {level} interval of each comparison (one panel per shot), coloured by "
                   "verdict; grey band: ±{margin}-point equivalence margin.",
     "cap_forest_squares": " Squares: summary-only approximations.",
-    "cap_power": "Minimum detectable difference against the number of questions n (power {power}, SD of "
+    "cap_power": "Minimum detectable difference against the number of questions n (power {power} at α/{m}, SD of "
                  "differences {sd} points); the red point marks this run's n = {n}, the dotted line the "
                  "±{margin}-point equivalence margin.",
     "cap_training": "Training curves: reward, advantage std, KL, share of zero-spread groups, and validation "

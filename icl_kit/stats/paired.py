@@ -37,6 +37,7 @@ from icl_kit.stats.diff_intervals import DEGENERATE_TOL, IntervalMethod, diff_in
 from icl_kit.stats.exact import lattice_ints, sign_flip_p
 from icl_kit.stats.power import MIN_N, mde_paired, n_needed_paired, sd_paired
 from icl_kit.stats.summary import compare_summary
+from icl_kit.stats.verdict import verdict
 
 __all__ = ["adjust", "align_scores", "compare_paired", "compare_summary", "sign_test", "tost_p", "verdict"]
 
@@ -113,17 +114,6 @@ def tost_p(a: np.ndarray, b: np.ndarray, margin: float) -> float:
         return 1.0
     p, _, _ = ttost_paired(b, a, -margin / POINTS, margin / POINTS)
     return float(p)
-
-
-def verdict(p_adj: float, tost_p_adj: float, diff: float, alpha: float, margin: float, tost_low: float,
-            tost_high: float) -> str:
-    """'better' / 'worse' (B vs A) if p_adj < alpha; 'equivalent (±δ)' if the adjusted TOST p < alpha
-    AND the 1 - 2 alpha interval [tost_low, tost_high] lies inside ±δ; else 'inconclusive'."""
-    if p_adj < alpha:  # nan compares False: never significant
-        return "better" if diff > 0 else "worse"
-    if tost_p_adj < alpha and -margin < tost_low and tost_high < margin:
-        return f"equivalent (±{margin:.1f})"
-    return "inconclusive"
 
 
 def power_fields(sd: float, n: int, diff: float, margin: float, alpha_power: float, power: float) -> dict:

@@ -110,7 +110,7 @@ def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
         ax.axhline(margin, color="0.5", ls=":", label=f"δ = {margin:.1f} needs {need}")
         ax.legend(frameon=False)
     ax.set(xscale="log", xlabel="questions (n)", ylabel="MDE (accuracy points)",
-           title=f"{power:.0%} power, α={alpha}, SD of differences {sd:.1f} pts")
+           title=f"{power:.0%} power, α={alpha:.2g}, SD of differences {sd:.1f} pts")
     fig.tight_layout()
     return fig
 

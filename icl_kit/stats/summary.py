@@ -25,6 +25,7 @@ from statsmodels.stats.power import NormalIndPower
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS
 from icl_kit.stats.power import MIN_N, n_needed_paired
+from icl_kit.stats.verdict import verdict
 
 RHO_RANGE = (0.3, 0.8)  # paired correlations typical of two prompts on the same questions
 FRACTION_MAX = 1.0  # both accuracies at or below this "percent" are almost surely fractions (0.642)
@@ -105,7 +106,9 @@ def compare_summary(
         "n_needed_rho": n_rho, "sign_p": math.nan, "n_improved": math.nan, "n_worsened": math.nan,
         "wilcoxon_p": math.nan, "sd_diff": math.nan, "mde": float(es) * sd_arm,
         "n_needed": float(math.ceil(n_need)) if np.isfinite(n_need) else math.nan, "n_needed_observed": math.nan,
-        "alpha_power": a_pow, "interval": "wald", "note": _summary_note(diff, hw, p_rho, n_rho, equivalence_margin),
+        "alpha_power": a_pow, "interval": "wald",
+        "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low * POINTS, t_high * POINTS),
+        "note": _summary_note(diff, hw, p_rho, n_rho, equivalence_margin),
     }
 
 

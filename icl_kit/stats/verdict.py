@@ -1,0 +1,14 @@
+"""The verdict of one comparison from its adjusted p-values and its TOST interval."""
+
+from __future__ import annotations
+
+
+def verdict(p_adj: float, tost_p_adj: float, diff: float, alpha: float, margin: float, tost_low: float,
+            tost_high: float) -> str:
+    """'better' / 'worse' (B vs A) if p_adj < alpha; 'equivalent (±δ)' if the adjusted TOST p < alpha
+    AND the 1 - 2 alpha interval [tost_low, tost_high] lies inside ±δ; else 'inconclusive'."""
+    if p_adj < alpha:  # nan compares False: never significant
+        return "better" if diff > 0 else "worse"
+    if tost_p_adj < alpha and -margin < tost_low and tost_high < margin:
+        return f"equivalent (±{margin:.1f})"
+    return "inconclusive"
