@@ -102,6 +102,9 @@ def import_results(
 ) -> pd.DataFrame:
     """Add one run of a metrics JSON file to eval/imported.csv (replacing `system`'s old rows)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KitError(f"Run folder {run_dir} does not exist; pass an existing run folder (e.g. runs/demo) with "
+                       "--run, or evaluate that run first.")
     if system in _evaluated_systems(run_dir):
         raise KitError(f"System {system!r} already has per-question results in {run_dir}/eval; "
                        "import under another --system name.")

@@ -221,8 +221,8 @@ def embed_records(records: Sequence[Record], encoder: Encoder,
     """
     ids = [r.question_id for r in records]
     path = Path(cache_path) if cache_path else None
-    if path is not None and (cache := _load_cache(path, ids, encoder.name)) is not None:
-        return {"ids": cache["ids"], "emb": cache["emb"]}
+    if path is not None and (cache := cached_embeddings(path, ids, encoder.name)) is not None:
+        return cache
     chunks = []
     step = max(1, encoder.batch_size)
     for start in tqdm(range(0, len(records), step), desc=f"embed ({encoder.name})", unit="batch"):
@@ -230,5 +230,16 @@ def embed_records(records: Sequence[Record], encoder: Encoder,
     emb = torch.cat(chunks).float() if chunks else torch.zeros(0, 0)
     out = {"ids": ids, "emb": emb}
     if path is not None:
-        atomic_torch_save({**out, "encoder": encoder.name}, path)
+        save_embeddings(path, out, encoder.name)
     return out
+
+
+def cached_embeddings(path: str | Path, ids: list[int], name: str) -> dict[str, Any] | None:
+    """`{"ids", "emb"}` from the cache at `path` when it holds exactly `ids` from encoder `name`, else None."""
+    cache = _load_cache(Path(path), ids, name)
+    return None if cache is None else {"ids": cache["ids"], "emb": cache["emb"]}
+
+
+def save_embeddings(path: str | Path, out: dict[str, Any], name: str) -> None:
+    """Write embeddings.pt (atomically), tagged with the encoder that made them."""
+    atomic_torch_save({**out, "encoder": name}, path)
