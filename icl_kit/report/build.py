@@ -169,9 +169,9 @@ def check_baseline(comparisons: pd.DataFrame, baseline: str) -> None:
     known = sorted(set(comparisons.system_a) | set(comparisons.system_b), key=natural_key)
     if baseline not in known:
         hint = difflib.get_close_matches(baseline, known, n=1)
-        tip = f" Did you mean {hint[0]!r}?" if hint else ""
+        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise KitError(f"report.baseline={baseline!r} is not a system of stats/comparisons.csv; choose one of "
-                       f"{known}.{tip}")
+                       f"{known}{tip}.")
 
 
 def markdown_with_figures(md_path: str | Path) -> str:
