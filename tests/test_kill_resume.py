@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from run_snapshot import contents, differences
+from tiny_run import contents, differences, tiny_params
 
 from icl_kit.core.config import load_params
 from icl_kit.evaluation.runner import evaluate
@@ -36,24 +36,6 @@ TRIALS = [("train", 1), ("eval", 2), ("train", 2), ("eval", 1), ("train", 1), ("
 MIN_KILLS = 10
 MAX_LAUNCHES = 14
 POLL_S = 0.01
-
-
-def tiny_params(world: Path) -> dict:
-    """A run of a few seconds: 18 optimiser steps saved after each one, 200 eval cells in chunks of 4."""
-    return {
-        "run_name": NAME, "runs_dir": "runs", "seed": 0,
-        "data": {"root": str(world), "demo": True, "demo_train": 60, "demo_test": 20},
-        "encoder": {"backend": "simple", "dim": 16},
-        "lvlm": {"backend": "simulated", "batch_size": 16},
-        "pools": {"size": 8},
-        "selector": {"input_dim": 16, "hidden_dim": 16},
-        "train": {"device": "cpu", "save_every_steps": 1, "val_shots": [2],
-                  "reward": {"kind": "hard_plus_soft", "shots": [2]},
-                  "rollouts": {"mode": "online", "group_size": 4},
-                  "rce": {"epochs": 1, "batch_groups": 8}, "grpo": {"epochs": 2, "batch_groups": 8}},
-        "eval": {"systems": ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"], "shots": [1, 2],
-                 "questions": "all", "chunk": 4},
-    }
 
 
 STAGES = {"train": lambda p: train(p, progress=False), "eval": lambda p: evaluate(p, progress=False)}
@@ -98,7 +80,8 @@ def reference(tmp_path_factory):
     """The uninterrupted run: its files after training and after evaluation, and each stage's seconds."""
     base = tmp_path_factory.mktemp("kills")
     params_file = base / "tiny.yaml"
-    params_file.write_text(yaml.safe_dump(tiny_params(base / "world")))
+    # 18 optimiser steps, last.pt saved after each one; 200 eval cells appended in chunks of 4
+    params_file.write_text(yaml.safe_dump(tiny_params(base / "world", NAME, train={"save_every_steps": 1})))
     ref = base / "ref"
     seconds = {"train": run_in(ref, "train", params_file)}
     trained = base / "trained"

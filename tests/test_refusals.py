@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from run_snapshot import differences, file_bytes
+from tiny_run import differences, file_bytes, tiny_params
 
 from icl_kit.cli import main
 from icl_kit.core.config import load_params
@@ -29,24 +29,6 @@ from icl_kit.train.trainer import train
 
 NAME = "done"
 FOREIGN_DIM = 32  # input dim of a checkpoint trained elsewhere (the run's embeddings are 16-d)
-
-
-def tiny_params(world: Path) -> dict:
-    return {
-        "run_name": NAME, "runs_dir": "runs", "seed": 0,
-        "data": {"root": str(world), "demo": True, "demo_train": 60, "demo_test": 20},
-        "encoder": {"backend": "simple", "dim": 16},
-        "lvlm": {"backend": "simulated", "batch_size": 64},
-        "pools": {"size": 8},
-        "selector": {"input_dim": 16, "hidden_dim": 16},
-        "train": {"device": "cpu", "val_shots": [2], "reward": {"kind": "hard_plus_soft", "shots": [2]},
-                  "rollouts": {"mode": "online", "group_size": 4},
-                  "rce": {"epochs": 1, "batch_groups": 16}, "grpo": {"epochs": 1, "batch_groups": 16}},
-        "eval": {"systems": ["zero_shot", "random", "checkpoints/grpo_epoch*.pt"], "shots": [1, 2],
-                 "questions": "all", "chunk": 64},
-        "stats": {"n_boot": 200, "n_perm": 200},
-        "report": {"language": "en"},
-    }
 
 
 def rollout_line(qid: int, pool: list[int], picks: int = 2) -> dict:
@@ -64,7 +46,10 @@ def write_rollouts(folder: Path, lines: list) -> None:
 def work(tmp_path_factory):
     """A folder holding a finished run (runs/done), the data, and the inputs the refusals below use."""
     base = tmp_path_factory.mktemp("refusals")
-    (base / "tiny.yaml").write_text(yaml.safe_dump(tiny_params(base / "world")))
+    tiny = tiny_params(base / "world", NAME, eval={"systems": ["zero_shot", "random", "checkpoints/grpo_epoch*.pt"],
+                                                   "chunk": 64})
+    tiny["train"].update(rce={"epochs": 1, "batch_groups": 16}, grpo={"epochs": 1, "batch_groups": 16})
+    (base / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     with contextlib.chdir(base):
         params = load_params("tiny.yaml")
         train(params, progress=False)

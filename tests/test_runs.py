@@ -174,3 +174,14 @@ def test_os_errors_of_an_atomic_write_name_the_output(tmp_path):
         atomic_write_json(tmp_path / "out.json", {})
     assert info.value.filename == str(tmp_path / "out.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "out.json"]  # no temp left behind
+
+
+def test_a_commit_killed_after_archiving_does_not_archive_twice(tmp_path):
+    first = load_params(None, {"runs_dir": str(tmp_path), "run_name": "r", "seed": 1})
+    second = load_params(None, {"runs_dir": str(tmp_path), "run_name": "r", "seed": 2})
+    paths = prepare_run(first)
+    prepare_run(second)
+    paths.params.write_bytes((paths.root / "params_history" / "params.1.yaml").read_bytes())  # as if killed there
+    prepare_run(second)
+    assert sorted(p.name for p in (paths.root / "params_history").iterdir()) == ["params.1.yaml"]
+    assert load_params(paths.params) == second

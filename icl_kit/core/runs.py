@@ -289,7 +289,11 @@ def _archive(path: Path) -> Path:
     """Copy `path` into `<folder>/params_history/<name>.<n>.yaml` (n = 1, 2, ...); return the copy."""
     folder = path.parent / "params_history"
     folder.mkdir(exist_ok=True)
-    n = 1 + len(list(folder.glob(f"{path.stem}.*{path.suffix}")))
-    copy = folder / f"{path.stem}.{n}{path.suffix}"
-    atomic_write_bytes(copy, path.read_bytes())
+    n = len(list(folder.glob(f"{path.stem}.*{path.suffix}")))
+    data = path.read_bytes()
+    last = folder / f"{path.stem}.{n}{path.suffix}"
+    if n and last.read_bytes() == data:
+        return last  # archived already by a commit that was killed before it wrote the new params
+    copy = folder / f"{path.stem}.{n + 1}{path.suffix}"
+    atomic_write_bytes(copy, data)
     return copy

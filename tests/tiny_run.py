@@ -1,4 +1,5 @@
-"""A run folder's files, for comparing two folders (or one folder before and after a command)."""
+"""A tiny run of the demo world (simulated LVLM, seconds on a CPU) and its files, for comparing two run folders
+(or one folder before and after a command)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,28 @@ from pathlib import Path
 from typing import Any
 
 WALL_CLOCK = ("time/",)  # train_log.jsonl keys that measure seconds: they differ between any two runs
+
+
+def tiny_params(world: Path, name: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    """Params of a tiny run in `runs/<name>` on the demo world at `world`; `sections` update single keys."""
+    params: dict[str, Any] = {
+        "run_name": name, "runs_dir": "runs", "seed": 0,
+        "data": {"root": str(world), "demo": True, "demo_train": 60, "demo_test": 20},
+        "encoder": {"backend": "simple", "dim": 16},
+        "lvlm": {"backend": "simulated", "batch_size": 16},
+        "pools": {"size": 8},
+        "selector": {"input_dim": 16, "hidden_dim": 16},
+        "train": {"device": "cpu", "val_shots": [2], "reward": {"kind": "hard_plus_soft", "shots": [2]},
+                  "rollouts": {"mode": "online", "group_size": 4},
+                  "rce": {"epochs": 1, "batch_groups": 8}, "grpo": {"epochs": 2, "batch_groups": 8}},
+        "eval": {"systems": ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"], "shots": [1, 2],
+                 "questions": "all", "chunk": 4},
+        "stats": {"n_boot": 200, "n_perm": 200},
+        "report": {"language": "en"},
+    }
+    for section, values in sections.items():
+        params[section].update(values)
+    return params
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:
