@@ -174,6 +174,7 @@ def _execute(stage: Stage, src: Path, run_dir: Path, params_path: Path, override
             )
     except pm.PapermillExecutionError as exc:
         failed = failed_copy(dst)
+        os.chmod(tmp, OUTPUT_MODE)
         os.replace(tmp, failed)
         kept = f"the last good copy {dst} is unchanged" if dst.exists() else "there is no earlier good copy"
         raise KitError(
