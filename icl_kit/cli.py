@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import traceback
 
 from icl_kit.core.errors import KitError
 
@@ -309,13 +311,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What to do about an OS error on a path, by its type (the message names the path itself).
+OS_ADVICE: tuple[tuple[type[OSError], str], ...] = (
+    (PermissionError, "make it (and the folder it is in) readable and writable for you, or choose another path"),
+    (FileExistsError, "a file is in the way of a folder there; move that file or choose another path"),
+    (NotADirectoryError, "a part of the path is a file, not a folder; move that file or choose another path"),
+    (IsADirectoryError, "it is a folder where a file is expected; pass the path of a file"),
+    (FileNotFoundError, "it does not exist; check the path"),
+)
+BUG_REPORT = ("icl-kit: internal error: this is a bug in icl-kit, not a problem with your input; please report it "
+              "with the traceback above and the command you ran.")
+
+
+def os_error_sentence(exc: OSError) -> str | None:
+    """One sentence for an OS error about a path or a full disk (None for others: those are bugs)."""
+    if exc.filename is None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{exc.strerror}; free disk space and run the same command again (it continues where it stopped)."
+        return None
+    advice = next((a for cls, a in OS_ADVICE if isinstance(exc, cls)),
+                  "fix that (e.g. free disk space or remount it writable) or choose another path")
+    return f"{exc.strerror or type(exc).__name__}: {exc.filename}; {advice}."
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. User errors (KitError, an OS error on a path) print one sentence and exit 2;
+    an interrupt exits 130 (the command can be re-run to resume); anything else is a bug: traceback, exit 1."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KitError as exc:
         print(f"icl-kit: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        sentence = os_error_sentence(exc)
+        if sentence is None:
+            traceback.print_exc()
+            print(BUG_REPORT, file=sys.stderr)
+            return 1
+        print(f"icl-kit: error: {sentence}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("icl-kit: interrupted; run the same command again to continue where it stopped.", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(BUG_REPORT, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

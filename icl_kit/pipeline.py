@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from icl_kit.core.config import Params, load_params, parse_override, to_dict
 from icl_kit.core.errors import KitError
-from icl_kit.core.runs import atomic_write_json, prepare_run
+from icl_kit.core.runs import OUTPUT_MODE, atomic_write_json, make_temp, prepare_run, remove_stale_temps
 from icl_kit.core.stages import STAGES as STAGE_IO
 from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
@@ -54,6 +56,7 @@ STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_
 STAGE_NAMES = tuple(s.name for s in STAGES)
 MODEL_STAGES = ("train", "eval")  # the stages that read the data and run the models
 STATE_FILE = "stages.json"
+FAILED_SUFFIX = ".failed.ipynb"
 
 
 def _hash_path(path: Path, h: hashlib._Hash) -> None:
@@ -119,9 +122,11 @@ def run(
     stages: str | None = None,
     force: bool = False,
 ) -> Path:
-    """Execute the notebooks in order; return the run folder."""
-    import papermill as pm
+    """Execute the notebooks in order; return the run folder.
 
+    Each stage's notebook writes the run folder only once its own checks pass (RunContext.commit), and
+    after a stage succeeds the resolved params are committed here too (stats and report read them).
+    """
     root = project_root(Path(__file__).resolve().parent)
     if not (root / "notebooks" / STAGES[0].notebook).is_file():
         raise KitError(f"The stage notebooks are not in {root / 'notebooks'}; run icl-kit from a clone of the "
@@ -131,35 +136,64 @@ def run(
     chosen = parse_stages(stages)
     if any(s.name in MODEL_STAGES for s in chosen):
         check_inputs(params)  # data, system prompt file and weights: one sentence before any work
-    run_dir = prepare_run(params).root.resolve()
-    (run_dir / "notebooks").mkdir(exist_ok=True)
+    run_dir = Path(params.run_dir).resolve()
+    remove_stale_temps(run_dir)  # a killed earlier run's half-written files (never a live writer's)
     state = _load_state(run_dir)
     if params.data.demo:
         _show_demo_world(params)
     print(f"icl-kit run: {params_path.name} -> {run_dir} (stages: {', '.join(s.name for s in chosen)})")
     for i, stage in enumerate(chosen, 1):
         src = root / "notebooks" / stage.notebook
-        dst = run_dir / "notebooks" / stage.notebook
         digest = input_hash(stage, params, run_dir, src)
         if not force and is_finished(stage, run_dir, digest, state):
             print(f"[{i}/{len(chosen)}] {stage.name}: finished earlier with the same inputs, skipped")
             continue
         print(f"[{i}/{len(chosen)}] {stage.name}: running {stage.notebook}", flush=True)
         start = time.time()
-        try:
-            pm.execute_notebook(
-                str(src), str(dst),
-                parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
-                cwd=str(Path.cwd()), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
-                kernel_name="python3",
-            )
-        except pm.PapermillExecutionError as exc:
-            raise KitError(
-                f"Stage {stage.name} failed in notebooks/{stage.notebook}, cell {exc.exec_count}: "
-                f"{exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''}; the executed copy is {dst}."
-            ) from None
+        _execute(stage, src, run_dir, params_path, overrides)
+        prepare_run(params, run_dir)
         seconds = round(time.time() - start, 1)
         state[stage.name] = {"inputs": input_hash(stage, params, run_dir, src), "seconds": seconds}
         atomic_write_json(run_dir / STATE_FILE, state)
         print(f"[{i}/{len(chosen)}] {stage.name}: done in {seconds:.0f}s", flush=True)
     return run_dir
+
+
+def failed_copy(dst: Path) -> Path:
+    """Where a failed stage's executed notebook goes: beside the last good copy, never over it."""
+    return dst.with_name(f"{dst.stem}{FAILED_SUFFIX}")
+
+
+def _execute(stage: Stage, src: Path, run_dir: Path, params_path: Path, overrides: Sequence[str]) -> None:
+    """Run one notebook under papermill into a temp file; on success it becomes notebooks/<name>, on failure
+    notebooks/<name>.failed.ipynb, so the last good executed copy is never overwritten."""
+    import papermill as pm
+
+    dst = run_dir / "notebooks" / stage.notebook
+    fd, tmp = make_temp(dst)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the temp name
+            pm.execute_notebook(
+                str(src), str(tmp),
+                parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
+                cwd=str(Path.cwd()), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                kernel_name="python3",
+            )
+    except pm.PapermillExecutionError as exc:
+        failed = failed_copy(dst)
+        os.chmod(tmp, OUTPUT_MODE)
+        os.replace(tmp, failed)
+        kept = f"the last good copy {dst} is unchanged" if dst.exists() else "there is no earlier good copy"
+        raise KitError(
+            f"Stage {stage.name} failed in notebooks/{stage.notebook}, cell {exc.exec_count}: "
+            f"{exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''}; the failed notebook is {failed} "
+            f"({kept})."
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(tmp, OUTPUT_MODE)
+    os.replace(tmp, dst)
+    failed_copy(dst).unlink(missing_ok=True)  # the stage works again: its old failure is history

@@ -2,13 +2,19 @@
 
 Training and evaluation both start from `RunContext.build(params)`, so they see
 the same data, the same candidate pools and the same reward cache.
+
+Nothing is written into the run folder until `commit()`: a stage first reads the
+data and runs its own checks (questions, resume state, files already there), and
+only then commits, which writes params.yaml and provenance.json and the pools and
+embeddings computed so far. A refused command therefore leaves the folder as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,29 +38,58 @@ class RunContext:
     paths: RunPaths
     pool_records: list[Record]  # demonstration split (also the training queries)
     test_records: list[Record]  # test split, sorted by question id
+    committed: bool = False  # the stage's checks passed and the run folder may be written
+    _pending: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, params: Params, write_params: bool = True) -> RunContext:
+    def build(cls, params: Params, commit: bool = True) -> RunContext:
+        """Read the data (building the demo world first when asked); commit the folder unless `commit=False`."""
         from icl_kit.data.demo.world import ensure_demo_world
         from icl_kit.data.okvqa import load_data
 
         ensure_demo_world(params.data)
-
-        paths = prepare_run(params) if write_params else RunPaths(Path(params.run_dir))
         pool, test = load_data(params.data)
-        return cls(params=params, paths=paths, pool_records=pool, test_records=test)
+        ctx = cls(params=params, paths=RunPaths(Path(params.run_dir)), pool_records=pool, test_records=test)
+        if commit:
+            ctx.commit()
+        return ctx
 
     @classmethod
-    def for_ranks(cls, params: Params, ranks: Any, need_emb: bool = True) -> RunContext:
-        """Rank 0 builds the run folder (params, pools, embeddings) first; the other ranks then read it."""
+    def for_ranks(cls, params: Params, ranks: Any, need_emb: bool = True,
+                  check: Callable[[RunContext], Any] | None = None) -> RunContext:
+        """Rank 0 reads the data and runs the stage's `check` with nothing written; when it passes, it commits
+        the run folder (params, pools, embeddings). The other ranks then read that folder."""
         ctx = None
         if ranks.rank == 0:
-            ctx = cls.build(params)
+            ctx = cls.build(params, commit=False)
+            if check is not None:
+                check(ctx)
+            ctx.commit()
             _ = ctx.pools
             if need_emb:
                 _ = ctx.embeddings
         ranks.barrier()
-        return ctx if ctx is not None else cls.build(params, write_params=False)
+        if ctx is None:
+            ctx = cls.build(params, commit=False)
+            ctx.committed = True  # rank 0 committed the folder; this rank only reads what it wrote
+        return ctx
+
+    def commit(self) -> RunPaths:
+        """The stage's checks passed: write params.yaml, provenance.json and what was computed so far."""
+        if not self.committed:
+            prepare_run(self.params, self.paths.root)
+            self.committed = True
+            for save in self._pending.values():
+                save()
+            self._pending.clear()
+        return self.paths
+
+    def _save(self, name: str, save: Callable[[], None]) -> None:
+        """Save now when committed, else at `commit()` (a refused stage writes nothing)."""
+        if self.committed:
+            save()
+        else:
+            self._pending[name] = save
 
     # ------------------------------------------------------------------ lookups
     @cached_property
@@ -80,15 +115,22 @@ class RunContext:
 
     @cached_property
     def _emb(self) -> dict:
-        from icl_kit.selection.encoders import build_encoder, embed_records
+        from icl_kit.selection.encoders import build_encoder, cached_embeddings, embed_records, save_embeddings
 
         encoder = build_encoder(self.params.encoder)
-        out = embed_records(self.pool_records + self.test_records, encoder, self.paths.embeddings)
+        records = self.pool_records + self.test_records
+        out = cached_embeddings(self.paths.embeddings, [r.question_id for r in records], encoder.name)
+        fresh = out is None
+        out = embed_records(records, encoder) if out is None else out
         dim = int(out["emb"].shape[1])
         if dim != self.params.selector.input_dim:
+            cfg = self.params.encoder
             raise KitError(
-                f"Embeddings have d={dim} but selector.input_dim={self.params.selector.input_dim}; set them equal."
+                f"The encoder (encoder.backend={cfg.backend!r}, encoder.model={cfg.model!r}) makes {dim}-d "
+                f"embeddings but selector.input_dim={self.params.selector.input_dim}; set selector.input_dim: {dim}."
             )
+        if fresh:
+            self._save("embeddings", lambda: save_embeddings(self.paths.embeddings, out, encoder.name))
         return out
 
     def emb(self, qids: list[int] | torch.Tensor, part: str = "emb") -> torch.Tensor:
@@ -123,7 +165,7 @@ class RunContext:
                 return pools
             log.info("pools.json was not made for these queries with %s; rebuilding it", meta)
         pools = self.draw_pools()
-        save_pools(self.paths.pools, pools, {**meta, "source": "drawn"})
+        self._save("pools", lambda: save_pools(self.paths.pools, pools, {**meta, "source": "drawn"}))
         return pools
 
     @property
@@ -165,9 +207,10 @@ class RunContext:
     # -------------------------------------------------------------------- LVLM
     @cached_property
     def service(self) -> AnswerService:
-        """The LVLM behind the persistent answer cache (rewards.sqlite)."""
+        """The LVLM behind the persistent answer cache (rewards.sqlite, a run file: opening it commits)."""
         from icl_kit.lvlm.registry import build_lvlm
 
+        self.commit()
         lvlm = build_lvlm(self.params, self.data_root)
         self.record_lvlm(lvlm)
         return AnswerService(

@@ -1,5 +1,6 @@
 """Typed params: load, overrides, validation messages, round trip."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,69 @@ def test_prompt_template_placeholders_checked_at_load(key, template, error):
         load_params(None, {f"lvlm.prompt.{key}": template})
     ok = load_params(None, {"lvlm.prompt.icd_template": "{{{question}}} -> {answer}"})
     assert ok.lvlm.prompt.icd_template.format(question="q", answer="a") == "{q} -> a"
+
+
+@pytest.mark.parametrize("text,where", [
+    ("seed: 1\nseed: 2\n", "'seed' twice (lines 1 and 2)"),
+    ("train:\n  seed: 1\neval:\n  n: 5\ntrain:\n  grpo:\n    lr: 0.1\n", "'train' twice (lines 1 and 5)"),
+    ("lvlm:\n  generation:\n    num_beams: 3\n    num_beams: 1\n", "'num_beams' twice (lines 3 and 4)"),
+    ("eval: {n: 5, n: 6}\n", "'n' twice (lines 1 and 1)"),
+])
+def test_duplicate_keys_name_both_lines(tmp_path, text, where):
+    with pytest.raises(KitError, match=re.escape(where)):
+        load_params(write(tmp_path, text))
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path):
+    text = "base: &b {n: 5}\n"  # an anchor in an unknown key fails for that reason, not as a duplicate
+    with pytest.raises(KitError, match="Unknown key 'base'"):
+        load_params(write(tmp_path, text))
+    from icl_kit.core.config import load_yaml_text
+
+    assert load_yaml_text("a: &x {n: 1}\nb:\n  <<: *x\n  n: 2\n") == {"a": {"n": 1}, "b": {"n": 2}}
+
+
+@pytest.mark.parametrize("key,value", [("train.grpo.lr", float("nan")), ("stats.alpha", float("inf")),
+                                       ("lvlm.generation.length_penalty", float("-inf")),
+                                       ("train.rollouts.temperatures", [1.0, float("nan")])])
+def test_nan_and_inf_are_refused(key, value):
+    with pytest.raises(KitError, match=r"must be a finite number"):
+        load_params(None, {key: value})
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "# only a comment\n", "---\n"])
+def test_an_empty_params_file_says_so(tmp_path, text):
+    with pytest.raises(KitError, match=r"p\.yaml is empty"):
+        load_params(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("run_name", "", "run_name='' is empty"), ("run_name", " ", "is empty"), ("run_name", ".", "one folder name"),
+    ("run_name", "a/b", "one folder name"), ("runs_dir", "", "runs_dir='' is empty"),
+    ("report.baseline", "", "report.baseline='' is empty"), ("eval.systems", ["random", " "], r"eval.systems\[1\]"),
+    ("lvlm.model", "", "lvlm.model='' is empty"), ("data.test_split", "", "data.test_split='' is empty"),
+])
+def test_names_must_name_something(key, value, message):
+    with pytest.raises(KitError, match=message):
+        load_params(None, {key: value})
+
+
+def test_empty_strings_stay_allowed_where_they_mean_something():
+    p = load_params(None, {"data.root": "", "lvlm.prompt.system_prompt": "", "run_name": "a.b-c_1"})
+    assert p.lvlm.prompt.system_prompt == "" and p.run_name == "a.b-c_1"
+
+
+@pytest.mark.parametrize("pool,ok", [("similarity_top3", False), ("similarity_top4", True), ("similarity_top64", True),
+                                     ("similarity_top65", False), ("similarity_top0", False)])
+def test_similarity_topk_must_fit_between_shots_and_pool_size(pool, ok):
+    overrides = {"eval.pool": pool, "eval.shots": [1, 4], "pools.size": 64}
+    if ok:
+        assert load_params(None, overrides).eval.pool == pool
+    else:
+        with pytest.raises(KitError, match=rf"eval.pool='{pool}' .* between max\(eval.shots\)=4 and pools.size=64"):
+            load_params(None, overrides)
+
+
+def test_an_override_that_is_not_yaml_is_one_sentence():
+    with pytest.raises(KitError, match=r"Override 'eval.systems=\[random,': the value '\[random,' is not valid YAML"):
+        parse_override("eval.systems=[random,")

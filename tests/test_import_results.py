@@ -23,6 +23,7 @@ def write(tmp_path, obj, name="metrics.json"):
 def test_round_trip_percent_and_n(tmp_path):
     src = write(tmp_path, STUDY)
     run = tmp_path / "run"
+    run.mkdir()
     import_results(src, "study_grpo", run)
     table = pd.read_csv(imported_path(run))
     assert list(table.columns) == ["system", "shot", "n", "accuracy", "source"]
@@ -35,6 +36,7 @@ def test_round_trip_percent_and_n(tmp_path):
 
 def test_reimport_replaces_only_that_system(tmp_path):
     run = tmp_path / "run"
+    run.mkdir()
     import_results(write(tmp_path, STUDY), "a", run)
     import_results(write(tmp_path, STUDY), "b", run)
     other = {KEY.replace("=100", "=200"): {"shot_num=1": 0.25}}
@@ -83,6 +85,7 @@ def test_missing_file_and_clash_with_evaluated_system(tmp_path):
 def test_cli_import_results(tmp_path, capsys):
     src = write(tmp_path, STUDY)
     run = tmp_path / "run"
+    run.mkdir()
     assert main(["import-results", str(src), "--system", "old", "--run", str(run)]) == 0
     assert "3 rows" in capsys.readouterr().out
     assert read_imported(run)["system"].unique().tolist() == ["old"]

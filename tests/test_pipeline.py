@@ -109,12 +109,28 @@ def test_failing_cell_names_notebook_cell_and_copy(smoke_run, tmp_path, capsys):
     run_dir, overrides = smoke_run
     broken = tmp_path / "runs"
     shutil.copytree(run_dir, broken / run_dir.name)
-    (broken / run_dir.name / "stats" / "comparisons.csv").unlink()
-    (broken / run_dir.name / "stages.json").unlink()
-    code = main(["run", str(SMOKE), "--stages", "report", *[a for o in overrides for a in ("-p", o)],
-                 "-p", f"runs_dir={broken}"])
+    folder = broken / run_dir.name
+    comparisons = folder / "stats" / "comparisons.csv"
+    kept = comparisons.read_bytes()
+    comparisons.unlink()
+    (folder / "stages.json").unlink()
+    good = folder / "notebooks" / "04_report.ipynb"
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    args = ["run", str(SMOKE), "--stages", "report", *[a for o in overrides for a in ("-p", o)],
+            "-p", f"runs_dir={broken}"]
+    code = main(args)
     err = capsys.readouterr().err
     assert code == 2
     assert "Stage report failed in notebooks/04_report.ipynb, cell" in err
     assert "comparisons.csv is missing" in err
-    assert str(broken / run_dir.name / "notebooks" / "04_report.ipynb") in err
+    failed = good.with_name("04_report.failed.ipynb")
+    assert f"the failed notebook is {failed} (the last good copy {good} is unchanged)" in err
+    # papermill wrote the failed notebook beside the good one; nothing else changed (params.yaml neither)
+    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert set(after) - set(before) == {failed} and all(after[p] == b for p, b in before.items())
+    assert "comparisons.csv is missing" in failed.read_text()
+    comparisons.write_bytes(kept)  # repaired: the stage runs, its copy is replaced and the failure cleared
+    assert main(args) == 0
+    assert not failed.exists() and good.read_bytes() != before[good]
+    assert "params_history" in {p.name for p in folder.iterdir()}  # runs_dir changed: the old params archived
+    assert not list(folder.rglob("*.tmp"))

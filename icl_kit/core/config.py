@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -26,7 +27,28 @@ class _ParamsLoader(yaml.SafeLoader):
     """SafeLoader that also reads `1e-5` (exponent, no dot) as a float, as YAML 1.2 does.
 
     PyYAML follows YAML 1.1, where `lr: 1e-5` is the *string* '1e-5'.
+    It also refuses a key given twice in one mapping, where PyYAML keeps the last silently.
     """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<:` merges may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, typing.Hashable) and key in first:
+                    raise DuplicateKeyError(key, first[key], key_node.start_mark)
+                first[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names one key twice; `problem_mark` is the second one."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(None, None, f"key {key!r} is given twice (first at line {first.line + 1})", second)
+        self.key, self.first_line, self.line = key, first.line + 1, second.line + 1
 
 
 _ParamsLoader.add_implicit_resolver(
@@ -439,6 +461,34 @@ def validate_cross_fields(p: Params) -> None:
                        "lower the first or raise the second (null = qwen-vl-utils' default).")
     if p.eval.pool != "rand" and not _is_topk(p.eval.pool):
         raise KitError(f"eval.pool={p.eval.pool!r} must be 'rand' or 'similarity_topK' (e.g. similarity_top64).")
+    if _is_topk(p.eval.pool):
+        _check_topk(p)
+
+
+# Params that name something (a folder, a split, a model, a system): an empty or blank value names nothing.
+NAME_KEYS = ("run_name", "runs_dir", "data.train_split", "data.test_split", "encoder.model", "lvlm.backend",
+             "lvlm.model", "eval.systems", "stats.baseline", "report.baseline", "report.featured")
+
+
+def check_name(key: str, value: str) -> None:
+    """A name must name something; run_name must be one folder name inside runs_dir."""
+    base = key.split("[")[0]
+    if base not in NAME_KEYS:
+        return
+    if not value.strip():
+        raise KitError(f"{key}={value!r} is empty; it must name something (see `icl-kit params --describe`).")
+    if base == "run_name" and (value.strip() in (".", "..") or "/" in value or "\\" in value):
+        raise KitError(f"run_name={value!r} must be one folder name inside runs_dir (no '/', not '.' or '..'), "
+                       "e.g. run_name: demo_lr3e-3; put a parent folder into runs_dir instead.")
+
+
+def _check_topk(p: Params) -> None:
+    """similarity_topK gives a checkpoint K candidates: at least max(eval.shots), at most pools.size."""
+    k, need = int(p.eval.pool[len("similarity_top"):]), max(p.eval.shots)
+    if not need <= k <= p.pools.size:
+        raise KitError(f"eval.pool={p.eval.pool!r} gives each checkpoint {k} candidates; K must be between "
+                       f"max(eval.shots)={need} and pools.size={p.pools.size} (the pool size it was trained on), "
+                       f"e.g. eval.pool: similarity_top{p.pools.size}.")
 
 
 SUBSET_RE = re.compile(r"^(?:first:(\d+)|random:(\d+):(\d+))$")
@@ -506,9 +556,12 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise KitError(f"{key}={value!r} must be a number.")
         value = float(value)
+        if not math.isfinite(value):
+            raise KitError(f"{key}={value!r} must be a finite number (not NaN or infinite); give a number.")
     elif tp is str:
         if not isinstance(value, str):
             raise KitError(f"{key}={value!r} must be a string (quote it in YAML).")
+        check_name(key, value)
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
@@ -548,7 +601,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise KitError(f"Override {text!r} must look like key=value, e.g. train.grpo.lr=1e-5.")
     key, _, raw = text.partition("=")
-    value = load_yaml_text(raw) if raw.strip() else ""
+    try:
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise KitError(f"Override {text!r}: the value {raw!r} is not valid YAML; quote it, e.g. "
+                       f"{key.strip()}='\"{raw}\"'.") from None
     return key.strip(), value
 
 
@@ -579,13 +636,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise KitError(f"Params file {path} does not exist; pass a path such as params/demo.yaml.")
     try:
-        raw = load_yaml_text(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise KitError(f"Params file {path} is not UTF-8 text; save it as a UTF-8 YAML file.") from None
+    except DuplicateKeyError as exc:
+        raise KitError(f"Params file {path} gives key {exc.key!r} twice (lines {exc.first_line} and {exc.line}); "
+                       "keep one of them (YAML would silently drop the first).") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise KitError(f"Params file {path} is not valid YAML{where}; fix the syntax.") from None
+    if raw is None:
+        raise KitError(f"Params file {path} is empty (no keys, only blank lines or comments); write the params "
+                       "into it (see params/demo.yaml), or leave --params out to use the defaults.")
     if not isinstance(raw, dict):
         raise KitError(f"Params file {path} must hold a mapping of sections, not {type(raw).__name__}.")
     return raw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import torch
 
@@ -54,4 +55,14 @@ def set_deterministic(flag: bool) -> None:
     """
     if flag:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
-    torch.use_deterministic_algorithms(flag, warn_only=True)
+    # torch.use_deterministic_algorithms also sets torch._inductor.config, and importing that pulls in
+    # torch._dynamo: seconds at every start of a command that compiles nothing. Set the flag itself and
+    # the inductor one only when inductor is loaded already (it is imported by whoever compiles).
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None:
+        torch.use_deterministic_algorithms(flag, warn_only=True)
+        return
+    set_flag(flag, warn_only=True)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = flag

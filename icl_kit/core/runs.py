@@ -1,13 +1,17 @@
 """Run folders: layout, atomic writes, JSONL append/resume helpers.
 
 Every write is atomic (temp file in the same folder, then `os.replace`) or an
-append of whole lines, so a killed run resumes where it stopped.
+append of whole lines, so a killed run resumes where it stopped. A kill during an
+atomic write leaves its temp file `.<name>.<random>.<pid>.tmp`; the next start of a
+stage removes those whose process is gone (`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +22,9 @@ from typing import IO, Any
 from icl_kit.core.errors import KitError
 
 OUTPUT_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+# The kit's own temp names: "." + target name + "." + 8 mkstemp characters [+ "." + writer pid] + ".tmp".
+TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.[a-z0-9_]{8}(?:\.(?P<pid>\d+))?\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -84,12 +91,22 @@ class RunPaths:
 
 
 # ------------------------------------------------------------------ atomic writes
+def make_temp(path: str | Path) -> tuple[int, Path]:
+    """(fd, name) of a new temp file beside `path` in the kit's pattern; OS errors name `path`, not the temp."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{os.getpid()}{TEMP_SUFFIX}")
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+    return fd, Path(tmp)
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success it replaces `path`, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp(path)
     enc = None if "b" in mode else encoding
     try:
         with os.fdopen(fd, mode, encoding=enc) as fh:
@@ -97,10 +114,43 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, OUTPUT_MODE)  # mkstemp makes 0600; outputs are meant to be shared
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_temps(root: str | Path) -> list[Path]:
+    """Delete the kit's temp files under `root` whose writer is gone (a kill mid-write); return them.
+
+    Only names in TEMP_RE are touched; one whose writer pid is still alive is kept, since it may be
+    another stage writing into the same run folder right now.
+    """
+    root = Path(root)
+    removed = []
+    for path in sorted(root.rglob(".*.tmp")) if root.is_dir() else []:
+        match = TEMP_RE.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = match.group("pid")
+        if pid is not None and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -118,11 +168,33 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """`torch.save` through a temp file, so a kill never leaves a half-written checkpoint."""
+    """`torch.save` through a temp file, so a kill never leaves a half-written checkpoint.
+
+    The object is saved in canonical form (`canonical`), so equal contents give equal bytes.
+    """
     import torch
 
     with atomic_open(path, "wb") as fh:
-        torch.save(obj, fh)
+        torch.save(canonical(obj), fh)
+
+
+def canonical(obj: Any) -> Any:
+    """A copy of plain containers with every string interned, so pickling it is deterministic.
+
+    Pickle writes an object it has seen before as a back-reference: two equal strings are stored
+    once when they are the same object and twice when they are copies. Which one happens depends on
+    the history of the values (a resumed run reads its strings from disk), so without this a resumed
+    run's last.pt could differ in bytes from an uninterrupted run's. Tensors and other objects are kept.
+    """
+    if type(obj) is str:
+        return sys.intern(obj)
+    if type(obj) is dict:
+        return {canonical(k): canonical(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [canonical(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(canonical(v) for v in obj)
+    return obj
 
 
 # -------------------------------------------------------------------------- JSONL
@@ -179,18 +251,28 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
         os.fsync(fh.fileno())
 
 
-def prepare_run(params: Any) -> RunPaths:
-    """Create the run folder and write the resolved params first, before anything else."""
+def prepare_run(params: Any, root: str | Path | None = None) -> RunPaths:
+    """Commit a run folder: write the resolved params and provenance, remove stale temp files.
+
+    Called only once the stage that writes into the folder has passed its checks (data read,
+    questions chosen, resume state accepted), so a refused command leaves the folder as it was.
+    Params that differ from the folder's params.yaml archive the old file first.
+    """
     from icl_kit.core.config import dump_yaml
     from icl_kit.core.provenance import provenance
 
-    paths = RunPaths(Path(params.run_dir))
+    paths = RunPaths(Path(root if root is not None else params.run_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(paths.root)
     text = dump_yaml(params)
     if paths.params.exists() and paths.params.read_text(encoding="utf-8") != text:
         _archive(paths.params)  # the outputs already here were made with these params: keep them
-    atomic_write_text(paths.params, text)
-    atomic_write_json(paths.root / "provenance.json", provenance())
+    if not paths.params.exists() or paths.params.read_text(encoding="utf-8") != text:
+        atomic_write_text(paths.params, text)
+    prov = json.dumps(provenance(), indent=2, ensure_ascii=False) + "\n"
+    prov_path = paths.root / "provenance.json"
+    if not prov_path.exists() or prov_path.read_text(encoding="utf-8") != prov:
+        atomic_write_text(prov_path, prov)
     return paths
 
 
@@ -198,7 +280,11 @@ def _archive(path: Path) -> Path:
     """Copy `path` into `<folder>/params_history/<name>.<n>.yaml` (n = 1, 2, ...); return the copy."""
     folder = path.parent / "params_history"
     folder.mkdir(exist_ok=True)
-    n = 1 + len(list(folder.glob(f"{path.stem}.*{path.suffix}")))
-    copy = folder / f"{path.stem}.{n}{path.suffix}"
-    atomic_write_bytes(copy, path.read_bytes())
+    n = len(list(folder.glob(f"{path.stem}.*{path.suffix}")))
+    data = path.read_bytes()
+    last = folder / f"{path.stem}.{n}{path.suffix}"
+    if n and last.read_bytes() == data:
+        return last  # archived already by a commit that was killed before it wrote the new params
+    copy = folder / f"{path.stem}.{n + 1}{path.suffix}"
+    atomic_write_bytes(copy, data)
     return copy

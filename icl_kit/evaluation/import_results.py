@@ -154,6 +154,9 @@ def import_results(
 ) -> pd.DataFrame:
     """Add the runs of a result file to eval/imported.csv (replacing those systems' old rows)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KitError(f"Run folder {run_dir} does not exist; pass an existing run folder (e.g. runs/demo) with "
+                       "--run, or evaluate that run first.")
     new = parse_results(path, system, entry=entry, n=n, split_size=split_size)
     clash = sorted(set(new["system"]) & _evaluated_systems(run_dir))
     if clash:

@@ -35,7 +35,7 @@ from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl
 from icl_kit.evaluation.io import CellKey, merge_predictions, read_done, shard_path, write_summary
-from icl_kit.evaluation.systems import System, resolve_systems, select, shot_icds
+from icl_kit.evaluation.systems import System, check_input_dims, resolve_systems, select, shot_icds
 from icl_kit.run_context import RunContext
 
 log = logging.getLogger(__name__)
@@ -151,14 +151,26 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
     try:
         run_dir = Path(ctx.paths.root) if ctx is not None else Path(params.run_dir)
         systems = resolve_systems(cfg.systems, run_dir)
+        planned: dict[str, tuple[list[Cell], int]] = {}
+
+        def check(world: Any) -> None:  # every refusal before the run folder changes: dims, questions, ICDs written
+            if any(s.kind == "checkpoint" for s in systems):
+                check_input_dims(systems, int(world.emb(world.pool_ids[:1]).shape[-1]), run_dir)
+            qids = test_question_ids(world.test_records, cfg.questions, cfg.n, cfg.seed)
+            planned["all"] = plan_cells(systems, world, qids, cfg.shots, read_done(world.paths.predictions),
+                                        seed=cfg.seed, pool_spec=cfg.pool, similarity_order=cfg.similarity_order)
+
         if ctx is None:
             need_emb = cfg.pool != "rand" or any(s.kind in ("checkpoint", "similarity") for s in systems)
-            ctx = RunContext.for_ranks(params, ranks, need_emb)
+            ctx = RunContext.for_ranks(params, ranks, need_emb, check=check)
+        else:
+            check(ctx)
         paths = ctx.paths
         qids = test_question_ids(ctx.test_records, cfg.questions, cfg.n, cfg.seed)
         mine = qids[ranks.rank :: ranks.world]
-        todo, skipped = plan_cells(systems, ctx, mine, cfg.shots, read_done(paths.predictions),
-                                   seed=cfg.seed, pool_spec=cfg.pool, similarity_order=cfg.similarity_order)
+        todo, skipped = planned["all"] if ranks.world == 1 else plan_cells(
+            systems, ctx, mine, cfg.shots, read_done(paths.predictions), seed=cfg.seed, pool_spec=cfg.pool,
+            similarity_order=cfg.similarity_order)
         out = paths.predictions if ranks.world == 1 else shard_path(paths.eval_dir, ranks.rank)
         calls_before = ctx.service.calls
         answer_cells(todo, ctx.service, out, cfg.chunk, progress and ranks.rank == 0)

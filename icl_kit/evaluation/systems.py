@@ -131,6 +131,18 @@ def resolve_systems(
     return out
 
 
+def check_input_dims(systems: Sequence[System], dim: int, run_dir: Path) -> None:
+    """Every checkpoint must take the run's d-dimensional embeddings (selector.input_dim = the encoder's d)."""
+    for s in systems:
+        d = getattr(s.selector, "input_dim", None)
+        if s.kind == "checkpoint" and d is not None and d != dim:
+            raise KitError(
+                f"Checkpoint {run_dir / str(s.checkpoint)} takes {d}-d embeddings but this run's encoder makes "
+                f"{dim}-d ones (selector.input_dim={dim}); evaluate it in a run whose encoder makes {d}-d embeddings "
+                f"(set encoder.* and selector.input_dim: {d}), or drop it from eval.systems."
+            )
+
+
 def _study_renames(spec: str) -> tuple[str, bool]:
     """'path:study_renames' -> ('path', True): map the study converter's renamed keys (STUDY_FORMATS.md §4.3)."""
     if spec.endswith(STUDY_RENAMES_OPTION):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import difflib
 import html
 import json
 import re
@@ -30,7 +31,7 @@ import pandas as pd
 
 from icl_kit.core.config import ReportConfig, load_params
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import EPOCH_RE, lineage
+from icl_kit.core.names import EPOCH_RE, lineage, natural_key
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
 from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
@@ -156,7 +157,8 @@ def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
     """
     inputs = load_inputs(run_dir)
     cfg = cfg or inputs.params.report
-    md, makers = build_markdown(inputs, cfg)
+    check_baseline(inputs.comparisons, cfg.baseline)
+    md, makers = build_markdown(inputs, cfg)  # every other refusal (e.g. report.featured) happens here, before writing
     paths = RunPaths(Path(run_dir))
     figures = []
     for name, make in makers.items():
@@ -166,6 +168,16 @@ def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
     atomic_write_text(md_path, md)
     atomic_write_text(html_path, render_html(md, paths.report_dir, cfg.title, cfg.language))
     return {"md": md_path, "html": html_path, "figures": figures}
+
+
+def check_baseline(comparisons: pd.DataFrame, baseline: str) -> None:
+    """report.baseline must be a system the statistics compared (else the report would title a system it lacks)."""
+    known = sorted(set(comparisons.system_a) | set(comparisons.system_b), key=natural_key)
+    if baseline not in known:
+        hint = difflib.get_close_matches(baseline, known, n=1)
+        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise KitError(f"report.baseline={baseline!r} is not a system of stats/comparisons.csv; choose one of "
+                       f"{known}{tip}.")
 
 
 def markdown_with_figures(md_path: str | Path) -> str:

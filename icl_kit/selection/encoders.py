@@ -240,9 +240,9 @@ def embed_records(records: Sequence[Record], encoder: Encoder,
     ids = [r.question_id for r in records]
     path = Path(cache_path) if cache_path else None
     has_parts = hasattr(encoder, "parts")
-    if path is not None and (cache := _load_cache(path, ids, encoder.name)) is not None \
+    if path is not None and (cache := cached_embeddings(path, ids, encoder.name)) is not None \
             and (not has_parts or "img" in cache):
-        return {k: cache[k] for k in ("ids", "emb", "img", "txt") if k in cache}
+        return cache
     step = max(1, encoder.batch_size)
     starts = tqdm(range(0, len(records), step), desc=f"embed ({encoder.name})", unit="batch")
     chunks = [_embed_chunk(encoder, records[start:start + step]) for start in starts]
@@ -250,5 +250,17 @@ def embed_records(records: Sequence[Record], encoder: Encoder,
     out: dict[str, Any] = {"ids": ids}
     out.update({k: torch.cat([c[k] for c in chunks]) if chunks else torch.zeros(0, 0) for k in keys})
     if path is not None:
-        atomic_torch_save({**out, "encoder": encoder.name}, path)
+        save_embeddings(path, out, encoder.name)
     return out
+
+
+def cached_embeddings(path: str | Path, ids: list[int], name: str) -> dict[str, Any] | None:
+    """`{"ids", "emb"[, "img", "txt"]}` from the cache at `path` when it holds exactly `ids` from encoder
+    `name`, else None."""
+    cache = _load_cache(Path(path), ids, name)
+    return None if cache is None else {k: cache[k] for k in ("ids", "emb", "img", "txt") if k in cache}
+
+
+def save_embeddings(path: str | Path, out: dict[str, Any], name: str) -> None:
+    """Write embeddings.pt (atomically), tagged with the encoder that made them."""
+    atomic_torch_save({**out, "encoder": name}, path)

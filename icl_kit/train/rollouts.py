@@ -259,6 +259,32 @@ def load_offline_groups(path: Any, table: QueryTable, qids: Sequence[int], servi
     return Groups(rows, seqs, rewards, mask)
 
 
+def check_rollouts(path: Any, pool_ids: Sequence[int], length: int) -> None:
+    """rollouts.jsonl (built or imported) must describe this data: every query and candidate a question of the
+    demonstration split, every sequence L picks. Checked before training writes anything, so a file made for
+    other data is refused instead of being extended with lines built here."""
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        if not _is_rollout_line(row):
+            raise KitError(f"{path} line {i} is not a rollouts line (question_id, pool, candidates with positions); "
+                           "re-import it with `icl-kit import-rollouts`, or delete it to build rollouts from the data.")
+    known = {int(q) for q in pool_ids}
+    for what, ids in (("queries", {int(r["question_id"]) for r in rows}),
+                      ("candidates", {int(i) for r in rows for i in r["pool"]})):
+        foreign = sorted(ids - known)
+        if foreign:
+            raise KitError(f"{path} holds {len(foreign)} {what} that are not questions of the demonstration split "
+                           f"(e.g. {foreign[:3]}), so it was made for other data; check data.root and "
+                           "data.train_split, or import rollouts of this data (or delete the file to build them).")
+    _check_lengths(path, rows, length)
+
+
+def _is_rollout_line(row: Any) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("question_id"), int) and isinstance(row.get("pool"), list)
+            and isinstance(row.get("candidates"), list)
+            and all(isinstance(c, dict) and isinstance(c.get("positions"), list) for c in row["candidates"]))
+
+
 def _check_lengths(path: Any, lines: list[dict[str, Any]], length: int) -> None:
     """Every stored sequence must have L = max(shots) picks: a shorter one would be scored on truncated prefixes."""
     for line in lines:

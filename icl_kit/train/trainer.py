@@ -64,6 +64,7 @@ from icl_kit.train.rollouts import (
     Groups,
     QueryTable,
     build_offline_rollouts,
+    check_rollouts,
     load_offline_groups,
     sample_sequences,
     score_groups,
@@ -116,10 +117,21 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
     set_deterministic(params.deterministic)
     ranks = Ranks.start()
     try:
-        ctx = ctx if ctx is not None else RunContext.for_ranks(params, ranks)
+        if ctx is None:
+            ctx = RunContext.for_ranks(params, ranks, check=lambda c: preflight(params, c))
+        else:
+            preflight(params, ctx)
         return Trainer(params, ctx, ranks, progress).run(stop_after_steps)
     finally:
         ranks.close()
+
+
+def preflight(params: Params, ctx: Any) -> None:
+    """Every refusal training can meet before it writes: the resume state, the query split, rollouts.jsonl."""
+    cfg = params.train
+    load_last(ctx.paths.checkpoints / "last.pt", train_fingerprint(params))
+    split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
+    check_rollouts(ctx.paths.rollouts, ctx.pool_ids, sequence_length(cfg))
 
 
 # ---------------------------------------------------------------------- trainer

@@ -1,0 +1,125 @@
+"""Kill and resume: `icl-kit train` and `icl-kit eval` killed with SIGKILL at seeded random moments (twice in
+a row in some trials), then resumed, end with the same files as an uninterrupted run.
+
+Every file is compared byte for byte, except the reward cache (compared by its rows: sqlite's header counts
+transactions) and the training log (compared without its wall-clock `time/` keys). No temp file may be left.
+The killed commands run as subprocesses of this checkout; the resumes and the reference run in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_run import contents, differences, tiny_params
+
+from icl_kit.core.config import load_params
+from icl_kit.evaluation.runner import evaluate
+from icl_kit.train.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "k"
+KILL_SEED = 15
+# (stage, kills in a row before the resume): 10 kills; a kill that comes too late (the command had finished)
+# does not count, and extra trials follow until MIN_KILLS kills have landed (at most MAX_LAUNCHES commands).
+TRIALS = [("train", 1), ("eval", 2), ("train", 2), ("eval", 1), ("train", 1), ("eval", 1), ("train", 1),
+          ("eval", 1)]
+MIN_KILLS = 10
+MAX_LAUNCHES = 14
+POLL_S = 0.01
+
+
+STAGES = {"train": lambda p: train(p, progress=False), "eval": lambda p: evaluate(p, progress=False)}
+
+
+def run_in(folder: Path, stage: str, params_file: Path) -> float:
+    """Run (or resume) a stage in-process with `folder` as the working directory; return its seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with contextlib.chdir(folder):
+        STAGES[stage](load_params(params_file))
+    return time.perf_counter() - t0
+
+
+def wrote_since(run: Path, t0: float) -> bool:
+    with contextlib.suppress(FileNotFoundError):
+        return any(p.stat().st_mtime >= t0 for p in run.rglob("*") if p.is_file())
+    return False
+
+
+def kill_during(folder: Path, stage: str, params_file: Path, delay: float) -> bool:
+    """Start `icl-kit <stage>`; once it has written into its run folder, SIGKILL it after `delay` seconds.
+    True when the kill landed (the command was still running)."""
+    t0 = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "icl_kit.cli", stage, "--params", str(params_file)], cwd=folder,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not wrote_since(folder / "runs" / NAME, t0):
+        time.sleep(POLL_S)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+    assert proc.returncode == 0, f"{stage} failed on its own (exit {proc.returncode})"
+    return False
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run: its files after training and after evaluation, and each stage's seconds."""
+    base = tmp_path_factory.mktemp("kills")
+    params_file = base / "tiny.yaml"
+    # 18 optimiser steps, last.pt saved after each one; 200 eval cells appended in chunks of 4
+    params_file.write_text(yaml.safe_dump(tiny_params(base / "world", NAME, train={"save_every_steps": 1})))
+    ref = base / "ref"
+    seconds = {"train": run_in(ref, "train", params_file)}
+    trained = base / "trained"
+    shutil.copytree(ref, trained)
+    after_train = contents(trained / "runs" / NAME)
+    seconds["eval"] = run_in(ref, "eval", params_file)
+    return {"base": base, "params": params_file, "trained": trained, "seconds": seconds,
+            "train": after_train, "eval": contents(ref / "runs" / NAME)}
+
+
+def trial(reference: dict, i: int, stage: str, times: int, rng: random.Random) -> list[bool]:
+    """Kill `times` commands in a row, resume in-process, compare with the reference; which kills landed."""
+    folder = reference["base"] / f"trial{i}"
+    if stage == "eval":
+        shutil.copytree(reference["trained"], folder)  # evaluation starts from the trained run
+    else:
+        folder.mkdir()
+    landed = []
+    for _ in range(times):
+        delay = rng.uniform(0.0, 0.8 * reference["seconds"][stage])
+        landed.append(kill_during(folder, stage, reference["params"], delay))
+    run_in(folder, stage, reference["params"])
+    run = folder / "runs" / NAME
+    assert not list(run.rglob("*.tmp")), f"trial {i} ({stage}): temp files left"
+    assert differences(reference[stage], contents(run)) == [], f"trial {i} ({stage}), kills landed: {landed}"
+    shutil.rmtree(folder)
+    return landed
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_to_the_same_files(reference):
+    rng = random.Random(KILL_SEED)
+    plan = list(TRIALS)
+    kills = launches = i = 0
+    while i < len(plan) or (kills < MIN_KILLS and launches < MAX_LAUNCHES):
+        if i == len(plan):
+            plan.append((rng.choice(["train", "eval"]), 1))
+        stage, times = plan[i]
+        landed = trial(reference, i, stage, times, rng)
+        kills, launches, i = kills + sum(landed), launches + times, i + 1
+    assert kills >= MIN_KILLS, f"only {kills} of {launches} kills landed before the command finished"
