@@ -16,6 +16,7 @@ from icl_kit.core.config import dump_yaml, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl, atomic_write_json, atomic_write_text
 from icl_kit.report.build import load_inputs, write_report
+from icl_kit.report.phrases import EN, ZH
 from icl_kit.report.rules import (
     WEAK_ADV_STD,
     Facts,
@@ -29,7 +30,7 @@ from icl_kit.report.rules import (
     rec_val_reward,
 )
 from icl_kit.report.sections import build_markdown
-from icl_kit.report.text import EN, GROUP_SEP, MINUS, ZH, Text, approx_n, ci, p_is, pct, pts, pval
+from icl_kit.report.text import GROUP_SEP, MINUS, Text, approx_n, ci, p_is, pct, pts, pval
 from icl_kit.stats.power import n_needed_paired
 
 # The numbers a reader sees in a report's text (a test helper: zh and en must print the same ones).

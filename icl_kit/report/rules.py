@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_kit.report.text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share, verdict_kind
+from icl_kit.report.text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share
 from icl_kit.stats.power import n_needed_paired
+from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import val_columns
 
 WEAK_ADV_STD = 0.01  # median advantage std below this: GRPO barely moved the policy

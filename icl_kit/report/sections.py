@@ -32,9 +32,9 @@ from icl_kit.report.text import (
     pts,
     pval,
     share,
-    verdict_kind,
 )
 from icl_kit.stats.plots import forest_plot, power_plot
+from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
 KINDS = ("explicit", "vs_baseline", "epoch_vs_previous", "pair")

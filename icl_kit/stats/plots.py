@@ -18,6 +18,7 @@ from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
+from icl_kit.stats.verdict import verdict_kind
 
 _PALETTE = sns.color_palette("colorblind", 8)
 VERDICT_COLORS = {"better": _PALETTE[2], "worse": _PALETTE[3], "equivalent": _PALETTE[0],
@@ -26,11 +27,6 @@ TABLE_COLUMNS = ["system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", 
                  "p", "p_adj", "tost_p", "verdict", "mde", "n_needed", "mode"]
 POWER_N_RANGE = (20, 5000)  # x axis of the power curve, widened to reach n needed for δ
 POWER_N_MAX = 100_000
-
-
-def verdict_kind(verdict: str) -> str:
-    """'equivalent (±1.0)' -> 'equivalent'; the colour key of a verdict."""
-    return verdict.split(" ", 1)[0]
 
 
 def comparison_table(df: pd.DataFrame, subset: str = "all", digits: int = 2) -> pd.DataFrame:

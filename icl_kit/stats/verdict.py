@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def verdict(p_adj: float, tost_p_adj: float, diff: float, alpha: float, margin: float, tost_low: float,
             tost_high: float) -> str:
@@ -12,3 +14,21 @@ def verdict(p_adj: float, tost_p_adj: float, diff: float, alpha: float, margin: 
     if tost_p_adj < alpha and -margin < tost_low and tost_high < margin:
         return f"equivalent (±{margin:.1f})"
     return "inconclusive"
+
+
+EQUIV_RE = re.compile(r"equivalent\s*\(±\s*([0-9.]+)\)")
+
+
+def verdict_kind(verdict: str) -> str:
+    """'better' | 'worse' | 'equivalent' | 'inconclusive' from a comparisons.csv verdict."""
+    v = str(verdict).strip().lower()
+    if v in ("better", "worse", "inconclusive"):
+        return v
+    if v.startswith("equivalent"):
+        return "equivalent"
+    return "inconclusive"
+
+
+def verdict_margin(verdict: str, default: float) -> float:
+    m = EQUIV_RE.search(str(verdict))
+    return float(m.group(1)) if m else default

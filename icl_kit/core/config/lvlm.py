@@ -1,0 +1,143 @@
+"""Params of the vision-language model: prompt protocol, decoding, and each backend's own section."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from icl_kit.core.config.fields import opt, section
+from icl_kit.core.errors import KitError
+
+
+# --------------------------------------------------------------------------- lvlm
+@dataclass
+class PromptConfig:
+    """The demonstration prompt protocol (defaults = the existing study)."""
+
+    system_prompt: str = opt(
+        "You will see example image-question pairs, each followed by its short answer. "
+        "Answer the last question in the same short format: a word or a short phrase.",
+        "System message text; '' means no system message (Qwen's chat template then adds its own default).",
+    )
+    system_prompt_file: str = opt(
+        "", "PATH or PATH:KEY: read the system message from a text file (trailing newlines dropped) or from "
+        "the (dotted) KEY of a YAML file, e.g. the study's configs/infer_model/qwen2.5_vl_3B.yaml:system_prompt; "
+        "$VARS and ~ are expanded. When set it replaces system_prompt; '' = use system_prompt.",
+    )
+    icd_template: str = opt("Question:{question} Short answer:{answer}", "Text after each ICD image.")
+    query_template: str = opt("Question:{question} Short answer:", "Text after the query image.")
+    icd_answer_field: Literal["answer", "first"] = opt(
+        "answer", "ICD answer shown: the most frequent of 10 ('answer') or the first listed."
+    )
+    icd_order: Literal["as_selected", "reversed"] = opt(
+        "as_selected", "Order of ICDs in the prompt relative to the selection order."
+    )
+    postprocess: Literal["study", "strip", "none"] = opt(
+        "study",
+        "Answer post-processing: 'study' cuts at the first Question/Answer/Short, then at ', '.",
+    )
+
+    def __post_init__(self) -> None:
+        check_template("lvlm.prompt.icd_template", self.icd_template, ("question", "answer"))
+        check_template("lvlm.prompt.query_template", self.query_template, ("question",))
+
+
+def check_template(key: str, template: str, fields: tuple[str, ...]) -> None:
+    """A prompt template may use only `{field}` placeholders of `fields` (and `{{`/`}}` for braces)."""
+    try:
+        template.format(**{f: "" for f in fields})
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        raise KitError(f"{key}={template!r} is not a valid template ({type(exc).__name__}: {exc}); "
+                       f"use only the placeholders {allowed}, and {{{{ }}}} for literal braces.") from None
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings. A null field is unset: `inherit` says where its value comes from."""
+
+    inherit: Literal["none", "checkpoint"] = opt(
+        "none", "Where unset (null) fields come from: 'none' = transformers' library defaults (never the "
+        "checkpoint's generation_config.json, so a checkpoint cannot change decoding); 'checkpoint' = the "
+        "model's generation_config.json, as plain `model.generate(**kwargs)` does (the study's protocol)."
+    )
+    num_beams: int | None = opt(3, "Beam width (1 = greedy).", min=1)
+    max_new_tokens: int | None = opt(5, "Maximum answer tokens.", min=1)
+    min_new_tokens: int | None = opt(0, "Minimum answer tokens (the study passes 0).", min=0)
+    length_penalty: float | None = opt(0.0, "Beam-search length penalty.")
+    do_sample: bool | None = opt(False, "Sample instead of beam/greedy search.")
+    repetition_penalty: float | None = opt(
+        1.0, "Repetition penalty (Qwen's own generation config uses 1.05; 1.0 = none).", min=0.0
+    )
+    temperature: float | None = opt(None, "Sampling temperature (used only when sampling).", min=0.0)
+    top_k: int | None = opt(None, "Sampling top-k (used only when sampling).", min=0)
+    top_p: float | None = opt(None, "Sampling top-p (used only when sampling).", min=0.0, max=1.0)
+    eos_token_id: list[int] | None = opt(
+        None, "Token ids that end an answer; null = the checkpoint's (Qwen2.5-VL: <|im_end|> and "
+        "<|endoftext|>). The study passes the tokenizer's eos only: [151645] (<|im_end|>) for Qwen2.5-VL."
+    )
+
+
+@dataclass
+class QwenConfig:
+    """Settings only the Qwen2.5-VL backend reads."""
+
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = opt(
+        "auto", "'auto' = flash-attention 2 when installed, else sdpa."
+    )
+    min_pixels: int | None = opt(
+        3136, "Smallest image area fed to the vision tower; null = qwen-vl-utils' default (4·28² = 3136).", min=1
+    )
+    max_pixels: int | None = opt(
+        200704, "Largest image area fed to the vision tower (200704 = 256 LLM tokens); null = qwen-vl-utils' "
+        "default (16384·28², so COCO images keep about their native size: 640x480 = 391 tokens).", min=1
+    )
+
+
+@dataclass
+class SimulatedConfig:
+    """Settings only the simulated LVLM of the demo world reads (it is not a model)."""
+
+    seed: int | None = opt(None, "Seed of the simulator's per-prompt jitter (null = the top-level seed).")
+
+
+@dataclass
+class LVLMConfig:
+    """The vision-language model that answers the prompts."""
+
+    backend: str = opt(
+        "qwen", "A registered backend: 'qwen' (Qwen2.5-VL via transformers) or 'simulated' (the demo "
+        "world's simulator, not a model). Each backend reads its own section below."
+    )
+    model: str = opt("Qwen/Qwen2.5-VL-3B-Instruct", "Hub id or local folder of the model.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = opt("auto", "Weights dtype.")
+    device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
+    batch_size: int = opt(16, "Prompts per forward pass (length-sorted batches).", min=1)
+    shared_prefill: Literal["auto", "on", "off"] = opt(
+        "auto", "Prefill each prompt once and repeat its KV cache per beam (saves num_beams-1 language-model "
+        "prefills per prompt). 'auto' checks one prompt through both paths at start-up and falls back to "
+        "plain generate (one log line) on a mismatch or an error; 'off' = plain generate (the study's path)."
+    )
+    agreement_check: int | None = opt(
+        None, "Prompts (a seeded sample) answered batched and one at a time, once per LVLM fingerprint, "
+        "recorded in the run folder (lvlm_agreement.json) and the report; null = 64 on CUDA, 0 on CPU.", min=0
+    )
+    max_disagreement: float = opt(
+        0.05, "Largest share of agreement-check prompts whose batched answer may differ from the "
+        "one-at-a-time answer; above it the run stops (use batch_size: 1 or dtype: float32).", min=0.0, max=1.0
+    )
+    prompt: PromptConfig = section(PromptConfig)
+    generation: GenerationConfig = section(GenerationConfig)
+    qwen: QwenConfig = section(QwenConfig)
+    simulated: SimulatedConfig = section(SimulatedConfig)
+
+
+LVLM_SHARED_SECTIONS = ("prompt", "generation")
+
+
+def backend_sections() -> tuple[str, ...]:
+    """Backends with a section of their own in LVLMConfig; `lvlm.backend` must name one of them."""
+    hints = typing.get_type_hints(LVLMConfig)
+    return tuple(n for n, tp in hints.items() if dataclasses.is_dataclass(tp) and n not in LVLM_SHARED_SECTIONS)

@@ -1,0 +1,248 @@
+"""Params of data, encoder, pools, selector, evaluation, statistics and report; the top-level `Params`
+and the rules that span fields."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from icl_kit.core.config.fields import opt, section
+from icl_kit.core.config.lvlm import LVLMConfig, backend_sections
+from icl_kit.core.config.train import TrainConfig
+from icl_kit.core.errors import KitError
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    """Where the questions, answers and images are."""
+
+    dataset: Literal["okvqa", "vqav2"] = opt("okvqa", "File layout: OK-VQA or VQAv2 (`v2_` file prefixes).")
+    root: str = opt("", "Folder with the question/annotation JSON files; '' = $OKVQA_PATH or $VQAV2_PATH.")
+    image_root: str = opt("", "Folder holding `{split}2014/` image folders; '' = $COCO_PATH, else `root`.")
+    train_split: str = opt("train", "Split used as the demonstration pool (and training queries).")
+    test_split: str = opt("val", "Split used as test questions.")
+    demo: bool = opt(False, "Build the embedded demo world at `root` when it is missing.")
+    demo_train: int = opt(2000, "Demo world: number of pool (train) questions.", min=10)
+    demo_test: int = opt(1000, "Demo world: number of test (val) questions.", min=10)
+    demo_seed: int = opt(0, "Demo world: seed.")
+
+
+# ------------------------------------------------------------------------ encoder
+@dataclass
+class EncoderConfig:
+    """How query and ICD embeddings are made for the selector."""
+
+    backend: Literal["clip", "simple"] = opt("clip", "CLIP (transformers) or the model-free demo encoder.")
+    model: str = opt("openai/clip-vit-base-patch32", "CLIP hub id or local folder.")
+    dim: int = opt(512, "Embedding size of the `simple` encoder (CLIP's is read from the model).", min=8)
+    batch_size: int = opt(64, "Records per encoder batch.", min=1)
+    device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
+
+
+# -------------------------------------------------------------------------- pools
+@dataclass
+class PoolsConfig:
+    """Candidate pools the selector chooses from."""
+
+    size: int = opt(64, "Candidates per query (RandSampler).", min=1)
+    seed: int = opt(42, "RandSampler seed (the study's is always 42).")
+    sampler: Literal["rand", "study_rand"] = opt(
+        "rand", "rand: one seeded draw per query, independent of the others; study_rand: the study's RandSampler "
+        "draw for draw (Python random on train-split positions, STUDY_FORMATS.md §2.2), other queries continuing "
+        "its stream (see icl_kit.selection.study_pools)."
+    )
+    anchors: int = opt(800, "study_rand: anchor count (the study: 800 for OK-VQA, 5000 for VQAv2).", min=1)
+
+
+# ----------------------------------------------------------------------- selector
+@dataclass
+class SelectorConfig:
+    """The pointer-network selector's shape."""
+
+    input_dim: int = opt(512, "Embedding size d (must match the encoder).", min=1)
+    hidden_dim: int = opt(256, "Hidden size h.", min=1)
+    num_layers: int = opt(1, "Cross-attention layers.", min=1)
+    num_heads: int = opt(1, "Attention heads (must divide hidden_dim).", min=1)
+    dropout: float = opt(0.1, "Dropout after cross-attention (train mode only).", min=0.0, max=1.0)
+    query_update: Literal["gate", "none"] = opt(
+        "gate", "Query-state update between picks: gate (the study from 2025-12-29, STUDY_FORMATS.md §3.2) or "
+        "none (one cosine ranking, dropout after the projections: the seed report's checkpoints, §3.1). "
+        "Loading a checkpoint reads it from the file's keys."
+    )
+
+
+# --------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    """Which systems are evaluated on which test questions."""
+
+    systems: list[str] = opt(
+        ["zero_shot", "random", "similarity", "checkpoints/grpo_epoch*.pt"],
+        "random | zero_shot | similarity (fused image+text embedding) | similarity_i2t | similarity_i2i | "
+        "similarity_t2t (the study's one-modality CLIP retrievers: query image or text vs pool text or image) | "
+        "a checkpoint path or glob (relative to the run folder); append ':study_renames' to read a file "
+        "renamed by the study's converter (STUDY_FORMATS.md §4.3).",
+    )
+    similarity_order: Literal["first", "last"] = opt(
+        "first", "Where the similarity systems put the most similar ICD: first (selection order) or last, "
+        "next to the query (the study's mmtopk_reversed_order)."
+    )
+    shots: list[int] = opt([1, 2, 3, 4], "Shots; the selection is made at max(shots), shot k = first k.")
+    questions: Literal["first", "random", "all"] = opt("first", "Which test questions.")
+    n: int = opt(100, "Number of test questions (ignored for 'all').", min=1)
+    seed: int = opt(0, "Seed for 'random' questions and the random baseline.")
+    pool: str = opt("rand", "Checkpoint candidate pool: 'rand' (RandSampler) or 'similarity_topK'.")
+    chunk: int = opt(128, "Cells answered and appended per step; a killed run loses at most one chunk.", min=1)
+
+
+# -------------------------------------------------------------------------- stats
+@dataclass
+class StatsConfig:
+    """Paired tests, intervals, multiplicity, equivalence and power."""
+
+    baseline: str = opt("random", "System every other system is compared against.")
+    alpha: float = opt(0.05, "Significance level (family-wise); intervals are at 1 - alpha, TOST's at 1 - 2 alpha.",
+                       min=0.0, max=1.0)
+    n_boot: int = opt(10000, "Bootstrap resamples (interval: bca or percentile).", min=100)
+    n_perm: int = opt(10000, "Monte Carlo sign flips, used only when the exact test is not (scores off the 1/30 "
+                             "lattice, or a null distribution wider than stats.exact.EXACT_MAX_SPAN).", min=100)
+    interval: Literal["score", "t", "bca", "percentile", "exact"] = opt(
+        "score", "Interval of a paired difference: score (Wilson-type, variance at the hypothesised mean), "
+                 "Student t, BCa or percentile bootstrap, or the inverted exact sign-flip test. score is the "
+                 "default: the only one covering >= 94% at n = 100 with few and many changed questions "
+                 "(coverage test in tests/test_stats.py).")
+    correction: Literal["holm", "fdr_bh"] = opt("holm", "Multiplicity correction, within each family.")
+    equivalence_margin: float = opt(1.0, "TOST margin δ in points.", min=0.0)
+    power: float = opt(0.8, "Target power for MDE and n needed (at the family's α / m).", min=0.0, max=1.0)
+    subsets: list[int | str] = opt([], "Also compare on subsets: 'first:N' (the N smallest question ids; a bare N "
+                                       "means the same) or 'random:N:SEED'.")
+    comparisons: list[dict[str, str]] = opt(
+        [], "Explicit comparisons [{a: SYSTEM, b: SYSTEM, label: TEXT}]: the primary family, adjusted on its own; "
+            "the automatic vs-baseline and vs-previous-epoch rows form the second family.")
+    seed: int = opt(0, "Seed of the bootstrap, Monte Carlo sign flips and random subsets.")
+
+
+# ------------------------------------------------------------------------- report
+@dataclass
+class ReportConfig:
+    """How the report is written."""
+
+    language: Literal["zh", "en"] = opt("zh", "Report language.")
+    title: str = opt("ICD selector evaluation", "Report title.")
+    baseline: str = opt("random", "Baseline system name shown as A.")
+    featured: list[str] = opt([], "Systems featured in the detailed analysis ([] = all).")
+    smoke: bool = opt(False, "Mark the run as a smoke run whose numbers are meaningless.")
+
+
+# -------------------------------------------------------------------------- top
+@dataclass
+class Params:
+    """Everything one run needs."""
+
+    run_name: str = opt("demo", "Run folder name under `runs_dir`.")
+    runs_dir: str = opt("runs", "Parent folder of run folders.")
+    seed: int = opt(0, "Global seed (stages have their own seeds too).")
+    deterministic: bool = opt(
+        True, "torch.use_deterministic_algorithms: the same params give the same files, even with several threads."
+    )
+    data: DataConfig = section(DataConfig)
+    encoder: EncoderConfig = section(EncoderConfig)
+    lvlm: LVLMConfig = section(LVLMConfig)
+    pools: PoolsConfig = section(PoolsConfig)
+    selector: SelectorConfig = section(SelectorConfig)
+    train: TrainConfig = section(TrainConfig)
+    eval: EvalConfig = section(EvalConfig)
+    stats: StatsConfig = section(StatsConfig)
+    report: ReportConfig = section(ReportConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.run_name
+
+    def __post_init__(self) -> None:
+        validate_cross_fields(self)
+
+
+# ----------------------------------------------------------------- validation
+def validate_cross_fields(p: Params) -> None:
+    """Rules that span fields; each error names the keys and the fix."""
+    if p.selector.hidden_dim % p.selector.num_heads:
+        raise KitError(
+            f"selector.num_heads={p.selector.num_heads} must divide "
+            f"selector.hidden_dim={p.selector.hidden_dim}; change one of them."
+        )
+    for key, shots in (("eval.shots", p.eval.shots), ("train.reward.shots", p.train.reward.shots),
+                       ("train.val_shots", p.train.val_shots)):
+        if not shots or min(shots) < 1 or max(shots) > p.pools.size:
+            raise KitError(f"{key}={shots} must be a non-empty list of shots in 1..pools.size={p.pools.size}.")
+    if p.encoder.backend == "simple" and p.encoder.dim != p.selector.input_dim:
+        raise KitError(
+            f"encoder.dim={p.encoder.dim} must equal selector.input_dim={p.selector.input_dim}; set both."
+        )
+    if p.lvlm.backend not in backend_sections():
+        hint = difflib.get_close_matches(p.lvlm.backend, backend_sections(), n=1)
+        tip = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
+                       f"{list(backend_sections())}.{tip}")
+    validate_stats(p.stats)
+    q = p.lvlm.qwen
+    if q.min_pixels is not None and q.max_pixels is not None and q.min_pixels > q.max_pixels:
+        raise KitError(f"lvlm.qwen.min_pixels={q.min_pixels} exceeds lvlm.qwen.max_pixels={q.max_pixels}; "
+                       "lower the first or raise the second (null = qwen-vl-utils' default).")
+    if p.eval.pool != "rand" and not _is_topk(p.eval.pool):
+        raise KitError(f"eval.pool={p.eval.pool!r} must be 'rand' or 'similarity_topK' (e.g. similarity_top64).")
+    if _is_topk(p.eval.pool):
+        _check_topk(p)
+
+
+# Params that name something (a folder, a split, a model, a system): an empty or blank value names nothing.
+NAME_KEYS = ("run_name", "runs_dir", "data.train_split", "data.test_split", "encoder.model", "lvlm.backend",
+             "lvlm.model", "eval.systems", "stats.baseline", "report.baseline", "report.featured")
+
+
+def check_name(key: str, value: str) -> None:
+    """A name must name something; run_name must be one folder name inside runs_dir."""
+    base = key.split("[")[0]
+    if base not in NAME_KEYS:
+        return
+    if not value.strip():
+        raise KitError(f"{key}={value!r} is empty; it must name something (see `icl-kit params --describe`).")
+    if base == "run_name" and (value.strip() in (".", "..") or "/" in value or "\\" in value):
+        raise KitError(f"run_name={value!r} must be one folder name inside runs_dir (no '/', not '.' or '..'), "
+                       "e.g. run_name: demo_lr3e-3; put a parent folder into runs_dir instead.")
+
+
+def _check_topk(p: Params) -> None:
+    """similarity_topK gives a checkpoint K candidates: at least max(eval.shots), at most pools.size."""
+    k, need = int(p.eval.pool[len("similarity_top"):]), max(p.eval.shots)
+    if not need <= k <= p.pools.size:
+        raise KitError(f"eval.pool={p.eval.pool!r} gives each checkpoint {k} candidates; K must be between "
+                       f"max(eval.shots)={need} and pools.size={p.pools.size} (the pool size it was trained on), "
+                       f"e.g. eval.pool: similarity_top{p.pools.size}.")
+
+
+SUBSET_RE = re.compile(r"^(?:first:(\d+)|random:(\d+):(\d+))$")
+COMPARISON_KEYS = {"a", "b", "label"}
+
+
+def validate_stats(s: StatsConfig) -> None:
+    """stats.subsets forms and stats.comparisons entries; each error names the entry and the fix."""
+    for i, sub in enumerate(s.subsets):
+        n = sub if isinstance(sub, int) else None
+        m = None if n is not None else SUBSET_RE.match(str(sub))
+        if (n is not None and n < 2) or (n is None and (m is None or int(m.group(1) or m.group(2)) < 2)):
+            raise KitError(f"stats.subsets[{i}]={sub!r} must be 'first:N', 'random:N:SEED' or N, with N >= 2 "
+                           "(e.g. 'first:100').")
+    for i, c in enumerate(s.comparisons):
+        if not isinstance(c, dict) or not {"a", "b"} <= set(c) or set(c) - COMPARISON_KEYS \
+                or not all(isinstance(v, str) and v for v in c.values()):
+            raise KitError(f"stats.comparisons[{i}]={c!r} must be a mapping {{a: SYSTEM, b: SYSTEM, label: TEXT}} "
+                           "of non-empty strings (label optional).")
+
+
+def _is_topk(pool: str) -> bool:
+    return pool.startswith("similarity_top") and pool[len("similarity_top"):].isdigit()
