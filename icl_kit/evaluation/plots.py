@@ -13,12 +13,11 @@ from matplotlib.ticker import MaxNLocator
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import lineage, natural_key
 
-LEVEL = 0.95  # the level `icl_kit.stats.intervals` uses by default; shown in the axis label
 BAND_ALPHA = 0.2  # fill opacity of checkpoint interval bands
 BASELINE_BAND_ALPHA = 0.1
 
 
-def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "") -> plt.Figure:
+def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: float = 0.95) -> plt.Figure:
     """One panel per shot: checkpoint lineages over epochs with interval bands; systems without an
     epoch (baselines, imported results) as horizontal lines with their interval as a band."""
     if intervals.empty:
@@ -36,7 +35,7 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "") -> plt.Figu
         ax.set_title(f"{shot}-shot")
         ax.set_xlabel("epoch (as stored, 0-based)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][0].set_ylabel(f"VQA accuracy (%), {LEVEL:.0%} interval")
+    axes[0][0].set_ylabel(f"VQA accuracy (%), {level:.0%} interval")  # level = 1 - stats.alpha
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False,
                bbox_to_anchor=(0.5, -0.02))

@@ -180,7 +180,8 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
                  for r in acc[acc.system == system].itertuples()}
         table.append([system] + [cells.get(k, "—") for k in shots])
     doc.add(t("sub_acc"), t("acc_caption"), md_table([t("system")] + [f"Shot {k}" for k in shots], table))
-    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc), t("cap_accuracy"))
+    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc, level=1 - facts.alpha),
+               t("cap_accuracy"))
     for subset, n in facts.subsets():
         rows = facts.comparisons[facts.comparisons.subset == subset]
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
