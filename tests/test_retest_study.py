@@ -44,5 +44,9 @@ def test_retest_study_from_its_files(tmp_path, capsys) -> None:
     comps = pd.read_csv(run / "stats" / "comparisons.csv")
     same = comps[(comps["system_b"] == "grpo_epoch1_v2format") & (comps["system_a"] == "random")]
     assert len(same) and set(comps["n"]) >= {10, 30}
+    explicit = comps[comps["family"] == "primary"]  # params/retest_study.yaml's stats.comparisons
+    assert set(zip(explicit.system_a, explicit.system_b, strict=True)) == {("random", "grpo_epoch1"),
+                                                                           ("rce_epoch2", "grpo_epoch1")}
+    assert explicit.label.str.contains("clear gain").any()
     assert main(["report", str(run), *args]) == 0
     assert (run / "report" / "report.md").is_file()
