@@ -24,7 +24,7 @@ answer; a wrong one is fixed per question: a minority annotator answer (partial
 VQA credit) or a plausible wrong answer (no credit). The raw text sometimes
 carries model-like trailing text that the study's post-processing removes.
 Constants were tuned on the default demo world (seed 0, 2000 pool / 1000 test)
-to the targets in tests/test_simulated.py.
+to the targets in tests/lvlm/test_simulated.py.
 """
 
 from __future__ import annotations

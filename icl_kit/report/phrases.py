@@ -1,6 +1,6 @@
 """The report's phrases in Chinese (the default, `report.language: zh`) and English, key by key.
 
-Both tables must hold the same keys with the same placeholders (tests/test_report.py checks it), so a
+Both tables must hold the same keys with the same placeholders (tests/report/test_report.py checks it), so a
 report rendered in either language prints the same numbers.
 """
 

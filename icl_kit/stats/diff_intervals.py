@@ -18,7 +18,7 @@ No question changed (every difference 0): no method can see any spread, so the i
 is the exact bound for a proportion of changed questions seen 0 times in n (the rule of
 three, exactly 1 - (tail)^(1/n)), times the largest possible change (1.0 = 100 points).
 Every difference equal and non-zero: the interval is the point (said in the note).
-The default method (`stats.interval`) is the one the coverage test in tests/test_stats.py
+The default method (`stats.interval`) is the one the coverage test in tests/stats/test_stats.py
 finds closest to nominal on VQA-like data at n = 100.
 """
 

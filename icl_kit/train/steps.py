@@ -95,7 +95,7 @@ def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
 
     The selector's `step_logprobs`, grouped: query and candidates are encoded ONCE per group
     (the projections dominate the cost) and the G sequences of a group share those keys.
-    Equal to `policy.step_logprobs` on inputs repeated G times (tests/test_grpo.py).
+    Equal to `policy.step_logprobs` on inputs repeated G times (tests/train/test_grpo.py).
     """
     n_b, n_g, n_l = b.seqs.shape
     state, keys = encode(policy, b)  # (B, h), (B, K, h)

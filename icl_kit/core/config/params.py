@@ -114,7 +114,7 @@ class StatsConfig:
         "score", "Interval of a paired difference: score (Wilson-type, variance at the hypothesised mean), "
                  "Student t, BCa or percentile bootstrap, or the inverted exact sign-flip test. score is the "
                  "default: the only one covering >= 94% at n = 100 with few and many changed questions "
-                 "(coverage test in tests/test_stats.py).")
+                 "(coverage test in tests/stats/test_stats.py).")
     correction: Literal["holm", "fdr_bh"] = opt("holm", "Multiplicity correction, within each family.")
     equivalence_margin: float = opt(1.0, "TOST margin δ in points.", min=0.0)
     power: float = opt(0.8, "Target power for MDE and n needed (at the family's α / m).", min=0.0, max=1.0)

@@ -15,7 +15,7 @@ from icl_kit.core.config import (
 )
 from icl_kit.core.errors import KitError
 
-PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 
 
 def write(tmp_path: Path, text: str) -> Path:

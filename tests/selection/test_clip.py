@@ -16,7 +16,7 @@ from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
 from icl_kit.selection.encoders import ClipEncoder, build_encoder, embed_records
 
-TINY_CLIP = Path(__file__).parent / "fixtures" / "tiny-clip"
+TINY_CLIP = Path(__file__).parents[1] / "fixtures" / "tiny-clip"
 
 
 def clip_cfg(**kw) -> EncoderConfig:

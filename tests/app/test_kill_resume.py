@@ -26,7 +26,7 @@ from icl_kit.core.config import load_params
 from icl_kit.evaluation.runner import evaluate
 from icl_kit.train.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAME = "k"
 KILL_SEED = 15
 # (stage, kills in a row before the resume): 10 kills; a kill that comes too late (the command had finished)

@@ -12,7 +12,7 @@ from icl_kit.cli import main
 from icl_kit.core.errors import KitError
 from icl_kit.pipeline import STAGES, parse_stages, run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke_tiny_qwen.yaml"
 
 

@@ -9,7 +9,7 @@ from icl_kit.cli import main
 from icl_kit.core.config import load_params
 from icl_kit.selection.pools import load_pools_meta
 
-PARAMS = Path(__file__).resolve().parents[1] / "params" / "retest_study.yaml"
+PARAMS = Path(__file__).resolve().parents[2] / "params" / "retest_study.yaml"
 
 
 def test_retest_study_from_its_files(tmp_path, capsys) -> None:

@@ -1,7 +1,7 @@
 """Significance testing: closed forms, library references, calibration by simulation.
 
 Simulations are vectorised (one array op over all simulated data sets); run
-`pytest -s tests/test_stats.py` to see the simulated rates printed.
+`pytest -s tests/stats/test_stats.py` to see the simulated rates printed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from icl_kit.data.okvqa import load_split
 from icl_kit.data.records import Record
 from icl_kit.lvlm.prompts import build_messages, describe_messages, postprocess, protocol_hash, split_spec, system_text
 
-TINY_QWEN = Path(__file__).parent / "fixtures" / "tiny-qwen2.5-vl"
+TINY_QWEN = Path(__file__).parents[1] / "fixtures" / "tiny-qwen2.5-vl"
 QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
 
 

@@ -20,7 +20,7 @@ from icl_kit.lvlm.base import LVLM, Generation, Request
 from icl_kit.lvlm.qwen import QwenLVLM, run_in_batches
 from icl_kit.lvlm.registry import build_lvlm
 
-TINY_QWEN = Path(__file__).parent / "fixtures" / "tiny-qwen2.5-vl"
+TINY_QWEN = Path(__file__).parents[1] / "fixtures" / "tiny-qwen2.5-vl"
 NEAR_TIE = 1e-4  # beam scores closer than this may legitimately swap under float round-off
 BATCH = 16
 
@@ -266,7 +266,7 @@ def test_simulated_finds_the_world_through_okvqa_path(tmp_path, monkeypatch):
 def test_cli_ask_prints_layout_and_answer(tmp_path, capsys):
     from icl_kit.cli import main
 
-    params = Path(__file__).parents[1] / "params" / "smoke_tiny_qwen.yaml"
+    params = Path(__file__).parents[2] / "params" / "smoke_tiny_qwen.yaml"
     root = build_demo_world(tmp_path / "demo", n_train=20, n_test=10, seed=0)
     qid = load_split(root, "val")[0].question_id
     sets = ["-p", f"data.root={root}", "-p", "data.demo_train=20", "-p", "data.demo_test=10",
@@ -523,7 +523,7 @@ def test_gpu_benchmark_skips_without_cuda():
     import subprocess
     import sys
 
-    bench = Path(__file__).parents[1] / "benchmarks" / "bench_gpu_lvlm.py"
+    bench = Path(__file__).parents[2] / "benchmarks" / "bench_gpu_lvlm.py"
     out = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert out.stdout.count("\n") == 1 and out.stdout.startswith("bench_gpu_lvlm: skipped, no usable CUDA device")

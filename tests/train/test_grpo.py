@@ -21,7 +21,7 @@ from icl_kit.train.math import policy_ratio, rce_weights
 from icl_kit.train.steps import Batch, grpo_step, rce_step
 from icl_kit.train.trainer import train
 
-WORKER = Path(__file__).with_name("grpo_ddp_worker.py")
+WORKER = Path(__file__).parents[1] / "grpo_ddp_worker.py"
 TIME_KEYS = ("time/epoch_s",)
 B, G, K, D, L = 6, 4, 8, 8, 2
 
@@ -246,7 +246,7 @@ def test_online_grpo_raises_held_out_reward_in_the_demo_world(tmp_path):
                  "run_name=learn", "encoder.dim=64", "selector.input_dim=64", "selector.hidden_dim=32",
                  "train.device=cpu", "train.rce.epochs=0", "train.grpo.epochs=2", "train.grpo.lr=3e-3",
                  "train.rollouts.group_size=16", "train.reward.kind=gt_prob"]
-    params = load_params(Path(__file__).parents[1] / "params" / "demo.yaml", overrides)
+    params = load_params(Path(__file__).parents[2] / "params" / "demo.yaml", overrides)
     res = train(params, progress=False)
     val = res.val_table.set_index("phase")["val/reward@2"]
     gain = float(res.val_table["val/reward@2"].iloc[-1] - val["init"])
@@ -259,7 +259,7 @@ def test_online_grpo_raises_held_out_reward_in_the_demo_world(tmp_path):
 def test_cli_train_on_a_tiny_demo_world(tmp_path, capsys):
     from icl_kit.cli import main
 
-    demo = Path(__file__).parents[1] / "params" / "demo.yaml"
+    demo = Path(__file__).parents[2] / "params" / "demo.yaml"
     sets = [f"data.root={tmp_path / 'demo'}", "data.demo_train=60", "data.demo_test=10", f"runs_dir={tmp_path}",
             "run_name=cli", "encoder.dim=16", "selector.input_dim=16", "selector.hidden_dim=16", "pools.size=16",
             "train.device=cpu", "train.rce.epochs=1", "train.grpo.epochs=1", "train.grpo.batch_groups=16",
@@ -284,7 +284,7 @@ def test_same_params_give_identical_checkpoints_with_two_threads(tmp_path):
     try:
         states = []
         for name in ("a", "b"):
-            p = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml", [
+            p = load_params(Path(__file__).resolve().parents[2] / "params" / "demo.yaml", [
                 f"run_name={name}", f"runs_dir={tmp_path}", f"data.root={tmp_path / 'world'}",
                 "data.demo_train=300", "data.demo_test=50", "train.rollouts.max_queries=200", "train.grpo.epochs=1"])
             result = train(p, progress=False)
@@ -292,3 +292,15 @@ def test_same_params_give_identical_checkpoints_with_two_threads(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_every_parameter_of_a_seed_era_selector_changes_after_one_grpo_step() -> None:
+    from icl_kit.core.config import GRPOConfig
+    from icl_kit.core.dist import Ranks
+    from icl_kit.train.steps import grpo_step
+
+    torch.manual_seed(0)
+    policy = PointerSelector(8, 16, query_update="none", dropout=0.0)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    grpo_step(policy, None, opt_for(policy), make_batch(), GRPOConfig(), 0.0, 1.0, Ranks(), 1, 0)
+    assert [k for k, v in policy.state_dict().items() if torch.equal(v, before[k])] == []

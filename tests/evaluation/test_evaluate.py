@@ -20,7 +20,7 @@ from icl_kit.selection.selector import PointerSelector
 
 SHOTS = (1, 2, 3)
 HIDDEN = 16
-WORKER = Path(__file__).with_name("eval_ddp_worker.py")
+WORKER = Path(__file__).parents[1] / "eval_ddp_worker.py"
 
 
 def save_checkpoint(path: Path, seed: int, epoch: int) -> PointerSelector:
@@ -256,7 +256,7 @@ def test_demo_world_end_to_end_via_cli(tmp_path, capsys):
     """The real stack: demo world, simple encoder, simulated LVLM, RunContext, `icl-kit eval`."""
     from icl_kit.cli import main
 
-    demo = Path(__file__).resolve().parents[1] / "params" / "demo.yaml"
+    demo = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
     args = ["eval", "--params", str(demo), "-p", f"runs_dir={tmp_path}", "-p", f"data.root={tmp_path / 'data'}",
             "-p", "data.demo_train=120", "-p", "data.demo_test=30", "-p", "eval.questions=all",
             "-p", "eval.systems=[zero_shot, random, similarity, checkpoints/grpo_epoch*.pt]"]
@@ -277,7 +277,7 @@ def test_tiny_qwen_smoke(tmp_path):
     from icl_kit.lvlm.base import Request
     from icl_kit.run_context import RunContext
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     params = load_params(root / "params" / "smoke_tiny_qwen.yaml", {
         "runs_dir": str(tmp_path), "data.root": str(tmp_path / "data"), "data.demo_train": 40,
         "data.demo_test": 10, "lvlm.model": str(root / "tests" / "fixtures" / "tiny-qwen2.5-vl"),
