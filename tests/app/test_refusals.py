@@ -22,7 +22,8 @@ from icl_kit.core.config import load_params
 from icl_kit.data.okvqa import load_data
 from icl_kit.evaluation.runner import evaluate
 from icl_kit.report.build import write_report
-from icl_kit.selection.checkpoints import convert_v3_to_v2, save_v3
+from icl_kit.selection.checkpoints import save_v3
+from icl_kit.selection.convert import convert_v3_to_v2
 from icl_kit.selection.selector import PointerSelector
 from icl_kit.stats.run import stats_for_run
 from icl_kit.train.trainer import train
