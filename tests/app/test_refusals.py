@@ -166,10 +166,10 @@ CASES = [
      r"Not a directory: afile/deeper/done"),
     ("run_folder_is_a_file", ["train", "--params", "tiny.yaml", "-p", "run_name=blocked"],
      r"File exists: runs/blocked; a file is in the way"),
-    ("import_rollouts_into_a_file", ["import-rollouts", "rl.json", "--out", "afile"],
-     r"File exists: afile; a file is in the way"),
-    ("import_rollouts_below_a_file", ["import-rollouts", "rl.json", "--out", "afile/run"],
-     r"Not a directory: afile/run; a part of the path is a file"),
+    ("import_rollouts_into_a_file", ["import-rollouts", "rl.json", "--params", "tiny.yaml", "-p", "run_name=blocked"],
+     r"File exists: runs/blocked; a file is in the way"),
+    ("import_rollouts_below_a_file", ["import-rollouts", "rl.json", "--params", "tiny.yaml", "-p", "runs_dir=afile"],
+     r"Not a directory: afile/done; a part of the path is a file"),
     # 4. a checkpoint made for other embeddings
     ("foreign_dim_v3", ["eval", "--params", "tiny.yaml", "-p", "eval.systems=[random, {base}/foreign.pt]"],
      rf"Checkpoint \S+foreign\.pt takes {FOREIGN_DIM}-d embeddings but this run's encoder makes 16-d ones "

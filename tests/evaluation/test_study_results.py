@@ -51,6 +51,7 @@ def test_percentages_are_refused_as_fractions(tmp_path) -> None:
 def test_import_several_runs_and_the_cli(tmp_path, capsys) -> None:
     src = metrics_json(tmp_path / "metrics.json", {"LeverLMRetriever": {1: 0.6}, "RandomRetriever": {1: 0.55}})
     run = tmp_path / "run"
+    run.mkdir()  # import-results adds to an existing run folder (it never creates one)
     import_results(src, None, run)
     assert read_imported(run)["system"].tolist() == ["LeverLMRetriever", "RandomRetriever"]
     flat = baseline_json(tmp_path / "x_RandomRetriever_baseline_metrics.json", {1: 0.4})
