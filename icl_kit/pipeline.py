@@ -23,7 +23,7 @@ from icl_kit.core.runs import OUTPUT_MODE, atomic_write_json, make_temp, prepare
 from icl_kit.core.stages import STAGES as STAGE_IO
 from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
-from icl_kit.preflight import check_inputs
+from icl_kit.run_context import check_inputs
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The package layout's import rules (DESIGN.md "Package layout"), checked on the source by an AST walk.
 
 core <- data <- {lvlm, selection} <- run_context <- {train, evaluation} <- stats <- report <- application
-(cli, pipeline, preflight, nb).
+(cli, pipeline, nb).
 A module may import its own layer and the layers below it; `train` and `evaluation` never import each
 other, nor `lvlm` and `selection`; `stats` reads run files only in `stats/run.py`; no import cycles.
 """
@@ -16,10 +16,10 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "icl_kit"
 LAYER = {
     "core": 0, "data": 1, "lvlm": 2, "selection": 2, "run_context": 3, "train": 4, "evaluation": 4,
-    "stats": 5, "report": 6, "cli": 7, "pipeline": 7, "preflight": 7, "nb": 7, "__init__": 7,
+    "stats": 5, "report": 6, "cli": 7, "pipeline": 7, "nb": 7, "__init__": 7,
 }
 SIBLINGS = {frozenset({"train", "evaluation"}), frozenset({"lvlm", "selection"})}
-APPLICATION = {"cli", "pipeline", "preflight", "nb", "run_context", "__init__"}
+APPLICATION = {"cli", "pipeline", "nb", "run_context", "__init__"}
 MAX_MODULE_LINES = 420
 MAX_FUNCTION_LINES = 60
 

@@ -10,7 +10,7 @@ import pytest
 from icl_kit.cli import main
 from icl_kit.core.config import load_params
 from icl_kit.core.errors import KitError
-from icl_kit.preflight import check_inputs
+from icl_kit.run_context import check_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "params" / "okvqa_qwen2_5_vl_3b_study.yaml"
