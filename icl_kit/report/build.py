@@ -9,9 +9,9 @@ its 1 − α interval (1 − 2α for TOST) and adjusted p; arrows and bold only 
 adjustment. The date is the day the statistics were written
 (stats/comparisons.csv), so re-rendering a finished run gives the same report.
 
-Modules: report (inputs, HTML, entry point), report_sections (markdown),
-report_text (number formats, zh/en phrases), report_rules (findings,
-recommendations), report_figures (seaborn figures).
+Modules: build (inputs, HTML, entry point), sections (markdown), text (number
+formats) and phrases (zh/en), rules (findings, recommendations), figures (PNG bytes;
+the figures themselves are the notebooks' own), audit (the study's files).
 """
 
 from __future__ import annotations

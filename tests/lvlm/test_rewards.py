@@ -1,4 +1,5 @@
-"""The reward cache (icl_kit/rewards.py): no answer computed twice, batched misses, reward kinds."""
+"""The answer cache (icl_kit/lvlm/answers.py) and rewards (icl_kit/train/rewards.py): no answer computed
+twice, batched misses, reward kinds."""
 
 import math
 from pathlib import Path

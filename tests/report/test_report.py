@@ -340,7 +340,7 @@ def test_cli_report(run, capsys):
 
 
 def test_real_stats_output_renders(tmp_path):
-    """stats_run's own files (paired, two subsets, best-epoch max-T) go through the report unchanged."""
+    """stats.run's own files (paired, two subsets, best-epoch max-T) go through the report unchanged."""
     from icl_kit.stats.run import stats_for_run
 
     run = make_run(tmp_path / "r", smoke=False)
