@@ -4,13 +4,16 @@ last.pt holds the policy, the frozen reference (GRPO), the optimiser, β, the po
 (phase, epoch, steps done in the epoch, global step), every RNG state (torch, CUDA,
 numpy, python, the sampling generator), per-epoch accumulators, and how many lines of
 train_log.jsonl were written when it was saved. A resumed run cuts the log back to that
-many lines, so no step is logged twice, and continues bit for bit where the save was made.
+many lines, so no step is logged twice, and continues bit for bit where the save was made, given the
+same intra-op thread count: CPU reductions split by thread (LayerNorm's bias gradient does), so a resume
+with another count differs in the last bit of a few weights; `warn_threads` says so.
 It is read with `torch.load(weights_only=True)`: only tensors, numbers, strings, containers.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open, atomic_torch_save, read_jsonl
 from icl_kit.core.stages import TRAIN
 
+log = logging.getLogger(__name__)
 STATE_VERSION = 2
 MAX_SHOWN = 3  # changed params named in the resume error
 # Keys that may change between a run and its resume without changing what was computed so far.
@@ -120,6 +124,7 @@ def save_last(path: Path, *, fingerprint: str, pos: Position, acc: EpochAcc, bet
         "optimizer": opt.state_dict(),
         "rng": rng_state(sample_gen),
         "log_lines": int(log_lines),
+        "threads": torch.get_num_threads(),
     }, path)
 
 
@@ -145,6 +150,15 @@ def load_last(path: Path, fingerprint: str) -> dict[str, Any] | None:
             "run_name, or delete the checkpoints folder to retrain."
         )
     return state
+
+
+def warn_threads(state: dict[str, Any], path: Path) -> None:
+    """Log a warning when a resume runs with another intra-op thread count than the saved run."""
+    saved, now = state.get("threads"), torch.get_num_threads()
+    if saved is not None and saved != now:
+        log.warning("%s was saved with %d torch threads and training resumes with %d: the result equals an "
+                    "uninterrupted run up to the last bit of a few weights, not byte for byte; set "
+                    "OMP_NUM_THREADS=%d (or torch.set_num_threads) for identical files.", path, saved, now, saved)
 
 
 def truncate_log(path: Path, n_lines: int) -> list[dict[str, Any]]:

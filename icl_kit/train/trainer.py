@@ -79,6 +79,7 @@ from icl_kit.train.state import (
     set_rng_state,
     train_fingerprint,
     truncate_log,
+    warn_threads,
 )
 from icl_kit.train.steps import Batch, NonFiniteError, grpo_step, rce_step
 from icl_kit.train.validate import validate
@@ -210,6 +211,7 @@ class Trainer:
         self.opt = self._optimizer(self.pos.phase)
         self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], self.sample_gen)
+        warn_threads(state, self.last_path)
         self.log_lines = len(truncate_log(self.paths.train_log, state["log_lines"])) if self.ranks.main \
             else state["log_lines"]
         log.info("continuing from %s: global step %d (%s, %d epochs done, %d steps into the next)",

@@ -4,6 +4,8 @@ a row in some trials), then resumed, end with the same files as an uninterrupted
 Every file is compared byte for byte, except the reward cache (compared by its rows: sqlite's header counts
 transactions) and the training log (compared without its wall-clock `time/` keys). No temp file may be left.
 The killed commands run as subprocesses of this checkout; the resumes and the reference run in-process.
+Both sides use one intra-op thread: CPU reductions split by thread count (LayerNorm's bias gradient does), so a
+run whose steps were made with 2 threads and 1 thread differs in the last bit of a few weights.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ TRIALS = [("train", 1), ("eval", 2), ("train", 2), ("eval", 1), ("train", 1), ("
 MIN_KILLS = 10
 MAX_LAUNCHES = 14
 POLL_S = 0.01
+THREADS = 1  # the in-process side (`one_thread`) and the subprocesses (OMP_NUM_THREADS)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 STAGES = {"train": lambda p: train(p, progress=False), "eval": lambda p: evaluate(p, progress=False)}
@@ -60,9 +64,9 @@ def kill_during(folder: Path, stage: str, params_file: Path, delay: float) -> bo
     """Start `icl-kit <stage>`; once it has written into its run folder, SIGKILL it after `delay` seconds.
     True when the kill landed (the command was still running)."""
     t0 = time.time()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(THREADS)}
     proc = subprocess.Popen([sys.executable, "-m", "icl_kit.cli", stage, "--params", str(params_file)], cwd=folder,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and not wrote_since(folder / "runs" / NAME, t0):
         time.sleep(POLL_S)
     try:
@@ -76,7 +80,7 @@ def kill_during(folder: Path, stage: str, params_file: Path, delay: float) -> bo
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, one_thread):
     """The uninterrupted run: its files after training and after evaluation, and each stage's seconds."""
     base = tmp_path_factory.mktemp("kills")
     params_file = base / "tiny.yaml"

@@ -15,7 +15,7 @@ from icl_kit.selection.checkpoints import V2_PREFIX, load_checkpoint, load_selec
 from icl_kit.selection.convert import convert_paths, convert_v3_to_v2, v2_path
 from icl_kit.selection.selector import PointerSelector
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class NotAllowlisted:

@@ -13,7 +13,7 @@ from study_fixtures import reference_greedy
 from icl_kit.selection.selector import PointerSelector, step_entropy
 from icl_kit.train.steps import Batch, step_logprobs
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 D, H = 12, 8
 
 

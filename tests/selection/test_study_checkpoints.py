@@ -21,7 +21,7 @@ from icl_kit.selection.checkpoints import load_checkpoint, load_selector, read_c
 from icl_kit.selection.convert import convert_v3_to_v2
 from icl_kit.selection.selector import PointerSelector
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 D, H = 24, 16
 
 

@@ -1,6 +1,7 @@
 """The trainer: one-step behaviour, exact resume after kills, NaN guard, two-process equality, learning."""
 
 import copy
+import logging
 import math
 import os
 import subprocess
@@ -180,6 +181,24 @@ def test_resume_after_kills_equals_an_uninterrupted_run(tmp_path, mode):
     assert log_without_times(tmp_path / "full") == log_without_times(killed)  # no step logged twice
     steps_logged = [r["step"] for r in read_jsonl(killed / "train_log.jsonl") if r["kind"] == "step"]
     assert steps_logged == list(range(1, 25))
+
+
+def test_a_resume_with_another_thread_count_says_its_bits_may_differ(tmp_path, caplog):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run_tiny(tmp_path / "r", stop=9)
+        torch.set_num_threads(2)
+        with caplog.at_level(logging.WARNING, logger="icl_kit.train.state"):
+            run_tiny(tmp_path / "r", stop=12)
+        assert "saved with 1 torch threads and training resumes with 2" in caplog.text
+        assert "OMP_NUM_THREADS=1" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="icl_kit.train.state"):
+            run_tiny(tmp_path / "r")  # saved with 2, resumed with 2: silent
+        assert "torch threads" not in caplog.text
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_finished_run_reruns_as_a_no_op_and_changed_params_are_refused(tmp_path):
