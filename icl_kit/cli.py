@@ -216,6 +216,39 @@ def cmd_import_pools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sft_data(args: argparse.Namespace) -> int:
+    from icl_kit.core.config import load_params
+    from icl_kit.train.sft_data import make_sft_data
+
+    path, s = make_sft_data(load_params(args.params, args.overrides))
+    print(f"icl-kit sft-data: {s.written} queries searched -> {path}; {s.score_calls} LVLM scores, "
+          f"{s.cache_hits} cache hits of {s.score_lookups} scores asked for")
+    return 0
+
+
+def cmd_import_sft_data(args: argparse.Namespace) -> int:
+    from icl_kit.core.config import load_params
+    from icl_kit.train.import_sft import import_sft_data
+
+    path, n_q, n_b = import_sft_data(args.file, load_params(args.params, args.overrides), args.pools, args.force)
+    print(f"icl-kit import-sft-data: {n_q} anchors, {n_b} beams -> {path}")
+    return 0
+
+
+def _add_sft_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft-data", help="InfoScore beam search over each training query's pool -> sft_data.jsonl")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_sft_data)
+
+    p = sub.add_parser("import-sft-data", help="import the study's beam JSON (generated_data) as sft_data.jsonl")
+    p.add_argument("file", help="the study's vqa-...-scorer:infoscore-...json (keys are train-split positions)")
+    p.add_argument("--pools", default=None, help="the study's candidate-set cache the beams were searched in "
+                   "(default: the run's pools.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing sft_data.jsonl")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_import_sft_data)
+
+
 def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-pools", help="read the study's RandSampler cache files into the run's pools.json")
     p.add_argument("anchors", help="the anchor cache, e.g. okvqa-anchor_sample_num:800.json")
@@ -281,12 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run stages even if finished with the same inputs")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("train", help="train the selector (RCE warm-up, GRPO); resumes from checkpoints/last.pt")
+    p = sub.add_parser("train", help="train the selector (SFT, RCE warm-up, GRPO); resumes from checkpoints/last.pt")
     _add_params_args(p)
     p.set_defaults(func=cmd_train)
 
     _add_eval_commands(sub)
     _add_selector_commands(sub)
+    _add_sft_commands(sub)
     p = sub.add_parser("stats", help="significance tests of a run's evaluation -> stats/comparisons.csv")
     p.add_argument("run_dir", help="run folder, e.g. runs/demo")
     _add_params_args(p)

@@ -30,13 +30,16 @@ def record(qid: int, answers: Sequence[str]) -> Record:
 
 class ScriptedLVLM(LVLM):
     """Answers `answer(request)` (raw text + `suffix`); counts prompts; after `fail_after`
-    prompts it raises KeyboardInterrupt, a simulated kill."""
+    prompts it raises KeyboardInterrupt, a simulated kill. `logprob(request, answer)`, when given,
+    is its teacher-forced score (one token per answer); `scored` counts score calls."""
 
     def __init__(self, answer: Callable[[Request], str], name: str, suffix: str = "",
-                 fail_after: int | None = None) -> None:
+                 fail_after: int | None = None, logprob: Callable[[Request, str], float] | None = None) -> None:
         self.answer, self.name, self.suffix = answer, name, suffix
         self.seen = 0
         self.fail_after = fail_after
+        self.logprob = logprob
+        self.scored = 0
 
     def fingerprint(self) -> str:
         return self.name
@@ -48,7 +51,10 @@ class ScriptedLVLM(LVLM):
         return [Generation(text=self.answer(r) + self.suffix, answer=self.answer(r)) for r in requests]
 
     def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
-        raise NotImplementedError
+        if self.logprob is None:
+            raise NotImplementedError
+        self.scored += len(requests)
+        return [Score(lp, lp, 1) for lp in (self.logprob(r, a) for r, a in zip(requests, answers, strict=True))]
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 POINTS = 100.0  # accuracy 0..1 -> percentage points
-PHASES = ("rce", "grpo")  # training phases in the order a run goes through them
+PHASES = ("sft", "rce", "grpo")  # training phases in the order a run goes through them
 EPOCH_RE = re.compile(r"epoch\d+")  # 'grpo_epoch3' -> lineage 'grpo_epoch'
 _DIGITS = re.compile(r"(\d+)")
 

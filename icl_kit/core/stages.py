@@ -20,8 +20,8 @@ class StageIO:
 
 
 TRAIN = StageIO(
-    "train", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "train"),
-    (), ("train_log.jsonl",),
+    "train", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "sft", "train"),
+    ("sft_data.jsonl",), ("train_log.jsonl",),
 )
 EVAL = StageIO(
     "eval", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "eval"),

@@ -2,13 +2,14 @@
 
 The cache key is (question id, ordered ICD ids, LVLM+protocol fingerprint), so an
 answer is never computed twice across epochs, runs, resumed runs or evaluation
-systems. Cache misses go to the LVLM in batches.
+systems. Cache misses go to the LVLM in batches. Teacher-forced scores of a given
+answer string (InfoScore, P(ground truth)) are cached the same way, keyed by
+(question id, ordered ICD ids, fingerprint, answer), in a second table of the same file.
 Rewards computed from these answers live in `icl_kit.train.rewards`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from collections import Counter
@@ -19,11 +20,13 @@ from pathlib import Path
 from icl_kit.core.errors import KitError
 from icl_kit.data.records import Record
 from icl_kit.data.vqa_accuracy import vqa_accuracy
-from icl_kit.lvlm.base import LVLM, Request
+from icl_kit.lvlm.base import LVLM, Request, Score
 
 FULL_CREDIT_COUNT = 3  # an answer given by 3 annotators earns full VQA credit
 
 PromptKey = tuple[int, tuple[int, ...]]  # (question id, ordered ICD ids)
+ScoreKey = tuple[int, tuple[int, ...], str]  # (question id, ordered ICD ids, answer string scored)
+SQL_BLOCK = 500  # question ids per SELECT ... IN (...) (sqlite allows 999 parameters)
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,19 @@ class AnswerCache:
                 "raw TEXT, pred TEXT, acc REAL, gt_prob REAL, "
                 "PRIMARY KEY (question_id, icd_ids, fingerprint))"
             )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (question_id INTEGER, icd_ids TEXT, fingerprint TEXT, "
+                "answer TEXT, sum_logprob REAL, mean_logprob REAL, n_tokens INTEGER, "
+                "PRIMARY KEY (question_id, icd_ids, fingerprint, answer))"
+            )
             self.db.commit()
         except sqlite3.DatabaseError as exc:
             raise KitError(f"Reward cache {self.path} is not a readable sqlite file ({exc}); delete it.") from None
 
     @staticmethod
     def _ids(icd_ids: Sequence[int]) -> str:
-        return json.dumps([int(i) for i in icd_ids])
+        """The stored text of an id list: json.dumps' layout ("[1, 2]"), written directly (it is on the hot path)."""
+        return "[" + ", ".join(str(int(i)) for i in icd_ids) + "]"
 
     def get_many(self, keys: Iterable[PromptKey]) -> dict[PromptKey, Answer]:
         out: dict[PromptKey, Answer] = {}
@@ -84,6 +93,31 @@ class AnswerCache:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def get_scores(self, keys: Iterable[ScoreKey]) -> dict[ScoreKey, Score]:
+        """Cached scores of `keys`: one query per block of question ids, not one per key (beam search asks
+        for hundreds of prompts per question)."""
+        want: dict[tuple[int, str, str], ScoreKey] = {(int(q), self._ids(icds), a): (q, tuple(icds), a)
+                                                      for q, icds, a in keys}
+        qids = sorted({k[0] for k in want})
+        out: dict[ScoreKey, Score] = {}
+        for start in range(0, len(qids), SQL_BLOCK):
+            block = qids[start : start + SQL_BLOCK]
+            rows = self.db.execute(
+                "SELECT question_id, icd_ids, answer, sum_logprob, mean_logprob, n_tokens FROM scores WHERE "
+                f"fingerprint=? AND question_id IN ({','.join('?' * len(block))})", (self.fingerprint, *block))
+            for q, ids, a, *vals in rows:
+                key = want.get((q, ids, a))
+                if key is not None:
+                    out[key] = Score(*vals)
+        return out
+
+    def put_scores(self, items: Mapping[ScoreKey, Score]) -> None:
+        """Insert or replace scores in one transaction."""
+        rows = [(int(q), self._ids(icds), self.fingerprint, ans, s.sum_logprob, s.mean_logprob, s.n_tokens)
+                for (q, icds, ans), s in items.items()]
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
     def __len__(self) -> int:
         return int(self.db.execute(
             "SELECT COUNT(*) FROM answers WHERE fingerprint=?", (self.fingerprint,)
@@ -101,7 +135,8 @@ def gt_prob_weights(answers: Sequence[str]) -> dict[str, float]:
 class AnswerService:
     """Answers prompts through the cache; misses go to the LVLM in batches.
 
-    `calls` counts prompts actually sent to the LVLM, `lookups` every prompt asked for.
+    `calls` counts prompts actually sent to the LVLM, `lookups` every prompt asked for;
+    `score_calls` and `score_lookups` count (prompt, answer) scores the same way.
     """
 
     def __init__(
@@ -119,6 +154,8 @@ class AnswerService:
         self.with_gt_prob = with_gt_prob
         self.calls = 0
         self.lookups = 0
+        self.score_calls = 0
+        self.score_lookups = 0
 
     def request(self, key: PromptKey) -> Request:
         qid, icds = key
@@ -151,17 +188,34 @@ class AnswerService:
             for k, g, r, p in zip(keys, gens, requests, probs, strict=True)
         }
 
+    def scores(self, keys: Sequence[ScoreKey]) -> list[Score]:
+        """Teacher-forced scores of answer strings (same order); each distinct uncached one costs one score.
+
+        Misses go to `lvlm.score` in batches of `batch_size`, sorted by prompt so a batch holds similar
+        lengths, and are stored in one transaction at the end.
+        """
+        keys = [(int(q), tuple(int(i) for i in icds), str(a)) for q, icds, a in keys]
+        self.score_lookups += len(keys)
+        unique = list(dict.fromkeys(keys))
+        found = self.cache.get_scores(unique)
+        missing = sorted((k for k in unique if k not in found), key=lambda k: (len(k[1]), k))
+        fresh: dict[ScoreKey, Score] = {}
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            out = self.lvlm.score([self.request((q, icds)) for q, icds, _ in batch], [a for *_, a in batch])
+            fresh.update(zip(batch, out, strict=True))
+            self.score_calls += len(batch)
+        self.cache.put_scores(fresh)  # one transaction per call: a kill loses at most this call's scores
+        found.update(fresh)
+        return [found[k] for k in keys]
+
+    def answer_probs(self, keys: Sequence[PromptKey], weights: Sequence[Mapping[str, float]]) -> list[float]:
+        """Σ_a w_a · exp(log P(a | prompt)) per prompt: P of a weighted set of answers, through `scores`."""
+        flat = [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
+        scores = iter(self.scores(flat))
+        return [sum(wa * math.exp(next(scores).sum_logprob) for wa in w.values()) for w in weights]
+
     def _gt_probs(self, requests: list[Request]) -> list[float]:
-        """Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct answers."""
-        flat_req, flat_ans, owner, weight = [], [], [], []
-        for i, r in enumerate(requests):
-            for ans, w in gt_prob_weights(r.query.answers).items():
-                flat_req.append(r)
-                flat_ans.append(ans)
-                owner.append(i)
-                weight.append(w)
-        scores = self.lvlm.score(flat_req, flat_ans)
-        out = [0.0] * len(requests)
-        for i, w, s in zip(owner, weight, scores, strict=True):
-            out[i] += w * math.exp(s.sum_logprob)
-        return out
+        """Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct answers (cached scores)."""
+        keys = [r.key for r in requests]
+        return self.answer_probs(keys, [gt_prob_weights(r.query.answers) for r in requests])

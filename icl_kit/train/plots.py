@@ -130,6 +130,8 @@ def checkpoint_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         out[f"val acc@{k} (%)"] = (100 * ck[f"val/acc@{k}"]).round(1)
     if "val/rce_loss" in ck:
         out["val RCE loss"] = ck["val/rce_loss"].round(4)
+    if "val/sft_loss" in ck:
+        out["val SFT loss"] = ck["val/sft_loss"].round(4)
     if shots:
         score = ck[[f"val/reward@{k}" for k in shots]].mean(axis=1)
         out["best"] = ["★" if i == score.idxmax() else "" for i in ck.index]

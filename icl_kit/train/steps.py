@@ -90,24 +90,33 @@ def encode(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
     return policy.encode_query(b.q, values[inverse]), keys[inverse]
 
 
-def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
-    """Teacher-forced per-pick log-probs and entropies of every sequence. -> (B, G, L), (B, G, L)
+def teacher_forced(policy: nn.Module, b: Batch) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Per pick t of every sequence, teacher-forced along b.seqs: (log-softmax over the candidates (B, G, K),
+    chosen before t (B, G, K), the pick a_t (B, G)). Masked entries of the log-softmax are -inf.
 
-    The selector's `step_logprobs`, grouped: query and candidates are encoded ONCE per group
-    (the projections dominate the cost) and the G sequences of a group share those keys.
-    Equal to `policy.step_logprobs` on inputs repeated G times (tests/train/test_grpo.py).
+    Query and candidates are encoded ONCE per group (the projections dominate the cost) and the
+    G sequences of a group share those keys.
     """
     n_b, n_g, n_l = b.seqs.shape
     state, keys = encode(policy, b)  # (B, h), (B, K, h)
     state = state.unsqueeze(1).expand(n_b, n_g, -1)  # (B, G, h)
     chosen = torch.zeros(n_b, n_g, keys.shape[1], dtype=torch.bool, device=keys.device)  # (B, G, K)
-    logps, ents = [], []
     for t in range(n_l):
         idx = b.seqs[:, :, t]  # (B, G)
-        logp_all = policy.pointer_logprobs(state, keys, chosen)  # (B, G, K)
+        yield policy.pointer_logprobs(state, keys, chosen), chosen, idx  # (B, G, K)
+        state, chosen = policy.advance(state, keys, chosen, idx)  # (B, G, h), (B, G, K)
+
+
+def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
+    """Teacher-forced per-pick log-probs and entropies of every sequence. -> (B, G, L), (B, G, L)
+
+    The selector's `step_logprobs`, grouped (`teacher_forced`). Equal to `policy.step_logprobs` on
+    inputs repeated G times (tests/train/test_grpo.py).
+    """
+    logps, ents = [], []
+    for logp_all, chosen, idx in teacher_forced(policy, b):
         logps.append(logp_all.gather(2, idx.unsqueeze(2)).squeeze(2))
         ents.append(step_entropy(logp_all, chosen))
-        state, chosen = policy.advance(state, keys, chosen, idx)  # (B, G, h), (B, G, K)
     return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
 
@@ -132,7 +141,7 @@ def ratio_mode(policy: nn.Module, dropout_in_ratio: bool, seed: int) -> Iterator
             policy.train(was)
 
 
-def _optimise(policy: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, global_loss: float,
+def optimise(policy: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, global_loss: float,
               grad_clip: float, ranks: Ranks, step: int) -> float:
     """Backward, sum gradients over ranks, clip, step; NaN/inf anywhere raises NonFiniteError."""
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -167,7 +176,7 @@ def rce_step(policy: nn.Module, opt: torch.optim.Optimizer, full: Batch, tau: fl
     else:
         loss = ent_sum = torch.zeros((), device=full.q.device)
     totals = ranks.sum_(torch.stack([loss.detach(), ent_sum.detach()]).double().cpu())
-    norm = _optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
+    norm = optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
     return {"train/loss": float(totals[0]), "train/entropy": float(totals[1]) / float(full.mask.sum()),
             "train/tau": tau, "train/grad_norm": norm, **reward_stats(full.rewards, full.mask)}
 
@@ -205,7 +214,7 @@ def grpo_step(policy: nn.Module, ref: nn.Module | None, opt: torch.optim.Optimiz
     for _ in range(cfg.ppo_epochs):
         loss, local = _grpo_loss(policy, mine, adv_m, old, ref_lp, cfg, beta, n_seq, dropout_seed)
         totals = ranks.sum_(local.clone())
-        norm = _optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
+        norm = optimise(policy, opt, loss, float(totals[0]), grad_clip, ranks, step)
         sums += totals
     means = sums / cfg.ppo_epochs
     out = dict(zip(GRPO_SUM_KEYS, (float(v) for v in means), strict=True))

@@ -1,10 +1,19 @@
-"""Selector training: RCE warm-up, then GRPO post-training; per-epoch checkpoints; exact resume.
+"""Selector training: SFT on InfoScore beams, RCE warm-up, GRPO post-training; per-epoch checkpoints; exact resume.
 
     train(params) -> TrainResult          (CLI: `icl-kit train --params P [-p key=value]`)
 
 Training queries are the demonstration split sorted by id: the first (1 − val_fraction)
 train, the rest validate. An epoch is one pass over the training queries in a seeded
 order, `batch_groups` query groups per optimiser step.
+
+Phases run in the order sft -> rce -> grpo in one run (a phase with 0 epochs is skipped). The
+policy starts fresh, or from `train.init_checkpoint` (any checkpoint icl_kit.selection.checkpoints
+loads); GRPO's KL reference is the policy GRPO started from (after SFT/RCE, or the warm start).
+
+SFT (icl_kit.train.sft) trains on sft_data.jsonl (icl_kit.train.sft_data; made here first when
+`sft.build` and lines are missing): its training queries are the file's queries in the training
+part of the split, its validation loss (val/sft_loss, logged every epoch of every phase) those in
+the validation part; each query's candidates are the pool stored with its beams.
 
 Groups (see icl_kit.train.rollouts): `rollouts.mode: offline` uses the fixed set in
 rollouts.jsonl (built once from the initial selector, or imported); `online` samples
@@ -14,7 +23,7 @@ source as GRPO: in online mode its groups are fresh samples scored through the c
 Per epoch: val/rce_loss (RCE loss of the validation queries' offline groups at τ_end, so
 epochs are comparable), val/reward@k and val/acc@k (greedy selection at max(val_shots),
 shot k = first k, through the same LVLM and cache: choose checkpoints by val/reward),
-then checkpoints/{rce,grpo}_epoch{N}.pt (v3, N = epoch + 1) and last.pt (resume state,
+then checkpoints/{sft,rce,grpo}_epoch{N}.pt (v3, N = epoch + 1) and last.pt (resume state,
 also every `save_every_steps` steps). A re-run with the same params resumes from last.pt
 and ends with the same checkpoints as an uninterrupted run.
 
@@ -25,7 +34,8 @@ train_log.jsonl: one line per step {"kind": "step", "phase", "epoch" (0-based), 
 (global, 1-based), "train/loss", "train/ppo_loss", "train/kl", "train/beta",
 "train/reward_mean", "train/reward_std", "train/adv_std", "train/adv_max",
 "train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/entropy",
-"train/grad_norm", "train/updated"} (RCE steps: loss, tau, entropy, grad norm, rewards), and
+"train/grad_norm", "train/updated"} (RCE steps: loss, tau, entropy, grad norm, rewards; SFT steps:
+loss, grad norm, train/beam_score_mean), and
 one per epoch {"kind": "epoch", "phase" ("init" = before training), val/..., "time/epoch_s",
 "checkpoint"}; TensorBoard too when installed.
 
@@ -71,6 +81,8 @@ from icl_kit.train.rollouts import (
     sequence_length,
     split_queries,
 )
+from icl_kit.train.sft import sft_step, validation_sft_loss, warm_start
+from icl_kit.train.sft_data import SFT_FILE, build_sft_data, load_sft_split, sft_queries
 from icl_kit.train.state import (
     EpochAcc,
     Position,
@@ -153,18 +165,20 @@ class Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         self.policy = PointerSelector(**vars(params.selector)).to(self.device)
+        warm_start(self.policy, cfg.init_checkpoint)
         self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.table = QueryTable(self.split.train + self.split.val, self._pools(), ctx.emb)
         self._build_rollouts()
         self.train_rows = torch.tensor([self.table.row[q] for q in self.split.train])
         self.val_groups = self._offline_groups(self.split.val) if self.split.val else None
         self.train_groups = self._offline_groups(self.split.train) if self.offline else None
+        self.sft_table, self.sft_train, self.sft_val = self._sft_data() if cfg.sft.epochs else (None, None, None)
         self.fingerprint = train_fingerprint(params)
         self.pos, self.acc = Position(), EpochAcc()
         self.beta = cfg.grpo.kl_beta
         self.provenance = provenance() if ranks.main else {}  # saved in every checkpoint
         self.ref: torch.nn.Module | None = None
-        self.opt = self._optimizer("rce")
+        self.opt = self._optimizer(self.pos.phase)
         self.writer = _tensorboard(self.paths.root / "tensorboard") if ranks.main else None
         self.log_lines = 0
         self._restore()
@@ -187,12 +201,21 @@ class Trainer:
                 log.info("rollouts: wrote %d queries to %s", n, self.paths.rollouts)
         self.ranks.barrier()
 
+    def _sft_data(self) -> tuple[QueryTable, Groups, Groups | None]:
+        """SFT beams: made first when missing (sft.build), then split into training and validation queries."""
+        path = self.paths.root / SFT_FILE
+        if self.ranks.main and self.params.sft.build:
+            qids = sft_queries(self.split, self.params.sft.max_queries)
+            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft, path, progress=self.progress)
+        self.ranks.barrier()
+        return load_sft_split(path, self.split, self.ctx.emb, self.cfg.sft.beams_used)
+
     def _offline_groups(self, qids: list[int]) -> Groups:
         r = self.cfg.reward
         return load_offline_groups(self.paths.rollouts, self.table, qids, self.ctx.service, r.kind, r.shots)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
-        lr = self.cfg.rce.lr if phase == "rce" else self.cfg.grpo.lr
+        lr = {"sft": self.cfg.sft.lr, "rce": self.cfg.rce.lr, "grpo": self.cfg.grpo.lr}[phase]
         return torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
 
     def _restore(self) -> None:
@@ -245,7 +268,7 @@ class Trainer:
         return self._result()
 
     def _epochs(self, phase: str) -> int:
-        return self.cfg.rce.epochs if phase == "rce" else self.cfg.grpo.epochs
+        return {"sft": self.cfg.sft.epochs, "rce": self.cfg.rce.epochs, "grpo": self.cfg.grpo.epochs}[phase]
 
     def _start_phase(self, phase: str) -> None:
         """GRPO starts from the current policy: it becomes the frozen reference; a fresh optimiser."""
@@ -256,8 +279,9 @@ class Trainer:
         self.beta = self.cfg.grpo.kl_beta
 
     def _epoch(self, phase: str) -> None:
-        bg = self.cfg.rce.batch_groups if phase == "rce" else self.cfg.grpo.batch_groups
-        n = len(self.train_rows)
+        bg = {"sft": self.cfg.sft.batch_groups, "rce": self.cfg.rce.batch_groups,
+              "grpo": self.cfg.grpo.batch_groups}[phase]
+        n = len(self.sft_train.rows) if phase == "sft" else len(self.train_rows)
         n_steps = math.ceil(n / bg)
         order_seed = self.cfg.seed + EPOCH_SEED_STRIDE * (1 + self.pos.epoch + 1000 * PHASES.index(phase))
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
@@ -274,7 +298,8 @@ class Trainer:
             self._log({"kind": "step", "phase": phase, "epoch": self.pos.epoch, "step": self.pos.global_step,
                        **metrics})
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['train/reward_mean']:.3f}")
+            shown = "train/loss" if phase == "sft" else "train/reward_mean"
+            bar.set_postfix({shown.split("/")[1]: f"{metrics[shown]:.3f}"})
             every = self.cfg.save_every_steps
             if every and self.pos.global_step % every == 0:
                 self._save_last()
@@ -285,9 +310,17 @@ class Trainer:
         self._end_epoch(phase)
 
     def _step(self, phase: str, idx: torch.Tensor) -> dict[str, Any]:
-        batch = self._batch(idx)
         step = self.pos.global_step + 1
+        if phase == "sft":
+            g = self.sft_train.take(idx)
+            batch = self.sft_table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, self.device)
+        else:
+            batch = self._batch(idx)
         try:
+            if phase == "sft":
+                s = self.cfg.sft
+                return sft_step(self.policy, self.opt, batch, s.label_smoothing, s.beam_weight, self.cfg.grad_clip,
+                                self.ranks, step)
             if phase == "rce":
                 tau = linear_tau(self.pos.epoch, self.cfg.rce.epochs, self.cfg.rce.tau_start, self.cfg.rce.tau_end)
                 return rce_step(self.policy, self.opt, batch, tau, self.cfg.grad_clip, self.ranks, step)
@@ -342,10 +375,14 @@ class Trainer:
         self._save_last()
 
     def _validate(self) -> dict[str, float]:
-        if self.val_groups is None:
-            return {}
-        return validate(self.policy, self.table, self.val_groups, self.ctx.service, self.cfg, self.ranks,
-                        self.device)
+        out = {}
+        if self.sft_val is not None:
+            out["val/sft_loss"] = validation_sft_loss(self.policy, self.sft_table, self.sft_val,
+                                                      self.cfg.sft.beam_weight, self.device)
+        if self.val_groups is not None:
+            out.update(validate(self.policy, self.table, self.val_groups, self.ctx.service, self.cfg, self.ranks,
+                                self.device))
+        return out
 
     # ------------------------------------------------------------------ output
     def _log(self, row: dict[str, Any]) -> None:

@@ -57,5 +57,7 @@ from icl_kit.core.config.train import (  # noqa: F401
     RCEConfig,
     RewardConfig,
     RolloutsConfig,
+    SFTConfig,
+    SFTDataConfig,
     TrainConfig,
 )

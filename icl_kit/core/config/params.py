@@ -11,7 +11,7 @@ from typing import Literal
 
 from icl_kit.core.config.fields import opt, section
 from icl_kit.core.config.lvlm import LVLMConfig, backend_sections
-from icl_kit.core.config.train import TrainConfig
+from icl_kit.core.config.train import SFTDataConfig, TrainConfig
 from icl_kit.core.errors import KitError
 
 
@@ -154,6 +154,7 @@ class Params:
     lvlm: LVLMConfig = section(LVLMConfig)
     pools: PoolsConfig = section(PoolsConfig)
     selector: SelectorConfig = section(SelectorConfig)
+    sft: SFTDataConfig = section(SFTDataConfig)
     train: TrainConfig = section(TrainConfig)
     eval: EvalConfig = section(EvalConfig)
     stats: StatsConfig = section(StatsConfig)
@@ -188,6 +189,9 @@ def validate_cross_fields(p: Params) -> None:
         tip = f" Did you mean {hint[0]!r}?" if hint else ""
         raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
                        f"{list(backend_sections())}.{tip}")
+    if p.sft.max_shots > p.pools.size or p.sft.beam_size > p.pools.size:
+        raise KitError(f"sft.max_shots={p.sft.max_shots} and sft.beam_size={p.sft.beam_size} must be at most "
+                       f"pools.size={p.pools.size}; lower them.")
     validate_stats(p.stats)
     q = p.lvlm.qwen
     if q.min_pixels is not None and q.max_pixels is not None and q.min_pixels > q.max_pixels:

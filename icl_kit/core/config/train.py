@@ -1,4 +1,4 @@
-"""Params of training: rewards, rollouts, and each phase (RCE, GRPO)."""
+"""Params of training: the SFT beam data, rewards, rollouts, and each phase (SFT, RCE, GRPO)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,37 @@ from dataclasses import dataclass
 from typing import Literal
 
 from icl_kit.core.config.fields import opt, section
+
+
+# ---------------------------------------------------------------------------- sft
+@dataclass
+class SFTDataConfig:
+    """InfoScore beam-search data for supervised fine-tuning (sft_data.jsonl; Lever-LM's generate_data)."""
+
+    score: Literal["prob", "logprob"] = opt(
+        "prob", "InfoScore as a difference of probabilities (Lever-LM) or of log-probabilities."
+    )
+    answer: Literal["most_frequent", "vqa_weighted"] = opt(
+        "most_frequent", "Answer y scored: the most frequent of the 10 (as an ICD shows it), or every distinct "
+        "answer weighted by min(1, count/3)."
+    )
+    beam_size: int = opt(5, "Beams kept per step.", min=1)
+    max_shots: int = opt(2, "ICDs per beam (search steps).", min=1, max=4)
+    construct_order: Literal["left", "right"] = opt(
+        "left", "Each step's new ICD goes before the chosen ones (left, Lever-LM: the first chosen ends next to "
+        "the query) or after them (right)."
+    )
+    beam_score: Literal["last_step", "cumulative"] = opt(
+        "last_step", "Rank children by the last step's InfoScore (Lever-LM) or the sum of their step scores."
+    )
+    max_queries: int = opt(
+        0, "Beam data for the first N training and the first N validation queries (sorted id); 0 = all.", min=0
+    )
+    build: bool = opt(
+        True, "Make missing beam data with the LVLM before SFT; false = train only on what sft_data.jsonl holds "
+        "(e.g. the study's beams imported with `icl-kit import-sft-data`)."
+    )
+    chunk: int = opt(64, "Queries searched per batch of LVLM scores (one append to sft_data.jsonl each).", min=1)
 
 
 # -------------------------------------------------------------------------- train
@@ -32,6 +63,20 @@ class RolloutsConfig:
     n_random: int = opt(2, "Offline: random sequences.", min=0)
     val_fraction: float = opt(0.2, "Held-out share of training queries (by sorted id).", min=0.0, max=0.9)
     max_queries: int = opt(0, "Use only the first N training queries (0 = all).", min=0)
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of the selector on the InfoScore beams (before RCE)."""
+
+    epochs: int = opt(0, "SFT epochs (0 skips SFT).", min=0)
+    lr: float = opt(1e-4, "AdamW learning rate (Lever-LM's).", min=0.0)
+    label_smoothing: float = opt(0.0, "Label smoothing of each pick's cross-entropy.", min=0.0, max=1.0)
+    beams_used: int = opt(0, "Train on the best N beams of each query (0 = all stored).", min=0)
+    beam_weight: Literal["uniform", "rank"] = opt(
+        "uniform", "Weight of a query's beams in its loss: equal, or 1/rank (normalised; best beam first)."
+    )
+    batch_groups: int = opt(32, "Queries (all their beams) per optimiser step.", min=1)
 
 
 @dataclass
@@ -66,7 +111,7 @@ class GRPOConfig:
 
 @dataclass
 class TrainConfig:
-    """Selector training: rollouts, rewards, RCE warm-up, GRPO."""
+    """Selector training: rollouts, rewards, SFT, RCE warm-up, GRPO."""
 
     seed: int = opt(0, "Seed of every training random choice.")
     device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
@@ -76,7 +121,12 @@ class TrainConfig:
     save_every_steps: int = opt(
         50, "Also save checkpoints/last.pt every N optimiser steps (resume mid-epoch); 0 = at epoch ends only.", min=0
     )
+    init_checkpoint: str = opt(
+        "", "Start from this selector checkpoint (any the kit loads: v3 .pt, v2/Lightning .ckpt, bare state "
+        "dict) instead of a fresh one; '' = fresh."
+    )
     reward: RewardConfig = section(RewardConfig)
     rollouts: RolloutsConfig = section(RolloutsConfig)
+    sft: SFTConfig = section(SFTConfig)
     rce: RCEConfig = section(RCEConfig)
     grpo: GRPOConfig = section(GRPOConfig)
