@@ -17,6 +17,7 @@ from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
 from icl_kit.lvlm.answers import AnswerService
+from icl_kit.lvlm.simulated import OTHER_MASS
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
@@ -295,3 +296,46 @@ def test_warm_start_is_grpos_kl_reference(tmp_path):
     assert kls and all(k == 0.0 for k in kls if k is not None)  # the reference is the policy GRPO started from
     with pytest.raises(KitError, match="hidden_dim=16 \\(params: 32\\)"):
         run_chain(tmp_path / "r2", "selector.hidden_dim=32", f"train.init_checkpoint={ckpt}")
+
+
+def test_the_simulators_score_rises_with_its_logit_and_matches_its_answers(tmp_path, tmp_path_factory):
+    """InfoScore needs P(top answer) to order prompts as the simulator's answers do (it was not changed)."""
+    root = tmp_path_factory.getbasetemp() / "demo_default"
+    params = demo_params(tmp_path, pool_size=64, **{"data.root": str(root), "data.demo_train": 2000,
+                                                    "data.demo_test": 1000})
+    ctx = RunContext.build(params)
+    lvlm = ctx.service.lvlm
+    rng = np.random.default_rng(1)
+    keys = [(q, tuple(int(i) for i in rng.choice(ctx.pools[q], 2, replace=False))) for q in ctx.pool_ids[:300]]
+    reqs = [ctx.service.request(k) for k in keys]
+    p_top = np.exp([s.sum_logprob for s in lvlm.score(reqs, [r.query.answer for r in reqs])])
+    margin = lvlm.margin(np.array([q for q, _ in keys]), np.array([ids for _, ids in keys]))
+    # P(top) = sigmoid(margin)·(1 − OTHER_MASS): the top answer is generated iff it is the likelier one
+    assert np.array_equal(p_top > 0.5 * (1 - OTHER_MASS), margin > 0)
+    assert np.array_equal(np.array([g.answer for g in lvlm.generate(reqs)]) == [r.query.answer for r in reqs],
+                          margin > 0)
+    q = ctx.pool_ids[0]  # within one query, the score orders single ICDs exactly as the simulator's logit
+    icds = [(q, (int(c),)) for c in ctx.pools[q]]
+    s = np.array([x.sum_logprob for x in lvlm.score([ctx.service.request(k) for k in icds],
+                                                    [ctx.records[q].answer] * len(icds))])
+    eta = lvlm.logits(np.full(len(icds), q), np.array([ids for _, ids in icds]))
+    assert (np.argsort(s, kind="stable") == np.argsort(eta, kind="stable")).all()
+
+
+def test_cli_sft_data_resumes_and_import_errors_are_one_line(tmp_path, capsys):
+    from icl_kit.cli import main
+
+    pf = tmp_path / "p.yaml"
+    pf.write_text(json.dumps({"runs_dir": str(tmp_path / "runs"), "run_name": "c", "data": {
+        "root": str(tmp_path / "demo"), "demo": True, "demo_train": 40, "demo_test": 10},
+        "encoder": {"backend": "simple", "dim": 32}, "selector": {"input_dim": 32, "hidden_dim": 32},
+        "lvlm": {"backend": "simulated"}, "pools": {"size": 8}, "sft": {"max_queries": 3, "beam_size": 2}}))
+    assert main(["sft-data", "--params", str(pf)]) == 0
+    assert "6 queries searched" in capsys.readouterr().out  # the first 3 training and 3 validation queries
+    assert len(read_jsonl(tmp_path / "runs" / "c" / "sft_data.jsonl")) == 6
+    assert main(["sft-data", "--params", str(pf)]) == 0
+    out = capsys.readouterr().out
+    assert "0 queries searched" in out and "0 LVLM scores" in out
+    assert main(["import-sft-data", str(tmp_path / "nope.json"), "--params", str(pf), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err
