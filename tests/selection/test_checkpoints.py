@@ -66,7 +66,7 @@ def test_save_v3_load_round_trip(tmp_path) -> None:
 
 def test_save_v3_rejects_bad_values(tmp_path) -> None:
     with pytest.raises(KitError, match="phase"):
-        save_v3(tmp_path / "x.pt", selector(), 0, "sft", 0.1, {})
+        save_v3(tmp_path / "x.pt", selector(), 0, "warmup", 0.1, {})
     with pytest.raises(KitError, match="epoch"):
         save_v3(tmp_path / "x.pt", selector(), -1, "rce", 0.1, {})
     with pytest.raises(KitError, match="metrics.f"):
