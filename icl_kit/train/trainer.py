@@ -99,7 +99,8 @@ from icl_kit.train.validate import validate
 log = logging.getLogger(__name__)
 
 DROPOUT_SEED_STRIDE = 1_000_003  # dropout seed of a GRPO step = seed·stride + global step
-EPOCH_SEED_STRIDE = 7919  # data order of (phase, epoch) = seed + stride·(1 + epoch + 1000·phase index)
+EPOCH_SEED_STRIDE = 7919  # data order of (phase, epoch) = seed + stride·(1 + epoch + 1000·ORDER_INDEX[phase])
+ORDER_INDEX = {"rce": 0, "grpo": 1, "sft": 2}  # sft came later: rce/grpo keep the data order they always had
 
 
 @dataclass
@@ -283,7 +284,7 @@ class Trainer:
               "grpo": self.cfg.grpo.batch_groups}[phase]
         n = len(self.sft_train.rows) if phase == "sft" else len(self.train_rows)
         n_steps = math.ceil(n / bg)
-        order_seed = self.cfg.seed + EPOCH_SEED_STRIDE * (1 + self.pos.epoch + 1000 * PHASES.index(phase))
+        order_seed = self.cfg.seed + EPOCH_SEED_STRIDE * (1 + self.pos.epoch + 1000 * ORDER_INDEX[phase])
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(order_seed))
         bar = tqdm(total=n_steps, initial=self.pos.step, disable=not self.progress,
                    desc=f"{phase} epoch {self.pos.epoch + 1}/{self._epochs(phase)}")
