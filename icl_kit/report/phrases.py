@@ -26,7 +26,8 @@ ZH: dict[str, str] = {
     "stats_desc": "精确配对符号翻转检验（1/30 分值格点上精确计算）+ {interval} {level} 置信区间；"
                   "{correction} 多重比较校正（α = {alpha}，每个比较族内分别校正）；"
                   "TOST 等价检验（δ = ±{margin} 点）；功效 {power}",
-    "training_desc": "RCE 预热 {rce} 个 epoch，GRPO {grpo} 个 epoch；奖励 {reward}",
+    "training_desc": "InfoScore 束搜索数据上的 SFT {sft} 个 epoch，RCE 预热 {rce} 个 epoch，"
+                     "GRPO {grpo} 个 epoch；奖励 {reward}",
     "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
     "cfg_batching": "批处理一致性",
     "agreement_desc": "批处理答案与逐条答案在 {agree}/{n} 个提示上相同（批大小 {batch}，{dtype}）",
@@ -151,7 +152,8 @@ EN: dict[str, str] = {
     "stats_desc": "exact paired sign-flip test (computed exactly on the 1/30 score lattice) + {interval} "
                   "{level} interval; {correction} correction within each family of comparisons "
                   "(α = {alpha}); TOST equivalence (δ = ±{margin} points); power {power}",
-    "training_desc": "RCE warm-up {rce} epochs, GRPO {grpo} epochs; reward {reward}",
+    "training_desc": "SFT on InfoScore beams {sft} epochs, RCE warm-up {rce} epochs, GRPO {grpo} epochs; "
+                     "reward {reward}",
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
     "cfg_batching": "Batch agreement",
     "agreement_desc": "batched answers equal one-at-a-time answers on {agree}/{n} prompts (batch {batch}, {dtype})",

@@ -158,7 +158,7 @@ def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, fa
         [t("cfg_stats"), t("stats_desc", correction=facts.correction, alpha=num(s.alpha, 2),
                            interval=INTERVAL_NAMES.get(s.interval, s.interval),
                            margin=num(s.equivalence_margin), power=share(s.power))],
-        [t("cfg_training"), t("training_desc", rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
+        [t("cfg_training"), t("training_desc", sft=p.train.sft.epochs, rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
                               reward=p.train.reward.kind)],
         [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
     ]
