@@ -218,9 +218,10 @@ def cmd_import_pools(args: argparse.Namespace) -> int:
 
 def cmd_sft_data(args: argparse.Namespace) -> int:
     from icl_kit.core.config import load_params
+    from icl_kit.run_context import RunContext
     from icl_kit.train.sft_data import make_sft_data
 
-    path, s = make_sft_data(load_params(args.params, args.overrides))
+    path, s = make_sft_data(RunContext.build(load_params(args.params, args.overrides)))
     print(f"icl-kit sft-data: {s.written} queries searched -> {path}; {s.score_calls} LVLM scores, "
           f"{s.cache_hits} cache hits of {s.score_lookups} scores asked for")
     return 0
@@ -228,9 +229,11 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
 
 def cmd_import_sft_data(args: argparse.Namespace) -> int:
     from icl_kit.core.config import load_params
+    from icl_kit.run_context import RunContext
     from icl_kit.train.import_sft import import_sft_data
 
-    path, n_q, n_b = import_sft_data(args.file, load_params(args.params, args.overrides), args.pools, args.force)
+    ctx = RunContext.build(load_params(args.params, args.overrides), commit=False)  # a failed import writes nothing
+    path, n_q, n_b = import_sft_data(args.file, ctx, args.pools, args.force)
     print(f"icl-kit import-sft-data: {n_q} anchors, {n_b} beams -> {path}")
     return 0
 

@@ -22,7 +22,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from icl_kit.core.config import Params
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
 from icl_kit.data.positions import SplitPositions
@@ -99,17 +98,17 @@ def study_pools(path: str | Path, split: SplitPositions) -> dict[int, list[int]]
             split.qids([_pos(p, f"candidate set {k}") for p in v], f"candidate set {k}") for k, v in raw.items()}
 
 
-def import_sft_data(src: str | Path, params: Params, pools_file: str | Path | None = None,
+def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = None,
                     force: bool = False) -> tuple[Path, int, int]:
-    """Validate the whole source, then write the run's sft_data.jsonl; -> (path, queries, beams)."""
-    from icl_kit.run_context import RunContext
+    """Validate the whole source, then write the run's sft_data.jsonl; -> (path, queries, beams).
 
-    ctx = RunContext.build(params, write_params=False)  # a failed import changes no file
+    `ctx` is the run's RunContext, built uncommitted (`commit=False`) so a failed import changes no file;
+    it is committed (params.yaml, provenance.json) just before the output is written."""
     out = ctx.paths.root / SFT_FILE
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force to replace it.")
     raw = _read_json(src, "Beam data file")
-    split = SplitPositions(ctx.pool_records, params.data.train_split)
+    split = SplitPositions(ctx.pool_records)
     pools = study_pools(pools_file, split) if pools_file else ctx.pools
     lines, bad = [], []
     for key, entry in raw.items():
@@ -126,6 +125,7 @@ def import_sft_data(src: str | Path, params: Params, pools_file: str | Path | No
     if not lines:
         raise KitError(f"{src} holds no anchor; nothing to import.")
     lines.sort(key=lambda r: r["question_id"])
+    ctx.commit()
     with atomic_open(out, "w") as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
     return out, len(lines), sum(len(r["beams"]) for r in lines)

@@ -119,12 +119,13 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
     return stats
 
 
-def make_sft_data(params: Any, progress: bool = True) -> tuple[Path, BuildStats]:
-    """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft.max_queries), resumable."""
-    from icl_kit.run_context import RunContext
+def make_sft_data(ctx: Any, progress: bool = True) -> tuple[Path, BuildStats]:
+    """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft.max_queries), resumable.
+
+    `ctx` is the run's RunContext (its params, pool ids, pools, answer service and paths)."""
     from icl_kit.train.rollouts import split_queries
 
-    ctx = RunContext.build(params)
+    params = ctx.params
     r = params.train.rollouts
     qids = sft_queries(split_queries(ctx.pool_ids, r.val_fraction, r.max_queries), params.sft.max_queries)
     path = ctx.paths.root / SFT_FILE

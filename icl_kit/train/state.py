@@ -24,6 +24,7 @@ import torch
 
 from icl_kit.core.config import Params, to_dict
 from icl_kit.core.errors import KitError
+from icl_kit.core.names import PHASES
 from icl_kit.core.runs import atomic_open, atomic_torch_save, read_jsonl
 from icl_kit.core.stages import TRAIN
 
@@ -32,14 +33,14 @@ STATE_VERSION = 2
 MAX_SHOWN = 3  # changed params named in the resume error
 # Keys that may change between a run and its resume without changing what was computed so far.
 RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
-                     "lvlm.device", "encoder.device", "encoder.batch_size")
+                     "sft.chunk", "lvlm.device", "encoder.device", "encoder.batch_size")
 
 
 @dataclass
 class Position:
     """Where training stands: `step` optimiser steps done in 0-based `epoch` of `phase`."""
 
-    phase: str = "rce"
+    phase: str = PHASES[0]
     epoch: int = 0
     step: int = 0
     global_step: int = 0

@@ -50,8 +50,6 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +68,7 @@ from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
 from icl_kit.train.math import adapt_beta, linear_tau
+from icl_kit.train.outputs import TrainResult, best_checkpoint, tensorboard_writer
 from icl_kit.train.rollouts import (
     Groups,
     QueryTable,
@@ -101,19 +100,6 @@ log = logging.getLogger(__name__)
 DROPOUT_SEED_STRIDE = 1_000_003  # dropout seed of a GRPO step = seed·stride + global step
 EPOCH_SEED_STRIDE = 7919  # data order of (phase, epoch) = seed + stride·(1 + epoch + 1000·ORDER_INDEX[phase])
 ORDER_INDEX = {"rce": 0, "grpo": 1, "sft": 2}  # sft came later: rce/grpo keep the data order they always had
-
-
-@dataclass
-class TrainResult:
-    """What `train` made: epoch checkpoints in order, the per-epoch validation table, the best epoch."""
-
-    run_dir: Path
-    checkpoints: list[Path]
-    last: Path
-    val_table: pd.DataFrame = field(repr=False)
-    best_checkpoint: Path | None
-    steps: int
-    stopped: bool = False  # `stop_after_steps` was reached before the end
 
 
 class _Stop(Exception):
@@ -180,7 +166,7 @@ class Trainer:
         self.provenance = provenance() if ranks.main else {}  # saved in every checkpoint
         self.ref: torch.nn.Module | None = None
         self.opt = self._optimizer(self.pos.phase)
-        self.writer = _tensorboard(self.paths.root / "tensorboard") if ranks.main else None
+        self.writer = tensorboard_writer(self.paths.root / "tensorboard") if ranks.main else None
         self.log_lines = 0
         self._restore()
 
@@ -409,24 +395,3 @@ class Trainer:
         ckpts = [self.paths.root / c for c in table.get("checkpoint", pd.Series(dtype=str)).dropna()]
         return TrainResult(self.paths.root, ckpts, self.last_path, table, best_checkpoint(table, self.paths.root,
                            self.cfg.val_shots), self.pos.global_step, stopped)
-
-
-def best_checkpoint(table: pd.DataFrame, run_dir: Path, shots: list[int]) -> Path | None:
-    """The epoch checkpoint with the highest mean val/reward over `shots` (first one on ties)."""
-    cols = [f"val/reward@{k}" for k in shots]
-    if table.empty or "checkpoint" not in table or not set(cols) <= set(table.columns):
-        return None
-    rows = table.dropna(subset=["checkpoint"])
-    if rows.empty:
-        return None
-    best = rows[cols].mean(axis=1).idxmax()
-    return run_dir / rows.loc[best, "checkpoint"]
-
-
-def _tensorboard(log_dir: Path) -> Any:
-    """A SummaryWriter when tensorboard is installed, else None (JSONL is always written)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(log_dir=str(log_dir))

@@ -20,7 +20,7 @@ from icl_kit.lvlm.answers import AnswerService
 from icl_kit.lvlm.simulated import OTHER_MASS
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
-from icl_kit.selection.selector import PointerSelector
+from icl_kit.selection.selector import TEMPERATURE, PointerSelector
 from icl_kit.train.import_sft import import_sft_data
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
 from icl_kit.train.rollouts import split_queries
@@ -146,10 +146,10 @@ def test_pick_losses_equal_torch_cross_entropy_over_the_available_candidates(eps
     got = pick_losses(policy, b, eps)[0, 0]  # (L,)
     state, keys = policy.encode(b.q, b.c)
     chosen = torch.zeros(1, 6, dtype=torch.bool)
-    first = policy.step_logits(state, keys, chosen)
+    first = torch.einsum("bh,bkh->bk", state, keys) / TEMPERATURE  # the pointer's logits (cosine / T)
     ref1 = F.cross_entropy(first, torch.tensor([4]), label_smoothing=eps)
-    state = policy.update_state(state, keys[:, 4])
-    second = policy.step_logits(state, keys, chosen.clone().index_fill_(1, torch.tensor([4]), True))
+    state, _ = policy.advance(state, keys, chosen, torch.tensor([4]))
+    second = torch.einsum("bh,bkh->bk", state, keys) / TEMPERATURE
     avail = [0, 1, 2, 3, 5]  # the pick 1 is index 1 among them
     ref2 = F.cross_entropy(second[:, avail], torch.tensor([1]), label_smoothing=eps)
     assert torch.allclose(got, torch.stack([ref1, ref2]), atol=1e-5)
@@ -195,11 +195,12 @@ def study_beam_json(split_ids: list[int]) -> tuple[dict, dict]:
 
 def test_the_study_beam_json_imports_by_position(tmp_path):
     params = demo_params(tmp_path)
-    ids = sorted(r.question_id for r in RunContext.build(params).pool_records)
+    ctx = RunContext.build(params, commit=False)
+    ids = sorted(r.question_id for r in ctx.pool_records)
     beams, pools = study_beam_json(ids)
     (tmp_path / "beams.json").write_text(json.dumps(beams))
     (tmp_path / "pools.json").write_text(json.dumps(pools))
-    out, n_q, n_b = import_sft_data(tmp_path / "beams.json", params, tmp_path / "pools.json")
+    out, n_q, n_b = import_sft_data(tmp_path / "beams.json", ctx, tmp_path / "pools.json")
     assert (n_q, n_b) == (2, 3)
     rows = {r["question_id"]: r for r in read_jsonl(out)}
     a3 = rows[ids[3]]
@@ -220,14 +221,15 @@ def test_the_study_beam_json_imports_by_position(tmp_path):
 ])
 def test_a_bad_study_file_is_refused_and_writes_nothing(tmp_path, mutate, match):
     params = demo_params(tmp_path)
-    ids = sorted(r.question_id for r in RunContext.build(params).pool_records)
+    ctx = RunContext.build(params, commit=False)
+    ids = sorted(r.question_id for r in ctx.pool_records)
     beams, pools = study_beam_json(ids)
     mutate(beams, pools)
     (tmp_path / "beams.json").write_text(json.dumps(beams))
     (tmp_path / "pools.json").write_text(json.dumps(pools))
     with pytest.raises(KitError, match=match):
-        import_sft_data(tmp_path / "beams.json", params, tmp_path / "pools.json")
-    assert not (Path(params.run_dir) / "sft_data.jsonl").exists()
+        import_sft_data(tmp_path / "beams.json", ctx, tmp_path / "pools.json")
+    assert not Path(params.run_dir).exists()  # nothing written: not even params.yaml
 
 
 # ---------------------------------------------------------- the demo world
@@ -265,22 +267,23 @@ def run_chain(run_dir: Path, *overrides: str, stop: int | None = None):
 
 
 def test_the_chain_sft_rce_grpo_resumes_after_kills_to_identical_bytes(tmp_path):
-    full = run_chain(tmp_path / "full")
+    killed = tmp_path / "r"  # both runs in this folder in turn: checkpoints hold the params, paths included
+    full = run_chain(killed)
     names = [p.name for p in full.checkpoints]
     assert names == ["sft_epoch1.pt", "sft_epoch2.pt", "rce_epoch1.pt", "rce_epoch2.pt", "grpo_epoch1.pt"]
     assert full.steps == 30
-    log = read_jsonl(tmp_path / "full" / "train_log.jsonl")
+    full_dir = killed.rename(tmp_path / "full")
+    log = read_jsonl(full_dir / "train_log.jsonl")
     assert [r["phase"] for r in log if r["kind"] == "epoch"] == ["init", "sft", "sft", "rce", "rce", "grpo"]
     assert all("val/sft_loss" in r and "val/reward@2" in r for r in log if r["kind"] == "epoch")
     sft_epochs = [r["val/sft_loss"] for r in log if r["kind"] == "epoch"][:3]
     assert sft_epochs[2] < sft_epochs[0]  # SFT lowers the held-out beam loss
-    killed = tmp_path / "killed"
     for stop in (2, 9, 14, 27):  # mid SFT (before any save), SFT epoch 2, RCE epoch 1, GRPO
         assert run_chain(killed, stop=stop).stopped
     assert run_chain(killed).steps == 30
     for name in [*names, "last.pt"]:
-        assert (killed / "checkpoints" / name).read_bytes() == (tmp_path / "full" / "checkpoints" / name).read_bytes()
-    assert (killed / "sft_data.jsonl").read_bytes() == (tmp_path / "full" / "sft_data.jsonl").read_bytes()
+        assert (killed / "checkpoints" / name).read_bytes() == (full_dir / "checkpoints" / name).read_bytes()
+    assert (killed / "sft_data.jsonl").read_bytes() == (full_dir / "sft_data.jsonl").read_bytes()
 
 
 def test_warm_start_is_grpos_kl_reference(tmp_path):
