@@ -139,6 +139,7 @@ class QwenLVLM(LVLM):
         log.info("lvlm decoding: %s", json.dumps(self.decoding, sort_keys=True))
         self.use_prefill: bool | None = {"on": True, "off": False}.get(cfg.shared_prefill)  # None: check first
         self._fingerprint = self._make_fingerprint()
+        self._image_token_cache: dict[Any, int] = {}  # image path -> vision tokens (`_image_tokens`)
 
     # ------------------------------------------------------------- interface
     def fingerprint(self) -> str:
@@ -191,8 +192,14 @@ class QwenLVLM(LVLM):
         return Prepared(messages, text, n)
 
     def _image_tokens(self, record: Any) -> int:
-        width, height = record.image_size()  # a missing or unreadable file is a KitError naming it
-        return image_tokens(height, width, self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels)
+        """Vision tokens of a record's image, from its header; read once per image file (beam search asks
+        for the same few images in hundreds of prompts)."""
+        n = self._image_token_cache.get(record.image_path)
+        if n is None:
+            width, height = record.image_size()  # a missing or unreadable file is a KitError naming it
+            n = image_tokens(height, width, self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels)
+            self._image_token_cache[record.image_path] = n
+        return n
 
     def encode(self, prepared: Sequence[Prepared]) -> Any:
         """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
