@@ -1,6 +1,7 @@
 """SFT: InfoScore, beam search through the cache, the SFT loss, the study-format import, the chain."""
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from fake_world import ScriptedLVLM, record
 from grpo_ddp_worker import fake_answer, tiny_params, tiny_world
 from scipy.stats import wilcoxon
+from study_fixtures import study_state_dict, write_lightning_ckpt
 
 from icl_kit.core.config import SFTDataConfig, load_params
 from icl_kit.core.dist import Ranks
@@ -299,6 +301,19 @@ def test_warm_start_is_grpos_kl_reference(tmp_path):
     assert kls and all(k == 0.0 for k in kls if k is not None)  # the reference is the policy GRPO started from
     with pytest.raises(KitError, match="hidden_dim=16 \\(params: 32\\)"):
         run_chain(tmp_path / "r2", "selector.hidden_dim=32", f"train.init_checkpoint={ckpt}")
+
+
+def test_warm_start_from_the_studys_sft_lightning_ckpt(tmp_path, caplog):
+    """§4.2: the study's SFT file (Lightning, `lever_lm.pointer_selector.` prefix, frozen CLIP copies) starts
+    GRPO; the CLIP copies are ignored with one log line and the selector weights are exactly the file's."""
+    sd = study_state_dict(d=8, h=16, gate=True, seed=3)
+    ckpt = write_lightning_ckpt(tmp_path / "sft-epoch=12.ckpt", sd, clip=True)
+    with caplog.at_level(logging.INFO):
+        res = run_chain(tmp_path / "r", "train.sft.epochs=0", "train.rce.epochs=0", "train.grpo.lr=0.0",
+                        f"train.init_checkpoint={ckpt}")
+    out = torch.load(res.checkpoints[-1], weights_only=True)["model_state_dict"]
+    assert sorted(out) == sorted(sd) and all(torch.equal(sd[k], out[k]) for k in sd)
+    assert "CLIP" in caplog.text
 
 
 def test_the_simulators_score_rises_with_its_logit_and_matches_its_answers(tmp_path, tmp_path_factory):
