@@ -21,7 +21,8 @@ import torch
 from icl_kit.core.config import GRPOConfig
 from icl_kit.core.dist import Ranks
 from icl_kit.selection.selector import PointerSelector
-from icl_kit.train.steps import Batch, grpo_step
+from icl_kit.train.batch import Batch
+from icl_kit.train.steps import grpo_step
 
 N_QUERIES, POOL, N_SEQ, SHOTS = 800, 64, 12, 2
 DIM, HIDDEN = 512, 256

@@ -24,8 +24,10 @@ from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.selection.checkpoints import load_checkpoint
 from icl_kit.selection.selector import PointerSelector
-from icl_kit.train.rollouts import Groups, QueryTable
-from icl_kit.train.steps import Batch, optimise, teacher_forced
+from icl_kit.train.batch import Batch
+from icl_kit.train.queries import QueryTable
+from icl_kit.train.rollouts import Groups
+from icl_kit.train.steps import optimise, teacher_forced
 
 log = logging.getLogger(__name__)
 

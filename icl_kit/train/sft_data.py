@@ -34,7 +34,8 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl, read_jsonl
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
-from icl_kit.train.rollouts import Groups, QuerySplit, QueryTable
+from icl_kit.train.queries import QuerySplit, QueryTable
+from icl_kit.train.rollouts import Groups
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def make_sft_data(ctx: Any, progress: bool = True) -> tuple[Path, BuildStats]:
     """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft.max_queries), resumable.
 
     `ctx` is the run's RunContext (its params, pool ids, pools, answer service and paths)."""
-    from icl_kit.train.rollouts import split_queries
+    from icl_kit.train.queries import split_queries
 
     params = ctx.params
     r = params.train.rollouts

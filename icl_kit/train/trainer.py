@@ -67,18 +67,18 @@ from icl_kit.core.runs import append_jsonl, read_jsonl
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
+from icl_kit.train.batch import Batch
 from icl_kit.train.math import adapt_beta, linear_tau
 from icl_kit.train.outputs import TrainResult, best_checkpoint, tensorboard_writer
+from icl_kit.train.queries import QueryTable, split_queries
 from icl_kit.train.rollouts import (
     Groups,
-    QueryTable,
     build_offline_rollouts,
     check_rollouts,
     load_offline_groups,
     sample_sequences,
     score_groups,
     sequence_length,
-    split_queries,
 )
 from icl_kit.train.sft import sft_step, validation_sft_loss, warm_start
 from icl_kit.train.sft_data import SFT_FILE, build_sft_data, load_sft_split, sft_queries
@@ -92,7 +92,7 @@ from icl_kit.train.state import (
     truncate_log,
     warn_threads,
 )
-from icl_kit.train.steps import Batch, NonFiniteError, grpo_step, rce_step
+from icl_kit.train.steps import NonFiniteError, grpo_step, rce_step
 from icl_kit.train.validate import validate
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from icl_kit.core.config import TrainConfig
 from icl_kit.core.dist import Ranks
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.train.math import rce_group_loss, rce_weights
+from icl_kit.train.queries import QueryTable
 from icl_kit.train.rewards import reward_value
-from icl_kit.train.rollouts import Groups, QueryTable
+from icl_kit.train.rollouts import Groups
 from icl_kit.train.steps import step_logprobs
 
 VAL_CHUNK = 256  # validation queries per selector pass

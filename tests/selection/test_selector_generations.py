@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from study_fixtures import reference_greedy
 
 from icl_kit.selection.selector import PointerSelector, step_entropy
-from icl_kit.train.steps import Batch, step_logprobs
+from icl_kit.train.batch import Batch
+from icl_kit.train.steps import step_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D, H = 12, 8

@@ -18,8 +18,9 @@ from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
 from icl_kit.selection.selector import PointerSelector
+from icl_kit.train.batch import Batch
 from icl_kit.train.math import policy_ratio, rce_weights
-from icl_kit.train.steps import Batch, grpo_step, rce_step
+from icl_kit.train.steps import grpo_step, rce_step
 from icl_kit.train.trainer import train
 
 WORKER = Path(__file__).parents[1] / "grpo_ddp_worker.py"

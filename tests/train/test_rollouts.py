@@ -4,6 +4,7 @@ import pytest
 import torch
 from grpo_ddp_worker import fake_answer, hash_lvlm, tiny_params, tiny_world
 
+import icl_kit.train.queries as qu
 import icl_kit.train.rollouts as ro
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
@@ -14,12 +15,12 @@ KIND = "hard_plus_soft"
 
 
 def test_split_is_by_sorted_id_with_the_last_share_held_out():
-    s = ro.split_queries([7, 3, 1, 9, 5, 2, 8, 4, 6, 10], val_fraction=0.2)
+    s = qu.split_queries([7, 3, 1, 9, 5, 2, 8, 4, 6, 10], val_fraction=0.2)
     assert s.train == [1, 2, 3, 4, 5, 6, 7, 8] and s.val == [9, 10]
-    s = ro.split_queries(range(100, 0, -1), val_fraction=0.25, max_queries=8)
+    s = qu.split_queries(range(100, 0, -1), val_fraction=0.25, max_queries=8)
     assert s.train == [1, 2, 3, 4, 5, 6] and s.val == [7, 8]
     with pytest.raises(KitError, match="max_queries"):
-        ro.split_queries([1], val_fraction=0.9)
+        qu.split_queries([1], val_fraction=0.9)
 
 
 def test_similarity_positions_hand_computed():
@@ -32,7 +33,7 @@ def test_similarity_positions_hand_computed():
 def world(tmp_path):
     params = tiny_params(tmp_path / "run")
     w = tiny_world(params, hash_lvlm())
-    w.table = ro.QueryTable(w.pool_ids, w.pools, w.emb)
+    w.table = qu.QueryTable(w.pool_ids, w.pools, w.emb)
     return w
 
 

@@ -23,12 +23,12 @@ from icl_kit.lvlm.simulated import OTHER_MASS
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import TEMPERATURE, PointerSelector
+from icl_kit.train.batch import Batch
 from icl_kit.train.import_sft import import_sft_data
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
-from icl_kit.train.rollouts import split_queries
+from icl_kit.train.queries import split_queries
 from icl_kit.train.sft import beam_weights, pick_losses, query_losses, sft_step
 from icl_kit.train.sft_data import build_sft_data, search_chunk, sft_queries
-from icl_kit.train.steps import Batch
 from icl_kit.train.trainer import train
 
 
