@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ def tiny_params(world: Path, name: str, **sections: dict[str, Any]) -> dict[str,
     for section, values in sections.items():
         params[section].update(values)
     return params
+
+
+def run_cli(folder: str, argv: list[str]) -> None:
+    """`icl-kit <argv>` with `folder` as the working directory and its output discarded, as the body of a
+    child process: the process exits with the command's exit code."""
+    from icl_kit.cli import main
+
+    os.chdir(folder)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    raise SystemExit(main(argv))
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:

@@ -167,8 +167,21 @@ def compare_paired(
 
 
 # ------------------------------------------------------------------ multiplicity
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p of finite p values: statsmodels `multipletests(p, method="holm")[1]`, the
+    same operations in the same order (so the same bits), without the full `gc.collect()` statsmodels runs
+    on every Holm call (about 0.2 s in a process that has torch loaded, once per family)."""
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate(np.take(p, order) * np.arange(p.size, 0, -1))
+    adjusted[adjusted > 1] = 1
+    out = np.empty_like(adjusted)
+    out[order] = adjusted
+    return out
+
+
 def adjust(pvalues: Sequence[float], method: Correction = DEFAULTS.correction) -> np.ndarray:
-    """Adjusted p over one family (statsmodels `multipletests`); NaN entries stay NaN.
+    """Adjusted p over one family (Holm as `multipletests` computes it, fdr_bh by `multipletests`); NaN
+    entries stay NaN.
 
     holm: family-wise error (Holm step-down); fdr_bh: false discovery rate (Benjamini–Hochberg).
     """
@@ -178,5 +191,5 @@ def adjust(pvalues: Sequence[float], method: Correction = DEFAULTS.correction) -
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
+        out[ok] = holm(p[ok]) if method == "holm" else multipletests(p[ok], method=method)[1]
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,9 +30,29 @@ def sd_paired(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
     return float(np.std(d, ddof=1) * POINTS)
 
 
+ES_BRACKET = {"low": 1e-8, "start_upp": 1.0, "xtol": 1e-12}  # the positive root, to float precision
+ES_CHECK_TOL = 1e-6  # |power(es) - power| a bracketed root must meet to be used
+
+
 @functools.lru_cache(maxsize=65536)
 def effect_at(n: int, alpha: float, power: float) -> float:
-    """Standardised effect |es| a two-sided paired t-test detects with `power` at n and alpha (TTestPower)."""
+    """Standardised effect |es| a two-sided paired t-test detects with `power` at n and alpha (TTestPower).
+
+    The two-sided power is symmetric in es, so the root is searched on es > 0 first. Left unbounded,
+    solve_power picks its search direction from the rounding noise between power(-1) and power(1); at some
+    (n, alpha) it then expands to es = -1e4, where scipy's noncentral t takes seconds per call (n = 79,
+    alpha = 0.005: 16 s). A bracketed root that the power function does not confirm (scipy's noncentral t
+    returns NaN for a few df below 5) falls back to the unbounded search.
+    """
+    tp = TTestPower()
+    tp.start_bqexp["effect_size"] = dict(ES_BRACKET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a failed bracketed search is retried below, with its own warnings
+        es = abs(float(np.squeeze(tp.solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power,
+                                                 alternative="two-sided"))))
+        got = float(np.squeeze(tp.power(es, int(n), alpha, alternative="two-sided"))) if math.isfinite(es) else math.nan
+    if abs(got - power) <= ES_CHECK_TOL:
+        return es
     es = TTestPower().solve_power(effect_size=None, nobs=int(n), alpha=alpha, power=power, alternative="two-sided")
     # solve_power may land on the negative root of the symmetric two-sided power function
     return abs(float(np.squeeze(es)))

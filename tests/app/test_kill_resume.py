@@ -3,7 +3,9 @@ a row in some trials), then resumed, end with the same files as an uninterrupted
 
 Every file is compared byte for byte, except the reward cache (compared by its rows: sqlite's header counts
 transactions) and the training log (compared without its wall-clock `time/` keys). No temp file may be left.
-The killed commands run as subprocesses of this checkout; the resumes and the reference run in-process.
+The killed commands run as child processes of this checkout (`icl_kit.cli.main` in a process forked from a
+forkserver that imported the kit, torch and torch._dynamo once, so a launch does not pay seconds of imports
+before its first write); the resumes and the reference run in-process.
 Both sides use one intra-op thread: CPU reductions split by thread count (LayerNorm's bias gradient does), so a
 run whose steps were made with 2 threads and 1 thread differs in the last bit of a few weights.
 """
@@ -11,24 +13,22 @@ run whose steps were made with 2 threads and 1 thread differs in the last bit of
 from __future__ import annotations
 
 import contextlib
-import os
+import multiprocessing
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
+from multiprocessing import forkserver
 from pathlib import Path
 
 import pytest
 import yaml
-from tiny_run import contents, differences, tiny_params
+from tiny_run import contents, differences, run_cli, tiny_params
 
 from icl_kit.core.config import load_params
 from icl_kit.evaluation.runner import evaluate
 from icl_kit.train.trainer import train
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "k"
 KILL_SEED = 15
 # (stage, kills in a row before the resume): 10 kills; a kill that comes too late (the command had finished)
@@ -38,20 +38,23 @@ TRIALS = [("train", 1), ("eval", 2), ("train", 2), ("eval", 1), ("train", 1), ("
 MIN_KILLS = 10
 MAX_LAUNCHES = 14
 POLL_S = 0.01
-THREADS = 1  # the in-process side (`one_thread`) and the subprocesses (OMP_NUM_THREADS)
+THREADS = 1  # the in-process side (`one_thread`) and the killed processes (OMP_NUM_THREADS of their forkserver)
+# what the forkserver imports once: the commands and what they import when they run (torch._dynamo is imported by
+# torch's optimizers when the first one is built)
+PRELOAD = ["tiny_run", "icl_kit.cli", "icl_kit.train.trainer", "icl_kit.evaluation.runner", "torch._dynamo",
+           "icl_kit.data.demo.world", "icl_kit.data.okvqa", "icl_kit.lvlm.registry", "icl_kit.lvlm.simulated",
+           "icl_kit.lvlm.agreement", "icl_kit.selection.encoders", "icl_kit.selection.study_pools"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 STAGES = {"train": lambda p: train(p, progress=False), "eval": lambda p: evaluate(p, progress=False)}
 
 
-def run_in(folder: Path, stage: str, params_file: Path) -> float:
-    """Run (or resume) a stage in-process with `folder` as the working directory; return its seconds."""
+def run_in(folder: Path, stage: str, params_file: Path) -> None:
+    """Run (or resume) a stage in-process with `folder` as the working directory."""
     folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     with contextlib.chdir(folder):
         STAGES[stage](load_params(params_file))
-    return time.perf_counter() - t0
 
 
 def wrote_since(run: Path, t0: float) -> bool:
@@ -60,43 +63,70 @@ def wrote_since(run: Path, t0: float) -> bool:
     return False
 
 
-def kill_during(folder: Path, stage: str, params_file: Path, delay: float) -> bool:
+@pytest.fixture(scope="module")
+def launcher():
+    """A forkserver with the kit imported and OMP_NUM_THREADS=THREADS; each launch forks a fresh process from it."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", str(THREADS))  # read by the forkserver's torch, inherited by its children
+        forkserver.ensure_running()
+    yield ctx
+    forkserver._forkserver._stop()  # its imports (torch and all) are not kept for the rest of the session
+
+
+def launch(launcher, folder: Path, stage: str, params_file: Path):
+    """Start `icl-kit <stage>` in a new process; return it once it has written into its run folder (or ended)."""
+    t0 = time.time()
+    proc = launcher.Process(target=run_cli, args=(str(folder), [stage, "--params", str(params_file)]))
+    proc.start()
+    while proc.is_alive() and not wrote_since(folder / "runs" / NAME, t0):
+        time.sleep(POLL_S)
+    return proc
+
+
+def kill_during(launcher, folder: Path, stage: str, params_file: Path, delay: float) -> bool:
     """Start `icl-kit <stage>`; once it has written into its run folder, SIGKILL it after `delay` seconds.
     True when the kill landed (the command was still running)."""
-    t0 = time.time()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(THREADS)}
-    proc = subprocess.Popen([sys.executable, "-m", "icl_kit.cli", stage, "--params", str(params_file)], cwd=folder,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while proc.poll() is None and not wrote_since(folder / "runs" / NAME, t0):
-        time.sleep(POLL_S)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    proc = launch(launcher, folder, stage, params_file)
+    proc.join(timeout=delay)
+    if proc.exitcode is None:
+        proc.kill()  # SIGKILL
+        proc.join()
+    if proc.exitcode == -signal.SIGKILL:
         return True
-    assert proc.returncode == 0, f"{stage} failed on its own (exit {proc.returncode})"
+    assert proc.exitcode == 0, f"{stage} failed on its own (exit {proc.exitcode})"
     return False
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, one_thread):
-    """The uninterrupted run: its files after training and after evaluation, and each stage's seconds."""
+def reference(tmp_path_factory, one_thread, launcher):
+    """The uninterrupted run: its files after training and after evaluation, and each stage's seconds: how long
+    an uninterrupted command runs after its first write, the window the kills fall in."""
     base = tmp_path_factory.mktemp("kills")
     params_file = base / "tiny.yaml"
     # 18 optimiser steps, last.pt saved after each one; 200 eval cells appended in chunks of 4
     params_file.write_text(yaml.safe_dump(tiny_params(base / "world", NAME, train={"save_every_steps": 1})))
     ref = base / "ref"
-    seconds = {"train": run_in(ref, "train", params_file)}
+    run_in(ref, "train", params_file)
     trained = base / "trained"
     shutil.copytree(ref, trained)
     after_train = contents(trained / "runs" / NAME)
-    seconds["eval"] = run_in(ref, "eval", params_file)
+    run_in(ref, "eval", params_file)
+    seconds = {}
+    (base / "timed").mkdir()
+    for stage in ("train", "eval"):
+        proc = launch(launcher, base / "timed", stage, params_file)
+        wrote = time.perf_counter()
+        proc.join()
+        assert proc.exitcode == 0, f"{stage} failed on its own (exit {proc.exitcode})"
+        seconds[stage] = time.perf_counter() - wrote
+    shutil.rmtree(base / "timed")
     return {"base": base, "params": params_file, "trained": trained, "seconds": seconds,
             "train": after_train, "eval": contents(ref / "runs" / NAME)}
 
 
-def trial(reference: dict, i: int, stage: str, times: int, rng: random.Random) -> list[bool]:
+def trial(reference: dict, launcher, i: int, stage: str, times: int, rng: random.Random) -> list[bool]:
     """Kill `times` commands in a row, resume in-process, compare with the reference; which kills landed."""
     folder = reference["base"] / f"trial{i}"
     if stage == "eval":
@@ -106,7 +136,7 @@ def trial(reference: dict, i: int, stage: str, times: int, rng: random.Random) -
     landed = []
     for _ in range(times):
         delay = rng.uniform(0.0, 0.8 * reference["seconds"][stage])
-        landed.append(kill_during(folder, stage, reference["params"], delay))
+        landed.append(kill_during(launcher, folder, stage, reference["params"], delay))
     run_in(folder, stage, reference["params"])
     run = folder / "runs" / NAME
     assert not list(run.rglob("*.tmp")), f"trial {i} ({stage}): temp files left"
@@ -116,7 +146,7 @@ def trial(reference: dict, i: int, stage: str, times: int, rng: random.Random) -
 
 
 @pytest.mark.slow
-def test_killed_runs_resume_to_the_same_files(reference):
+def test_killed_runs_resume_to_the_same_files(reference, launcher):
     rng = random.Random(KILL_SEED)
     plan = list(TRIALS)
     kills = launches = i = 0
@@ -124,6 +154,6 @@ def test_killed_runs_resume_to_the_same_files(reference):
         if i == len(plan):
             plan.append((rng.choice(["train", "eval"]), 1))
         stage, times = plan[i]
-        landed = trial(reference, i, stage, times, rng)
+        landed = trial(reference, launcher, i, stage, times, rng)
         kills, launches, i = kills + sum(landed), launches + times, i + 1
     assert kills >= MIN_KILLS, f"only {kills} of {launches} kills landed before the command finished"

@@ -232,11 +232,20 @@ def test_equivalence_needs_the_tost_interval_inside_the_margin():
 
 
 # ------------------------------------------------------------------ calibration
+LINKED = 100  # simulated pairs per setting that also go through compare_paired end to end
+
+
 def _rejection_rate(n_sims: int, n: int, changed: float, seed: int) -> tuple[float, float]:
-    """(share of compare_paired p < α, mean number of differing questions) over a true null."""
+    """(share of compare_paired p < α, mean number of differing questions) over a true null.
+
+    Each pair's p is computed by `sign_flip_p` with compare_paired's defaults, the function compare_paired takes its
+    `p` from; the first LINKED pairs also go through compare_paired, which must report exactly that p. (The rest of
+    compare_paired's work, intervals, power and the secondary tests, costs ~5x the p and is not asserted here.)"""
     a, b = simulate_vqa_pair(np.random.default_rng(seed), n_sims, n, changed=changed)
-    p = [compare_paired(a[i], b[i], n_boot=100, interval="t")["p"] for i in range(n_sims)]
-    return float(np.mean(np.array(p) < ALPHA)), float(np.mean(a != b) * n)
+    cfg = StatsConfig()
+    p = np.array([sign_flip_p(a[i], b[i], cfg.n_perm, cfg.seed)[0] for i in range(n_sims)])
+    assert [compare_paired(a[i], b[i], n_boot=100, interval="t")["p"] for i in range(LINKED)] == p[:LINKED].tolist()
+    return float(np.mean(p < ALPHA)), float(np.mean(a != b) * n)
 
 
 @pytest.mark.slow
@@ -259,13 +268,18 @@ def test_default_interval_covers_at_n_100():
     """Simulated VQA-like pairs (shared difficulty, levels 0/0.3/0.6/0.9/1): the default interval
     (score) covers the true difference >= 94% with few (~9) and many (~36) changed questions of 100;
     the t interval does not with few (about 92%), which is why it is not the default."""
-    assert StatsConfig().interval == "score"
+    cfg = StatsConfig()
+    assert cfg.interval == "score"
+    levels = (1 - cfg.alpha, 1 - 2 * cfg.alpha)  # compare_paired's interval and TOST levels
     rates = {}
     for label, changed, shift, seed in (("few", 0.15, 1.0, 30), ("many", 0.6, 0.5, 31)):
         truth = true_vqa_diff(changed, shift) * 100
         a, b = simulate_vqa_pair(np.random.default_rng(seed), 800, N, changed=changed, shift=shift)
-        score = [compare_paired(a[i], b[i], n_boot=100) for i in range(len(a))]  # the default, end to end
-        rates[label, "score"] = float(np.mean([r["ci_low"] <= truth <= r["ci_high"] for r in score]))
+        # the default interval as compare_paired computes it (its ci_low, ci_high), end to end for the first LINKED
+        score = [diff_intervals(a[i], b[i], cfg.interval, levels, 100, cfg.seed)[0][0] for i in range(len(a))]
+        assert [(r["ci_low"], r["ci_high"]) for r in (compare_paired(a[i], b[i], n_boot=100) for i in range(LINKED))] \
+            == score[:LINKED]
+        rates[label, "score"] = float(np.mean([lo <= truth <= hi for lo, hi in score]))
         t = [diff_intervals(a[i], b[i], "t", (0.95,), 100, 0)[0][0] for i in range(len(a))]
         rates[label, "t"] = float(np.mean([lo <= truth <= hi for lo, hi in t]))
     print(f"\ncoverage at n={N}: {rates}")
