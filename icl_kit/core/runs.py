@@ -197,6 +197,23 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+# --------------------------------------------------------------------------- JSON
+def read_json_object(path: str | Path, what: str, missing_fix: str, holds: str) -> dict[str, Any]:
+    """A JSON file that must hold one object (a study's file a user brings); each failure is one KitError:
+    "<what> <path> does not exist; <missing_fix>." / "... is not valid JSON (...); re-copy it." /
+    "... must hold <holds>, not <type>."."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"{what} {path} does not exist; {missing_fix}.")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise KitError(f"{what} {path} is not valid JSON ({exc}); re-copy it.") from None
+    if not isinstance(raw, dict):
+        raise KitError(f"{what} {path} must hold {holds}, not {type(raw).__name__}.")
+    return raw
+
+
 # -------------------------------------------------------------------------- JSONL
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """All complete lines; a truncated last line (a kill mid-write) is ignored.

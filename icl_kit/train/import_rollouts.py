@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from icl_kit.core.errors import KitError
-from icl_kit.core.runs import RunPaths, atomic_open
+from icl_kit.core.runs import RunPaths, atomic_open, read_json_object
 from icl_kit.data.positions import SplitPositions
 from icl_kit.data.vqa_accuracy import vqa_accuracy
 
@@ -240,16 +240,7 @@ def _number(value: Any, what: str) -> float:
 # ---------------------------------------------------------------------- files
 def read_rl_data(src: str | Path) -> dict[str, Any]:
     """The source JSON object; a missing or non-JSON file is a KitError."""
-    src = Path(src)
-    if not src.is_file():
-        raise KitError(f"RL data file {src} does not exist; pass the study's rl_data_*.json.")
-    try:
-        raw = json.loads(src.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise KitError(f"RL data file {src} is not valid JSON ({exc}); re-copy it.") from None
-    if not isinstance(raw, dict):
-        raise KitError(f"RL data file {src} must hold an object of queries, not {type(raw).__name__}.")
-    return raw
+    return read_json_object(src, "RL data file", "pass the study's rl_data_*.json", "an object of queries")
 
 
 def convert_rl_data(raw: dict[str, Any], split: TrainSplit, ids: str = "auto",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icl_kit.core.errors import KitError
-from icl_kit.core.runs import atomic_open
+from icl_kit.core.runs import atomic_open, read_json_object
 from icl_kit.data.positions import SplitPositions
 from icl_kit.train.sft_data import SFT_FILE
 
@@ -31,16 +31,7 @@ MAX_REPORTED = 5
 
 
 def _read_json(path: str | Path, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise KitError(f"{what} {path} does not exist; pass the study's file.")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise KitError(f"{what} {path} is not valid JSON ({exc}); re-copy it.") from None
-    if not isinstance(raw, dict):
-        raise KitError(f"{what} {path} must hold an object keyed by anchor position, not {type(raw).__name__}.")
-    return raw
+    return read_json_object(path, what, "pass the study's file", "an object keyed by anchor position")
 
 
 def _pos(value: Any, where: str) -> int:
