@@ -60,6 +60,16 @@ def in_dir(folder: Path):
         os.chdir(old)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_kernels():
+    """The notebook kernels inherit OMP_NUM_THREADS=1: torch on one intra-op thread. The smoke run's tiny ops are as
+    fast on one thread on idle cores, and with another process busy on the 2 cores its train stage took 18 s on one
+    thread against 24-54 s on two (threads spin-waiting for each other). Nothing asserted here counts threads."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     # started from a folder that is not the repository: relative runs_dir means that folder

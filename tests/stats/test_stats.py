@@ -336,6 +336,20 @@ def test_mde_and_n_needed_round_trip():
     assert math.isnan(n_needed_paired(0.0, 1.0))
 
 
+def test_effect_at_is_the_positive_root_and_falls_back_at_tiny_n():
+    """effect_at solves power(es) = 0.8 on es > 0 (n = 79, α = 0.005 used to send statsmodels' unbounded search out to
+    es = -1e4); at n = 2 scipy's noncentral t returns NaN near the root and the unbounded search still finds 11.5499
+    (the root by numerical integration of the noncentral t)."""
+    from statsmodels.stats.power import TTestPower
+
+    from icl_kit.stats.power import effect_at
+
+    for n, alpha in ((79, 0.005), (30, 0.05), (1000, 0.0125)):
+        es = effect_at(n, alpha, 0.8)
+        assert es > 0 and TTestPower().power(es, n, alpha, alternative="two-sided") == pytest.approx(0.8, abs=1e-9)
+    assert effect_at(2, 0.05, 0.8) == pytest.approx(11.5499, abs=1e-4)
+
+
 # ------------------------------------------------------------------ best epoch
 def test_max_t_never_below_naive_and_single_epoch_equal():
     rng = np.random.default_rng(5)
