@@ -161,15 +161,21 @@ def sft_groups(lines: Sequence[dict[str, Any]], rows: Sequence[int], beams_used:
     return Groups(torch.tensor(list(rows), dtype=torch.long), seqs, scores, mask)
 
 
+def check_sft_data(path: Path, split: QuerySplit) -> dict[int, dict[str, Any]]:
+    """The lines of `path` (`read_sft_data`); a KitError unless one of them is a training-split query."""
+    lines, train = read_sft_data(path), set(split.train)
+    if not any(q in train for q in lines):
+        raise KitError(f"{path} holds no query of the training split; rebuild it (sft.build: true) or import "
+                       "beams made on this split.")
+    return lines
+
+
 def load_sft_split(path: Path, split: QuerySplit, emb_fn: Callable[[Any], torch.Tensor],
                    beams_used: int) -> tuple[QueryTable, Groups, Groups | None]:
     """The beams of `path` as (table over their own pools, training groups, validation groups or None)."""
-    lines = read_sft_data(path)
+    lines = check_sft_data(path, split)
     train, val = set(split.train), set(split.val)
     qids = sorted(q for q in lines if q in train or q in val)
-    if not any(q in train for q in qids):
-        raise KitError(f"{path} holds no query of the training split; rebuild it (sft.build: true) or import "
-                       "beams made on this split.")
     table = QueryTable(qids, {q: [int(i) for i in lines[q]["pool"]] for q in qids}, emb_fn)
 
     def groups(part: set[int]) -> Groups | None:

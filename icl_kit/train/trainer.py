@@ -81,7 +81,7 @@ from icl_kit.train.rollouts import (
     sequence_length,
 )
 from icl_kit.train.sft import sft_step, validation_sft_loss, warm_start
-from icl_kit.train.sft_data import SFT_FILE, build_sft_data, load_sft_split, sft_queries
+from icl_kit.train.sft_data import SFT_FILE, build_sft_data, check_sft_data, load_sft_split, sft_queries
 from icl_kit.train.state import (
     EpochAcc,
     Position,
@@ -127,11 +127,15 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
 
 
 def preflight(params: Params, ctx: Any) -> None:
-    """Every refusal training can meet before it writes: the resume state, the query split, rollouts.jsonl."""
+    """Every refusal training can meet before it writes: the resume state, the query split, rollouts.jsonl,
+    the warm-start checkpoint, and beam data that will not be built."""
     cfg = params.train
     load_last(ctx.paths.checkpoints / "last.pt", train_fingerprint(params))
-    split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
+    split = split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
     check_rollouts(ctx.paths.rollouts, ctx.pool_ids, sequence_length(cfg))
+    warm_start(PointerSelector(**vars(params.selector)), cfg.init_checkpoint)
+    if cfg.sft.epochs and not params.sft.build:
+        check_sft_data(ctx.paths.root / SFT_FILE, split)
 
 
 # ---------------------------------------------------------------------- trainer
