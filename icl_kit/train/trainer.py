@@ -206,8 +206,12 @@ class Trainer:
         return load_offline_groups(self.paths.rollouts, self.table, qids, self.ctx.service, r.kind, r.shots)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
-        lr = {"sft": self.cfg.sft.lr, "rce": self.cfg.rce.lr, "grpo": self.cfg.grpo.lr}[phase]
-        return torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
+        return torch.optim.AdamW(self.policy.parameters(), lr=self._phase_cfg(phase).lr,
+                                 weight_decay=self.cfg.weight_decay)
+
+    def _phase_cfg(self, phase: str) -> Any:
+        """The params section of a phase (train.sft, train.rce or train.grpo)."""
+        return getattr(self.cfg, phase)
 
     def _restore(self) -> None:
         """Continue from last.pt when present; otherwise start clean (a stale log is emptied)."""
@@ -259,7 +263,7 @@ class Trainer:
         return self._result()
 
     def _epochs(self, phase: str) -> int:
-        return {"sft": self.cfg.sft.epochs, "rce": self.cfg.rce.epochs, "grpo": self.cfg.grpo.epochs}[phase]
+        return self._phase_cfg(phase).epochs
 
     def _start_phase(self, phase: str) -> None:
         """GRPO starts from the current policy: it becomes the frozen reference; a fresh optimiser."""
@@ -270,8 +274,7 @@ class Trainer:
         self.beta = self.cfg.grpo.kl_beta
 
     def _epoch(self, phase: str) -> None:
-        bg = {"sft": self.cfg.sft.batch_groups, "rce": self.cfg.rce.batch_groups,
-              "grpo": self.cfg.grpo.batch_groups}[phase]
+        bg = self._phase_cfg(phase).batch_groups
         n = len(self.sft_train.rows) if phase == "sft" else len(self.train_rows)
         n_steps = math.ceil(n / bg)
         order_seed = self.cfg.seed + EPOCH_SEED_STRIDE * (1 + self.pos.epoch + 1000 * ORDER_INDEX[phase])
