@@ -3,7 +3,7 @@
 200 demo-world training queries x pools of 64 x 2 shots (beam `--beam`, default 2). The kit's path
 (`icl_kit.train.sft_data.build_sft_data`: every step of a chunk of queries is one batched, length-sorted
 request through the answer cache) against a re-implementation of the study's loop (generate_data.py,
-STUDY_FORMATS.md §7.1): for each query, each step, each beam, P(y | beam) and then P(y | [c] + beam)
+docs/study.md, "InfoScore beam data"): for each query, each step, each beam, P(y | beam) and then P(y | [c] + beam)
 for every candidate, one LVLM score at a time, no cache. The loop is timed on the first `--naive`
 queries (the beams found are compared) and its time per query is scaled to all queries. Prints the
 LVLM scores made against the unique prompts and the naive count, then as the LAST line:

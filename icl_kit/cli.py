@@ -8,6 +8,7 @@ import sys
 import traceback
 
 from icl_kit.core.errors import KitError
+from icl_kit.study.commands import add_study_commands
 
 
 def _add_params_args(p: argparse.ArgumentParser) -> None:
@@ -111,44 +112,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import_results(args: argparse.Namespace) -> int:
-    from icl_kit.core.config import load_params
-    from icl_kit.evaluation.import_results import import_results
-    from icl_kit.evaluation.io import imported_path
-
-    params = load_params(args.params, args.overrides) if args.params or not args.run else None
-    run_dir = args.run or params.run_dir
-
-    def split_size() -> int:  # read only when a run covers the whole test split
-        from icl_kit.data.okvqa import load_data
-
-        if params is None:
-            raise KitError("A run covers the whole test split; pass --params (to read the split) or --n.")
-        return len(load_data(params.data)[1])
-
-    rows = import_results(args.file, args.system, run_dir, entry=args.entry, n=args.n, split_size=split_size)
-    names = ", ".join(dict.fromkeys(rows["system"].astype(str)))
-    print(f"icl-kit import-results: {len(rows)} rows of {names} -> {imported_path(run_dir)}")
-    return 0
-
-
 def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate systems x shots x test questions -> eval/predictions.jsonl")
     _add_params_args(p)
     p.add_argument("--study-renames", action="store_true",
                    help="read checkpoints renamed by the study's converter (one-layer sources only)")
     p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("import-results", help="import the study's result JSON as summary-only systems")
-    p.add_argument("file", help="metrics JSON {'<time>-test_data_num=N-<Retriever>': {'shot_num=K': fraction}} "
-                                "or a flat {'shot_num_K': fraction} baseline file")
-    p.add_argument("--system", default=None,
-                   help="name of the one imported run (default: one system per run, named after its retriever)")
-    p.add_argument("--run", default=None, help="run folder (default: the params' run folder)")
-    p.add_argument("--entry", default=None, help="part of the key of the run to import when the file holds several")
-    p.add_argument("--n", type=int, default=None, help="question count when the key lacks test_data_num=N")
-    _add_params_args(p)
-    p.set_defaults(func=cmd_import_results)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -182,40 +151,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from icl_kit.selection.convert import convert_paths
-
-    convert_paths(args.v3_ckpt, args.output, args.force, echo=print, study_renames=args.study_renames)
-    return 0
-
-
-def cmd_import_rollouts(args: argparse.Namespace) -> int:
-    from icl_kit.core.config import load_params
-    from icl_kit.run_context import RunContext
-    from icl_kit.train.import_rollouts import import_rollouts, train_split
-
-    ctx = RunContext.build(load_params(args.params, args.overrides))
-    s = import_rollouts(args.src, ctx.paths.root, train_split(ctx), ids=args.ids, force=args.force)
-    lengths = ", ".join(f"{n} of length {k}" for k, n in s.pointer_lengths.items())
-    print(f"icl-kit import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates ({lengths}; ids read as "
-          f"{s.ids}) -> {s.path}; dropped {s.n_failed_dropped} eval_failed candidates and {s.n_empty_queries} "
-          f"queries left empty; {s.n_acc_differs} stored scores differ from the official VQA accuracy (the "
-          f"official one is used), {s.n_fallback} were scored in fallback mode and {s.n_error} in error mode; "
-          f"{s.n_pools_built} queries had no pool and got one built from their pointers and pools.json")
-    return 0
-
-
-def cmd_import_pools(args: argparse.Namespace) -> int:
-    from icl_kit.core.config import load_params
-    from icl_kit.run_context import RunContext
-
-    ctx = RunContext.build(load_params(args.params, args.overrides))
-    path, n = ctx.import_pools(args.anchors, args.candidates)
-    print(f"icl-kit import-pools: {n} anchor pools from the study's cache, {len(ctx.pools) - n} others drawn by "
-          f"pools.sampler={ctx.params.pools.sampler} -> {path}")
-    return 0
-
-
 def cmd_sft_data(args: argparse.Namespace) -> int:
     from icl_kit.core.config import load_params
     from icl_kit.run_context import RunContext
@@ -227,66 +162,10 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import_sft_data(args: argparse.Namespace) -> int:
-    from icl_kit.core.config import load_params
-    from icl_kit.run_context import RunContext
-    from icl_kit.train.import_sft import import_sft_data
-
-    ctx = RunContext.build(load_params(args.params, args.overrides), commit=False)  # a failed import writes nothing
-    path, n_q, n_b = import_sft_data(args.file, ctx, args.pools, args.force)
-    print(f"icl-kit import-sft-data: {n_q} anchors, {n_b} beams -> {path}")
-    return 0
-
-
 def _add_sft_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft-data", help="InfoScore beam search over each training query's pool -> sft_data.jsonl")
     _add_params_args(p)
     p.set_defaults(func=cmd_sft_data)
-
-    p = sub.add_parser("import-sft-data", help="import the study's beam JSON (generated_data) as sft_data.jsonl")
-    p.add_argument("file", help="the study's vqa-...-scorer:infoscore-...json (keys are train-split positions)")
-    p.add_argument("--pools", default=None, help="the study's candidate-set cache the beams were searched in "
-                   "(default: the run's pools.json)")
-    p.add_argument("--force", action="store_true", help="replace an existing sft_data.jsonl")
-    _add_params_args(p)
-    p.set_defaults(func=cmd_import_sft_data)
-
-
-def _add_selector_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-pools", help="read the study's RandSampler cache files into the run's pools.json")
-    p.add_argument("anchors", help="the anchor cache, e.g. okvqa-anchor_sample_num:800.json")
-    p.add_argument("candidates", help="the candidate cache, e.g. 'okvqa-RandSampler-anchor_sample_num: 800:64.json'")
-    _add_params_args(p)
-    p.set_defaults(func=cmd_import_pools)
-
-    p = sub.add_parser("convert", help="convert v3 selector checkpoints (.pt) to the v2 Lightning layout")
-    p.add_argument("--v3-ckpt", required=True, help="a .pt file, or a quoted glob such as 'ckpts/grpo_epoch*.pt'")
-    p.add_argument("--output", default=None, help="output file (default: <src>_v2format.ckpt; single file only)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--study-renames", action="store_true",
-                   help="also read a _v2format.ckpt renamed by the study's converter and write it with proper names")
-    p.set_defaults(func=cmd_convert)
-
-    p = sub.add_parser("import-rollouts", help="import the study's RL data JSON as the run's rollouts.jsonl")
-    p.add_argument("src", help="the study's rl_data_*.json (either layout, STUDY_FORMATS.md §5.4)")
-    p.add_argument("--ids", choices=["auto", "positions", "question_ids"], default="auto",
-                   help="what the file's ids are (auto: positions when query.question_id differs from the key)")
-    p.add_argument("--force", action="store_true", help="replace an existing rollouts.jsonl")
-    _add_params_args(p)
-    p.set_defaults(func=cmd_import_rollouts)
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from icl_kit.core.config import load_params
-    from icl_kit.report.audit import audit
-
-    params = load_params(args.params, args.overrides)
-    out = Path(args.out) if args.out else params.run_dir / "report" / "audit.md"
-    path, arts = audit(args.paths, out, params.report.language)
-    print(f"icl-kit audit: {len(arts)} files, {sum(len(a.findings) for a in arts)} findings -> {path}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     _add_eval_commands(sub)
-    _add_selector_commands(sub)
     _add_sft_commands(sub)
+    add_study_commands(sub)
     p = sub.add_parser("stats", help="significance tests of a run's evaluation -> stats/comparisons.csv")
     p.add_argument("run_dir", help="run folder, e.g. runs/demo")
     _add_params_args(p)
@@ -340,11 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("audit", help="what each study file is and the defects it shows -> audit.md")
-    p.add_argument("paths", nargs="+", help="the study's checkpoints, RL data, result files and pool caches")
-    p.add_argument("--out", default=None, help="output file (default: <run folder>/report/audit.md)")
-    _add_params_args(p)
-    p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -151,7 +151,7 @@ class RunContext:
         """Candidate pools for every training and test query (pools.sampler), saved as pools.json.
 
         pools.json is reused when it covers these queries at this size and its meta names the same
-        sampler (a file imported by `icl-kit import-pools` keeps its source in the meta).
+        sampler (a file imported by `icl-kit study import-pools` keeps its source in the meta).
         """
         from icl_kit.selection.pools import load_pools, load_pools_meta, save_pools
 
@@ -176,9 +176,9 @@ class RunContext:
 
     def draw_pools(self) -> dict[int, list[int]]:
         """The pools `pools.sampler` draws for every training and test query."""
-        from icl_kit.data.positions import SplitPositions
         from icl_kit.selection.pools import rand_pools
-        from icl_kit.selection.study_pools import study_rand_pools
+        from icl_kit.study.formats.positions import SplitPositions
+        from icl_kit.study.formats.sampler import study_rand_pools
 
         p = self.params.pools
         if p.sampler == "study_rand":
@@ -188,12 +188,12 @@ class RunContext:
         return rand_pools(queries, self.pool_ids, size=p.size, seed=p.seed)
 
     def import_pools(self, anchors_file: str | Path, candidates_file: str | Path) -> tuple[Path, int]:
-        """The study's cache files (STUDY_FORMATS.md §2.1) -> pools.json: the anchors' pools from the cache,
+        """The study's cache files (docs/study.md, "Pools") -> pools.json: the anchors' pools from the cache,
         every other query's as `pools.sampler` draws it. Everything is checked before pools.json is written.
         -> (pools.json, number of anchors)"""
-        from icl_kit.data.positions import SplitPositions
         from icl_kit.selection.pools import save_pools
-        from icl_kit.selection.study_pools import read_pool_cache
+        from icl_kit.study.formats.positions import SplitPositions
+        from icl_kit.study.formats.sampler import read_pool_cache
 
         positions = SplitPositions(self.pool_records)
         cached = read_pool_cache(anchors_file, candidates_file, len(positions), self.params.pools.size)
@@ -248,7 +248,7 @@ HOW_DATA = {
 
 def check_data(params: Params) -> None:
     """The split files and the image folders exist (the demo world is built later, so it is skipped)."""
-    from icl_kit.data.okvqa import IMAGE_ROOT_ENV, ROOT_ENV, file_names, resolve_roots
+    from icl_kit.data.okvqa import IMAGE_ROOT_ENV, ROOT_ENV, STUDY_IMAGE_SUBDIR, file_names, resolve_roots
 
     d = params.data
     if d.demo:
@@ -266,9 +266,11 @@ def check_data(params: Params) -> None:
                                f"data.root={str(root)!r} (${env}).")
         images = Path(image_root) / f"{split}2014"
         if not images.is_dir():
-            raise KitError(f"The COCO image folder {images} is missing: download {split}2014 images from "
-                           f"{COCO_URL} and set data.image_root (or export {IMAGE_ROOT_ENV}) to the folder holding "
-                           f"{split}2014/.")
+            nested = Path(image_root) / STUDY_IMAGE_SUBDIR
+            raise KitError(f"The COCO image folder {images} is missing (nor is it in {nested}/, where the study's "
+                           f"${IMAGE_ROOT_ENV} keeps it one level down): "
+                           f"download {split}2014 images from {COCO_URL} and set data.image_root (or export "
+                           f"{IMAGE_ROOT_ENV}) to the folder holding {split}2014/.")
 
 
 def check_models(params: Params) -> None:

@@ -1,7 +1,6 @@
-"""Files in the existing study's formats, built from STUDY_FORMATS.md (not from icl_kit), for tests.
-
-Section numbers point into /work/shared/STUDY_FORMATS.md. Every builder writes what the document
-says the study's code writes, including its defects (renamed keys, dropped layers, fallback scores).
+"""Files in the existing study's formats, written from the study's description (docs/study.md), not from
+icl_kit, for tests. Every builder writes what the study's code writes, including its defects (renamed keys,
+dropped layers, fallback scores, parity-target SFT files, negative InfoScores).
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from torch import nn
 PREFIX = "lever_lm.pointer_selector."
 
 
-# ------------------------------------------------------------- §3 selectors
+# ------------------------------------------------------------- selectors (both generations)
 def study_state_dict(d: int = 512, h: int = 256, layers: int = 1, gate: bool = False,
                      seed: int = 0) -> dict[str, torch.Tensor]:
-    """A §3.1 (gate=False, d33) or §3.2 (gate=True, HEAD) state dict with random weights."""
+    """A gate-less (gate=False, the seed report's) or gated (gate=True, from 2025-12-29) state dict, random weights."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape: int) -> torch.Tensor:
@@ -42,9 +41,9 @@ def study_state_dict(d: int = 512, h: int = 256, layers: int = 1, gate: bool = F
 
 
 def reference_greedy(sd: dict[str, torch.Tensor], q: torch.Tensor, cands: torch.Tensor, k: int) -> list[list[int]]:
-    """§3.1 / §3.2 forward in eval mode (gate iff the gate keys exist), one query at a time.
+    """The study's selector forward in eval mode (gate iff the gate keys exist), one query at a time.
 
-    torch's own nn.MultiheadAttention, chosen candidates at -100.0, §3.1 scores computed once.
+    torch's own nn.MultiheadAttention, chosen candidates at -100.0, the gate-less scores computed once.
     """
     h = sd["query_proj.weight"].shape[0]
     layers = len({k.split(".")[1] for k in sd if k.startswith("cross_attn_layers.")})
@@ -77,7 +76,7 @@ def reference_greedy(sd: dict[str, torch.Tensor], q: torch.Tensor, cands: torch.
     return out
 
 
-V4_EXTRA = {  # §3.4: one marker key per variant (h = 256, shot_num = 2)
+V4_EXTRA = {  # V4-x selectors: one marker key per variant (h = 256, shot_num = 2)
     "V4-2": {"decoder_gru.weight_ih": (768, 256), "decoder_gru.weight_hh": (768, 256), "step_emb.weight": (2, 256)},
     "V4-3": {"decoder_gru.weight_ih": (768, 256), "div_lambda": (2,)},
     "V4-4": {"decoder_gru.weight_ih": (768, 256), "div_lambda": (2,),
@@ -92,20 +91,20 @@ V4_EXTRA = {  # §3.4: one marker key per variant (h = 256, shot_num = 2)
 
 
 def v4_state_dict(variant: str) -> dict[str, torch.Tensor]:
-    """A V4-x state dict: the shared keys (no gate) plus the variant's markers (§3.4)."""
+    """A V4-x state dict: the shared keys (no gate) plus the variant's markers (docs/study.md, "Checkpoints")."""
     return study_state_dict() | {k: torch.zeros(s) for k, s in V4_EXTRA[variant].items()}
 
 
-# -------------------------------------------------------------- §4 files
+# -------------------------------------------------------------- checkpoint files
 def write_v3_pt(path: Path, sd: dict[str, torch.Tensor], epoch: int = 0, phase: str = "grpo") -> Path:
-    """§4.1: the GRPO trainer's `.pt` (no config of ours)."""
+    """The GRPO trainer's `.pt` (no config of ours)."""
     metrics = {"grpo_loss": 0.1, "val_loss": 0.2} if phase == "grpo" else {"rce_loss": 0.3, "val_loss": 0.2}
     torch.save({"epoch": epoch, "phase": phase, "model_state_dict": sd, "kl_beta": 0.15, "metrics": metrics}, path)
     return path
 
 
 def study_convert(src: Path) -> Path:
-    """§4.3, the study's converter: drop layers 1-2, rename layer 0, prefix; write `<stem>_v2format.ckpt`."""
+    """The study's converter: drop layers 1-2, rename layer 0, prefix; write `<stem>_v2format.ckpt`."""
     obj = torch.load(src, weights_only=True)
     sd = obj.get("model_state_dict", obj)
     out = {}
@@ -121,7 +120,7 @@ def study_convert(src: Path) -> Path:
 
 
 def write_lightning_ckpt(path: Path, sd: dict[str, torch.Tensor], clip: bool = True, lora: bool = False) -> Path:
-    """§4.2: an SFT Lightning file with the frozen CLIP copies (and PEFT LoRA keys when `lora`)."""
+    """An SFT Lightning file with the frozen CLIP copies (and PEFT LoRA keys when `lora`)."""
     state = {PREFIX + k: v for k, v in sd.items()}
     if clip:
         state |= {"lever_lm.sen_model.text_model.embeddings.token_embedding.weight": torch.zeros(4, 2),
@@ -136,9 +135,9 @@ def write_lightning_ckpt(path: Path, sd: dict[str, torch.Tensor], clip: bool = T
     return path
 
 
-# ------------------------------------------------------------ §2 pools
+# ------------------------------------------------------------ pools
 def study_rand_sampler(n_train: int, n_anchors: int, k: int) -> tuple[list[int], dict[int, list[int]], int]:
-    """§2.1-2.2 RandSampler, written from the document: (anchors, pools, number of redraws)."""
+    """The RandSampler, written from its description: (anchors, pools, number of redraws)."""
     random.seed(42)
     anchors = random.sample(range(0, n_train), n_anchors)
     random.seed(42)
@@ -154,7 +153,7 @@ def study_rand_sampler(n_train: int, n_anchors: int, k: int) -> tuple[list[int],
 
 def write_pool_cache(cache: Path, dataset: str, anchors: list[int], pools: dict[int, list[int]],
                      k: int) -> tuple[Path, Path]:
-    """§2.1 cache files: the anchor list and the candidate object (keys = anchor index as string)."""
+    """The sampler's cache files: the anchor list and the candidate object (keys = anchor index as string)."""
     cache.mkdir(parents=True, exist_ok=True)
     a = cache / f"{dataset}-anchor_sample_num:{len(anchors)}.json"
     c = cache / f"{dataset}-RandSampler-anchor_sample_num: {len(anchors)}:{k}.json"
@@ -163,9 +162,9 @@ def write_pool_cache(cache: Path, dataset: str, anchors: list[int], pools: dict[
     return a, c
 
 
-# --------------------------------------------------------------- §9 results
+# --------------------------------------------------------------- result files
 def metrics_json(path: Path, runs: dict[str, dict[int, float]], n: int = 100) -> Path:
-    """§9.1 metrics.json: {"<datetime>-test_data_num=N-<Retriever>": {"shot_num=k": fraction}}."""
+    """metrics.json: {"<datetime>-test_data_num=N-<Retriever>": {"shot_num=k": fraction}}."""
     obj = {}
     for i, (retriever, shots) in enumerate(runs.items()):
         key = f"2025-12-2{i} 10:11:12.123456-test_data_num={n}-{retriever.split('#')[0]}"
@@ -175,15 +174,15 @@ def metrics_json(path: Path, runs: dict[str, dict[int, float]], n: int = 100) ->
 
 
 def baseline_json(path: Path, shots: dict[int, float]) -> Path:
-    """§9.2 random_predict.py: flat {"shot_num_k": fraction} over the full validation split."""
+    """random_predict.py: flat {"shot_num_k": fraction} over the full validation split."""
     path.write_text(json.dumps({f"shot_num_{k}": v for k, v in shots.items()}))
     return path
 
 
-# ---------------------------------------------------------------- §5 RL data
+# ---------------------------------------------------------------- RL data
 def rl_candidate(pointer: list[int], pred: str, acc: float, mode: str = "vqaEval", method: str = "beam",
                  **extra: Any) -> dict[str, Any]:
-    """One §5.4 pointer candidate."""
+    """One pointer candidate."""
     return {"pointer": pointer, "gen_method": method, "beam_rank": 0, "beam_score": 1.0, "logprob_score": -1.0,
             "temperature": None, "vqa_raw_generation": pred, "vqa_pred_answer": pred,
             "vqa_correct": int(acc > 0), "vqa_acc_score": acc, "vqa_rel_token_f1": 0.0, "vqa_rel_edit_sim": 0.0,
@@ -193,7 +192,7 @@ def rl_candidate(pointer: list[int], pred: str, acc: float, mode: str = "vqaEval
 
 def rl_query(position: int, question_id: int, answers: list[str], cands: list[dict[str, Any]],
              pool: list[int] | None = None) -> dict[str, Any]:
-    """One §5.4 query entry; `pool` given = a k64/fix-v3 file (local pointers), else d33 (global)."""
+    """One query entry; `pool` given = a k64/fix-v3 file (local pointers), else d33 (global)."""
     entry: dict[str, Any] = {"query": {"query_id": position, "question_id": question_id, "image_id": 1,
                                        "question": "q?", "gt_answers_raw": answers, "gt_answers_norm": answers},
                              "pointer_candidates": cands}
@@ -219,4 +218,23 @@ def params_file(path: Path, data_root: Path, runs_dir: Path, pool_size: int = 6,
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value}
     path.write_text(json.dumps(raw))
+    return path
+
+
+# --------------------------------------------------------------- InfoScore beams
+def write_beam_json(path: Path, beams: dict[int, list[tuple[list[int], list[float]]]]) -> Path:
+    """generated_data JSON: per anchor position, beams best-first as (ICDs in selection order, step scores);
+    `id_list` holds each beam in prompt order `[icd_2, icd_1, anchor]`, `score_list` its last-step score."""
+    obj = {}
+    for anchor, entries in beams.items():
+        obj[str(anchor)] = {
+            "id_list": [[*reversed(icds), anchor] for icds, _ in entries],
+            "score_list": [steps[-1] for _, steps in entries],
+            "shot_scores": [list(steps) for _, steps in entries],
+            "beams": [{"shots": [{"id": i, "score": s} for i, s in zip(icds, steps, strict=True)],
+                       "final_score": steps[-1], "full_sequence": [*reversed(icds), anchor]}
+                      for icds, steps in entries],
+            "few_shot_num": len(entries[0][0]),
+        }
+    path.write_text(json.dumps(obj))
     return path

@@ -29,7 +29,7 @@ TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.[a-z0-9_]{8}(?:\.(?P<pid>\d+))?\.tmp$
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run folder (DESIGN.md, "Run folder")."""
+    """The files of one run folder (docs/design.md, "Run folder"."""
 
     root: Path
 

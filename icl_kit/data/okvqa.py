@@ -1,6 +1,6 @@
 """OK-VQA / VQAv2 records from the official JSON files and COCO images.
 
-Layout (DESIGN.md, "Formats"), for split `s` in {train, val}:
+Layout (docs/design.md, "Formats", for split `s` in {train, val}:
 
     {root}/OpenEnded_mscoco_{s}2014_questions.json   {"questions": [{image_id, question, question_id}]}
     {root}/mscoco_{s}2014_annotations.json           {"annotations": [{question_id, image_id,
@@ -31,6 +31,10 @@ from icl_kit.data.vqa_accuracy import most_common_answer
 ANSWERS_PER_QUESTION = 10
 ROOT_ENV = {"okvqa": "OKVQA_PATH", "vqav2": "VQAV2_PATH"}
 IMAGE_ROOT_ENV = "COCO_PATH"
+# The existing study's $COCO_PATH is one level above the kit's image root: its images are in
+# $COCO_PATH/mscoco2014/{train,val}2014/ (docs/study.md, "Paths"). A root that holds only that sub-folder is
+# read through it.
+STUDY_IMAGE_SUBDIR = "mscoco2014"
 SELECTIONS = ("first", "random", "all")
 
 
@@ -57,8 +61,17 @@ def resolve_roots(cfg: DataConfig) -> tuple[Path, Path]:
             f"data.root is empty and ${env} is not set; set data.root to the folder with the "
             "question/annotation files (or data/demo with data.demo: true)."
         )
-    image_root = cfg.image_root or os.environ.get(IMAGE_ROOT_ENV, "") or root
-    return Path(root), Path(image_root)
+    image_root = Path(cfg.image_root or os.environ.get(IMAGE_ROOT_ENV, "") or root)
+    return Path(root), study_image_root(image_root, cfg.train_split)
+
+
+def study_image_root(image_root: Path, split: str) -> Path:
+    """`image_root`, or its `mscoco2014/` sub-folder when the split's images are there and not directly below
+    (the study's $COCO_PATH layout)."""
+    nested = image_root / STUDY_IMAGE_SUBDIR
+    if not (image_root / f"{split}2014").is_dir() and (nested / f"{split}2014").is_dir():
+        return nested
+    return image_root
 
 
 # ---------------------------------------------------------------- reading files

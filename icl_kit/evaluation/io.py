@@ -23,7 +23,17 @@ PRED_FIELDS = ("system", "checkpoint", "epoch", "shot", "question_id", "icd_ids"
 SUMMARY_FIELDS = ["system", "epoch", "shot", "n", "accuracy"]
 SHARD_GLOB = "predictions.rank*.jsonl"
 IMPORTED_FILE = "imported.csv"
-IMPORTED_FIELDS = ["system", "shot", "n", "accuracy", "source"]
+IMPORTED_FIELDS = ["system", "shot", "n", "accuracy", "source", "world"]
+# The world of an imported system: the study's reported numbers on the first N test questions, or on the
+# whole split. Systems of different worlds are never compared (stats refuses it); every system of
+# predictions.jsonl lives in the run's own world (RUN_WORLD).
+STUDY_WORLD_PREFIX = "study_"
+RUN_WORLD = "run"
+
+
+def imported_world(n: int, whole_split: bool) -> str:
+    """'study_first100' (the study's first 100 test questions) or 'study_all' (its whole test split)."""
+    return f"{STUDY_WORLD_PREFIX}all" if whole_split else f"{STUDY_WORLD_PREFIX}first{int(n)}"
 
 
 def shard_path(eval_dir: Path, rank: int) -> Path:
@@ -100,4 +110,7 @@ def read_imported(run_dir: str | Path) -> pd.DataFrame:
     path = imported_path(run_dir)
     if not path.is_file():
         return pd.DataFrame(columns=IMPORTED_FIELDS)
-    return pd.read_csv(path)
+    table = pd.read_csv(path)
+    if "world" not in table.columns:  # written before worlds were recorded: the study's first n questions
+        table["world"] = [imported_world(n, False) for n in table["n"]]
+    return table

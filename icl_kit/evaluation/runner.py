@@ -150,7 +150,7 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
     ranks = Ranks.start()
     try:
         run_dir = Path(ctx.paths.root) if ctx is not None else Path(params.run_dir)
-        systems = resolve_systems(cfg.systems, run_dir)
+        systems = resolve_systems(cfg.systems, run_dir, names=cfg.names)
         planned: dict[str, tuple[list[Cell], int]] = {}
 
         def check(world: Any) -> None:  # every refusal before the run folder changes: dims, questions, ICDs written

@@ -7,7 +7,7 @@ selection of k_max = max(shots) ICDs per question; shot k shows its first k
 
 Similarity retrievers: `similarity` ranks the pool by the fused (image+question) embedding
 the selector sees; `similarity_i2t`, `similarity_i2i`, `similarity_t2t` are the study's
-one-modality CLIP retrievers (STUDY_FORMATS.md §8.3): the letter before the 2 is the query's
+one-modality CLIP retrievers (docs/study.md, "Retrievers"): the letter before the 2 is the query's
 modality (image or question text), the letter after it the pool's. With
 `eval.similarity_order: last` (the study's `mmtopk_reversed_order`) shot k shows the top k
 with the most similar LAST, next to the query: still the top k, only their order changes.
@@ -43,8 +43,8 @@ SIMILARITY_MODES: dict[str, tuple[str, str]] = {
 BASELINES: tuple[str, ...] = ("zero_shot", "random", *SIMILARITY_MODES)
 SIMILARITY_POOL_PREFIX = "similarity_top"  # eval.pool = "similarity_top64" etc.
 SELECT_BATCH = 512  # questions per selector forward pass (selection is per-row, so any size gives the same picks)
-V2_SUFFIX = "_v2format"
 STUDY_RENAMES_OPTION = ":study_renames"  # eval.systems suffix: load a study-converted file with study_renames
+STUDY_LAYERS_OPTION = ":study_layers=1"  # ... and the user says its source had one layer
 
 Selection = dict[int, tuple[int, ...]]  # question id -> k_max ICD ids, selection order
 
@@ -103,25 +103,34 @@ def resolve_systems(
     specs: Sequence[str],
     run_dir: str | Path,
     loader: Callable[[Path], tuple[Any, Any]] | None = None,
+    names: dict[str, str] | None = None,
 ) -> list[System]:
     """Expand eval.systems into systems: baselines as named, checkpoints sorted by (epoch, name).
 
-    `loader(path) -> (selector, info)` defaults to `icl_kit.selection.checkpoints.load_checkpoint`.
+    `loader(path, **options) -> (selector, info)` defaults to `icl_kit.selection.checkpoints.load_checkpoint`.
+    `names` (eval.names) gives checkpoints their system names, else their file stems.
     A glob matching nothing is skipped with a warning (e.g. evaluation before training);
     a literal path that does not exist, duplicate names, or no system at all is a KitError.
     """
     run_dir = Path(run_dir)
+    names = dict(names or {})
     out: list[System] = []
+    used: set[str] = set()
     for spec in specs:
         if spec in BASELINES:
             out.append(System(name=spec, kind="similarity" if spec in SIMILARITY_MODES else spec))  # type: ignore[arg-type]
             continue
-        spec, renames = _study_renames(spec)
+        spec, options = study_options(spec)
         paths = _checkpoint_paths(spec, run_dir)
         if not paths:
             log.warning("eval.systems entry %r matches no checkpoint under %s; skipped", spec, run_dir)
-        out += sorted((_load_system(p, run_dir, loader, renames) for p in paths),
+        used |= {spec} | {p.name for p in paths}
+        out += sorted((_load_system(p, run_dir, loader, options, _name(p, spec, names)) for p in paths),
                       key=lambda s: (s.epoch if s.epoch is not None else -1, s.name))
+    unused = sorted(set(names) - used)
+    if unused:
+        raise KitError(f"eval.names names {unused}, which no eval.systems checkpoint is; use a checkpoint path as "
+                       "listed in eval.systems, or its file name.")
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -143,21 +152,30 @@ def check_input_dims(systems: Sequence[System], dim: int, run_dir: Path) -> None
             )
 
 
-def _study_renames(spec: str) -> tuple[str, bool]:
-    """'path:study_renames' -> ('path', True): map the study converter's renamed keys (STUDY_FORMATS.md §4.3)."""
+def study_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """'path:study_renames' -> ('path', {study_renames: True}): map the study converter's renamed keys back;
+    'path:study_layers=1' -> ('path', {study_layers: 1}): the same, when the user knows the source had one
+    layer (docs/study.md, defect 3)."""
     if spec.endswith(STUDY_RENAMES_OPTION):
-        return spec[: -len(STUDY_RENAMES_OPTION)], True
-    return spec, False
+        return spec[: -len(STUDY_RENAMES_OPTION)], {"study_renames": True}
+    if spec.endswith(STUDY_LAYERS_OPTION):
+        return spec[: -len(STUDY_LAYERS_OPTION)], {"study_layers": 1}
+    return spec, {}
+
+
+def _name(path: Path, spec: str, names: dict[str, str]) -> str:
+    """eval.names by the path as listed, by its file name, by the spec that matched it; else the file stem."""
+    return names.get(spec if not glob.has_magic(spec) else "", names.get(path.name, system_name(path)))
 
 
 def _load_system(path: Path, run_dir: Path, loader: Callable[..., tuple[Any, Any]] | None,
-                 study_renames: bool = False) -> System:
+                 options: dict[str, Any], name: str) -> System:
     if loader is None:
         from icl_kit.selection.checkpoints import load_checkpoint as loader  # noqa: N813
-    selector, info = loader(path, study_renames=True) if study_renames else loader(path)
+    selector, info = loader(path, **options)
     selector.eval()  # no dropout: greedy selection must be deterministic
     return System(
-        name=system_name(path),
+        name=name,
         kind="checkpoint",
         checkpoint=_relative(path, run_dir),
         epoch=_info(info, "epoch"),

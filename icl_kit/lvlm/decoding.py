@@ -6,7 +6,7 @@
   contributes only its token ids, so a checkpoint cannot change decoding (Qwen2.5-VL's asks
   for sampling with top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05).
 - 'checkpoint': the checkpoint's generation_config.json, updated with the fields the params
-  set: what `model.generate(**kwargs)` does, and so what the study did (STUDY_FORMATS.md §8.2).
+  set: what `model.generate(**kwargs)` does, and so what the study did (docs/study.md, "The study's inference").
 
 The backend passes the resolved config to `generate` explicitly and leaves the model's own
 generation config with token ids only, so transformers merges nothing behind our back.

@@ -9,7 +9,7 @@ preceded by a system message unless the system text is ''. The text is
 file, or `PATH:KEY` of a YAML file). With no system message of ours, Qwen2.5-VL's chat
 template inserts its own default ("You are a helpful assistant.").
 
-The existing study (STUDY_FORMATS.md §8.1) DID send a system message on its main path: the
+The existing study (docs/study.md, "The study's inference") DID send a system message on its main path: the
 `system_prompt` string of its `configs/infer_model/qwen2.5_vl_3B.yaml` (695 characters, which
 speaks of a fixed number of example dialogues whatever the shot count). To reproduce it, point
 `system_prompt_file` at that file with `:system_prompt`; the kit ships no copy of the text.

@@ -1,12 +1,12 @@
 """The report stage: run folder -> report/report.md, report/report.html, report/figures/*.png.
 
-Layout (/work/shared/REPORT_LAYOUT.md), zh by default or en: title with date and
-what is compared; 一 test configuration; 二 results (2.1 tables per subset and
-comparison kind, 2.2 statistics summary); 三 one subsection per comparison, then
-training and best-epoch selection; 四 findings and 五 recommendations, derived
-by the rules of `icl_kit.report.rules`; 六 conclusion. Every difference carries
-its 1 − α interval (1 − 2α for TOST) and adjusted p; arrows and bold only where significant after
-adjustment. The date is the day the statistics were written
+Layout (the one researchers in this field write, zh by default or en, with the answer first): title with
+date and what is compared; 一 the answer (the primary family's claims, `icl_kit.report.answer`);
+二 test configuration; 三 results (3.1 tables per subset, the most questions first, and comparison kind,
+3.2 statistics summary); 四 one subsection per comparison, then training and best-epoch selection;
+五 findings and 六 recommendations, derived by the rules of `icl_kit.report.rules`; 七 conclusion.
+Every difference carries its 1 − α interval (1 − 2α for TOST) and adjusted p; arrows and bold only where
+significant after adjustment. The date is the day the statistics were written
 (stats/comparisons.csv), so re-rendering a finished run gives the same report.
 
 Modules: build (inputs, HTML, entry point), sections (markdown), text (number
@@ -33,6 +33,7 @@ from icl_kit.core.config import ReportConfig, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import EPOCH_RE, lineage, natural_key
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
+from icl_kit.evaluation.io import read_imported
 from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
@@ -43,17 +44,20 @@ from icl_kit.train.plots import split_log
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
 REQUIRED = {  # file -> how to make it
     "params.yaml": "run `icl-kit run PARAMS`",
-    "eval/summary.csv": "run `icl-kit run PARAMS --stages eval`",
     "stats/comparisons.csv": STATS_HINT,
     "stats/summary.json": STATS_HINT,
 }
+EVAL_HINT = "run `icl-kit run PARAMS --stages eval` (or import the study's results with `icl-kit study import-results`)"
+AUDIT_FILE = "audit.md"  # report/audit.md, written by `icl-kit study audit` or `retest`
+FINDING_MARK = "- ⚠️"
 COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
                       "p_adj", "verdict")
 OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "tost_p": np.nan, "mde": np.nan, "n_needed": np.nan,
                                      "n_needed_observed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all",
                                      "tost_low": np.nan, "tost_high": np.nan, "sign_p": np.nan, "n_improved": np.nan,
                                      "n_worsened": np.nan, "p_method": "exact", "family": "automatic",
-                                     "family_size": np.nan, "label": ""}
+                                     "family_size": np.nan, "label": "", "claimed": np.nan, "n_needed_lo": np.nan,
+                                     "n_needed_hi": np.nan}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
 CSS = """
@@ -80,6 +84,9 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     for rel, how in REQUIRED.items():
         if not (paths.root / rel).is_file():
             raise KitError(f"{paths.root / rel} is missing; {how} first.")
+    imported = read_imported(paths.root)
+    if not paths.summary.is_file() and imported.empty:
+        raise KitError(f"{paths.summary} is missing and nothing was imported; {EVAL_HINT} first.")
     params = load_params(paths.params)
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
@@ -88,7 +95,11 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     agreement_file = paths.root / AGREEMENT_FILE
     agreement = json.loads(agreement_file.read_text(encoding="utf-8")) if agreement_file.is_file() else None
-    return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement)
+    audit_file = paths.report_dir / AUDIT_FILE
+    findings = (audit_file.read_text(encoding="utf-8").count("\n" + FINDING_MARK) if audit_file.is_file() else None)
+    evaluated = paths.predictions.is_file() or paths.summary.is_file()
+    return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement,
+                        imported=None if imported.empty else imported, evaluated=evaluated, audit_findings=findings)
 
 
 def normalise_comparisons(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -121,7 +132,7 @@ def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:
     scores (plus Wilson intervals of imported summary-only systems), or Wilson
     intervals of eval/summary.csv when the run has no per-question predictions.
     """
-    if read_jsonl(paths.predictions):
+    if read_jsonl(paths.predictions) or not read_imported(paths.root).empty:
         return run_intervals(paths.root, level)
     return summary_intervals(pd.read_csv(paths.summary), level)
 

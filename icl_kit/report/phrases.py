@@ -13,7 +13,40 @@ ZH: dict[str, str] = {
     "smoke_banner": "> ⚠️ **冒烟测试（smoke run）**：本次运行只检查流程能否跑通，报告中的数字没有意义，不要引用。",
     "sim_banner": "> ⚠️ **模拟 LVLM**：答案来自演示世界的模拟器，不是模型；数字只说明方法，不是模型的结果。",
     "sec": "## {roman}、{name}",
-    "sec_names": "测试配置|结果对比|详细分析|关键发现|建议|总结",
+    "sec_names": "核心结论|测试配置|结果对比|详细分析|关键发现|建议|总结",
+    "name_answer_retest": "研究主张的复检",
+    "c_claim": "主张", "c_claimed": "声称的差异", "c_evidence": "证据（n）", "c_diff": "本工具的差异 [{level} 区间]",
+    "c_mde": "本 n 可检测的最小差异", "c_need": "检出 ±{margin} 点所需 n", "c_verdict": "结论",
+    "a_gain": "真实差异（提升）", "a_drop": "真实差异（下降）", "a_equiv": "在 ±{margin} 点内等价",
+    "a_noise": "无法与噪声区分",
+    "ev_summary": "研究的汇总数，n = {n} †", "ev_paired": "逐题重新测量，{label}，n = {n}",
+    "w_summary": "仅凭研究的汇总数（n = {n}）", "w_paired": "逐题重新测量（{label}，n = {n}）",
+    "what_claims": "主张", "what_primary": "主要比较",
+    "h_none": "{where}，{m} 项{what}没有一项成立：每个区间宽约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} "
+              "功效被检出，所以这些差异都无法与噪声区分。",
+    "h_held": "{where}，{m} 项{what}中有 {held} 项成立（{cells}）",
+    "h_held_none": "{where}，{m} 项{what}没有一项成立",
+    "h_contrary": "{k} 项显示了主张之外的真实差异（{cells}）",
+    "h_equiv": "{k} 项在 ±{margin} 点内等价",
+    "h_noise": "{k} 项无法与噪声区分（区间约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} 功效被检出）",
+    "h_join": "{first}：{rest}。", "clause_sep": "；",
+    "h_cell": "{claim}（shot {shot}）{diff} {ci}",
+    "c_note": "校正后 p 在同一证据上的主张族内校正；{level} 区间是单项主张的区间；“可检测的最小差异”是本 n 在该族 "
+              "α/m 水平下以 {power} 功效能检出的最小差异；“所需 n”是以同样功效检出 ±{margin} 点差异所需的题数。",
+    "c_note_summary": "† 仅有研究的汇总准确率：按独立比例近似检验（两次运行答的是同一批题，所以偏保守）；"
+                      "所需 n 的范围假设逐题配对重测、两次答案的相关系数为 0.8–0.3。",
+    "c_note_audit": "研究各文件本身显示的缺陷（含计数）见 [audit.md](audit.md)（{k} 项）。",
+    "compared_claims": "研究的 {m} 项主张",
+    "header_imported": "> 日期：{date} · 来源：研究的结果文件 {files} · 样本数：{n} · "
+                       "推理模型：研究自己的运行（本工具未重新运行）",
+    "col_source": "来源（文件:键）", "col_questions": "测试题",
+    "imported_intro": "**导入的系统**：研究报告的准确率（只有汇总数，没有逐题结果）；"
+                      "研究的文件不记录是哪个检查点产生的，未命名的运行按检索器命名，同一检索器多次运行时按日期编号。",
+    "stats_line": "统计方法：{desc}",
+    "stats_desc_summary": "两个汇总准确率之差按独立比例的 Wald 检验与区间近似（无逐题数据时的近似，偏保守）；"
+                          "{correction} 多重比较校正（α = {alpha}，每个比较族内分别校正）；TOST 等价检验"
+                          "（δ = ±{margin} 点）；功效 {power}",
+    "subset_study_first": "研究报告的前 {k} 题", "subset_study_all": "研究报告的全部测试题",
     "key": "项目", "value": "取值",
     "cfg_dataset": "数据集", "cfg_questions": "测试问题", "cfg_model": "推理模型", "cfg_sampler": "采样器",
     "cfg_systems": "评估的系统", "cfg_shots": "Shot", "cfg_stats": "统计方法", "cfg_training": "训练",
@@ -31,7 +64,7 @@ ZH: dict[str, str] = {
     "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
     "cfg_batching": "批处理一致性",
     "agreement_desc": "批处理答案与逐条答案在 {agree}/{n} 个提示上相同（批大小 {batch}，{dtype}）",
-    "sub_acc": "### 2.1 完整对比表",
+    "sub_acc": "### 3.1 完整对比表",
     "acc_caption": "**各系统准确率**（括号内为 {level} 置信区间）",
     "system": "系统",
     "subset_heading": "#### {label}（n = {n}）",
@@ -53,7 +86,7 @@ ZH: dict[str, str] = {
     "floor_note": "少数比较无法精确计算，改用 {n_perm} 次随机符号翻转，原始 p 最小只能到 {floor}；"
                   "“≤” 表示原始 p 已到这个下限，"
                   "校正后 p 是上界，真实值可能更小。",
-    "sub_summary": "### 2.2 统计汇总",
+    "sub_summary": "### 3.2 统计汇总",
     "col_subset": "子集", "col_kind": "比较类型", "col_count": "比较数", "col_mean": "平均差异",
     "col_halfwidth": "区间半宽（中位数）", "col_better": "提升", "col_worse": "下降", "col_equiv": "等价",
     "col_inconcl": "无可检测差异",
@@ -67,18 +100,21 @@ ZH: dict[str, str] = {
     "cap_power": "最小可检测差异随题数 n 的变化（功效 {power}，α/{m}，差异标准差 {sd} 点）；红点为本次 n = {n}，"
                  "点线为 ±{margin} 点等价界。",
     "cap_training": "训练曲线：奖励、优势标准差、KL、零方差组比例，以及每个 epoch 的验证损失与验证奖励。",
-    "detail_heading": "### 3.{i} {b} vs {a}",
+    "detail_heading": "### 4.{i} {b} vs {a}",
     "detail_subset": "- **{label}（n = {n}）**",
     "detail_line": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，{level} 置信区间 {ci}，"
                    "{tost_level} 区间 {tost_ci}，"
                    "校正后 p {p_adj}（原始 p {p}；符号检验 p {sign}：{up} 题变好、{down} 题变差）→ {verdict}",
-    "detail_mde": "  - 在 n = {n}、α/{m}（本族的水平）下，以 {power} 功效可检出的最小差异约为 ±{mde} 点；"
-                  "检出 {margin} 点需 n≈{need}，确认与观测值同样大小的差异需 n≈{need_obs}（各 shot 中位数）。",
-    "train_heading": "### 3.{i} 训练过程",
+    "detail_line_summary": "  - Shot {shot}：{b} {acc_b} vs {a} {acc_a}，差异 {diff} 点，{level} 置信区间 {ci}，"
+                           "{tost_level} 区间 {tost_ci}，校正后 p {p_adj}（原始 p {p}；仅汇总数）→ {verdict}",
+    "detail_mde": "  - 在 n = {n}、α/{m}（本族的水平）下，以 {power} 功效可检出的最小差异约为 ±{mde} 点"
+                  "（各 shot 中位数）；检出 {margin} 点需 n≈{need}（shot {shot}，与表中相同）",
+    "detail_mde_obs": "；确认与观测值同样大小的差异需 n≈{need_obs}（中位数，观测功效意义上的估计）。",
+    "train_heading": "### 4.{i} 训练过程",
     "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
     "col_phase": "阶段", "col_epoch": "Epoch（从 0 计）", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
     "col_time": "耗时 (s)", "col_ckpt": "检查点",
-    "best_heading": "### 3.{i} 最佳 epoch 的选择",
+    "best_heading": "### 4.{i} 最佳 epoch 的选择",
     "col_lineage": "检查点序列", "col_best": "测试集最佳检查点", "col_best_diff": "相对基线差异",
     "col_naive": "单独检验 p（单侧）", "col_maxt": "max-T p",
     "best_note": "两个 p 都是单侧的（方向为“更好”）。"
@@ -119,6 +155,9 @@ ZH: dict[str, str] = {
                       "其中最容易检出的也约需 n≈{need} 题：把它们记为“未检出”，不要当作提升或下降。",
     "r_honest": "报告按验证集选出的检查点在测试集上的结果，不要报告测试集上挑出来的最佳 epoch。",
     "r_no_claim": "不要宣称提升：目前没有经校正后显著的差异。",
+    "r_remeasure": "这 {k} 项比较只有汇总数：要检验它们，用研究的检查点逐题重新测量"
+                   "（`icl-kit study retest 文件… 检查点… --params P`）；"
+                   "配对检验要检出 ±{margin} 点差异约需 n≈{need} 题。",
     "r_confirm": "在新的一批测试题上复核显著的差异（{k} 项）后再采用。",
     "r_smoke": "用正式参数重新运行（report.smoke: false）后再看结论。",
     "r_none": "暂无需要改变的做法。",
@@ -128,7 +167,7 @@ ZH: dict[str, str] = {
     "conclusion_none": "没有经校正后显著的提升。",
     "conclusion_smoke": "注意：这是冒烟测试，数字没有意义。",
     "conclusion_sim": "注意：结果来自模拟 LVLM（演示世界），不是模型。",
-    "list_sep": "、", "and_more": "等 {k} 个", "sentence_sep": "",
+    "list_sep": "、", "and_more": "等 {k} 个", "sentence_sep": "", "full_stop": "。",
 }
 
 EN: dict[str, str] = {
@@ -139,7 +178,51 @@ EN: dict[str, str] = {
     "sim_banner": "> ⚠️ **SIMULATED LVLM**: the answers come from the demo world's simulator, not a model; "
                   "the numbers illustrate the method, not a model's results.",
     "sec": "## {roman}. {name}",
-    "sec_names": "Test configuration|Results|Detailed analysis|Key findings|Recommendations|Conclusion",
+    "sec_names": "The answer|Test configuration|Results|Detailed analysis|Key findings|Recommendations|Conclusion",
+    "name_answer_retest": "The study's claims, re-tested",
+    "c_claim": "Claim", "c_claimed": "Claimed", "c_evidence": "Evidence (n)", "c_diff": "Kit's difference [{level} "
+                                                                                      "interval]",
+    "c_mde": "Detectable at this n", "c_need": "n to detect ±{margin}", "c_verdict": "Verdict",
+    "a_gain": "a real difference (gain)", "a_drop": "a real difference (drop)", "a_equiv": "equivalent within "
+                                                                                      "±{margin} points",
+    "a_noise": "cannot be told from noise",
+    "ev_summary": "the study's numbers, n = {n} †", "ev_paired": "re-measured per question, {label}, n = {n}",
+    "w_summary": "from the study's summary numbers at n = {n}", "w_paired": "re-measured per question on {label} "
+                                                                            "(n = {n})",
+    "what_claims": "claims", "what_primary": "primary comparisons",
+    "h_none": "None of the {m} {what} holds {where}: each interval is about ±{hw} points wide, and a difference "
+              "would need about {mde} points to be detected with {power} power, so the differences cannot be told "
+              "from noise.",
+    "h_held": "{held} of the {m} {what} hold {where} ({cells})",
+    "h_held_none": "None of the {m} {what} holds {where}",
+    "h_contrary": "{k} show a real difference the claim did not make ({cells})",
+    "h_equiv": "{k} are equivalent within ±{margin} points",
+    "h_noise": "{k} cannot be told from noise (intervals about ±{hw} points; a difference would need about {mde} "
+               "points to be detected with {power} power)",
+    "h_join": "{first}: {rest}.", "clause_sep": "; ",
+    "h_cell": "{claim} at shot {shot}, {diff} {ci}",
+    "c_note": "Adjusted p is corrected within the family of claims on the same evidence; the {level} interval is each "
+              "claim's own; “detectable” is the smallest difference this n detects with {power} power at the "
+              "family's α/m; “n to detect” is the questions needed to detect ±{margin} points with that power.",
+    "c_note_summary": "† From the study's summary accuracies only: tested as independent proportions, an "
+                      "approximation that is conservative here (both runs answered the same questions); the n range "
+                      "assumes a paired re-measurement whose answers correlate 0.8–0.3.",
+    "c_note_audit": "What each of the study's files shows (its defects, with counts): [audit.md](audit.md) ({k} "
+                    "findings).",
+    "compared_claims": "{m} claims of the study",
+    "header_imported": "> Date: {date} · Source: the study's result files {files} · Questions: {n} · Model: the "
+                       "study's own runs (not re-run here)",
+    "col_source": "Source (file:key)", "col_questions": "Test questions",
+    "imported_intro": "**Imported systems**: accuracies the study reported (summaries only, no per-question "
+                      "results); the study's files do not record which checkpoint made a run, so an unnamed run is "
+                      "called after its retriever, numbered by date when one retriever ran more than once.",
+    "stats_line": "Statistics: {desc}",
+    "stats_desc_summary": "the difference of two summary accuracies by a Wald test and interval for independent "
+                          "proportions (an approximation for summaries without per-question data, conservative); "
+                          "{correction} correction within each family of comparisons (α = {alpha}); TOST "
+                          "equivalence (δ = ±{margin} points); power {power}",
+    "subset_study_first": "the study's first {k} questions, as reported", "subset_study_all": "the study's whole "
+                                                                                            "test split, as reported",
     "key": "Item", "value": "Value",
     "cfg_dataset": "Dataset", "cfg_questions": "Test questions", "cfg_model": "Model", "cfg_sampler": "Sampler",
     "cfg_systems": "Systems evaluated", "cfg_shots": "Shots", "cfg_stats": "Statistics", "cfg_training": "Training",
@@ -157,7 +240,7 @@ EN: dict[str, str] = {
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
     "cfg_batching": "Batch agreement",
     "agreement_desc": "batched answers equal one-at-a-time answers on {agree}/{n} prompts (batch {batch}, {dtype})",
-    "sub_acc": "### 2.1 Full comparison",
+    "sub_acc": "### 3.1 Full comparison",
     "acc_caption": "**Accuracy of each system** ({level} interval in brackets)",
     "system": "System",
     "subset_heading": "#### {label} (n = {n})",
@@ -186,7 +269,7 @@ EN: dict[str, str] = {
     "floor_note": "A few comparisons could not be computed exactly and use {n_perm} random sign flips, so their raw p "
                   "cannot go below {floor}; “≤” marks "
                   "an adjusted p whose raw p sits at that floor: it is an upper bound, the true p may be smaller.",
-    "sub_summary": "### 2.2 Statistics summary",
+    "sub_summary": "### 3.2 Statistics summary",
     "col_subset": "Subset", "col_kind": "Comparison", "col_count": "Count", "col_mean": "Mean diff",
     "col_halfwidth": "Interval half-width (median)", "col_better": "Better", "col_worse": "Worse",
     "col_equiv": "Equivalent", "col_inconcl": "No detectable difference",
@@ -202,19 +285,24 @@ EN: dict[str, str] = {
                  "±{margin}-point equivalence margin.",
     "cap_training": "Training curves: reward, advantage std, KL, share of zero-spread groups, and validation "
                     "loss and validation reward per epoch.",
-    "detail_heading": "### 3.{i} {b} vs {a}",
+    "detail_heading": "### 4.{i} {b} vs {a}",
     "detail_subset": "- **{label} (n = {n})**",
     "detail_line": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, {level} interval {ci}, "
                    "{tost_level} interval {tost_ci}, adjusted p {p_adj} (raw p {p}; sign test p {sign}: {up} questions "
                    "improved, {down} worsened) → {verdict}",
+    "detail_line_summary": "  - Shot {shot}: {b} {acc_b} vs {a} {acc_a}, difference {diff} points, {level} interval "
+                           "{ci}, {tost_level} interval {tost_ci}, adjusted p {p_adj} (raw p {p}; summaries only) → "
+                           "{verdict}",
     "detail_mde": "  - At n = {n} and α/{m} (the family's level) the smallest difference detectable with power "
-                  "{power} is about ±{mde} points; to detect {margin} points: n ≈ {need}; to confirm a difference "
-                  "of the observed size: n ≈ {need_obs} (median over shots).",
-    "train_heading": "### 3.{i} Training",
+                  "{power} is about ±{mde} points (median over shots); to detect {margin} points: n ≈ {need} (shot "
+                  "{shot}, as in the table)",
+    "detail_mde_obs": "; to confirm a difference of the observed size (an observed-power estimate, median): "
+                      "n ≈ {need_obs}.",
+    "train_heading": "### 4.{i} Training",
     "no_train_log": "(No training log: the training analysis is skipped.)",
     "col_phase": "Phase", "col_epoch": "Epoch (0-based)", "col_val_loss": "Val loss", "col_val_reward": "Val reward",
     "col_time": "Time (s)", "col_ckpt": "Checkpoint",
-    "best_heading": "### 3.{i} Choosing the best epoch",
+    "best_heading": "### 4.{i} Choosing the best epoch",
     "col_lineage": "Checkpoint series", "col_best": "Best checkpoint on test", "col_best_diff": "Diff vs baseline",
     "col_naive": "Naive p (one-sided)", "col_maxt": "max-T p",
     "best_note": "Both p-values are one-sided (in the direction of “better”). max-T (Westfall–Young) accounts for "
@@ -263,6 +351,9 @@ EN: dict[str, str] = {
     "r_honest": "Report the checkpoint chosen on validation and its test result, not the best epoch picked on "
                 "test.",
     "r_no_claim": "Do not claim a gain: no difference is significant after correction.",
+    "r_remeasure": "These {k} comparisons rest on summaries only: to test them, re-measure the study's checkpoints "
+                   "per question (`icl-kit study retest FILES… CHECKPOINTS… --params P`); a paired test needs about "
+                   "n ≈ {need} questions to detect ±{margin} points.",
     "r_confirm": "Confirm the significant differences ({k}) on a fresh set of test questions before adopting them.",
     "r_smoke": "Re-run with full params (report.smoke: false) before reading any conclusion.",
     "r_none": "Nothing needs to change.",
@@ -272,7 +363,7 @@ EN: dict[str, str] = {
     "conclusion_none": "No gain is significant after correction.",
     "conclusion_smoke": "Note: this is a smoke run; the numbers are meaningless.",
     "conclusion_sim": "Note: the results come from the simulated LVLM (demo world), not a model.",
-    "list_sep": ", ", "and_more": "and {k} more", "sentence_sep": " ",
+    "list_sep": ", ", "and_more": "and {k} more", "sentence_sep": " ", "full_stop": ".",
 }
 
 PHRASES = {"zh": ZH, "en": EN}

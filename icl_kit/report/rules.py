@@ -186,8 +186,8 @@ def find_significant(f: Facts, t: Text) -> list[str] | None:
 
 def find_none_significant(f: Facts, t: Text) -> str | None:
     _, n, rows = f.main()
-    if rows.empty or not significant(f).empty:
-        return None
+    if rows.empty or not significant(f).empty or (rows["family"] == "primary").all():
+        return None  # every row is a claim: the answer's sentence already says it
     return t("f_none_significant", correction=f.correction, m=count(len(rows)), n=count(n))
 
 
@@ -298,7 +298,18 @@ def rec_claims(f: Facts, t: Text) -> str | None:
     return t("r_confirm", k=count(k)) if k else t("r_no_claim")
 
 
-RECOMMENDATION_RULES: list[Rule] = [rec_smoke, rec_val_reward, rec_weak_signal, rec_more_n, rec_honest, rec_claims]
+def rec_remeasure(f: Facts, t: Text) -> str | None:
+    """Summary-only comparisons cannot be settled from summaries: re-measure per question, with the n it takes."""
+    _, _, rows = f.main()
+    summ = rows[rows["mode"] == "summary"]
+    if summ.empty or "n_needed_lo" not in summ:
+        return None
+    lo, hi = summ["n_needed_lo"].median(), summ["n_needed_hi"].median()
+    return t("r_remeasure", k=count(len(summ)), margin=num(f.margin), need=f"{approx_n(lo)}–{approx_n(hi)}")
+
+
+RECOMMENDATION_RULES: list[Rule] = [rec_smoke, rec_val_reward, rec_weak_signal, rec_more_n, rec_remeasure, rec_honest,
+                                    rec_claims]
 
 
 def apply_rules(rules: list[Rule], facts: Facts, t: Text) -> list[str]:

@@ -15,6 +15,8 @@ from icl_kit.core.config import Params, ReportConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
+from icl_kit.report.answer import answer_section, headline, main_sentences
+from icl_kit.report.answer import claims as claim_rows
 from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules
 from icl_kit.report.text import (
     CORRECTION_NAMES,
@@ -24,6 +26,8 @@ from icl_kit.report.text import (
     approx_n,
     ci,
     count,
+    md_table,
+    need_text,
     num,
     p_bound,
     p_bound_is,
@@ -55,6 +59,9 @@ class ReportInputs:
     epochs: pd.DataFrame  # train_log.jsonl epoch lines
     date: str
     agreement: dict[str, Any] | None = None  # lvlm_agreement.json, when the run measured it
+    imported: pd.DataFrame | None = None  # eval/imported.csv: the study's runs, summary-only
+    evaluated: bool = True  # the run has per-question predictions of its own
+    audit_findings: int | None = None  # findings of report/audit.md, when the study's files were audited
 
 
 class Doc:
@@ -76,14 +83,6 @@ class Doc:
 
 
 # ------------------------------------------------------------------ helpers
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def cell(x: object) -> str:
-        return str(x).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
-
-
 def diff_cell(diff: float, verdict: str) -> str:
     """The difference, bold with an arrow only when significant after adjustment."""
     kind = verdict_kind(verdict)
@@ -95,7 +94,7 @@ def diff_cell(diff: float, verdict: str) -> str:
 
 
 def verdict_cell(t: Text, r: pd.Series, margin: float) -> str:
-    text = t.verdict(r.verdict, r.n_needed, margin)
+    text = t.verdict(r.verdict, need_text(r), margin)
     return f"{text} †" if r["mode"] == "summary" else text
 
 
@@ -124,26 +123,57 @@ def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]
     pairs = facts.comparisons[["system_a", "system_b", "kind"]].drop_duplicates()
     keep = [(a, b, k) for a, b, k in pairs.itertuples(index=False)
             if not cfg.featured or a in cfg.featured or b in cfg.featured]
-    return sorted(keep, key=lambda p: (KINDS.index(p[2]) if p[2] in KINDS else len(KINDS), natural_key(p[1])))
+    keep = sorted(keep, key=lambda p: (KINDS.index(p[2]) if p[2] in KINDS else len(KINDS), natural_key(p[1])))
+    seen: set[tuple[str, str]] = set()  # one subsection per pair, under its first kind (explicit before automatic)
+    return [p for p in keep if (p[0], p[1]) not in seen and not seen.add((p[0], p[1]))]
 
 
 # ------------------------------------------------------------------ title and configuration
 def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
     p = inputs.params
     b_systems = [b for _, b, k in featured_pairs(facts, cfg) if k == "vs_baseline"]
-    compared = f"{t.join(sorted(dict.fromkeys(b_systems), key=natural_key))} vs {cfg.baseline}"
+    claims = claim_rows(facts)
+    if b_systems or claims.empty:
+        compared = f"{t.join(sorted(dict.fromkeys(b_systems), key=natural_key))} vs {cfg.baseline}"
+    else:
+        compared = t("compared_claims", m=count(claims[["claim", "shot"]].drop_duplicates().shape[0]))
     _, n, _ = facts.main()
     model = t("sim_model") if facts.simulated else p.lvlm.model
-    doc.add(t("title", title=cfg.title, compared=compared),
-            t("header", date=inputs.date, dataset=DATASET_NAMES[p.data.dataset], n=count(n), model=model,
-              sampler="RandSampler"))
+    doc.add(t("title", title=cfg.title, compared=compared))
+    if inputs.evaluated:
+        doc.add(t("header", date=inputs.date, dataset=DATASET_NAMES[p.data.dataset], n=count(n), model=model,
+                  sampler="RandSampler"))
+    else:
+        files = sorted({str(s).split(":")[0] for s in inputs.imported["source"]}) if inputs.imported is not None else []
+        doc.add(t("header_imported", date=inputs.date, files=t.join(files), n=count(n)))
     if cfg.smoke:
         doc.add(t("smoke_banner"))
     if facts.simulated:
         doc.add(t("sim_banner"))
 
 
+def imported_systems(t: Text, imported: pd.DataFrame) -> str:
+    """Each imported system with where it came from: file and key, its questions, its shots."""
+    rows = []
+    for (system, source, world), g in imported.groupby(["system", "source", "world"], sort=False):
+        shots = ", ".join(str(k) for k in sorted(g["shot"]))
+        rows.append([str(system), f"`{source}`", f"{t.subset_label(str(world))} (n = {count(g['n'].max())})", shots])
+    return md_table([t("system"), t("col_source"), t("col_questions"), t("cfg_shots")], rows)
+
+
 def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
+    if not inputs.evaluated:
+        s = inputs.params.stats
+        doc.add(t.section(1), t("imported_intro"), imported_systems(t, inputs.imported),
+                t("stats_line", desc=t("stats_desc_summary", correction=facts.correction, alpha=num(s.alpha, 2),
+                                       margin=num(s.equivalence_margin), power=share(s.power))))
+        return
+    _configuration_table(doc, t, inputs, cfg, facts)
+    if inputs.imported is not None and len(inputs.imported):
+        doc.add(t("imported_intro"), imported_systems(t, inputs.imported))
+
+
+def _configuration_table(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
     p, s = inputs.params, inputs.params.stats
     _, n, _ = facts.main()
     dataset = DATASET_NAMES[p.data.dataset]
@@ -166,7 +196,7 @@ def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, fa
         g = inputs.agreement
         rows.insert(3, [t("cfg_batching"), t("agreement_desc", agree=g["agree"], n=g["n"], batch=g["batch_size"],
                                              dtype=g["dtype"])])
-    doc.add(t.section(0), md_table([t("key"), t("value")], rows))
+    doc.add(t.section(1), md_table([t("key"), t("value")], rows))
 
 
 # ------------------------------------------------------------------ results
@@ -182,7 +212,7 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
     doc.add(t("sub_acc"), t("acc_caption"), md_table([t("system")] + [f"Shot {k}" for k in shots], table))
     doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc, level=1 - facts.alpha),
                t("cap_accuracy"))
-    for subset, n in facts.subsets():
+    for subset, n in reversed(facts.subsets()):  # the most questions first: the tables to read
         rows = facts.comparisons[facts.comparisons.subset == subset]
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
@@ -208,7 +238,8 @@ def family_sizes(df: pd.DataFrame) -> str:
 
 def _b_cell(r: pd.Series) -> str:
     label = r.get("label")
-    return f"{r.system_b} ({label})" if isinstance(label, str) and label else str(r.system_b)
+    own = isinstance(label, str) and label and label != f"{r.system_b} vs {r.system_a}"
+    return f"{r.system_b} ({label})" if own else str(r.system_b)
 
 
 def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
@@ -224,7 +255,7 @@ def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
 def statistics_summary(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
     """2.2: per subset and kind, the mean difference and the verdict counts; then the power curve."""
     body = []
-    for subset, _ in facts.subsets():
+    for subset, _ in reversed(facts.subsets()):
         rows = facts.comparisons[facts.comparisons.subset == subset]
         for kind, g in sorted(rows.groupby("kind"), key=lambda kv: KINDS.index(kv[0]) if kv[0] in KINDS else 9):
             kinds = g.verdict.map(verdict_kind).value_counts()
@@ -252,26 +283,34 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
     for i, (a, b, _kind) in enumerate(featured_pairs(facts, cfg), start=1):
         doc.add(t("detail_heading", i=i, a=a, b=b))
         lines = []
-        for subset, n in facts.subsets():
+        for subset, n in reversed(facts.subsets()):
             c = facts.comparisons
             rows = c[(c.subset == subset) & (c.system_a == a) & (c.system_b == b)].sort_values("shot")
             if rows.empty:
                 continue
             lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
-            lines += [t("detail_line", shot=r.shot, a=a, b=b, acc_a=pct(r.acc_a), acc_b=pct(r.acc_b),
-                        diff=diff_cell(r["diff"], r.verdict), ci=ci(r.ci_low, r.ci_high),
-                        tost_ci=ci(r.tost_low, r.tost_high), p_adj=p_bound_is(r.p_adj, facts.at_floor(r)),
-                        p=p_is(r.p), sign=p_is(r.sign_p), up=count(r.n_improved), down=count(r.n_worsened),
-                        verdict=verdict_cell(t, r, facts.margin))
-                      for _, r in rows.iterrows()]
+            lines += [_detail_line(t, facts, r, a, b) for _, r in rows.iterrows()]
             if rows.mde.notna().any():
+                mid = rows.iloc[len(rows) // 2]  # the median shot's row: its n needed, as its table row says
+                obs = rows.n_needed_observed.median()
                 lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median()),
-                               m=count(rows.family_size.max()), margin=num(facts.margin),
-                               need=approx_n(rows.n_needed.median()),
-                               need_obs=approx_n(rows.n_needed_observed.median())))
+                               m=count(rows.family_size.max()), margin=num(facts.margin), need=need_text(mid),
+                               shot=mid.shot)
+                             + (t("detail_mde_obs", need_obs=approx_n(obs)) if np.isfinite(obs) else t("full_stop")))
         doc.add("\n".join(lines))
-    _training(doc, t, facts, i + 1)
+    if inputs.evaluated:
+        _training(doc, t, facts, i + 1)
     _best_epoch(doc, t, facts, i + 2)
+
+
+def _detail_line(t: Text, facts: Facts, r: pd.Series, a: str, b: str) -> str:
+    fields = {"shot": r.shot, "a": a, "b": b, "acc_a": pct(r.acc_a), "acc_b": pct(r.acc_b),
+              "diff": diff_cell(r["diff"], r.verdict), "ci": ci(r.ci_low, r.ci_high),
+              "tost_ci": ci(r.tost_low, r.tost_high), "p_adj": p_bound_is(r.p_adj, facts.at_floor(r)), "p": p_is(r.p),
+              "verdict": verdict_cell(t, r, facts.margin)}
+    if r["mode"] == "summary":
+        return t("detail_line_summary", **fields)
+    return t("detail_line", sign=p_is(r.sign_p), up=count(r.n_improved), down=count(r.n_worsened), **fields)
 
 
 def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
@@ -314,30 +353,19 @@ def _best_epoch(doc: Doc, t: Text, facts: Facts, i: int) -> None:
 
 # ------------------------------------------------------------------ findings to conclusion
 def findings_and_advice(doc: Doc, t: Text, facts: Facts) -> None:
-    found = apply_rules(FINDING_RULES, facts, t)
+    found = headline(t, facts) + apply_rules(FINDING_RULES, facts, t)
     advice = apply_rules(RECOMMENDATION_RULES, facts, t)
-    doc.add(t.section(3), "\n".join(f"- {x}" for x in found) or t("f_none"))
-    doc.add(t.section(4), "\n".join(f"- {x}" for x in advice) or t("r_none"))
+    doc.add(t.section(4), "\n".join(f"- {x}" for x in found) or t("f_none"))
+    doc.add(t.section(5), "\n".join(f"- {x}" for x in advice) or t("r_none"))
 
 
 def conclusion(doc: Doc, t: Text, facts: Facts) -> None:
-    subset, n, rows = facts.main()
-    kinds = rows.verdict.map(verdict_kind).value_counts()
-    text = [t("conclusion", m=count(len(rows)), label=t.subset_label(subset), n=count(n),
-              better=count(kinds.get("better", 0)), worse=count(kinds.get("worse", 0)),
-              equiv=count(kinds.get("equivalent", 0)), inconcl=count(kinds.get("inconclusive", 0)))]
-    gains = rows[rows.verdict.map(verdict_kind) == "better"]
-    if len(gains):
-        r = gains.loc[gains["diff"].idxmax()]
-        text.append(t("conclusion_best", b=r.system_b, a=r.system_a, shot=r.shot, diff=pts(r["diff"]),
-                      ci=ci(r.ci_low, r.ci_high)))
-    else:
-        text.append(t("conclusion_none"))
+    text = headline(t, facts) + main_sentences(t, facts)
     if facts.smoke:
         text.append(t("conclusion_smoke"))
     if facts.simulated:
         text.append(t("conclusion_sim"))
-    doc.add(t.section(5), t("sentence_sep").join(text))
+    doc.add(t.section(6), t("sentence_sep").join(text))
 
 
 def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tuple[str, dict[str, Callable]]:
@@ -347,11 +375,12 @@ def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tup
     if facts.comparisons.empty:
         raise KitError("stats/comparisons.csv has no rows; evaluate at least two systems, then run the stats stage.")
     header(doc, t, inputs, cfg, facts)
+    answer_section(doc, t, facts, inputs.audit_findings)
     configuration(doc, t, inputs, cfg, facts)
-    doc.add(t.section(1))
+    doc.add(t.section(2))
     results(doc, t, inputs, facts)
     statistics_summary(doc, t, inputs, facts)
-    doc.add(t.section(2))
+    doc.add(t.section(3))
     details(doc, t, inputs, cfg, facts)
     findings_and_advice(doc, t, facts)
     conclusion(doc, t, facts)

@@ -4,7 +4,7 @@ Every number in the report is formatted here, once, before it is put into a
 phrase; the zh and en phrases take the same named fields and carry no digits of
 their own beyond those they share. So the two reports hold the same numbers.
 
-Formats (REPORT_LAYOUT.md): percentages with one decimal (`60.0%`); differences
+Formats (docs/design.md, "Report"): percentages with one decimal (`60.0%`); differences
 in points with a sign (`+6.0`, `−3.9`, U+2212 minus); intervals `[−3.9, +5.8]`;
 p-values `0.91`, `0.008`, `<0.001`; counts grouped with a narrow no-break space
 (`2 900`).
@@ -25,7 +25,7 @@ DASH = "—"  # a value that does not exist (nan)
 P_FLOOR = 0.001  # p below this prints as "<0.001"
 P_TWO_DECIMALS = 0.1  # p at or above this prints with two decimals, below with three
 UP, DOWN = "⬆️", "⬇️"
-ROMAN = ("I", "II", "III", "IV", "V", "VI")
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
 
 
 # ------------------------------------------------------------------ numbers
@@ -115,6 +115,26 @@ def approx_n(n: float | None) -> str:
     return count(math.ceil(n / step) * step)
 
 
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A markdown table; a '|' inside a cell is escaped."""
+    def cell(x: object) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
+
+
+def need_text(row: object) -> str:
+    """Questions needed to detect the margin, one text for every place the report prints it: a paired row's
+    n (`n_needed`); a summary-only row's range for a paired re-measurement (`n_needed_lo`–`n_needed_hi`, answer
+    correlation 0.8–0.3), since summaries cannot say which; a dash when unknown."""
+    get = row.get if hasattr(row, "get") else (lambda k, d=None: getattr(row, k, d))
+    lo, hi = get("n_needed_lo", math.nan), get("n_needed_hi", math.nan)
+    if get("mode", "paired") == "summary" and _finite(lo) and _finite(hi):
+        return f"{approx_n(lo)}–{approx_n(hi)}"
+    return approx_n(get("n_needed", math.nan))
+
+
 class Text:
     """Phrase lookup for one language: `t("v_better")`, `t("f_significant", b=..., ...)`."""
 
@@ -129,20 +149,21 @@ class Text:
     def __call__(self, key: str, **fields: object) -> str:
         return self.table[key].format(**{**self.defaults, **fields})
 
-    def section(self, index: int) -> str:
-        """Numbered section heading: `## 二、结果对比` / `## II. Results`."""
+    def section(self, index: int, name: str | None = None) -> str:
+        """Numbered section heading: `## 三、结果对比` / `## III. Results` (`name` replaces the usual one)."""
         names = self.table["sec_names"].split("|")
-        zh_numerals = "一二三四五六"
+        zh_numerals = "一二三四五六七"
         roman = zh_numerals[index] if self.language == "zh" else ROMAN[index]
-        return self("sec", roman=roman, name=names[index])
+        return self("sec", roman=roman, name=name or names[index])
 
-    def verdict(self, verdict: str, n_needed: float | None, margin: float) -> str:
-        """The verdict cell: significant, equivalent (±δ), or no detectable difference (n to detect δ)."""
+    def verdict(self, verdict: str, need: str | None, margin: float) -> str:
+        """The verdict cell: significant, equivalent (±δ), or no detectable difference (`need`: the questions
+        needed to detect δ, as `need_text` prints them)."""
         kind = verdict_kind(verdict)
         if kind == "equivalent":
             return self("v_equivalent", margin=num(verdict_margin(verdict, margin)))
         if kind == "inconclusive":
-            return (self("v_inconclusive_n", n=approx_n(n_needed), margin=num(margin)) if _finite(n_needed)
+            return (self("v_inconclusive_n", n=need, margin=num(margin)) if need and need != DASH
                     else self("v_inconclusive"))
         return self(f"v_{kind}")
 
@@ -158,4 +179,8 @@ class Text:
             return self("subset_first", k=m.group(1))
         if m := re.fullmatch(r"random(\d+)_seed(\d+)", subset):
             return self("subset_random", k=m.group(1), seed=m.group(2))
+        if m := re.fullmatch(r"study_first(\d+)", subset):
+            return self("subset_study_first", k=count(int(m.group(1))))
+        if subset == "study_all":
+            return self("subset_study_all")
         return self("subset_all")

@@ -9,12 +9,12 @@ v2: {"epoch", "global_step", "pytorch-lightning_version",
      "hyper_parameters": {...}}; other modules' weights may sit beside the selector's.
 
 Loading is strict and safe: `torch.load(weights_only=True)` only, every selector
-key must be present with its DESIGN.md shape, and nothing else may be; all
+key must be present with its docs/design.md shape, and nothing else may be; all
 problems are reported in one KitError. Dims are inferred from the weights
 (d, h, number of layers) and the generation from the gate keys (`query_update_gate.*` present:
-"gate", absent: "none"; STUDY_FORMATS.md §3.1/§3.2); heads and dropout from the stored config when
+"gate", absent: "none"; docs/study.md, "Checkpoints"); heads and dropout from the stored config when
 present. A stored config that names the other generation is reported, never loaded silently.
-The study's V4-x files, its converter's renamed keys and tuned-encoder weights: see `study_keys`.
+The study's V4-x files, its converter's renamed keys and tuned-encoder weights: see `icl_kit.study.formats.keys`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import torch
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES
 from icl_kit.core.runs import atomic_torch_save
-from icl_kit.selection import study_keys
 from icl_kit.selection.selector import QUERY_UPDATES, PointerSelector
+from icl_kit.study.formats import keys as study_keys
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _hints(cfg: Any) -> dict[str, Any]:
 # ------------------------------------------------------------- strict check
 def expected_shapes(input_dim: int, hidden_dim: int, num_layers: int,
                     query_update: str = "gate") -> dict[str, tuple[int, ...]]:
-    """Every selector key and its shape (DESIGN.md, "Selector parameters"); the gate only in "gate"."""
+    """Every selector key and its shape (docs/design.md, "Selector parameters"; the gate only in "gate"."""
     d, h = input_dim, hidden_dim
     shapes: dict[str, tuple[int, ...]] = {} if d == h else {"input_proj.weight": (h, d)}
     for i in range(num_layers):
@@ -201,13 +201,16 @@ def _shape(value: Any) -> list[int] | str:
 
 # ------------------------------------------------------------------ loading
 def load_checkpoint(
-    path: str | Path, study_renames: bool = False, query_update: str | None = None
+    path: str | Path, study_renames: bool = False, query_update: str | None = None, study_layers: int | None = None
 ) -> tuple[PointerSelector, dict[str, Any]]:
     """Selector (eval mode) and info {layout, epoch, phase, metrics, kl_beta, global_step, config, study_renames}.
 
     `study_renames`: map the study converter's `cross_attn.`/`attn_norm.` keys back to layer 0 (one-layer
-    sources only; see `study_keys`). `query_update`: the generation the caller expects (None: the file's).
+    sources only: shown by the file or its source beside it, or said with `study_layers=1`, which implies
+    `study_renames`; see `icl_kit.study.formats.keys`). `query_update`: the generation the caller expects
+    (None: the file's).
     """
+    study_renames = study_renames or study_layers is not None
     obj = read_checkpoint_file(path)
     layout, state, hints = split_layout(obj, path)
     study_keys.refuse_v4(list(state), path)
@@ -215,7 +218,7 @@ def load_checkpoint(
     if renamed and not study_renames:
         raise study_keys.explain_renames(path, len(renamed))
     if renamed:
-        state = study_keys.map_renames(state, path, hints, file_layers)
+        state = study_keys.map_renames(state, path, hints, file_layers, study_layers)
     cfg = infer_config(state, hints, path)
     check_state(state, cfg, path)
     if query_update is not None and query_update != cfg["query_update"]:
@@ -253,9 +256,9 @@ def _training_info(layout: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_selector(path: str | Path, study_renames: bool = False) -> PointerSelector:
+def load_selector(path: str | Path, study_renames: bool = False, study_layers: int | None = None) -> PointerSelector:
     """The selector in any layout (v3, v2, bare state dict) and either generation, strictly checked, eval mode."""
-    return load_checkpoint(path, study_renames)[0]
+    return load_checkpoint(path, study_renames, study_layers=study_layers)[0]
 
 
 # ------------------------------------------------------------------- saving

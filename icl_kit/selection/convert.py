@@ -1,6 +1,6 @@
 """The v3 -> v2 converter: a `.pt` checkpoint as a Lightning `*_v2format.ckpt` the study's tools read.
 
-Unlike the study's converter (STUDY_FORMATS.md §4.3) names are kept and every layer is written; the
+Unlike the study's converter (docs/study.md, "Checkpoints") names are kept and every layer is written; the
 generation (gate or none) is kept; the output is verified to select like the source before it appears.
 With `study_renames`, a file written by the study's converter is read (names mapped back, one layer
 only) and written again with the proper names, as `<stem>_mapped_v2format.ckpt`.
@@ -57,11 +57,13 @@ def to_v2(selector: PointerSelector, info: dict[str, Any], src: str | Path) -> d
 
 
 def convert_v3_to_v2(
-    src: str | Path, dst: str | Path | None = None, force: bool = False, study_renames: bool = False
+    src: str | Path, dst: str | Path | None = None, force: bool = False, study_renames: bool = False,
+    study_layers: int | None = None,
 ) -> Path:
     """Convert one v3 checkpoint to v2; the output is verified to select identically before it appears.
 
-    `study_renames`: also accept a v2 file written by the study's converter (see module doc).
+    `study_renames`: also accept a v2 file written by the study's converter (see module doc); `study_layers=1`:
+    the same, when nothing in or beside the file shows that its source had one layer but you know it.
     """
     src = Path(src)
     dst = Path(dst) if dst is not None else v2_path(src)
@@ -71,7 +73,7 @@ def convert_v3_to_v2(
         raise KitError(f"Output {dst} already exists; pass --force (force=True) to overwrite it.")
     if dst.resolve() == src.resolve():
         raise KitError(f"Output {dst} is the input itself; choose another output path.")
-    selector, info = load_checkpoint(src, study_renames)
+    selector, info = load_checkpoint(src, study_renames, study_layers=study_layers)
     if info["layout"] != "v3" and not info["study_renames"]:
         raise KitError(f"{src} is a {info['layout']} checkpoint, not v3 (no 'model_state_dict'); nothing to convert.")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,7 @@ def _verify_same(a: PointerSelector, b: PointerSelector, src: str | Path) -> Non
 
 def convert_paths(
     v3_ckpt: str, output: str | None = None, force: bool = False, echo: Callable[[str], Any] = log.info,
-    study_renames: bool = False,
+    study_renames: bool = False, study_layers: int | None = None,
 ) -> list[Path]:
     """CLI entry: one file (optional output) or a glob of files; echoes one line per input.
 
@@ -116,7 +118,7 @@ def convert_paths(
     Returns the files written.
     """
     if not has_magic(v3_ckpt):
-        dst = convert_v3_to_v2(v3_ckpt, output, force, study_renames)
+        dst = convert_v3_to_v2(v3_ckpt, output, force, study_renames, study_layers)
         echo(f"converted {v3_ckpt} -> {dst}")
         return [dst]
     if output is not None:
@@ -131,7 +133,7 @@ def convert_paths(
             echo(f"skipped {src} ({v2_path(src).name} exists)")
             continue
         try:
-            written.append(convert_v3_to_v2(src, force=force, study_renames=study_renames))
+            written.append(convert_v3_to_v2(src, force=force, study_renames=study_renames, study_layers=study_layers))
             echo(f"converted {src} -> {written[-1]}")
         except KitError as exc:
             failures.append(str(exc))

@@ -1,6 +1,6 @@
 """The pointer selector: picks k in-context demonstrations out of K candidates.
 
-Parameter names and shapes follow DESIGN.md ("Selector parameters") so that a
+Parameter names and shapes follow docs/design.md, "Selector parameters" so that a
 checkpoint trained by the existing study loads strictly:
 
     input_proj.weight                      [h, d]   (absent when d == h)
@@ -12,7 +12,7 @@ checkpoint trained by the existing study loads strictly:
     query_proj.weight, cand_proj.weight    [h, h]   (no bias)
     query_update_gate.weight [h, 2h], .bias [h]   (gate generation only)
 
-Two generations of the study's selector (STUDY_FORMATS.md §3.1, §3.2), chosen by `query_update`:
+Two generations of the study's selector (docs/study.md, "Checkpoints"), chosen by `query_update`:
 
     q = P_in x_q,  C = P_in X_c                         # (B, h), (B, K, h)
     q <- LayerNorm_i(q + Attn_i(q, C, C))  for each layer i
@@ -50,7 +50,7 @@ from icl_kit.core.errors import KitError
 TEMPERATURE = 0.1  # cosine -> logit scale; a constant of the architecture, not a parameter
 INIT_NOISE_STD = 0.01  # query_proj/cand_proj start at identity + N(0, 0.01)
 MODES = ("greedy", "sample")
-QUERY_UPDATES = ("gate", "none")  # §3.2 gated state update (HEAD), §3.1 none (the seed report's checkpoints)
+QUERY_UPDATES = ("gate", "none")  # the gated state update (from 2025-12-29), none (the seed report's checkpoints)
 QUERY_CHUNK = 64  # queries per block in select(); larger blocks spill the cache
 
 

@@ -90,6 +90,16 @@ def run_n(df: pd.DataFrame, subset: str = "all") -> int:
     return int(n.max())
 
 
+def run_power_plot(df: pd.DataFrame, cfg: StatsConfig) -> plt.Figure | None:
+    """The power curve of a run's largest subset of paired comparisons at its median SD of differences; None
+    when no comparison is paired (imported results only: there is no per-question SD to draw it from)."""
+    paired = df[(df["mode"] == "paired") & df["sd_diff"].notna()]
+    if paired.empty:
+        return None
+    subset = paired.loc[paired["n"].idxmax(), "subset"]
+    return power_plot(run_sd(df, subset), run_n(df, subset), cfg.alpha, cfg.power, margin=cfg.equivalence_margin)
+
+
 def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
                margin: float | None = None) -> plt.Figure:
     """Minimum detectable difference against the number of questions, this run's n marked."""

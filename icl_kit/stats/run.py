@@ -27,6 +27,17 @@ from icl_kit.evaluation.io import read_imported
 from icl_kit.stats.best_epoch import max_t_best_epoch
 from icl_kit.stats.intervals import LEVEL, accuracy_intervals, order_rows, summary_intervals
 from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdict
+from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's comparisons are asked for here
+    AUTOMATIC,
+    PRIMARY,
+    Pair,
+    Scores,
+    comparison_pairs,
+    explicit_pairs,
+    jobs,
+    system_worlds,
+    world_label,
+)
 from icl_kit.stats.power import MIN_N
 
 PRED_COLUMNS = ("system", "shot", "question_id", "acc")
@@ -35,13 +46,11 @@ COLUMNS = [
     "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "tost_low", "tost_high",
     "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
     "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
-    "interval", "wilcoxon_p", "sd_diff", "note",
+    "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi",
 ]
-PRIMARY, AUTOMATIC = "primary", "automatic"  # explicit comparisons; vs baseline and vs previous epoch
 ALL = "all"
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
-Scores = dict[tuple[str, int], pd.Series]  # (system, shot) -> acc indexed by question_id
 
 
 # ------------------------------------------------------------------ inputs
@@ -53,6 +62,8 @@ def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
 
 def per_question_scores(predictions: pd.DataFrame) -> Scores:
     """(system, shot) -> Series of acc (0..1) indexed by question_id; duplicates are an error."""
+    if predictions.empty:
+        return {}
     _require(predictions, PRED_COLUMNS, "predictions")
     dup = predictions.duplicated(["system", "shot", "question_id"])
     if dup.any():
@@ -90,8 +101,10 @@ def subset_ids(predictions: pd.DataFrame, specs: Iterable[int | str]) -> list[tu
     N or 'first:N' -> 'firstN' (the N smallest ids); 'random:N:SEED' -> 'randomN_seedSEED', N ids
     drawn without replacement from the sorted ids by numpy's generator seeded with SEED.
     """
-    ids = sorted(predictions["question_id"].unique())
     out: list[tuple[str, set[Any] | None]] = [(ALL, None)]
+    if predictions.empty:
+        return out
+    ids = sorted(predictions["question_id"].unique())
     for spec in specs:
         parts = [str(spec)] if isinstance(spec, int) else str(spec).split(":")
         n = int(parts[-1] if len(parts) <= 2 else parts[1])
@@ -105,47 +118,10 @@ def subset_ids(predictions: pd.DataFrame, specs: Iterable[int | str]) -> list[tu
     return list(dict((name, (name, sub)) for name, sub in out).values())
 
 
-# ------------------------------------------------------------------ pairs
-def comparison_pairs(
-    systems: Iterable[str],
-    baseline: str,
-    lineages: Mapping[str, Mapping[int, str]],
-    explicit: Iterable[tuple[str, str, str]] = (),
-) -> list[tuple[str, str, str, str, str]]:
-    """(system_a, system_b, kind, family, label): explicit pairs (primary family), then each system vs
-    the baseline and each epoch vs the previous one (automatic family); duplicates dropped per family."""
-    out = [(a, b, "explicit", PRIMARY, label) for a, b, label in explicit]
-    out += [(baseline, s, "vs_baseline", AUTOMATIC, "") for s in systems if s != baseline]
-    for by_epoch in lineages.values():
-        chain = list(by_epoch.values())
-        out += [(a, b, "epoch_vs_previous", AUTOMATIC, "") for a, b in zip(chain, chain[1:], strict=False)]
-    seen: set[tuple[str, str, str]] = set()
-    return [c for c in out if (c[0], c[1], c[3]) not in seen and not seen.add((c[0], c[1], c[3]))]
-
-
-def _common(sa: pd.Series, sb: pd.Series, ids: set[Any] | None) -> pd.Index:
-    common = sa.index.intersection(sb.index)
-    if ids is not None:
-        common = common[common.isin(list(ids))]
-    return common.sort_values()
-
-
 def _paired_row(sa: pd.Series, sb: pd.Series, common: pd.Index, cfg: StatsConfig, family_size: int) -> dict:
     return compare_paired(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), n_boot=cfg.n_boot,
                           n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha, interval=cfg.interval,
                           equivalence_margin=cfg.equivalence_margin, power=cfg.power, family_size=family_size)
-
-
-def explicit_pairs(
-    cfg: StatsConfig, systems: list[str], pairs: Iterable[tuple[str, str]]
-) -> list[tuple[str, str, str]]:
-    """`stats.comparisons` (and programmatic `pairs`) as (a, b, label); unknown systems are an error."""
-    out = [(c["a"], c["b"], c.get("label", "")) for c in cfg.comparisons] + [(a, b, "") for a, b in pairs]
-    for a, b, _ in out:
-        missing = [s for s in (a, b) if s not in systems]
-        if missing:
-            raise KitError(f"stats.comparisons names {missing}, which have no results; choose from {systems}.")
-    return out
 
 
 def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
@@ -155,25 +131,6 @@ def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[fl
 
 
 # ------------------------------------------------------------------ run
-def _jobs(scores: Scores, summ: Mapping, cfg: StatsConfig, comparisons: list, subsets: list, shots: list) -> list:
-    """(comparison, shot, subset, ids, common ids or None for summary mode) of every row that can be computed."""
-    keys = set(scores) | set(summ)
-    jobs = []
-    for subset, ids in subsets:
-        for c in comparisons:
-            for k in shots:
-                ka, kb = (c[0], k), (c[1], k)
-                if ka not in keys or kb not in keys:
-                    continue
-                if ka in scores and kb in scores:
-                    common = _common(scores[ka], scores[kb], ids)
-                    if len(common) >= MIN_N:
-                        jobs.append((c, k, subset, common))
-                elif ids is None:
-                    jobs.append((c, k, subset, None))
-    return jobs
-
-
 def run_stats(
     predictions: pd.DataFrame,
     cfg: StatsConfig,
@@ -185,34 +142,40 @@ def run_stats(
 ) -> pd.DataFrame:
     """All comparisons of a run, p adjusted within each family, verdicts assigned.
 
-    Comparisons: `cfg.comparisons` and `pairs` (family "primary"); every system vs `cfg.baseline`
-    at every shot both have and, with `epoch_chain`, each checkpoint epoch vs the previous one
-    of its lineage (family "automatic"). Paired when both sides have per-question scores, else
-    summary mode (approximate, subset "all" only). Subsets: "all" and each `cfg.subsets` entry
-    smaller than the run. Family = (subset, family): p and TOST p are corrected with
-    `cfg.correction` within it; MDE and n needed use alpha / (family size).
+    Comparisons: `cfg.comparisons` and `pairs` (family "primary"); with `cfg.automatic`, every system of
+    the baseline's world vs `cfg.baseline` at every shot both have and, with `epoch_chain`, each checkpoint
+    epoch vs the previous one of its lineage (family "automatic"). Paired when both sides have per-question
+    scores (subsets "all" and each `cfg.subsets` entry smaller than the run); two imported systems of one
+    world are compared from their summaries (approximate), filed under their world as the subset (e.g.
+    'study_first100'). Systems of different worlds are never compared. Family = (subset, family): p and
+    TOST p are corrected with `cfg.correction` within it; MDE and n needed use alpha / (family size).
     """
     scores = per_question_scores(predictions)
     summ = summary_accuracies(summary)
+    worlds = system_worlds(scores, summary)
     systems = sorted({s for s, _ in set(scores) | set(summ)})
-    if cfg.baseline not in systems:
-        raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of {systems}.")
+    if not systems:
+        raise KitError("The run has no results to compare; evaluate systems or import the study's results first.")
+    if cfg.automatic and cfg.baseline not in systems:
+        raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of {systems} (or set "
+                       "stats.automatic: false to compare only stats.comparisons).")
     lineages = epoch_systems(predictions) if epoch_chain else {}
-    comparisons = comparison_pairs(systems, cfg.baseline, lineages, explicit_pairs(cfg, systems, pairs))
+    comparisons = comparison_pairs(systems, cfg.baseline, lineages, explicit_pairs(cfg, systems, pairs, worlds),
+                                   worlds, cfg.automatic)
     shots = sorted({k for _, k in set(scores) | set(summ)})
-    jobs = _jobs(scores, summ, cfg, comparisons, subset_ids(predictions, cfg.subsets), shots)
-    sizes = pd.Series([(sub, c[3]) for c, _, sub, _ in jobs]).value_counts().to_dict() if jobs else {}
+    todo = jobs(scores, summ, worlds, comparisons, subset_ids(predictions, cfg.subsets), shots)
+    sizes = pd.Series([(sub, c.family) for c, _, sub, _ in todo]).value_counts().to_dict() if todo else {}
     rows = []
-    for (a, b, kind, family, label), shot, subset, common in tqdm(jobs, desc="stats", disable=not progress):
-        m = sizes[(subset, family)]
+    for c, shot, subset, common in tqdm(todo, desc="stats", disable=not progress):
+        m = sizes[(subset, c.family)]
         if common is not None:
-            res = _paired_row(scores[(a, shot)], scores[(b, shot)], common, cfg, m)
+            res = _paired_row(scores[(c.a, shot)], scores[(c.b, shot)], common, cfg, m)
         else:
-            (acc_a, n_a), (acc_b, n_b) = _summary_of((a, shot), scores, summ), _summary_of((b, shot), scores, summ)
+            (acc_a, n_a), (acc_b, n_b) = _summary_of((c.a, shot), scores, summ), _summary_of((c.b, shot), scores, summ)
             res = compare_summary(acc_a, acc_b, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
                                   equivalence_margin=cfg.equivalence_margin, family_size=m)
-        rows.append({**res, "system_a": a, "system_b": b, "shot": shot, "subset": subset, "kind": kind,
-                     "family": family, "family_size": m, "label": label})
+        rows.append({**res, "system_a": c.a, "system_b": c.b, "shot": shot, "subset": subset, "kind": c.kind,
+                     "family": c.family, "family_size": m, "label": c.label, "claimed": c.claimed})
     df = pd.DataFrame(rows, columns=COLUMNS)
     return assign_verdicts(df, cfg)
 
@@ -334,9 +297,10 @@ def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | N
     """
     paths = RunPaths(Path(run_dir))
     rows = read_jsonl(paths.predictions)
-    if not rows:
-        raise KitError(f"{paths.predictions} is missing or empty; run the evaluation stage first.")
     imported = read_imported(run_dir)
+    if not rows and imported.empty:
+        raise KitError(f"{paths.predictions} is missing or empty and nothing was imported; run the evaluation "
+                       "stage first (or import the study's results with `icl-kit study import-results`).")
     return pd.DataFrame(rows), (None if imported.empty else imported)
 
 
@@ -366,12 +330,12 @@ def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
     """Intervals of every system of a run at `level` (the report passes 1 - stats.alpha): evaluated
     (predictions.jsonl) and imported (imported.csv)."""
     rows = read_jsonl(RunPaths(Path(run_dir)).predictions)
-    if not rows:
-        raise KitError(f"{run_dir}/eval/predictions.jsonl is missing or empty; run the evaluation stage first.")
-    parts = [accuracy_intervals(pd.DataFrame(rows), level)]
     imported = read_imported(run_dir)
-    if len(imported):
-        parts.append(summary_intervals(imported, level))
+    if not rows and imported.empty:
+        raise KitError(f"{run_dir}/eval/predictions.jsonl is missing or empty and nothing was imported; run the "
+                       "evaluation stage first.")
+    parts = ([accuracy_intervals(pd.DataFrame(rows), level)] if rows else []) + \
+        ([summary_intervals(imported, level)] if len(imported) else [])
     return order_rows(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else parts[0]
 
 

@@ -32,3 +32,11 @@ def verdict_kind(verdict: str) -> str:
 def verdict_margin(verdict: str, default: float) -> float:
     m = EQUIV_RE.search(str(verdict))
     return float(m.group(1)) if m else default
+
+
+def claim_holds(verdict: str, diff: float, claimed: float | None = None) -> bool:
+    """A claim holds when its verdict is a significant difference in the claimed direction (the sign of
+    `claimed`, or of the measured `diff` when nothing was claimed). Equivalence never makes a gain hold."""
+    kind = verdict_kind(verdict)
+    direction = diff if claimed is None or claimed != claimed else claimed  # nan: nothing claimed
+    return (kind == "better" and direction > 0) or (kind == "worse" and direction < 0)

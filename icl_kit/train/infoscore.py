@@ -7,7 +7,7 @@
 y is the query's most frequent answer (w = {y: 1}, sft.answer: most_frequent) or every distinct
 annotator answer a with w_a = min(1, count(a)/3) (sft.answer: vqa_weighted, so P is the expected
 VQA credit of a sampled answer up to the other strings' mass). p is the LVLM's `score`, which masks
-exactly the answer, unlike the study's Qwen path (STUDY_FORMATS.md §7.2), whose "probability"
+exactly the answer, unlike the study's Qwen path (docs/study.md, "InfoScore beam data"), whose "probability"
 averaged the loss over almost the whole prompt.
 """
 

@@ -3,7 +3,7 @@
 A sequence is L positions into a query's candidate pool (L = max(train.reward.shots));
 its reward is the mean LVLM reward of its prefixes of length `train.reward.shots`.
 
-Offline (`rollouts.jsonl`, one line per query, the format `icl_kit.train.import_rollouts` writes):
+Offline (`rollouts.jsonl`, one line per query, the format `icl_kit.study.rollouts` writes):
     {"question_id": int, "pool": [K ids], "candidates": [{"icd_ids": [L ids], "positions": [L ints],
      "gen_method": str, "pred": str, "acc": float, "correct": bool, "gt_prob": float | null}]}
 built from the selector at the start of the run: `beam_size` beam sequences, `samples_per_temperature`
@@ -201,7 +201,8 @@ def check_rollouts(path: Any, pool_ids: Sequence[int], length: int) -> None:
     for i, row in enumerate(rows, 1):
         if not _is_rollout_line(row):
             raise KitError(f"{path} line {i} is not a rollouts line (question_id, pool, candidates with positions); "
-                           "re-import it with `icl-kit import-rollouts`, or delete it to build rollouts from the data.")
+                           "re-import it with `icl-kit study import-rollouts`, or delete it to build rollouts from "
+                           "the data.")
     known = {int(q) for q in pool_ids}
     for what, ids in (("queries", {int(r["question_id"]) for r in rows}),
                       ("candidates", {int(i) for r in rows for i in r["pool"]})):

@@ -2,7 +2,7 @@
 
 The targets are each beam's positions IN THE QUERY'S OWN POOL, picked in order, with the
 chosen ones masked (the selector's own pointer step): not the study's `index mod 2` over
-the two gold ICDs (STUDY_FORMATS.md §7.3).
+the two gold ICDs (docs/study.md, "InfoScore beam data").
 
     loss_t(beam)  = (1 − ε) · (−log π(a_t | q, C, a_<t)) + ε · mean_{j available} (−log π(j | ...))
     loss(query)   = Σ_beams w_beam · Σ_t loss_t(beam)

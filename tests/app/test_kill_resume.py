@@ -43,7 +43,7 @@ THREADS = 1  # the in-process side (`one_thread`) and the killed processes (OMP_
 # torch's optimizers when the first one is built)
 PRELOAD = ["tiny_run", "icl_kit.cli", "icl_kit.train.trainer", "icl_kit.evaluation.runner", "torch._dynamo",
            "icl_kit.data.demo.world", "icl_kit.data.okvqa", "icl_kit.lvlm.registry", "icl_kit.lvlm.simulated",
-           "icl_kit.lvlm.agreement", "icl_kit.selection.encoders", "icl_kit.selection.study_pools"]
+           "icl_kit.lvlm.agreement", "icl_kit.selection.encoders", "icl_kit.study.formats.sampler"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -112,7 +112,7 @@ def test_changed_input_reruns_only_downstream(smoke_run, capsys):
         run(SMOKE, [*overrides, "report.language=zh"])
     out = capsys.readouterr().out
     assert out.count("skipped") == 3 and "[4/4] report: done" in out
-    assert "一、测试配置" in (run_dir / "report" / "report.md").read_text()
+    assert "二、测试配置" in (run_dir / "report" / "report.md").read_text()
 
 
 def test_failing_cell_names_notebook_cell_and_copy(smoke_run, tmp_path, capsys):

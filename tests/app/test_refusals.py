@@ -147,12 +147,18 @@ CASES = [
     ("report_featured_unknown", ["report", RUN, "-p", "report.featured=[grpo_epoch9]"],
      r"report\.featured names \['grpo_epoch9'\], which have no comparisons"),
     ("stats_baseline_unknown", ["stats", RUN, "-p", "stats.baseline=nope"], r"stats\.baseline='nope' has no results"),
-    ("import_results_missing_run", ["import-results", "results.json", "--system", "old", "--run", "runs/nope"],
-     r"Run folder runs/nope does not exist"),
-    ("import_results_missing_nested_run", ["import-results", "results.json", "--system", "old", "--run", "x/y/z"],
-     r"Run folder x/y/z does not exist"),
-    ("import_results_clash", ["import-results", "results.json", "--system", "random", "--run", RUN],
+    ("import_results_missing_file", ["study", "import-results", "nope.json", "--run", RUN],
+     r"Results file nope\.json does not exist"),
+    ("import_results_unknown_name", ["study", "import-results", "results.json", "--name", "other.json=old", "--run",
+                                     RUN], r"'other\.json' names no run of the result files"),
+    ("import_results_clash", ["study", "import-results", "results.json", "--name", "results.json=random", "--run", RUN],
      r"System 'random' already has per-question results"),
+    ("import_results_remove_unknown", ["study", "import-results", "--remove", "nope", "--run", RUN],
+     r"--remove 'nope': no imported system of that name"),
+    ("retest_missing_claims", ["study", "retest", "results.json", "--run", RUN, "--claims", "nope.yaml"],
+     r"Claims file nope\.yaml does not exist"),
+    ("retest_one_run_only", ["study", "retest", "results.json", "--run", RUN],
+     r"hold no two runs of one world"),
     ("rollouts_foreign_queries", ["train", "--params", "tiny.yaml", "-p", "run_name=foreign_queries", *OFFLINE],
      r"holds 1 queries that are not questions of the demonstration split \(e\.g\. \[1000000001\]\)"),
     ("rollouts_foreign_candidates", ["train", "--params", "tiny.yaml", "-p", "run_name=foreign_candidates", *OFFLINE],
@@ -174,9 +180,11 @@ CASES = [
      r"Not a directory: afile/deeper/done"),
     ("run_folder_is_a_file", ["train", "--params", "tiny.yaml", "-p", "run_name=blocked"],
      r"File exists: runs/blocked; a file is in the way"),
-    ("import_rollouts_into_a_file", ["import-rollouts", "rl.json", "--params", "tiny.yaml", "-p", "run_name=blocked"],
+    ("import_rollouts_into_a_file", ["study", "import-rollouts", "rl.json", "--params", "tiny.yaml", "-p",
+                                     "run_name=blocked"],
      r"File exists: runs/blocked; a file is in the way"),
-    ("import_rollouts_below_a_file", ["import-rollouts", "rl.json", "--params", "tiny.yaml", "-p", "runs_dir=afile"],
+    ("import_rollouts_below_a_file", ["study", "import-rollouts", "rl.json", "--params", "tiny.yaml", "-p",
+                                      "runs_dir=afile"],
      r"Not a directory: afile/done; a part of the path is a file"),
     # 4. a checkpoint made for other embeddings
     ("foreign_dim_v3", ["eval", "--params", "tiny.yaml", "-p", "eval.systems=[random, {base}/foreign.pt]"],
@@ -242,7 +250,7 @@ def test_permission_error_names_the_output_not_the_temp_file(work, monkeypatch, 
     else:
         monkeypatch.setattr(os, "replace", lambda *a, **k: (_ for _ in ()).throw(denied))
     before = file_bytes(work)
-    assert main(["import-results", "results.json", "--system", "old", "--run", RUN]) == 2
+    assert main(["study", "import-results", "results.json", "--name", "results.json=old", "--run", RUN]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"icl-kit: error: Permission denied: {RUN}/eval/imported.csv; make it (and the folder it is in) "
                    "readable and writable for you, or choose another path.")

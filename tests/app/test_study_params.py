@@ -10,6 +10,7 @@ import pytest
 from icl_kit.cli import main
 from icl_kit.core.config import load_params
 from icl_kit.core.errors import KitError
+from icl_kit.data.okvqa import resolve_roots
 from icl_kit.run_context import check_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,10 +70,13 @@ def test_each_missing_input_is_named_with_how_to_get_it(bare, monkeypatch):
         check_inputs(p)
     _okvqa_files(data)
     monkeypatch.setenv("COCO_PATH", str(bare / "coco"))
-    with pytest.raises(KitError, match=r"COCO image folder .*coco/train2014 is missing: download train2014 images"):
+    with pytest.raises(KitError, match=r"COCO image folder .*coco/train2014 is missing \(nor is it in .*coco/"
+                                       r"mscoco2014/, where the study's \$COCO_PATH keeps it one level down\): "
+                                       r"download train2014 images"):
         check_inputs(p)
-    for split in ("train", "val"):
-        (bare / "coco" / f"{split}2014").mkdir(parents=True)
+    for split in ("train", "val"):  # the study's layout: $COCO_PATH/mscoco2014/{train,val}2014
+        (bare / "coco" / "mscoco2014" / f"{split}2014").mkdir(parents=True)
+    assert resolve_roots(p.data)[1] == bare / "coco" / "mscoco2014"
     with pytest.raises(KitError, match=r"system_prompt_file=.*LEVER_PLUS_PATH.*does not exist.*clone"):
         check_inputs(p)
     study = bare / "Lever-Plus" / "configs" / "infer_model"

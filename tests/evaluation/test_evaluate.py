@@ -231,14 +231,14 @@ def test_plot_and_table_from_a_run(run_dir, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from icl_kit.evaluation.import_results import import_results
     from icl_kit.evaluation.plots import accuracy_table, plot_accuracy_by_epoch
     from icl_kit.stats.run import run_intervals
+    from icl_kit.study.import_results import import_results
 
     run(run_dir, ["zero_shot", "random", "checkpoints/*.pt"])
     study = tmp_path / "study.json"
     study.write_text('{"2024-test_data_num=100-x": {"shot_num=1": 0.5, "shot_num=2": 0.5, "shot_num=3": 0.5}}')
-    import_results(study, "study", run_dir)
+    import_results([study], run_dir, [f"{study.name}=study"])
     iv = run_intervals(run_dir)
     fig = plot_accuracy_by_epoch(iv)
     assert len(fig.axes) == len(SHOTS)

@@ -296,7 +296,7 @@ def test_unreadable_image_is_a_clear_error(lvlm, data, tmp_path):
 
 # ------------------------------------------------------------- decoding
 def study_generate(model, batch) -> torch.Tensor:
-    """The study's call (STUDY_FORMATS.md §8.2): four kwargs, the rest from the checkpoint's generation config."""
+    """The study's call (docs/study.md): four kwargs, the rest from the checkpoint's generation config."""
     with torch.inference_mode():
         return model.generate(**batch, max_new_tokens=5, num_beams=3, length_penalty=0.0, min_new_tokens=0)
 

@@ -173,13 +173,15 @@ def test_arrows_only_on_significant_rows(run):
 def test_layout_sections_and_labels(run):
     zh = md(run, "zh")
     heads = [h for h in zh.splitlines() if h.startswith("## ")]
-    assert heads == ["## 一、测试配置", "## 二、结果对比", "## 三、详细分析",
-                     "## 四、关键发现", "## 五、建议", "## 六、总结"]
+    assert heads == ["## 一、核心结论", "## 二、测试配置", "## 三、结果对比", "## 四、详细分析",
+                     "## 五、关键发现", "## 六、建议", "## 七、总结"]
     assert zh.startswith("# ICD selector evaluation：grpo_epoch2 vs random\n")
     assert "冒烟测试（smoke run）" in zh.split("## ")[0]  # prominent: before the first section
     assert zh.count("模拟 LVLM") >= 3  # header, config, banner, conclusion: wherever the model appears
     assert "Qwen" not in zh
-    assert "### 2.1" in zh and "### 2.2" in zh and "### 3.1 grpo_epoch2 vs random" in zh
+    assert "### 3.1" in zh and "### 3.2" in zh and "### 4.1 grpo_epoch2 vs random" in zh
+    answer = zh.split("## 一、核心结论")[1].split("## 二")[0]  # the answer first, as the conclusion says it
+    assert answer.strip() in zh.split("## 七、总结")[1]
 
 
 def test_zh_and_en_have_the_same_numbers(run):
@@ -192,8 +194,8 @@ def test_featured_limits_details_and_rejects_unknown(run):
     inputs = load_inputs(run)
     inputs.params.report.featured = ["grpo_epoch1"]
     text = build_markdown(inputs)[0]
-    assert "### 3.1 grpo_epoch2 vs grpo_epoch1" in text and "### 3.2 Training" not in text
-    assert "grpo_epoch2 vs random" not in text.split("详细分析")[1].split("### 3.2")[0]
+    assert "### 4.1 grpo_epoch2 vs grpo_epoch1" in text and "### 4.2 Training" not in text
+    assert "grpo_epoch2 vs random" not in text.split("详细分析")[1].split("### 4.2")[0]
     inputs.params.report.featured = ["nope"]
     with pytest.raises(KitError, match="report.featured"):
         build_markdown(inputs)
@@ -277,11 +279,11 @@ def test_rule_significant_and_subsets():
 
 def test_findings_in_report(run):
     en = md(run, "en")
-    findings = en.split("## IV. Key findings")[1].split("## V.")[0]
+    findings = en.split("## V. Key findings")[1].split("## VI.")[0]
     assert "smoke run" in findings and "pick different best epochs" in findings
     assert "training signal was weak" in findings and "max-T p = 0.090" in findings
     assert "The number of questions decides" in findings
-    advice = en.split("## V. Recommendations")[1].split("## VI.")[0]
+    advice = en.split("## VI. Recommendations")[1].split("## VII.")[0]
     assert "validation reward" in advice and "Strengthen the training signal" in advice
 
 
@@ -334,7 +336,7 @@ def test_cli_report(run, capsys):
     from icl_kit.cli import main
 
     assert main(["report", str(run), "-p", "report.language=en"]) == 0
-    assert "## I. Test configuration" in (run / "report" / "report.md").read_text()
+    assert "## II. Test configuration" in (run / "report" / "report.md").read_text()
     assert main(["report", str(run.parent / "absent")]) == 2
     assert "params.yaml is missing" in capsys.readouterr().err
 
@@ -355,7 +357,7 @@ def test_real_stats_output_renders(tmp_path):
     stats_for_run(run, params.stats, progress=False)
     out = write_report(run)
     text = out["md"].read_text()
-    assert "## 六、总结" in text and "max-T" in text
+    assert "## 七、总结" in text and "max-T" in text
     assert json.loads((run / "stats" / "summary.json").read_text())["best_epoch"]
 
 
@@ -408,10 +410,10 @@ def test_configuration_shows_batch_agreement(run):
     (run / "lvlm_agreement.json").write_text(json.dumps(
         {"fingerprint": "f", "batch_size": 16, "dtype": "bfloat16", "seed": 0, "n": 64, "agree": 63, "differ": []}))
     en, zh = md(run, "en"), md(run, "zh")
-    config = en.split("## II.")[0]
+    config = en.split("## II.")[1].split("## III.")[0]
     assert "| Batch agreement | batched answers equal one-at-a-time answers on 63/64 prompts (batch 16, bfloat16) |" \
         in config
-    assert "批处理答案与逐条答案在 63/64 个提示上相同（批大小 16，bfloat16）" in zh.split("## 二")[0]
+    assert "批处理答案与逐条答案在 63/64 个提示上相同（批大小 16，bfloat16）" in zh.split("## 二")[1].split("## 三")[0]
 
 
 def test_levels_follow_alpha_and_power_says_its_alpha(tmp_path):

@@ -34,7 +34,7 @@ def test_chromium_renders_tables_and_figures(tmp_path):
     dom = chromium(tmp_path, "--dump-dom", url).stdout
     assert dom.count("<table") >= 8
     assert dom.count('<img src="data:image/png;base64,') == len(out["figures"])
-    assert "一、测试配置" in dom and "六、总结" in dom
+    assert "二、测试配置" in dom and "七、总结" in dom
     shot = tmp_path / "page.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2000", url)
     pixels = np.asarray(Image.open(shot).convert("L"), float)

@@ -95,7 +95,7 @@ def test_study_v2_with_encoder_weight_loads_and_logs_once(tmp_path, caplog) -> N
     state["lever_lm.clip_model.visual.proj"] = torch.randn(8, 6)
     torch.save({"epoch": 4, "global_step": 1200, "pytorch-lightning_version": "2.0.9", "state_dict": state,
                 "hyper_parameters": {"lr": 1e-4, "num_heads": 1}}, tmp_path / "study.ckpt")
-    with caplog.at_level(logging.INFO, logger="icl_kit.selection"):
+    with caplog.at_level(logging.INFO, logger="icl_kit"):
         loaded, info = load_checkpoint(tmp_path / "study.ckpt")
     assert same_behaviour(m, loaded)
     assert (info["layout"], info["epoch"], info["global_step"]) == ("v2", 4, 1200)
@@ -189,9 +189,9 @@ def _run(fn, *args) -> list[str]:
 
 def test_cli_convert(tmp_path, capsys) -> None:
     src = study_v3(tmp_path / "grpo_epoch0.pt", selector())
-    assert main(["convert", "--v3-ckpt", str(src)]) == 0
+    assert main(["study", "convert", "--v3-ckpt", str(src)]) == 0
     assert v2_path(src).is_file() and "converted" in capsys.readouterr().out
-    assert main(["convert", "--v3-ckpt", str(src)]) == 2
+    assert main(["study", "convert", "--v3-ckpt", str(src)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 

@@ -1,8 +1,8 @@
-"""Both selector generations against an independent re-implementation of STUDY_FORMATS.md §3.1/§3.2.
+"""Both selector generations against an independent re-implementation of docs/study.md, "Checkpoints".
 
 The reference (`study_fixtures.reference_greedy`) is written from the document, not from icl_kit:
 it runs torch's own nn.MultiheadAttention (not the kit's algebraic `cross_attend`), masks chosen
-candidates with -100.0 as the study did, and for §3.1 scores once and never updates the query.
+candidates with -100.0 as the study did, and for the gate-less one scores once and never updates the query.
 """
 
 import pytest
@@ -44,12 +44,12 @@ def test_none_has_no_gate_keys_and_gate_has_them() -> None:
     assert sum("gate" in k for k in PointerSelector(D, H).state_dict()) == 2
     n_none = sum(p.numel() for p in PointerSelector(512, 256, query_update="none").parameters())
     n_gate = sum(p.numel() for p in PointerSelector(512, 256).parameters())
-    assert (n_none, n_gate) == (525_824, 657_152)  # §3.1 / §3.2 parameter counts at L = 1
+    assert (n_none, n_gate) == (525_824, 657_152)  # the study's parameter counts at L = 1 (docs/study.md)
     assert sum(p.numel() for p in PointerSelector(512, 256, 3, query_update="none").parameters()) == 1_053_184
 
 
 def test_none_step_logits_are_the_first_steps_masked() -> None:
-    """§3.1 (run): step-t log-probs are step 1's with the chosen renormalised away; greedy = top-k."""
+    """Gate-less: step-t log-probs are step 1's with the chosen renormalised away; greedy = top-k."""
     m = random_selector("none", 1, 0)
     g = torch.Generator().manual_seed(5)
     q, cands = torch.randn(4, D, generator=g), torch.randn(4, 7, D, generator=g)
@@ -67,7 +67,7 @@ def test_none_step_logits_are_the_first_steps_masked() -> None:
 
 
 def test_none_dropout_sits_after_the_projections() -> None:
-    """Train mode: keys = normalize(dropout(W_c v)), state = normalize(dropout(W_q q)) (§3.1 step 3)."""
+    """Train mode: keys = normalize(dropout(W_c v)), state = normalize(dropout(W_q q)) (gate-less, step 3)."""
     m = random_selector("none", 1, 1)
     m.dropout.p = 0.5
     m.train()

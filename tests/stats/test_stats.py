@@ -425,12 +425,20 @@ def test_run_stats_family_and_modes(tmp_path):
                             "accuracy": [55.0, 56.0]})
     cfg = StatsConfig(n_boot=200, n_perm=200, subsets=[20, 500])
     df = run_stats(pred, cfg, summary=summary)
-    # all: 5 vs baseline x 2 shots + 2 epoch steps x 2 shots; first20: the 4 paired x 2 + 2 x 2
-    assert len(df[df.subset == "all"]) == 14 and len(df[df.subset == "first20"]) == 12
+    # all and first20: the 4 paired systems vs baseline x 2 shots + 2 epoch steps x 2 shots; the imported
+    # old_v2 is of another world (the study's reported numbers), so it is never compared with this run's systems
+    assert len(df[df.subset == "all"]) == 12 and len(df[df.subset == "first20"]) == 12
     assert set(df.subset) == {"all", "first20"}  # 500 >= 60 questions: same as "all", skipped
-    assert (df[df.subset == "first20"].n == 20).all()
-    summ = df[df.system_b == "old_v2"]
-    assert (summ["mode"] == "summary").all() and (summ.subset == "all").all()
+    assert (df[df.subset == "first20"].n == 20).all() and "old_v2" not in set(df.system_b)
+    with pytest.raises(KitError, match=r"old_v2 vs random is refused: random is evaluated per question in this "
+                                       r"run, old_v2 is the study's reported numbers on its first 60 test questions"):
+        run_stats(pred, StatsConfig(comparisons=[{"a": "random", "b": "old_v2"}]), summary=summary)
+    two = pd.concat([summary, summary.assign(system="old_v3", accuracy=[57.0, 55.0])])  # one world: compared
+    summ = run_stats(pred, StatsConfig(n_boot=200, n_perm=200, comparisons=[{"a": "old_v2", "b": "old_v3"}]),
+                     summary=two)
+    summ = summ[summ.family == "primary"]
+    assert (summ["mode"] == "summary").all() and set(summ.subset) == {"study_first60"}
+    assert summ["diff"].tolist() == pytest.approx([2.0, -1.0]) and (summ.family_size == 2).all()
     for _, g in df.groupby("subset"):
         np.testing.assert_allclose(g.p_adj, adjust(g.p.to_numpy(), "holm"))
     assert (df.p_adj >= df.p - 1e-12).all()
@@ -489,8 +497,8 @@ def test_cli_stats_end_to_end(tmp_path, capsys):
     _write_run(run, np.random.default_rng(12))
     assert main(["stats", str(run), "-p", "stats.n_boot=200", "-p", "stats.n_perm=200"]) == 0
     df = pd.read_csv(run / "stats" / "comparisons.csv")
-    assert len(df) == 5 + 4 + 4  # 4 paired x 2 shots + imported at shot 1 + 2 epoch steps x 2 shots
-    assert (df[df.system_b == "old_v2"]["mode"] == "summary").all()
+    assert len(df) == 4 + 4 + 4  # 4 paired x 2 shots + 2 epoch steps x 2 shots; the imported old_v2 is of
+    assert "old_v2" not in set(df.system_b)  # another world, never compared with the run's own systems
     meta = json.loads((run / "stats" / "summary.json").read_text())
     assert meta["honest_number"]["grpo_epoch"]["best_val_epoch"] == 2
     assert meta["config"]["n_boot"] == 200
@@ -627,9 +635,10 @@ def test_explicit_comparisons_form_their_own_family():
         np.testing.assert_allclose(paired.mde, [mde_paired(sd, n, ALPHA / len(g)) for sd, n in
                                                 zip(paired.sd_diff, paired.n, strict=True)])
         np.testing.assert_allclose(paired.alpha_power, ALPHA / len(g))
-    # the same pair in both families: the same raw numbers, adjusted in different families
+    # a pair that is both explicit and automatic is one question: one row, in the primary family
     both = df[(df.subset == "all") & (df.system_a == "random") & (df.system_b == "grpo_epoch3") & (df.shot == 1)]
-    assert set(both.family) == {"primary", "automatic"} and both.p.nunique() == 1
+    assert both.family.tolist() == ["primary"]
+    assert len(df[(df.subset == "all") & (df.family == "automatic")]) == (4 - 1) * 2 + 2 * 2
     with pytest.raises(KitError, match="stats.comparisons names"):
         run_stats(pred, StatsConfig(comparisons=[{"a": "random", "b": "nope"}]))
 

@@ -23,8 +23,8 @@ from icl_kit.lvlm.simulated import OTHER_MASS
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import TEMPERATURE, PointerSelector
+from icl_kit.study.beams import import_sft_data
 from icl_kit.train.batch import Batch
-from icl_kit.train.import_sft import import_sft_data
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
 from icl_kit.train.queries import split_queries
 from icl_kit.train.sft import beam_weights, pick_losses, query_losses, sft_step
@@ -185,7 +185,7 @@ def demo_params(tmp_path: Path, **kw) -> object:
 
 
 def study_beam_json(split_ids: list[int]) -> tuple[dict, dict]:
-    """A §7.3 beam file for anchors at positions 3 and 7, and the candidate-set cache of its pools (§2.1)."""
+    """The study's beam file for anchors at positions 3 and 7, and the candidate-set cache of its pools."""
     pools = {"3": [5, 9, 12, 0, 20], "7": [1, 2, 30, 4, 8]}
     beams = {"3": {"id_list": [[9, 12, 3], [0, 12, 3]], "score_list": [0.4, 0.3],
                    "shot_scores": [[0.2, 0.4], [0.2, 0.3]], "few_shot_num": 2,
@@ -304,7 +304,7 @@ def test_warm_start_is_grpos_kl_reference(tmp_path):
 
 
 def test_warm_start_from_the_studys_sft_lightning_ckpt(tmp_path, caplog):
-    """§4.2: the study's SFT file (Lightning, `lever_lm.pointer_selector.` prefix, frozen CLIP copies) starts
+    """The study's SFT file (Lightning, `lever_lm.pointer_selector.` prefix, frozen CLIP copies) starts
     GRPO; the CLIP copies are ignored with one log line and the selector weights are exactly the file's."""
     sd = study_state_dict(d=8, h=16, gate=True, seed=3)
     ckpt = write_lightning_ckpt(tmp_path / "sft-epoch=12.ckpt", sd, clip=True)
@@ -354,6 +354,6 @@ def test_cli_sft_data_resumes_and_import_errors_are_one_line(tmp_path, capsys):
     assert main(["sft-data", "--params", str(pf)]) == 0
     out = capsys.readouterr().out
     assert "0 queries searched" in out and "0 LVLM scores" in out
-    assert main(["import-sft-data", str(tmp_path / "nope.json"), "--params", str(pf), "--force"]) == 2
+    assert main(["study", "import-sft-data", str(tmp_path / "nope.json"), "--params", str(pf), "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err

@@ -49,6 +49,7 @@ from icl_kit.core.config.params import (  # noqa: F401
     SelectorConfig,
     StatsConfig,
     check_name,
+    claimed_points,
     validate_cross_fields,
     validate_stats,
 )

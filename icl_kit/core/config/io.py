@@ -79,6 +79,12 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
             raise KitError(f"{key}={value!r} must be a list of {_type_name(typing.get_args(tp)[0])}.")
         (item_tp,) = typing.get_args(tp)
         return [_coerce(f"{key}[{i}]", v, item_tp, meta) for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise KitError(f"{key}={value!r} must be a mapping of {_type_name(key_tp)} to {_type_name(value_tp)}.")
+        return {_coerce(f"{key} key", k, key_tp, {}): _coerce(f"{key}[{k!r}]", v, value_tp, meta)
+                for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:

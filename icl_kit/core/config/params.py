@@ -4,10 +4,11 @@ and the rules that span fields."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from icl_kit.core.config.fields import opt, section
 from icl_kit.core.config.lvlm import LVLMConfig, backend_sections
@@ -52,8 +53,8 @@ class PoolsConfig:
     seed: int = opt(42, "RandSampler seed (the study's is always 42).")
     sampler: Literal["rand", "study_rand"] = opt(
         "rand", "rand: one seeded draw per query, independent of the others; study_rand: the study's RandSampler "
-        "draw for draw (Python random on train-split positions, STUDY_FORMATS.md §2.2), other queries continuing "
-        "its stream (see icl_kit.selection.study_pools)."
+        "draw for draw (Python random on train-split positions, docs/study.md, 'Pools'), other queries continuing "
+        "its stream (see icl_kit.study.formats.sampler)."
     )
     anchors: int = opt(800, "study_rand: anchor count (the study: 800 for OK-VQA, 5000 for VQAv2).", min=1)
 
@@ -69,8 +70,8 @@ class SelectorConfig:
     num_heads: int = opt(1, "Attention heads (must divide hidden_dim).", min=1)
     dropout: float = opt(0.1, "Dropout after cross-attention (train mode only).", min=0.0, max=1.0)
     query_update: Literal["gate", "none"] = opt(
-        "gate", "Query-state update between picks: gate (the study from 2025-12-29, STUDY_FORMATS.md §3.2) or "
-        "none (one cosine ranking, dropout after the projections: the seed report's checkpoints, §3.1). "
+        "gate", "Query-state update between picks: gate (the study from 2025-12-29, docs/study.md, 'Checkpoints') or "
+        "none (one cosine ranking, dropout after the projections: the seed report's checkpoints). "
         "Loading a checkpoint reads it from the file's keys."
     )
 
@@ -85,8 +86,12 @@ class EvalConfig:
         "random | zero_shot | similarity (fused image+text embedding) | similarity_i2t | similarity_i2i | "
         "similarity_t2t (the study's one-modality CLIP retrievers: query image or text vs pool text or image) | "
         "a checkpoint path or glob (relative to the run folder); append ':study_renames' to read a file "
-        "renamed by the study's converter (STUDY_FORMATS.md §4.3).",
+        "renamed by the study's converter (one-layer sources: the file or its .pt beside it must show it), or "
+        "':study_layers=1' when you know its source had one layer (docs/study.md, defect 3).",
     )
+    names: dict[str, str] = opt(
+        {}, "System names of checkpoints: {checkpoint path as listed in eval.systems (or matched by its glob), or "
+            "its file name: NAME}; an unnamed checkpoint is called by its file stem ('grpo_epoch3').")
     similarity_order: Literal["first", "last"] = opt(
         "first", "Where the similarity systems put the most similar ICD: first (selection order) or last, "
         "next to the query (the study's mmtopk_reversed_order)."
@@ -120,9 +125,13 @@ class StatsConfig:
     power: float = opt(0.8, "Target power for MDE and n needed (at the family's α / m).", min=0.0, max=1.0)
     subsets: list[int | str] = opt([], "Also compare on subsets: 'first:N' (the N smallest question ids; a bare N "
                                        "means the same) or 'random:N:SEED'.")
-    comparisons: list[dict[str, str]] = opt(
-        [], "Explicit comparisons [{a: SYSTEM, b: SYSTEM, label: TEXT}]: the primary family, adjusted on its own; "
-            "the automatic vs-baseline and vs-previous-epoch rows form the second family.")
+    comparisons: list[dict[str, Any]] = opt(
+        [], "Explicit comparisons [{a: SYSTEM, b: SYSTEM, label: TEXT, shot: K, claimed: '+0.6'}] (label, shot and "
+            "claimed optional): the primary family, adjusted on its own; the claims a run or a re-test is about. "
+            "`shot` restricts one to one shot; `claimed` is the difference someone claimed for it, in points, "
+            "shown beside the kit's. The automatic rows form the second family.")
+    automatic: bool = opt(True, "Also compare every system with stats.baseline and every epoch with the previous one "
+                                "(the automatic family); false: only stats.comparisons.")
     seed: int = opt(0, "Seed of the bootstrap, Monte Carlo sign flips and random subsets.")
 
 
@@ -205,7 +214,7 @@ def validate_cross_fields(p: Params) -> None:
 
 # Params that name something (a folder, a split, a model, a system): an empty or blank value names nothing.
 NAME_KEYS = ("run_name", "runs_dir", "data.train_split", "data.test_split", "encoder.model", "lvlm.backend",
-             "lvlm.model", "eval.systems", "stats.baseline", "report.baseline", "report.featured")
+             "lvlm.model", "eval.systems", "eval.names", "stats.baseline", "report.baseline", "report.featured")
 
 
 def check_name(key: str, value: str) -> None:
@@ -230,7 +239,21 @@ def _check_topk(p: Params) -> None:
 
 
 SUBSET_RE = re.compile(r"^(?:first:(\d+)|random:(\d+):(\d+))$")
-COMPARISON_KEYS = {"a", "b", "label"}
+COMPARISON_KEYS = {"a", "b", "label", "shot", "claimed"}
+CLAIMED_RE = re.compile(r"^\s*([+\-\u2212]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:points?|pts?|pp)?\s*$")
+
+
+def claimed_points(value: Any) -> float:
+    """A claimed difference in points: 0.6, '+0.6', '−1.0' (U+2212), '+0.6 points'; None -> nan.
+    Anything else is a KitError naming the value."""
+    if value is None:
+        return math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    m = CLAIMED_RE.match(str(value)) if isinstance(value, str) else None
+    if m is None:
+        raise KitError(f"claimed={value!r} must be a difference in points such as '+0.6' or -1.0.")
+    return (-1.0 if m.group(1) in ("-", "\u2212") else 1.0) * float(m.group(2))
 
 
 def validate_stats(s: StatsConfig) -> None:
@@ -242,10 +265,16 @@ def validate_stats(s: StatsConfig) -> None:
             raise KitError(f"stats.subsets[{i}]={sub!r} must be 'first:N', 'random:N:SEED' or N, with N >= 2 "
                            "(e.g. 'first:100').")
     for i, c in enumerate(s.comparisons):
-        if not isinstance(c, dict) or not {"a", "b"} <= set(c) or set(c) - COMPARISON_KEYS \
-                or not all(isinstance(v, str) and v for v in c.values()):
-            raise KitError(f"stats.comparisons[{i}]={c!r} must be a mapping {{a: SYSTEM, b: SYSTEM, label: TEXT}} "
-                           "of non-empty strings (label optional).")
+        names_ok = isinstance(c, dict) and {"a", "b"} <= set(c) and not set(c) - COMPARISON_KEYS \
+            and all(isinstance(c[k], str) and c[k] for k in ("a", "b", "label") if k in c)
+        shot = c.get("shot") if isinstance(c, dict) else None
+        if not names_ok or shot is not None and (isinstance(shot, bool) or not isinstance(shot, int) or shot < 0):
+            raise KitError(f"stats.comparisons[{i}]={c!r} must be a mapping {{a: SYSTEM, b: SYSTEM, label: TEXT, "
+                           "shot: K, claimed: '+0.6'}} (a and b non-empty names; label, shot and claimed optional).")
+        try:
+            claimed_points(c.get("claimed"))
+        except KitError as exc:
+            raise KitError(f"stats.comparisons[{i}]: {exc}") from None
 
 
 def _is_topk(pool: str) -> bool:

@@ -34,7 +34,7 @@ class SFTDataConfig:
     )
     build: bool = opt(
         True, "Make missing beam data with the LVLM before SFT; false = train only on what sft_data.jsonl holds "
-        "(e.g. the study's beams imported with `icl-kit import-sft-data`)."
+        "(e.g. the study's beams imported with `icl-kit study import-sft-data`)."
     )
     chunk: int = opt(64, "Queries searched per batch of LVLM scores (one append to sft_data.jsonl each).", min=1)
 

@@ -1,4 +1,4 @@
-"""The study's RandSampler pools, draw for draw (STUDY_FORMATS.md §2.1-2.2), and its cache files.
+"""The study's RandSampler pools, draw for draw (docs/study.md, "Pools"), and its cache files.
 
 `pools.sampler: study_rand` reproduces the study exactly with Python's `random` on positions of the
 question-id-sorted train split:
@@ -11,9 +11,9 @@ The study drew pools for its anchors only (its RL queries); every other query ne
 the SAME stream after the last anchor, with the same rule: first the train positions that are not anchors,
 ascending, then the test questions in ascending question id (a test question is never in the train split,
 so it is never redrawn). The study itself had no test pools: its inference chose among train items
-0..K-1 (§8.6, defect 1 of §10.2); the kit's `eval.pool: rand` uses these continued draws instead.
+0..K-1 (docs/study.md, defect 1); the kit's `eval.pool: rand` uses these continued draws instead.
 
-`icl-kit import-pools` reads the study's own cache files instead (real runs used whatever was cached): the
+`icl-kit study import-pools` reads the study's own cache files instead (real runs used whatever was cached): the
 anchors' pools come from the cache (`read_pool_cache`), every other query's as `pools.sampler` draws it.
 """
 
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from icl_kit.core.errors import KitError
-from icl_kit.data.positions import SplitPositions
+from icl_kit.study.formats.positions import SplitPositions
 
 
 def study_anchor_draws(n_train: int, n_anchors: int, size: int, seed: int = 42) -> tuple[list[int], random.Random]:
-    """The anchor positions (draw order) and the generator re-seeded for the pool draws (§2.1-2.2 step 1)."""
+    """The anchor positions (draw order) and the generator re-seeded for the pool draws (step 1)."""
     if not 1 <= n_anchors <= n_train or not 1 <= size < n_train:
         raise KitError(f"pools.anchors={n_anchors} and pools.size={size} must be between 1 and the train split's "
                        f"{n_train} questions (size below it); lower them.")
@@ -41,7 +41,7 @@ def study_anchor_draws(n_train: int, n_anchors: int, size: int, seed: int = 42) 
 
 
 def draw_pool(rng: random.Random, n_train: int, size: int, self_pos: int | None) -> tuple[list[int], int]:
-    """One §2.2 draw: `size` positions, redrawn whole while `self_pos` is among them. -> (pool, redraws)"""
+    """One RandSampler draw: `size` positions, redrawn whole while `self_pos` is among them. -> (pool, redraws)"""
     pool, redraws = rng.sample(range(0, n_train), size), 0
     while self_pos is not None and self_pos in pool:
         pool, redraws = rng.sample(list(range(0, n_train)), size), redraws + 1
@@ -80,7 +80,7 @@ def study_rand_pools(positions: SplitPositions, test_ids: Sequence[int], n_ancho
 # ---------------------------------------------------------------- cache files
 def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise KitError(f"{what} {path} does not exist; pass the study's cache file (STUDY_FORMATS.md §2.1).")
+        raise KitError(f"{what} {path} does not exist; pass the study's cache file (docs/study.md, 'Pools').")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):

@@ -1,4 +1,4 @@
-"""The study's indices: positions in the question-id-sorted split (STUDY_FORMATS.md §1.2).
+"""The study's indices: positions in the question-id-sorted split (docs/study.md, "Pools").
 
 The existing study names every ICD, anchor, RL query and candidate by its position in the
 split sorted by `question_id` ascending, never by the question id itself. `SplitPositions`

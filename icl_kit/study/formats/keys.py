@@ -1,10 +1,11 @@
-"""The study's checkpoint keys that the strict loader must explain, map or refuse (STUDY_FORMATS.md §3.4, §4).
+"""The study's checkpoint keys that the strict loader must explain, map or refuse (docs/study.md, "Checkpoints").
 
-- V4-x selectors (§3.4) carry marker keys of their decoders; the kit does not implement them.
-- The study's v3->v2 converter (§4.3) renamed `cross_attn_layers.0.` -> `cross_attn.` and
+- V4-x selectors carry marker keys of their decoders; the kit does not implement them.
+- The study's v3->v2 converter renamed `cross_attn_layers.0.` -> `cross_attn.` and
   `attn_norms.0.` -> `attn_norm.` and dropped layers 1 and 2; the study's inference loaded such
-  files non-strictly, so its cross-attention and LayerNorm stayed untrained (§4.4). The kit maps the
-  names back only when asked (`study_renames`), and only for a file whose source held one layer.
+  files non-strictly, so its cross-attention and LayerNorm stayed untrained. The kit maps the
+  names back only when asked (`study_renames`), and only for a file whose source held one layer (shown by
+  the file, or said by the user with `study_layers=1`).
 - v2 Lightning files may carry frozen CLIP copies (ignored); LoRA/adapter weights mean the
   selector was trained on tuned encoder features, so such files are refused.
 """
@@ -55,7 +56,7 @@ def refuse_v4(keys: list[str], path: str | Path) -> None:
     if found:
         name, what, key = found
         raise KitError(f"Checkpoint {path} is a study {name} selector ({what}; marker key {key!r}, "
-                       "STUDY_FORMATS.md §3.4), which the kit does not support yet; evaluate a V2/V3 selector "
+                       "docs/study.md), which the kit does not support yet; evaluate a V2/V3 selector "
                        "checkpoint instead.")
 
 
@@ -79,44 +80,51 @@ def split_lightning_extras(others: list[str], path: str | Path) -> None:
 def explain_renames(path: str | Path, n: int) -> KitError:
     return KitError(
         f"Checkpoint {path} carries {n} keys renamed by the study's v3->v2 converter (cross_attn.*, attn_norm.*; "
-        "STUDY_FORMATS.md §4.3), which the study's own inference never mapped back, so every result it made with "
-        "this file ran with untrained cross-attention and default LayerNorm (§4.4); load the original .pt "
-        "instead, or pass study_renames=True (CLI --study-renames, eval system 'path:study_renames') to map the "
-        "names back to layer 0, which is right only for a file whose source held one layer."
+        "docs/study.md, defect 3), which the study's own inference never mapped back, so every result it made "
+        "with this file ran with untrained cross-attention and default LayerNorm; load the original .pt instead, "
+        "or pass study_renames=True (CLI --study-renames, eval system 'path:study_renames') to map the names "
+        "back to layer 0, which is right only for a file whose source held one layer."
     )
 
 
 def source_layers(state: dict[str, Any], path: str | Path, hints: dict[str, Any],
                   read_layers: Callable[[Path], int]) -> tuple[int, str] | None:
-    """Evidence that a renamed file's source had more than one layer: (layers, where it shows), else None.
+    """What the file shows of its source's layer count: (layers, where it shows), else None (no evidence).
 
     The converter drops layers 1-2 but passes keys of layers >= 3 through unrenamed; our own files
-    store num_layers; and the converter writes its output next to the source `.pt`.
+    store num_layers; and the converter writes its output next to the source `.pt`. A converted file
+    with none of these cannot be told from a one-layer one.
     """
     kept = sorted({int(m.group(1)) for k in state if (m := _LAYER.match(k))})
     if kept:
         return max(kept) + 1, f"keys of layer {kept[-1]} are still in the file"
-    if isinstance(hints.get("num_layers"), int) and hints["num_layers"] > 1:
+    if isinstance(hints.get("num_layers"), int) and hints["num_layers"] >= 1:
         return hints["num_layers"], "its stored num_layers"
     name = Path(path).name
     if name.endswith(STUDY_V2_SUFFIX):
         src = Path(path).with_name(name[: -len(STUDY_V2_SUFFIX)] + ".pt")
         if src.is_file():
-            layers = read_layers(src)
-            if layers > 1:
-                return layers, f"its source {src.name} beside it"
+            return read_layers(src), f"its source {src.name} beside it"
     return None
 
 
 def map_renames(state: dict[str, Any], path: str | Path, hints: dict[str, Any],
-                read_layers: Callable[[Path], int]) -> dict[str, Any]:
-    """`cross_attn.` / `attn_norm.` back to layer 0, or one KitError when layers were dropped."""
-    more = source_layers(state, path, hints, read_layers)
-    if more:
-        layers, where = more
+                read_layers: Callable[[Path], int], study_layers: int | None = None) -> dict[str, Any]:
+    """`cross_attn.` / `attn_norm.` back to layer 0, when the file shows that its source had one layer or the
+    user says so (`study_layers=1`); one KitError when layers were dropped or nothing tells."""
+    shown = source_layers(state, path, hints, read_layers)
+    layers, where = shown if shown else (study_layers, "as you said with study_layers")
+    if layers is None:
+        raise KitError(
+            f"Checkpoint {path} was renamed by the study's converter, which drops layers 1 and 2, and nothing in or "
+            "beside it tells whether its source had one layer or three (its .pt is not beside it); load the "
+            "original .pt, or, if you know the source had one layer, say so with study_layers=1 (eval system "
+            "'path:study_layers=1', CLI --study-layers 1)."
+        )
+    if layers > 1:
         raise KitError(
             f"Checkpoint {path} came from a {layers}-layer selector ({where}), but the study's converter kept only "
-            "layer 0 and dropped the others (STUDY_FORMATS.md §4.3), so study_renames cannot restore it; load the "
+            "layer 0 and dropped the others (docs/study.md, defect 3), so its renames cannot restore it; load the "
             "original .pt instead."
         )
     out: dict[str, Any] = {}

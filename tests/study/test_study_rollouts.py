@@ -1,4 +1,4 @@
-"""The study's RL data in both layouts (STUDY_FORMATS.md §5.4), imported through the CLI into a demo-world run."""
+"""The study's RL data in both layouts (docs/study.md, "RL data"), imported through the CLI into a demo-world run."""
 
 import pytest
 from study_fixtures import params_file, rl_candidate, rl_query, write_rl_data
@@ -8,10 +8,10 @@ from icl_kit.core.config import load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
 from icl_kit.data.demo.world import build_demo_world
-from icl_kit.data.positions import SplitPositions
 from icl_kit.data.vqa_accuracy import vqa_accuracy
 from icl_kit.run_context import RunContext
-from icl_kit.train.import_rollouts import import_rollouts, train_split
+from icl_kit.study.formats.positions import SplitPositions
+from icl_kit.study.rollouts import import_rollouts, train_split
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_d33_layout_global_pointers_get_pools_from_pointers_then_randsampler(ctx
     c, path = ctx
     d33, _, pos = d33_and_k64(c)
     src = write_rl_data(tmp_path / "rl_data_RandSampler.json", d33)
-    assert main(["import-rollouts", str(src), "--params", str(path)]) == 0
+    assert main(["study", "import-rollouts", str(src), "--params", str(path)]) == 0
     out = capsys.readouterr().out
     assert "2 queries, 5 candidates (5 of length 2; ids read as positions)" in out
     assert "dropped 1 eval_failed candidates" in out

@@ -8,8 +8,8 @@ from fake_world import record
 
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import read_jsonl
-from icl_kit.data.positions import SplitPositions
-from icl_kit.train.import_rollouts import TrainSplit, convert_rl_data, import_rollouts
+from icl_kit.study.formats.positions import SplitPositions
+from icl_kit.study.rollouts import TrainSplit, convert_rl_data, import_rollouts
 
 POOL_A = [501, 502, 503, 504]
 POOL_B = [601, 602, 603]

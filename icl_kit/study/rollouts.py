@@ -1,4 +1,4 @@
-"""Import the existing study's RL data into a run's `rollouts.jsonl` (STUDY_FORMATS.md §5.4).
+"""Import the existing study's RL data into a run's `rollouts.jsonl` (docs/study.md, "RL data").
 
 Source (the study's JSON), two layouts:
 
@@ -15,7 +15,8 @@ Source (the study's JSON), two layouts:
   pools.json (`pools.sampler: study_rand` gives the study's own draws) in pool order, skipping repeats and
   the query itself, up to `pools.size`; `positions` index that pool.
 - Ids: the study's keys, `query_id`, `pointer_global`, `candidate_pool_ids` and global pointers are
-  positions in the question-id-sorted train split (§1.2). `ids="auto"` reads them as positions when some
+  positions in the question-id-sorted train split (docs/study.md, "Pools").
+  `ids="auto"` reads them as positions when some
   entry's `query.question_id` differs from its key, else as question ids. Every entry is cross-checked:
   the position's question id must equal `query.question_id` (else the file was made on another split).
 - `vqa_acc_score` is recomputed with the kit's official VQA accuracy from `vqa_pred_answer` and the split's
@@ -44,8 +45,8 @@ from typing import Any, Literal
 
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import RunPaths, atomic_open, read_json_object
-from icl_kit.data.positions import SplitPositions
 from icl_kit.data.vqa_accuracy import vqa_accuracy
+from icl_kit.study.formats.positions import SplitPositions
 
 META_KEY = "_meta"
 MAX_REPORTED = 10  # malformed entries named in the error message

@@ -1,4 +1,5 @@
-"""pools.sampler=study_rand (STUDY_FORMATS.md §2.2 test vectors) and `icl-kit import-pools` (§2.1 cache files)."""
+"""pools.sampler=study_rand (the RandSampler's test vectors, docs/study.md "Pools") and `icl-kit study import-pools`
+(its cache files)."""
 
 import json
 
@@ -9,10 +10,10 @@ from icl_kit.cli import main
 from icl_kit.core.config import load_params
 from icl_kit.core.errors import KitError
 from icl_kit.data.demo.world import build_demo_world
-from icl_kit.data.positions import SplitPositions
 from icl_kit.run_context import RunContext
 from icl_kit.selection.pools import load_pools_meta
-from icl_kit.selection.study_pools import study_rand_positions
+from icl_kit.study.formats.positions import SplitPositions
+from icl_kit.study.formats.sampler import study_rand_positions
 
 N_TRAIN, N_TEST, SIZE, ANCHORS = 30, 12, 6, 8
 
@@ -67,7 +68,7 @@ def test_import_pools_reads_the_cache_and_refuses_mismatched_files(world, tmp_pa
                                                                              "anchors": ANCHORS},
                                                   "eval": {"shots": [1, 2]}, "train": {"reward": {"shots": [2]},
                                                                                       "val_shots": [2]}}))
-    assert main(["import-pools", str(a_file), str(c_file), "--params", str(tmp_path / "p.yaml")]) == 0
+    assert main(["study", "import-pools", str(a_file), str(c_file), "--params", str(tmp_path / "p.yaml")]) == 0
     assert f"{ANCHORS} anchor pools from the study's cache" in capsys.readouterr().out
     ctx = RunContext.build(p)
     pos = SplitPositions(ctx.pool_records)

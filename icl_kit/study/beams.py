@@ -1,17 +1,17 @@
-"""Import the existing study's InfoScore beam JSON (STUDY_FORMATS.md §7.3) as `sft_data.jsonl`.
+"""Import the existing study's InfoScore beam JSON (docs/study.md, "InfoScore beam data") as `sft_data.jsonl`.
 
 Source: {"<anchor position>": {"id_list": [[icd_2, icd_1, anchor], ...] (best first, prompt order),
          "score_list": [float, ...], "shot_scores": [[s_step1, s_step2], ...], "beams"?, "few_shot_num"?}}
-Every key and `id_list` entry is a POSITION in the question-id-sorted train split (§1.2), mapped to
+Every key and `id_list` entry is a POSITION in the question-id-sorted train split (docs/study.md, "Pools"), mapped to
 question ids with `SplitPositions`. Cross-checks, each a KitError naming the anchor: the last entry of
 every id_list is the key; a position lies in the split; `few_shot_num` (when present) is the number of
 ICDs; `beams[i].shots` (when present, selection order) is id_list[i] without the anchor, reversed; the ICDs
-lie in the anchor's pool. The pool is the study's candidate-set cache when given (`pools_file`, §2.1:
+lie in the anchor's pool. The pool is the study's candidate-set cache when given (`pools_file`, docs/study.md "Pools":
 {anchor position: [K positions]}, the pool the beams were searched in), else the run's pools.json.
 
 Output lines (the format icl_kit.train.sft_data writes): positions and ids in prompt order (what the
 study's SFT sequence and the kit's `construct_order: left` both hold), step_scores = shot_scores,
-score = score_list. The study's Qwen scores are stored as they are (§7.2: not answer-only
+score = score_list. The study's Qwen scores are stored as they are (docs/study.md "InfoScore beam data": not answer-only
 probabilities); the trainer uses only their order (beams best first). Everything is validated before
 the file is written atomically, so a bad source leaves no partial output.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open, read_json_object
-from icl_kit.data.positions import SplitPositions
+from icl_kit.study.formats.positions import SplitPositions
 from icl_kit.train.sft_data import SFT_FILE
 
 MAX_REPORTED = 5

@@ -1,4 +1,5 @@
-"""The study's checkpoint files (STUDY_FORMATS.md §3-§4), built in study_fixtures: load, explain, map, refuse."""
+"""The study's checkpoint files (both selector generations, its converter's output), built in study_fixtures from
+the study's description: load, explain, map, refuse."""
 
 import logging
 
@@ -89,10 +90,10 @@ def test_study_converted_file_is_explained_in_one_sentence(tmp_path) -> None:
     msg = str(err.value)
     assert msg == (
         f"Checkpoint {dst} carries 6 keys renamed by the study's v3->v2 converter (cross_attn.*, attn_norm.*; "
-        "STUDY_FORMATS.md §4.3), which the study's own inference never mapped back, so every result it made with "
-        "this file ran with untrained cross-attention and default LayerNorm (§4.4); load the original .pt "
-        "instead, or pass study_renames=True (CLI --study-renames, eval system 'path:study_renames') to map the "
-        "names back to layer 0, which is right only for a file whose source held one layer."
+        "docs/study.md, defect 3), which the study's own inference never mapped back, so every result it made "
+        "with this file ran with untrained cross-attention and default LayerNorm; load the original .pt instead, "
+        "or pass study_renames=True (CLI --study-renames, eval system 'path:study_renames') to map the names "
+        "back to layer 0, which is right only for a file whose source held one layer."
     )
 
 
@@ -121,10 +122,32 @@ def test_study_renames_refuses_a_file_whose_source_had_three_layers(tmp_path) ->
         load_selector(dst, study_renames=True)
 
 
+def test_a_converted_file_without_evidence_of_its_layers_needs_study_layers_1(tmp_path) -> None:
+    """A converted 3-layer file whose .pt is gone looks like a 1-layer one: refused unless the user says
+    study_layers=1; with the one-layer source beside it, it maps without being told."""
+    sd = study_state_dict(D, H, 1, seed=5)
+    src = write_v3_pt(tmp_path / "grpo_epoch1.pt", sd)
+    dst = study_convert(src)
+    assert load_checkpoint(dst, study_renames=True)[1]["study_renames"]  # the .pt beside it shows one layer
+    src.unlink()
+    with pytest.raises(KitError, match=r"nothing in or beside it tells whether its source had one layer or three.*"
+                                       r"study_layers=1 \(eval system 'path:study_layers=1', CLI --study-layers 1\)"):
+        load_selector(dst, study_renames=True)
+    q, c = inputs()
+    m = load_selector(dst, study_layers=1)  # the user says so: mapped, and it selects as the source did
+    assert m.select(q, c, 4).tolist() == reference_greedy(sd, q, c, 4)
+    systems = resolve_systems([f"{dst.name}:study_layers=1"], tmp_path, names={dst.name: "grpo_epoch1"})
+    assert [s.name for s in systems] == ["grpo_epoch1"]
+    with pytest.raises(KitError, match="nothing in or beside it tells"):
+        resolve_systems([f"{dst.name}:study_renames"], tmp_path)
+    with pytest.raises(KitError, match=r"eval.names names \['other.pt'\]"):
+        resolve_systems([f"{dst.name}:study_layers=1"], tmp_path, names={"other.pt": "x"})
+
+
 def test_lightning_file_with_clip_copies_loads_and_logs_once(tmp_path, caplog) -> None:
     sd = study_state_dict(D, H, 1, gate=False, seed=4)
     path = write_lightning_ckpt(tmp_path / "sft_epoch=12_train=21.9_val=22.0.ckpt", sd)
-    with caplog.at_level(logging.INFO, logger="icl_kit.selection"):
+    with caplog.at_level(logging.INFO, logger="icl_kit"):
         m, info = load_checkpoint(path)
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and "ignored 4 non-selector weights (4 of them frozen CLIP copies" in notes[0]
@@ -151,9 +174,9 @@ def test_saved_checkpoints_carry_params_and_provenance(tmp_path) -> None:
 def test_cli_convert_and_eval_systems_take_study_renames(tmp_path, capsys) -> None:
     sd = study_state_dict(D, H, 1, seed=5)
     dst = study_convert(write_v3_pt(tmp_path / "grpo_epoch1.pt", sd))
-    assert main(["convert", "--v3-ckpt", str(dst)]) == 2
+    assert main(["study", "convert", "--v3-ckpt", str(dst)]) == 2
     assert "renamed by the study's v3->v2 converter" in capsys.readouterr().err
-    assert main(["convert", "--v3-ckpt", str(dst), "--study-renames"]) == 0
+    assert main(["study", "convert", "--v3-ckpt", str(dst), "--study-renames"]) == 0
     mapped = tmp_path / "grpo_epoch1_mapped_v2format.ckpt"
     assert not any(k.startswith("lever_lm.pointer_selector.cross_attn.") for k in
                    read_checkpoint_file(mapped)["state_dict"])

@@ -1,0 +1,133 @@
+"""Which comparisons a run makes: explicit ones (the primary family), the automatic ones, the worlds that keep
+them apart, and the rows (pair, shot, subset) they come to. Pure: `icl_kit.stats.run` reads the files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from icl_kit.core.config import StatsConfig, claimed_points
+from icl_kit.core.errors import KitError
+from icl_kit.evaluation.io import RUN_WORLD, STUDY_WORLD_PREFIX, imported_world
+from icl_kit.stats.power import MIN_N
+
+PRIMARY, AUTOMATIC = "primary", "automatic"  # explicit comparisons; vs baseline and vs previous epoch
+Scores = dict[tuple[str, int], pd.Series]  # (system, shot) -> acc indexed by question_id
+
+
+# ------------------------------------------------------------------ pairs
+@dataclass(frozen=True)
+class Pair:
+    """One comparison of B with A: kind, family, label; `shot` restricts it to one shot (None: every shot
+    both have); `claimed` is the difference (points) the study claimed for it, when one was given."""
+
+    a: str
+    b: str
+    kind: str
+    family: str
+    label: str = ""
+    shot: int | None = None
+    claimed: float = math.nan
+
+
+def world_label(world: str) -> str:
+    """What a world is, in words (for refusals): this run's evaluation or the study's reported numbers."""
+    if world == RUN_WORLD:
+        return "evaluated per question in this run"
+    rest = world.removeprefix(STUDY_WORLD_PREFIX)
+    questions = "its whole test split" if rest == "all" else f"its first {rest.removeprefix('first')} test questions"
+    return f"the study's reported numbers on {questions}"
+
+
+def system_worlds(scores: Scores, imported: pd.DataFrame | None) -> dict[str, str]:
+    """system -> world: RUN_WORLD for every system with per-question scores, else its imported world."""
+    worlds: dict[str, str] = {}
+    if imported is not None and not imported.empty:
+        world = imported["world"] if "world" in imported else [imported_world(n, False) for n in imported["n"]]
+        worlds = dict(zip(imported["system"].astype(str), map(str, world), strict=True))
+    return worlds | {s: RUN_WORLD for s, _ in scores}
+
+
+def comparison_pairs(
+    systems: Iterable[str],
+    baseline: str,
+    lineages: Mapping[str, Mapping[int, str]],
+    explicit: Iterable[Pair] = (),
+    worlds: Mapping[str, str] | None = None,
+    automatic: bool = True,
+) -> list[Pair]:
+    """Explicit pairs (primary family), then, with `automatic`, each system of the baseline's world vs the
+    baseline and each epoch vs the previous one (automatic family); duplicates dropped per family."""
+    worlds = worlds or {}
+    out = list(explicit)
+    if automatic:
+        home = worlds.get(baseline, RUN_WORLD)
+        out += [Pair(baseline, s, "vs_baseline", AUTOMATIC) for s in systems
+                if s != baseline and worlds.get(s, RUN_WORLD) == home]
+        for by_epoch in lineages.values():
+            chain = list(by_epoch.values())
+            out += [Pair(a, b, "epoch_vs_previous", AUTOMATIC) for a, b in zip(chain, chain[1:], strict=False)]
+    seen: set[tuple] = set()
+    return [c for c in out if (key := (c.a, c.b, c.family, c.shot)) not in seen and not seen.add(key)]
+
+
+def common_ids(sa: pd.Series, sb: pd.Series, ids: set[Any] | None) -> pd.Index:
+    common = sa.index.intersection(sb.index)
+    if ids is not None:
+        common = common[common.isin(list(ids))]
+    return common.sort_values()
+
+
+def explicit_pairs(cfg: StatsConfig, systems: list[str], pairs: Iterable[tuple[str, str]] = (),
+                   worlds: Mapping[str, str] | None = None) -> list[Pair]:
+    """`stats.comparisons` (and programmatic `pairs`) as primary-family pairs. A system without results, or
+    two systems of different worlds (this run's evaluation, the study's reported numbers on some questions),
+    is a KitError: such a difference would compare two different experiments."""
+    worlds = worlds or {}
+    entries = [dict(c) for c in cfg.comparisons] + [{"a": a, "b": b} for a, b in pairs]
+    out = []
+    for c in entries:
+        missing = [s for s in (c["a"], c["b"]) if s not in systems]
+        if missing:
+            raise KitError(f"stats.comparisons names {missing}, which have no results; choose from {systems}.")
+        wa, wb = worlds.get(c["a"], RUN_WORLD), worlds.get(c["b"], RUN_WORLD)
+        if wa != wb:
+            raise KitError(f"Comparison {c['b']} vs {c['a']} is refused: {c['a']} is {world_label(wa)}, {c['b']} "
+                           f"is {world_label(wb)}, so the difference would mix two worlds; compare systems of one "
+                           "world (re-measure the study's checkpoints in this run to compare them with it).")
+        out.append(Pair(c["a"], c["b"], "explicit", PRIMARY, str(c.get("label") or ""), c.get("shot"),
+                        claimed_points(c.get("claimed"))))
+    return out
+
+
+# ------------------------------------------------------------------ rows
+def _pair_jobs(c: Pair, shots: list[int], scores: Scores, summ: Mapping, worlds: Mapping[str, str],
+               subsets: list) -> list:
+    jobs = []
+    for k in shots if c.shot is None else [c.shot]:
+        ka, kb = (c.a, k), (c.b, k)
+        if ka in scores and kb in scores:
+            for subset, ids in subsets:
+                common = common_ids(scores[ka], scores[kb], ids)
+                if len(common) >= MIN_N:
+                    jobs.append((c, k, subset, common))
+        elif ka in summ and kb in summ:  # both imported, of one world: one approximate row, filed under it
+            jobs.append((c, k, worlds[c.a], None))
+        elif c.shot is not None:
+            lacking = c.a if ka not in scores and ka not in summ else c.b
+            raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k}, but {lacking} has no result "
+                           "at that shot; drop the shot or choose one both have.")
+    return jobs
+
+
+def jobs(scores: Scores, summ: Mapping, worlds: Mapping[str, str], comparisons: list[Pair], subsets: list,
+          shots: list) -> list:
+    """(pair, shot, subset, common ids or None for summary mode) of every row that can be computed. An
+    automatic row that repeats an explicit one (same A, B, shot and subset) is dropped: it is one question."""
+    jobs = [j for c in comparisons for j in _pair_jobs(c, shots, scores, summ, worlds, subsets)]
+    primary = {(c.a, c.b, k, sub) for c, k, sub, _ in jobs if c.family == PRIMARY}
+    return [j for j in jobs if j[0].family == PRIMARY or (j[0].a, j[0].b, j[1], j[2]) not in primary]
