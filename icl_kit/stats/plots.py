@@ -29,8 +29,11 @@ POWER_N_RANGE = (20, 5000)  # x axis of the power curve, widened to reach n need
 POWER_N_MAX = 100_000
 
 
-def comparison_table(df: pd.DataFrame, subset: str = "all", digits: int = 2) -> pd.DataFrame:
-    """The rows of one subset with the columns a reader needs, rounded for display."""
+def comparison_table(df: pd.DataFrame, subset: str | None = None, digits: int = 2) -> pd.DataFrame:
+    """The rows of one subset (default: the one with the most questions) with the columns a reader needs,
+    rounded for display."""
+    if subset is None:
+        subset = str(df.loc[df["n"].idxmax(), "subset"]) if len(df) else "all"
     rows = df[df.subset == subset][TABLE_COLUMNS].copy()
     return rows.round({c: digits for c in ("acc_a", "acc_b", "diff", "ci_low", "ci_high", "mde")}
                       | {c: 4 for c in ("p", "p_adj", "tost_p")})

@@ -534,6 +534,20 @@ def test_plots_show_the_numbers(tmp_path):
     assert len(comparison_table(df)) == len(df) and verdict_kind("equivalent (±1.0)") == "equivalent"
 
 
+def test_imported_only_runs_have_tables_and_no_power_curve():
+    """Two imported systems of one world: the stage and notebook 03's figures work without per-question data."""
+    from icl_kit.stats.plots import comparison_table, run_power_plot
+
+    summary = pd.DataFrame({"system": ["a", "a", "b", "b"], "shot": [1, 2, 1, 2], "n": [100] * 4,
+                            "accuracy": [64.2, 64.8, 63.8, 65.8], "world": ["study_first100"] * 4})
+    cfg = StatsConfig(automatic=False, comparisons=[{"a": "a", "b": "b"}])
+    df = run_stats(pd.DataFrame(), cfg, summary=summary)
+    assert len(df) == 2 and set(df.subset) == {"study_first100"} and (df["mode"] == "summary").all()
+    assert len(comparison_table(df)) == 2 and run_power_plot(df, cfg) is None
+    with pytest.raises(KitError, match=r"stats.baseline='random' has no results; .*stats.automatic: false"):
+        run_stats(pd.DataFrame(), StatsConfig(), summary=summary)
+
+
 def test_notebook_tables_from_extra():
     from icl_kit.stats.plots import best_epoch_table, honest_table
 
