@@ -140,8 +140,10 @@ def compare_paired(
 ) -> dict[str, Any]:
     """Compare system B with A on the same questions (scores 0..1, aligned by question).
 
-    Returns a dict in points: diff = mean(b - a) * 100, its interval at 1 - alpha (`ci_*`) and
-    at 1 - 2 alpha (`tost_*`, the TOST interval), the exact sign-flip p (`p_method` says
+    Returns a dict in points: diff = mean(b - a) * 100, its interval at 1 - alpha (`ci_*`), at
+    1 - alpha / family_size (`ci_*_family`: Bonferroni, simultaneous over the family, the width at which an
+    interval and the family-adjusted verdict can be read together) and at 1 - 2 alpha (`tost_*`, the TOST
+    interval), the exact sign-flip p (`p_method` says
     'exact' or which Monte Carlo), sign test (improved vs worsened), Wilcoxon and TOST p, SD of
     differences, MDE, n needed for delta = equivalence_margin and for the observed |diff|, all
     at alpha / family_size. `p_adj`, `tost_p_adj` equal the raw ones and `verdict` uses them (a
@@ -150,15 +152,16 @@ def compare_paired(
     a, b = _check_pair(scores_a, scores_b)
     n = a.size
     diff = pts((b - a).mean())
-    ((low, high), (t_low, t_high)), note = diff_intervals(a, b, interval, (1 - alpha, 1 - 2 * alpha), n_boot, seed)
+    levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)  # the last: simultaneous over the family
+    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(a, b, interval, levels, n_boot, seed)
     p, method = sign_flip_p(a, b, n_perm, seed)
     sign_p, up, down = sign_test(a, b)
     sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
     t_p = tost_p(a, b, equivalence_margin)
     return {
         "mode": "paired", "n": n, "acc_a": pts(a.mean()), "acc_b": pts(b.mean()), "diff": diff,
-        "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high,
-        "p": p, "p_adj": p, "p_method": method, "tost_p": t_p, "tost_p_adj": t_p,
+        "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high, "ci_low_family": f_low,
+        "ci_high_family": f_high, "p": p, "p_adj": p, "p_method": method, "tost_p": t_p, "tost_p_adj": t_p,
         "sign_p": sign_p, "n_improved": up, "n_worsened": down, "wilcoxon_p": wilcoxon_p(a, b), "sd_diff": sd,
         **power_fields(sd, n, diff, equivalence_margin, alpha / family_size, power),
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low, t_high),

@@ -8,13 +8,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from icl_kit.core.config import StatsConfig, claimed_points
 from icl_kit.core.errors import KitError
+from icl_kit.core.names import lineage
 from icl_kit.evaluation.io import RUN_WORLD, STUDY_WORLD_PREFIX, imported_world
 from icl_kit.stats.power import MIN_N
 
+PRED_COLUMNS = ("system", "shot", "question_id", "acc")
+SUMMARY_COLUMNS = ("system", "shot", "n", "accuracy")
+ALL = "all"
 PRIMARY, AUTOMATIC = "primary", "automatic"  # explicit comparisons; vs baseline and vs previous epoch
 Scores = dict[tuple[str, int], pd.Series]  # (system, shot) -> acc indexed by question_id
 
@@ -131,3 +136,68 @@ def jobs(scores: Scores, summ: Mapping, worlds: Mapping[str, str], comparisons: 
     jobs = [j for c in comparisons for j in _pair_jobs(c, shots, scores, summ, worlds, subsets)]
     primary = {(c.a, c.b, k, sub) for c, k, sub, _ in jobs if c.family == PRIMARY}
     return [j for j in jobs if j[0].family == PRIMARY or (j[0].a, j[0].b, j[1], j[2]) not in primary]
+
+
+# ------------------------------------------------------------------ inputs (tables already read)
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KitError(f"{what} lacks column(s) {missing}; re-run the evaluator that writes it.")
+
+
+def per_question_scores(predictions: pd.DataFrame) -> Scores:
+    """(system, shot) -> Series of acc (0..1) indexed by question_id; duplicates are an error."""
+    if predictions.empty:
+        return {}
+    _require(predictions, PRED_COLUMNS, "predictions")
+    dup = predictions.duplicated(["system", "shot", "question_id"])
+    if dup.any():
+        row = predictions[dup].iloc[0]
+        raise KitError(
+            f"predictions hold question {row.question_id!r} twice for system {row.system!r} shot "
+            f"{row.shot}; remove the duplicate lines from eval/predictions.jsonl."
+        )
+    return {(str(s), int(k)): g.set_index("question_id")["acc"].astype(float)
+            for (s, k), g in predictions.groupby(["system", "shot"], sort=True)}
+
+
+def summary_accuracies(summary: pd.DataFrame | None) -> dict[tuple[str, int], tuple[float, int]]:
+    """(system, shot) -> (accuracy percent, n) from an eval/summary.csv-like table."""
+    if summary is None or summary.empty:
+        return {}
+    _require(summary, SUMMARY_COLUMNS, "summary table")
+    return {(str(r.system), int(r.shot)): (float(r.accuracy), int(r.n)) for r in summary.itertuples()}
+
+
+def epoch_systems(predictions: pd.DataFrame) -> dict[str, dict[int, str]]:
+    """Checkpoint lineages: name stem ('grpo_epoch3' -> 'grpo_epoch') -> {epoch: system}."""
+    if "epoch" not in predictions.columns:
+        return {}
+    rows = predictions[["system", "epoch"]].dropna().drop_duplicates()
+    out: dict[str, dict[int, str]] = {}
+    for r in rows.itertuples():
+        out.setdefault(lineage(r.system), {})[int(r.epoch)] = str(r.system)
+    return {stem: dict(sorted(m.items())) for stem, m in sorted(out.items())}
+
+
+def subset_ids(predictions: pd.DataFrame, specs: Iterable[int | str]) -> list[tuple[str, set[Any] | None]]:
+    """("all", None) and one (name, ids) per `stats.subsets` entry smaller than the run.
+
+    N or 'first:N' -> 'firstN' (the N smallest ids); 'random:N:SEED' -> 'randomN_seedSEED', N ids
+    drawn without replacement from the sorted ids by numpy's generator seeded with SEED.
+    """
+    out: list[tuple[str, set[Any] | None]] = [(ALL, None)]
+    if predictions.empty:
+        return out
+    ids = sorted(predictions["question_id"].unique())
+    for spec in specs:
+        parts = [str(spec)] if isinstance(spec, int) else str(spec).split(":")
+        n = int(parts[-1] if len(parts) <= 2 else parts[1])
+        if n >= len(ids):
+            continue  # the same questions as "all"
+        if parts[0] == "random":
+            pick = np.random.default_rng(int(parts[2])).choice(len(ids), size=n, replace=False)
+            out.append((f"random{n}_seed{parts[2]}", {ids[i] for i in pick}))
+        else:
+            out.append((f"first{n}", set(ids[:n])))
+    return list(dict((name, (name, sub)) for name, sub in out).values())

@@ -114,9 +114,8 @@ def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
     sns.lineplot(data=curve, x="n", y="mde", ax=ax)
     ax.plot([n], [here], "o", color="C3")
     ax.annotate(f"this run: n={n}, MDE={here:.1f}", (n, here), textcoords="offset points", xytext=(8, 8))
-    if margin:
-        need = f"n ≈ {needed:,.0f}" if np.isfinite(needed) else "n undefined"
-        ax.axhline(margin, color="0.5", ls=":", label=f"δ = {margin:.1f} needs {need}")
+    if margin:  # the n needed to detect it is the tables' (one number, per comparison), not this curve's
+        ax.axhline(margin, color="0.5", ls=":", label=f"δ = {margin:.1f} points")
         ax.legend(frameon=False)
     ax.set(xscale="log", xlabel="questions (n)", ylabel="MDE (accuracy points)",
            title=f"{power:.0%} power, α={alpha:.2g}, SD of differences {sd:.1f} pts")

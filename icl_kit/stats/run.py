@@ -10,6 +10,7 @@ systems known only by summaries (imported old results). Writes
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,101 +22,39 @@ from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import lineage
+from icl_kit.core.names import POINTS
 from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, read_jsonl
 from icl_kit.evaluation.io import read_imported
 from icl_kit.stats.best_epoch import max_t_best_epoch
 from icl_kit.stats.intervals import LEVEL, accuracy_intervals, order_rows, summary_intervals
 from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdict
 from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's comparisons are asked for here
+    ALL,
     AUTOMATIC,
     PRIMARY,
     Pair,
     Scores,
     comparison_pairs,
+    epoch_systems,
     explicit_pairs,
     jobs,
+    per_question_scores,
+    subset_ids,
+    summary_accuracies,
     system_worlds,
     world_label,
 )
 from icl_kit.stats.power import MIN_N
 
-PRED_COLUMNS = ("system", "shot", "question_id", "acc")
-SUMMARY_COLUMNS = ("system", "shot", "n", "accuracy")
 COLUMNS = [
     "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "tost_low", "tost_high",
     "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
     "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
-    "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi",
+    "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi", "ci_low_family",
+    "ci_high_family",
 ]
-ALL = "all"
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
-
-
-# ------------------------------------------------------------------ inputs
-def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise KitError(f"{what} lacks column(s) {missing}; re-run the evaluator that writes it.")
-
-
-def per_question_scores(predictions: pd.DataFrame) -> Scores:
-    """(system, shot) -> Series of acc (0..1) indexed by question_id; duplicates are an error."""
-    if predictions.empty:
-        return {}
-    _require(predictions, PRED_COLUMNS, "predictions")
-    dup = predictions.duplicated(["system", "shot", "question_id"])
-    if dup.any():
-        row = predictions[dup].iloc[0]
-        raise KitError(
-            f"predictions hold question {row.question_id!r} twice for system {row.system!r} shot "
-            f"{row.shot}; remove the duplicate lines from eval/predictions.jsonl."
-        )
-    return {(str(s), int(k)): g.set_index("question_id")["acc"].astype(float)
-            for (s, k), g in predictions.groupby(["system", "shot"], sort=True)}
-
-
-def summary_accuracies(summary: pd.DataFrame | None) -> dict[tuple[str, int], tuple[float, int]]:
-    """(system, shot) -> (accuracy percent, n) from an eval/summary.csv-like table."""
-    if summary is None or summary.empty:
-        return {}
-    _require(summary, SUMMARY_COLUMNS, "summary table")
-    return {(str(r.system), int(r.shot)): (float(r.accuracy), int(r.n)) for r in summary.itertuples()}
-
-
-def epoch_systems(predictions: pd.DataFrame) -> dict[str, dict[int, str]]:
-    """Checkpoint lineages: name stem ('grpo_epoch3' -> 'grpo_epoch') -> {epoch: system}."""
-    if "epoch" not in predictions.columns:
-        return {}
-    rows = predictions[["system", "epoch"]].dropna().drop_duplicates()
-    out: dict[str, dict[int, str]] = {}
-    for r in rows.itertuples():
-        out.setdefault(lineage(r.system), {})[int(r.epoch)] = str(r.system)
-    return {stem: dict(sorted(m.items())) for stem, m in sorted(out.items())}
-
-
-def subset_ids(predictions: pd.DataFrame, specs: Iterable[int | str]) -> list[tuple[str, set[Any] | None]]:
-    """("all", None) and one (name, ids) per `stats.subsets` entry smaller than the run.
-
-    N or 'first:N' -> 'firstN' (the N smallest ids); 'random:N:SEED' -> 'randomN_seedSEED', N ids
-    drawn without replacement from the sorted ids by numpy's generator seeded with SEED.
-    """
-    out: list[tuple[str, set[Any] | None]] = [(ALL, None)]
-    if predictions.empty:
-        return out
-    ids = sorted(predictions["question_id"].unique())
-    for spec in specs:
-        parts = [str(spec)] if isinstance(spec, int) else str(spec).split(":")
-        n = int(parts[-1] if len(parts) <= 2 else parts[1])
-        if n >= len(ids):
-            continue  # the same questions as "all"
-        if parts[0] == "random":
-            pick = np.random.default_rng(int(parts[2])).choice(len(ids), size=n, replace=False)
-            out.append((f"random{n}_seed{parts[2]}", {ids[i] for i in pick}))
-        else:
-            out.append((f"first{n}", set(ids[:n])))
-    return list(dict((name, (name, sub)) for name, sub in out).values())
 
 
 def _paired_row(sa: pd.Series, sb: pd.Series, common: pd.Index, cfg: StatsConfig, family_size: int) -> dict:
@@ -172,7 +111,7 @@ def run_stats(
             res = _paired_row(scores[(c.a, shot)], scores[(c.b, shot)], common, cfg, m)
         else:
             (acc_a, n_a), (acc_b, n_b) = _summary_of((c.a, shot), scores, summ), _summary_of((c.b, shot), scores, summ)
-            res = compare_summary(acc_a, acc_b, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
+            res = compare_summary(acc_a / POINTS, acc_b / POINTS, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
                                   equivalence_margin=cfg.equivalence_margin, family_size=m)
         rows.append({**res, "system_a": c.a, "system_b": c.b, "shot": shot, "subset": subset, "kind": c.kind,
                      "family": c.family, "family_size": m, "label": c.label, "claimed": c.claimed})
@@ -287,6 +226,28 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any
                       _plain({"n_comparisons": len(df), "families": families, "verdicts": counts,
                               **(extra or {})}))
     return paths.stats_dir
+
+
+def stats_are_current(run_dir: str | Path, cfg: StatsConfig) -> bool:
+    """Were the run's stats/ made with `cfg`? (stats/summary.json records the config it was made with.)"""
+    path = RunPaths(Path(run_dir)).stats_dir / "summary.json"
+    if not path.is_file():
+        return False
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("config")
+    except (ValueError, AttributeError):
+        return False
+    return recorded == json.loads(json.dumps(_plain(dataclasses.asdict(cfg))))
+
+
+def recorded_stats_config(run_dir: str | Path) -> StatsConfig | None:
+    """The StatsConfig stats/summary.json says the statistics were made with (None when it says nothing)."""
+    path = RunPaths(Path(run_dir)).stats_dir / "summary.json"
+    config = json.loads(path.read_text(encoding="utf-8")).get("config") if path.is_file() else None
+    if not isinstance(config, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(StatsConfig)}
+    return StatsConfig(**{k: v for k, v in config.items() if k in known})
 
 
 def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:

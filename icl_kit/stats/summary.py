@@ -28,7 +28,6 @@ from icl_kit.stats.power import MIN_N, n_needed_paired
 from icl_kit.stats.verdict import verdict
 
 RHO_RANGE = (0.3, 0.8)  # paired correlations typical of two prompts on the same questions
-FRACTION_MAX = 1.0  # both accuracies at or below this "percent" are almost surely fractions (0.642)
 
 
 def _se_diff(p1: float, p2: float, n1: int, n2: int, rho: float) -> float:
@@ -38,11 +37,11 @@ def _se_diff(p1: float, p2: float, n1: int, n2: int, rho: float) -> float:
 
 
 def _check_summary(acc_a: float, acc_b: float, n_a: int, n_b: int) -> None:
-    if not (0 <= acc_a <= POINTS and 0 <= acc_b <= POINTS):
-        raise KitError(f"Summary accuracies must be percentages in 0..100; got {acc_a} and {acc_b}.")
-    if 0 < max(acc_a, acc_b) <= FRACTION_MAX:
-        raise KitError(f"Summary accuracies {acc_a} and {acc_b} look like fractions; pass percentages "
-                       f"({acc_a * POINTS:g} and {acc_b * POINTS:g}).")
+    if 1 < max(acc_a, acc_b) <= POINTS and min(acc_a, acc_b) >= 0:
+        raise KitError(f"Summary accuracies {acc_a} and {acc_b} look like percentages; pass fractions in 0..1, as "
+                       f"compare_paired takes its scores ({acc_a / POINTS:g} and {acc_b / POINTS:g}).")
+    if not (0 <= acc_a <= 1 and 0 <= acc_b <= 1):
+        raise KitError(f"Summary accuracies must be fractions in 0..1; got {acc_a} and {acc_b}.")
     if min(n_a, n_b) < MIN_N:
         raise KitError(f"Summary n must be at least {MIN_N} questions; got {n_a} and {n_b}.")
 
@@ -64,7 +63,8 @@ def compare_summary(
     equivalence_margin: float = 1.0,
     family_size: int = 1,
 ) -> dict[str, Any]:
-    """Compare two systems known only by accuracy (PERCENT, e.g. 64.2) and n: APPROXIMATE.
+    """Compare two systems known only by accuracy (a FRACTION in 0..1, e.g. 0.642, the unit of `compare_paired`'s
+    scores) and n: APPROXIMATE.
 
     Returns the keys of `compare_paired` in points, with `mode='summary'`, the interval, p and
     n needed over RHO_RANGE (`ci_*_rho`, `p_range`, `n_needed_rho`) and a note quoting them.
@@ -73,16 +73,11 @@ def compare_summary(
     """
     n_b = n if n_b is None else n_b
     _check_summary(acc_a, acc_b, n, n_b)
-    p1, p2 = acc_a / POINTS, acc_b / POINTS
-    diff = acc_b - acc_a
+    p1, p2 = float(acc_a), float(acc_b)
+    diff = (p2 - p1) * POINTS
     counts = (p2 * n_b, n_b, p1 * n)  # group 1 = B, group 2 = A, so statsmodels' "diff" is B - A
-    with warnings.catch_warnings():  # ratio/odds ratio of an arm at 0 %: unused here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = smp.test_proportions_2indep(*counts, n, method="wald", compare="diff")
-        low, high = smp.confint_proportions_2indep(*counts, n, method="wald", compare="diff", alpha=alpha)
-        t_low, t_high = smp.confint_proportions_2indep(*counts, n, method="wald", compare="diff", alpha=2 * alpha)
-        tost = smp.tost_proportions_2indep(*counts, n, -equivalence_margin / POINTS, equivalence_margin / POINTS,
-                                           method="wald", compare="diff")
+    test, (low, high), (t_low, t_high), (f_low, f_high), tost = _wald_tests(
+        counts, n, alpha, family_size, equivalence_margin)
     z = st.norm.isf(alpha / 2)
     se_rho = [_se_diff(p1, p2, n, n_b, rho) for rho in RHO_RANGE]  # wide (0.3) then narrow (0.8)
     hw = [float(z * se * POINTS) for se in se_rho]
@@ -97,9 +92,10 @@ def compare_summary(
     p = float(test.pvalue) if np.isfinite(test.pvalue) else float(diff == 0)
     t_p = float(tost.pvalue) if np.isfinite(tost.pvalue) else (0.0 if abs(diff) < equivalence_margin else 1.0)
     return {
-        "mode": "summary", "approximate": True, "n": int(min(n, n_b)), "acc_a": float(acc_a), "acc_b": float(acc_b),
+        "mode": "summary", "approximate": True, "n": int(min(n, n_b)), "acc_a": p1 * POINTS, "acc_b": p2 * POINTS,
         "diff": float(diff), "ci_low": float(low * POINTS), "ci_high": float(high * POINTS),
-        "tost_low": float(t_low * POINTS), "tost_high": float(t_high * POINTS), "p": p, "p_adj": p,
+        "tost_low": float(t_low * POINTS), "tost_high": float(t_high * POINTS), "ci_low_family": float(f_low * POINTS),
+        "ci_high_family": float(f_high * POINTS), "p": p, "p_adj": p,
         "p_method": "wald_independent", "tost_p": t_p, "tost_p_adj": t_p,
         "ci_halfwidth_rho": (hw[1], hw[0]), "ci_low_rho": (diff - hw[0], diff - hw[1]),
         "ci_high_rho": (diff + hw[1], diff + hw[0]), "p_range": (p_rho[1], p_rho[0]), "rho_range": RHO_RANGE,
@@ -111,6 +107,22 @@ def compare_summary(
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low * POINTS, t_high * POINTS),
         "note": _summary_note(diff, hw, p_rho, n_rho, equivalence_margin),
     }
+
+
+def _wald_tests(counts: tuple, n: int, alpha: float, family_size: int, margin: float) -> tuple:
+    """statsmodels' independent-arms Wald test, intervals at alpha, 2 alpha (TOST) and alpha / family_size, and TOST.
+
+    counts = (successes of B, n of B, successes of A); n = n of A.
+    """
+    def interval(level_alpha: float) -> tuple[float, float]:
+        return smp.confint_proportions_2indep(*counts, n, method="wald", compare="diff", alpha=level_alpha)
+
+    with warnings.catch_warnings():  # ratio/odds ratio of an arm at 0 %: unused here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = smp.test_proportions_2indep(*counts, n, method="wald", compare="diff")
+        tost = smp.tost_proportions_2indep(*counts, n, -margin / POINTS, margin / POINTS,
+                                           method="wald", compare="diff")
+        return test, interval(alpha), interval(2 * alpha), interval(alpha / family_size), tost
 
 
 def _summary_note(diff: float, hw: Sequence[float], p_rho: Sequence[float], n_rho: Sequence[float],

@@ -210,7 +210,7 @@ def interval_widths(runs: Sequence[StudyRun]) -> list[Finding]:
         p = float(pd.Series(accs).median())
         iv = summary_intervals(pd.DataFrame({"system": ["x"], "shot": [1], "n": [n], "accuracy": [p]}), WIDTH_LEVEL)
         one = float(iv["high"].iat[0] - iv["low"].iat[0]) / 2
-        diff = compare_summary(p, p, n, alpha=1 - WIDTH_LEVEL)
+        diff = compare_summary(p / POINTS, p / POINTS, n, alpha=1 - WIDTH_LEVEL)
         out.append(Finding("interval_width", "20", sum(r.n == n for r in runs),
                            {"n": n, "acc": p, "one": one, "diff": (diff["ci_high"] - diff["ci_low"]) / 2,
                             "level": WIDTH_LEVEL * POINTS}))

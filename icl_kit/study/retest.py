@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from icl_kit.core.config import Params, ReportConfig, from_dict, load_params, to_dict
+from icl_kit.core.config import Params, from_dict, load_params, to_dict
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import prepare_run, remove_stale_temps
 from icl_kit.evaluation.systems import STUDY_LAYERS_OPTION, STUDY_RENAMES_OPTION
@@ -43,7 +43,6 @@ from icl_kit.study.inputs import CHECKPOINT_SUFFIXES, Input, collect, is_checkpo
 TWIN_SUFFIX = " (re-measured)"
 V2_STEM_SUFFIX = "_v2format"
 DEFAULT_RUN = Path("runs") / "study_retest"
-TITLES = {"zh": "研究结论复检", "en": "Re-test of the study's claims"}
 
 
 @dataclass
@@ -110,8 +109,6 @@ def retest_params(params: Params, run_dir: Path, claims: list[dict[str, Any]], t
     again = remeasured_claims(claims, twins)
     raw["stats"] |= {"comparisons": claims + again, "automatic": False, "baseline": claims[0]["a"]}
     raw["report"]["baseline"] = claims[0]["a"]
-    if raw["report"]["title"] == ReportConfig().title:
-        raw["report"]["title"] = TITLES[raw["report"]["language"]]
     if twins:
         option = STUDY_LAYERS_OPTION if study_layers == 1 else STUDY_RENAMES_OPTION
         paths = {name: str(c.path.resolve()) for name, c in twins.items()}

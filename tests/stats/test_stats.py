@@ -173,7 +173,7 @@ def test_tost_paired_known_direction():
 
 def test_compare_summary_hand_z():
     """50% vs 60% at n=100: se = sqrt(.25/100 + .24/100) = 0.07, z = 0.1/0.07."""
-    r = compare_summary(50.0, 60.0, 100)
+    r = compare_summary(0.50, 0.60, 100)
     z = 0.1 / 0.07
     assert r["diff"] == pytest.approx(10.0)
     assert r["p"] == pytest.approx(math.erfc(z / math.sqrt(2)))  # = 0.15313
@@ -198,10 +198,14 @@ def test_compare_summary_hand_z():
     assert few == n_needed_paired(sd08, 1.0, 0.05, 0.8)
 
 
-def test_compare_summary_refuses_fractions():
-    with pytest.raises(KitError, match=r"look like fractions; pass percentages \(64.2 and 66"):
-        compare_summary(0.642, 0.66, 100)
-    assert compare_summary(0.0, 64.2, 100)["mode"] == "summary"
+def test_compare_summary_takes_fractions_as_compare_paired_does():
+    with pytest.raises(KitError, match=r"look like percentages; pass fractions in 0..1, as compare_paired takes its "
+                                       r"scores \(0.642 and 0.66\)"):
+        compare_summary(64.2, 66.0, 100)
+    with pytest.raises(KitError, match="fractions in 0..1"):
+        compare_summary(-0.1, 0.5, 100)
+    r = compare_summary(0.0, 0.642, 100)
+    assert r["mode"] == "summary" and r["acc_b"] == pytest.approx(64.2) and r["diff"] == pytest.approx(64.2)
 
 
 # ------------------------------------------------------------------ multiplicity, verdict
@@ -399,7 +403,7 @@ def test_align_and_input_errors():
         compare_paired([0, 1, 1], [0, 1])
     with pytest.raises(KitError, match="percent"):
         compare_paired([0, 50, 100], [0, 100, 100])
-    with pytest.raises(KitError, match="0..100"):
+    with pytest.raises(KitError, match="fractions in 0..1"):
         compare_summary(150.0, 60.0, 100)
 
 
