@@ -8,33 +8,49 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import lineage, natural_key
+from icl_kit.core.names import PHASES, lineage, natural_key
 
 BAND_ALPHA = 0.2  # fill opacity of checkpoint interval bands
 BASELINE_BAND_ALPHA = 0.1
 
 
+def training_positions(systems: pd.Series, epochs: pd.Series) -> tuple[dict[tuple[str, int], int], list[str]]:
+    """Where each checkpoint sits on one training axis: the phases in the order a run goes through them
+    (sft, rce, grpo; other lineages after), each phase's epochs 1-based as the files are named.
+    -> ({(lineage, stored epoch): x}, tick labels 'sft 1', 'rce 1', 'grpo 1', ...)."""
+    pairs = sorted({(lineage(s), int(e)) for s, e in zip(systems, epochs, strict=True)},
+                   key=lambda p: (_phase_rank(p[0]), natural_key(p[0]), p[1]))
+    return {p: i for i, p in enumerate(pairs)}, [f"{p[0].removesuffix('_epoch')} {p[1] + 1}" for p in pairs]
+
+
+def _phase_rank(stem: str) -> int:
+    phase = stem.removesuffix("_epoch")
+    return PHASES.index(phase) if phase in PHASES else len(PHASES)
+
+
 def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: float = 0.95) -> plt.Figure:
-    """One panel per shot: checkpoint lineages over epochs with interval bands; systems without an
-    epoch (baselines, imported results) as horizontal lines with their interval as a band."""
+    """One panel per shot: checkpoint lineages along the training sequence (sft, then rce, then grpo epochs,
+    numbered from 1 as their files are) with interval bands; systems without an epoch (baselines, imported
+    results) as horizontal lines with their interval as a band."""
     if intervals.empty:
         raise KitError("There are no accuracies to plot; run the evaluation stage first.")
     shots = sorted(intervals["shot"].unique())
-    fig, axes = plt.subplots(1, len(shots), figsize=(3.8 * len(shots), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(shots), figsize=(3.8 * len(shots), 3.8), sharey=True, squeeze=False)
     has_epoch = intervals["epoch"].notna()
-    lineages = sorted({lineage(s) for s in intervals.loc[has_epoch, "system"]}, key=natural_key)
+    lineages = sorted({lineage(s) for s in intervals.loc[has_epoch, "system"]}, key=lambda x: (_phase_rank(x), x))
     flat = list(dict.fromkeys(intervals.loc[~has_epoch, "system"]))
     colors = dict(zip(lineages + flat, sns.color_palette("colorblind", len(lineages) + len(flat)), strict=True))
+    xs, ticks = training_positions(intervals.loc[has_epoch, "system"], intervals.loc[has_epoch, "epoch"])
     for ax, shot in zip(axes[0], shots, strict=True):
         rows = intervals[intervals["shot"] == shot]
-        _draw_lineages(ax, rows[rows["epoch"].notna()], colors)
+        _draw_lineages(ax, rows[rows["epoch"].notna()], colors, xs)
         _draw_flat(ax, rows[rows["epoch"].isna()], colors)
         ax.set_title(f"{shot}-shot")
-        ax.set_xlabel("epoch (as stored, 0-based)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ticks:
+            ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right", fontsize="small")
+            ax.set_xlabel("checkpoint (training order)")
     axes[0][0].set_ylabel(f"VQA accuracy (%), {level:.0%} interval")  # level = 1 - stats.alpha
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False,
@@ -44,11 +60,12 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: floa
     return fig
 
 
-def _draw_lineages(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:
+def _draw_lineages(ax: plt.Axes, rows: pd.DataFrame, colors: dict, xs: dict[tuple[str, int], int]) -> None:
     for name, g in rows.groupby(rows["system"].map(lineage), sort=False):
         g = g.sort_values("epoch")
-        ax.plot(g["epoch"], g["accuracy"], marker="o", color=colors[name], label=name)
-        ax.fill_between(g["epoch"].astype(float), g["low"], g["high"], color=colors[name], alpha=BAND_ALPHA)
+        x = [xs[(name, int(e))] for e in g["epoch"]]
+        ax.plot(x, g["accuracy"], marker="o", color=colors[name], label=name.removesuffix("_epoch"))
+        ax.fill_between(x, g["low"], g["high"], color=colors[name], alpha=BAND_ALPHA)
 
 
 def _draw_flat(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:

@@ -11,6 +11,8 @@ shows its own n.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -49,22 +51,31 @@ def plain_verdict(t: Text, row: pd.Series, margin: float) -> str:
     return t({"better": "a_gain", "worse": "a_drop"}.get(kind, "a_noise"))
 
 
-def evidence(t: Text, row: pd.Series) -> str:
+def is_retest(rows: pd.DataFrame) -> bool:
+    """Claims with the study's reported numbers among their evidence (a re-test of its files)."""
+    return bool(len(rows)) and bool((rows["mode"] == "summary").any()) and bool(rows["claimed"].notna().any())
+
+
+def evidence(t: Text, row: pd.Series, retest: bool) -> str:
     if row["mode"] == "summary":
         return t("ev_summary", n=count(row["n"]))
-    return t("ev_paired", label=t.subset_label(row["subset"]), n=count(row["n"]))
+    return t("ev_paired" if retest else "ev_run", label=t.subset_label(row["subset"]), n=count(row["n"]))
 
 
 def claims_table(t: Text, facts: Facts, rows: pd.DataFrame) -> str:
     with_claimed = rows["claimed"].notna().any() if "claimed" in rows else False
+    retest = is_retest(rows)
     heads = [t("c_claim"), t("col_shot")] + ([t("c_claimed")] if with_claimed else []) + [
-        t("c_evidence"), t("c_diff"), t("col_padj"), t("c_mde"), t("c_need", margin=num(facts.margin)), t("c_verdict")]
+        t("c_evidence"), t("c_diff"), t("c_family"), t("col_padj"), t("c_mde"), t("c_need", margin=num(facts.margin)),
+        t("c_verdict")]
     body = []
     for _, r in rows.iterrows():
         claimed = [pts(r["claimed"]) if pd.notna(r["claimed"]) else "—"] if with_claimed else []
         diff = f"{pts(r['diff'])} {ci(r.ci_low, r.ci_high)}"
-        body.append([r["claim"], str(r["shot"]), *claimed, evidence(t, r), diff, p_bound(r.p_adj, facts.at_floor(r)),
-                     f"±{num(r['mde'])}", need_text(r), plain_verdict(t, r, facts.margin)])
+        family = ci(r.get("ci_low_family"), r.get("ci_high_family"))
+        body.append([r["claim"], str(r["shot"]), *claimed, evidence(t, r, retest), diff, family,
+                     p_bound(r.p_adj, facts.at_floor(r)), f"±{num(r['mde'])}", need_text(r),
+                     plain_verdict(t, r, facts.margin)])
     return md_table(heads, body)
 
 
@@ -84,12 +95,13 @@ def _cells(t: Text, rows: pd.DataFrame) -> str:
                                              else "")
 
 
-def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str) -> str:
+def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str, retest: bool) -> str:
     """How many claims of one evidence group hold, and what the others are: a real difference the claim did
     not make, equivalent within ±δ, or not to be told from noise (with the interval width and the MDE)."""
     first = group.iloc[0]
     where = (t("w_summary", n=count(group["n"].max())) if first["mode"] == "summary"
-             else t("w_paired", label=t.subset_label(first["subset"]), n=count(group["n"].max())))
+             else t("w_paired" if retest else "w_run", label=t.subset_label(first["subset"]),
+                    n=count(group["n"].max())))
     held_mask = pd.Series([holds(r) for _, r in group.iterrows()], index=group.index, dtype=bool)
     kinds = group["verdict"].map(verdict_kind)
     contrary = group[kinds.isin(["better", "worse"]) & ~held_mask]
@@ -112,13 +124,24 @@ def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str) -> st
         else clauses[0] + t("full_stop")
 
 
-def headline(t: Text, facts: Facts) -> list[str]:
-    """One sentence per evidence group of the claims; without claims, the main subset's counts."""
+def answer_rows(facts: Facts) -> pd.DataFrame:
+    """The claims the answer states: every kind of evidence in a re-test; otherwise the run's own claims on
+    its largest subset (the others come later, with the tables of each subset)."""
     rows = claims(facts)
+    if rows.empty or is_retest(rows):
+        return rows
+    subset, _, _ = facts.main()
+    main = rows[rows["subset"] == subset]
+    return main if len(main) else rows
+
+
+def headline(t: Text, facts: Facts) -> list[str]:
+    """One sentence per evidence group of the claims; without claims, nothing (the counts say it)."""
+    rows = answer_rows(facts)
     if rows.empty:
         return []
     what = "what_claims" if rows["claimed"].notna().any() else "what_primary"
-    return [_group_sentence(t, facts, g, what) for _, g in _groups(rows)]
+    return [_group_sentence(t, facts, g, what, is_retest(rows)) for _, g in _groups(rows)]
 
 
 def main_sentences(t: Text, facts: Facts) -> list[str]:
@@ -138,18 +161,21 @@ def main_sentences(t: Text, facts: Facts) -> list[str]:
     return text
 
 
-def answer_section(doc, t: Text, facts: Facts, audit_findings: int | None) -> None:  # noqa: ANN001 - report.sections.Doc
+def answer_section(doc, t: Text, facts: Facts, audit_findings: int | None,  # noqa: ANN001 - report.sections.Doc
+                   main_figure: Callable[[], None] | None = None) -> None:
     """The first section: headline sentences, the claims table and its notes; without claims (no primary
     family), the main subset's verdict counts and largest gain, as the conclusion states them."""
-    rows = claims(facts)
-    retest = "claimed" in rows and rows["claimed"].notna().any()
-    doc.add(t.section(0, t("name_answer_retest") if retest else None))
+    rows = answer_rows(facts)
+    doc.add(t.section(0, t("name_answer_retest") if is_retest(rows) else None))
     if rows.empty:
         doc.add(t("sentence_sep").join(main_sentences(t, facts)))
         return
     doc.add(t("sentence_sep").join(headline(t, facts)))
+    if main_figure is not None:
+        main_figure()
     doc.add(claims_table(t, facts, rows))
-    notes = [t("c_note", level=t.defaults["level"], power=share(facts.power), margin=num(facts.margin))]
+    notes = [t("c_note", level=t.defaults["level"], power=share(facts.power), margin=num(facts.margin),
+               sizes=", ".join(count(m) for m in sorted({int(m) for m in rows["family_size"].dropna()})))]
     if (rows["mode"] == "summary").any():
         notes.append(t("c_note_summary"))
     if audit_findings is not None:

@@ -17,8 +17,10 @@ the figures themselves are the notebooks' own), audit (the study's files).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import difflib
+import hashlib
 import html
 import json
 import re
@@ -29,16 +31,16 @@ import mistune
 import numpy as np
 import pandas as pd
 
-from icl_kit.core.config import ReportConfig, load_params
+from icl_kit.core.config import Params, ReportConfig, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import EPOCH_RE, lineage, natural_key
-from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_text, read_jsonl
+from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 from icl_kit.evaluation.io import read_imported
 from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
-from icl_kit.stats.run import run_intervals
+from icl_kit.stats.run import recorded_stats_config, run_intervals
 from icl_kit.train.plots import split_log
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
@@ -88,6 +90,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     if not paths.summary.is_file() and imported.empty:
         raise KitError(f"{paths.summary} is missing and nothing was imported; {EVAL_HINT} first.")
     params = load_params(paths.params)
+    params.stats = recorded_stats_config(paths.root) or params.stats  # label what the statistics did
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
     summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
     accuracy = accuracy_table(paths, 1 - params.stats.alpha)
@@ -160,25 +163,63 @@ def render_html(md: str, base: Path, title: str, language: str) -> str:
 
 
 # ------------------------------------------------------------------ entry point
-def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
-    """Write report.md, report.html and the figures into `run_dir/report/`.
+LANGUAGES = ("zh", "en")
+REPORT_META = "report.json"  # what the report was made from: its params and the statistics it read
 
-    `cfg` defaults to the `report` section of the run's params.yaml.
-    Returns {"md": Path, "html": Path, "figures": [Path, ...]}.
+
+def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
+    """Write the report in both languages side by side (report.zh.md/.html, report.en.md/.html, each with its
+    own title), report.md/.html in `cfg.language`, the figures, and report.json (what it was made from).
+
+    `cfg` defaults to the `report` section of the run's params.yaml; the statistics' own settings (α, margin,
+    correction) are read from stats/summary.json, so the report always labels what the statistics did.
+    Returns {"md": Path, "html": Path, "figures": [Path, ...], "languages": {lang: (md, html)}}.
     """
     inputs = load_inputs(run_dir)
     cfg = cfg or inputs.params.report
     check_baseline(inputs.comparisons, cfg.baseline)
-    md, makers = build_markdown(inputs, cfg)  # every other refusal (e.g. report.featured) happens here, before writing
-    paths = RunPaths(Path(run_dir))
+    docs = {lang: build_markdown(inputs, dataclasses.replace(cfg, language=lang)) for lang in LANGUAGES}
+    paths = RunPaths(Path(run_dir))  # every refusal (e.g. report.featured) happened above, before writing
     figures = []
-    for name, make in makers.items():
+    for name, make in docs[cfg.language][1].items():  # the figures carry no words of either language
         atomic_write_bytes(paths.figures / name, png_bytes(make()))
         figures.append(paths.figures / name)
-    md_path, html_path = paths.report_dir / "report.md", paths.report_dir / "report.html"
-    atomic_write_text(md_path, md)
-    atomic_write_text(html_path, render_html(md, paths.report_dir, cfg.title, cfg.language))
-    return {"md": md_path, "html": html_path, "figures": figures}
+    out = {}
+    for lang, (md, _) in docs.items():
+        for stem in (f"report.{lang}", "report") if lang == cfg.language else (f"report.{lang}",):
+            md_path, html_path = paths.report_dir / f"{stem}.md", paths.report_dir / f"{stem}.html"
+            atomic_write_text(md_path, md)
+            atomic_write_text(html_path, render_html(md, paths.report_dir, md_title(md), lang))
+            out.setdefault(lang, (md_path, html_path))
+    atomic_write_json(paths.report_dir / REPORT_META, report_fingerprint(paths.root, inputs.params, cfg))
+    return {"md": paths.report_dir / "report.md", "html": paths.report_dir / "report.html", "figures": figures,
+            "languages": out}
+
+
+def md_title(md: str) -> str:
+    """The report's own title: its first line without the '# '."""
+    return md.split("\n", 1)[0].removeprefix("# ").strip()
+
+
+def report_fingerprint(root: Path, params: Params, cfg: ReportConfig) -> dict[str, Any]:
+    """The report's inputs: its params, the stats settings it read, and a hash of the comparisons it rendered."""
+    paths = RunPaths(root)
+    summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
+    return {"report": dataclasses.asdict(cfg), "stats": summary.get("config"),
+            "comparisons_sha256": hashlib.sha256(paths.comparisons.read_bytes()).hexdigest()}
+
+
+def report_is_current(run_dir: str | Path, params: Params) -> bool:
+    """Was the run's report made from its current statistics and these report params?"""
+    paths = RunPaths(Path(run_dir))
+    meta = paths.report_dir / REPORT_META
+    if not (meta.is_file() and paths.comparisons.is_file() and (paths.stats_dir / "summary.json").is_file()):
+        return False
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return recorded == json.loads(json.dumps(report_fingerprint(paths.root, params, params.report)))
 
 
 def check_baseline(comparisons: pd.DataFrame, baseline: str) -> None:

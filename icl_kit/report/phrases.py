@@ -15,6 +15,7 @@ ZH: dict[str, str] = {
     "sec": "## {roman}、{name}",
     "sec_names": "核心结论|测试配置|结果对比|详细分析|关键发现|建议|总结",
     "name_answer_retest": "研究主张的复检",
+    "title_default": "ICD 选择器评估", "title_retest": "研究结论复检", "title_sim": "（演示世界，模拟 LVLM）",
     "c_claim": "主张", "c_claimed": "声称的差异", "c_evidence": "证据（n）", "c_diff": "本工具的差异 [{level} 区间]",
     "c_mde": "本 n 可检测的最小差异", "c_need": "检出 ±{margin} 点所需 n", "c_verdict": "结论",
     "a_gain": "真实差异（提升）", "a_drop": "真实差异（下降）", "a_equiv": "在 ±{margin} 点内等价",
@@ -31,8 +32,11 @@ ZH: dict[str, str] = {
     "h_noise": "{k} 项无法与噪声区分（区间约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} 功效被检出）",
     "h_join": "{first}：{rest}。", "clause_sep": "；",
     "h_cell": "{claim}（shot {shot}）{diff} {ci}",
-    "c_note": "校正后 p 在同一证据上的主张族内校正；{level} 区间是单项主张的区间；“可检测的最小差异”是本 n 在该族 "
-              "α/m 水平下以 {power} 功效能检出的最小差异；“所需 n”是以同样功效检出 ±{margin} 点差异所需的题数。",
+    "c_note": "校正后 p 与族校正区间都在同一证据上的主张族内计算（族大小 m = {sizes}；区间为 1 − α/m 的 Bonferroni "
+              "同时区间，结论以校正后的精确 p 为准）；{level} 区间是单项主张自己的区间；"
+              "“可检测的最小差异”是本 n 在该族 α/m 水平下以 {power} 功效能检出的最小差异；"
+              "“所需 n”是以同样功效检出 ±{margin} 点差异所需的题数。",
+    "c_family": "族校正区间",
     "c_note_summary": "† 仅有研究的汇总准确率：按独立比例近似检验（两次运行答的是同一批题，所以偏保守）；"
                       "所需 n 的范围假设逐题配对重测、两次答案的相关系数为 0.8–0.3。",
     "c_note_audit": "研究各文件本身显示的缺陷（含计数）见 [audit.md](audit.md)（{k} 项）。",
@@ -130,10 +134,15 @@ ZH: dict[str, str] = {
                      "奖励完全没有差异的组占 {zero}（中位数）。",
     "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p {naive}，"
                    "但计入“挑选最佳 epoch”后 max-T p {maxt}，不再显著。",
-    "f_maxt_kept": "{lineage} 在 shot {shot} 的最佳 epoch {epoch}（{diff} 点）计入挑选后仍显著（max-T p {maxt}）。",
-    "f_n_small": "在 n = {n} 时有 {k} / {m} 项比较无法下结论；其中最容易检出的差异（{b} vs {a}，shot {shot}，{d} 点）"
-                 "要以 {power} 功效确认与观测值同样大小的差异也约需 n≈{need} 题（按 α/{m} 计入多重比较）；"
-                 "当前最小可检测差异约为 ±{mde} 点。",
+    "f_maxt_kept": "{lineage} 在 shot {shot} 的测试集最佳检查点 {epoch}（{diff} 点）在计入挑选"
+                   "（从 {e} 个 epoch 中挑最好的，max-T p {maxt}）和整个比较族的校正"
+                   "（m = {m}，校正后 p {p_adj}）后都仍显著。",
+    "f_maxt_family": "{lineage} 在 shot {shot} 的测试集最佳检查点 {epoch}（{diff} 点）：max-T p {maxt} 只计入了"
+                     "“从 {e} 个 epoch 中挑最好的”；再计入整个比较族（m = {m}），校正后 p {p_adj}：{verdict}。",
+    "f_n_small": "在 n = {n} 时 {m} 项比较中有 {k} 项无法下结论：本次能以 {power} 功效检出的最小差异约为 ±{mde} 点，"
+                 "检出 ±{margin} 点约需 n≈{need} 题（各表的中位数）。",
+    "f_significant_range": "{b} 相对 {a} 在 shot {shots} 上的差异都显著（{k} 项，{lo} 到 {hi} 点，n = {n}）。",
+    "family_ci": "，族校正 {ci}", "and_more_sentence": "另有 {k} 项同类差异。",
     "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
                  "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
                  "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
@@ -151,6 +160,9 @@ ZH: dict[str, str] = {
     "r_weak_signal": "加强训练信号：增大每组采样数（train.rollouts.group_size），"
                      "或使用更有区分度的奖励（train.reward.kind、train.reward.shots），再检查奖励缓存是否正常。",
     "r_more_n": "把测试题数增加到 n≈{need}（eval.n 或 eval.questions: all），再判断这些差异。",
+    "r_split_too_small": "本次已用上全部测试题（n = {n}）；检出 ±{margin} 点约需 n≈{need} 题，超过了这个测试集："
+                         "把这些差异记为“未检出”，或在更大的测试集上检验。",
+    "ev_run": "逐题，{label}，n = {n}", "w_run": "{label}（n = {n}）上",
     "r_undetectable": "其余 {k} 项无法下结论的差异远小于本次能检出的差异（最小可检测差异 ±{mde} 点），"
                       "其中最容易检出的也约需 n≈{need} 题：把它们记为“未检出”，不要当作提升或下降。",
     "r_honest": "报告按验证集选出的检查点在测试集上的结果，不要报告测试集上挑出来的最佳 epoch。",
@@ -180,6 +192,8 @@ EN: dict[str, str] = {
     "sec": "## {roman}. {name}",
     "sec_names": "The answer|Test configuration|Results|Detailed analysis|Key findings|Recommendations|Conclusion",
     "name_answer_retest": "The study's claims, re-tested",
+    "title_default": "ICD selector evaluation", "title_retest": "Re-test of the study's claims",
+    "title_sim": " (demo world, simulated LVLM)",
     "c_claim": "Claim", "c_claimed": "Claimed", "c_evidence": "Evidence (n)", "c_diff": "Kit's difference [{level} "
                                                                                       "interval]",
     "c_mde": "Detectable at this n", "c_need": "n to detect ±{margin}", "c_verdict": "Verdict",
@@ -195,15 +209,18 @@ EN: dict[str, str] = {
               "from noise.",
     "h_held": "{held} of the {m} {what} hold {where} ({cells})",
     "h_held_none": "None of the {m} {what} holds {where}",
-    "h_contrary": "{k} show a real difference the claim did not make ({cells})",
-    "h_equiv": "{k} are equivalent within ±{margin} points",
-    "h_noise": "{k} cannot be told from noise (intervals about ±{hw} points; a difference would need about {mde} "
+    "h_contrary": "{k} with a real difference the claim did not make ({cells})",
+    "h_equiv": "{k} equivalent within ±{margin} points",
+    "h_noise": "{k} not to be told from noise (intervals about ±{hw} points; a difference would need about {mde} "
                "points to be detected with {power} power)",
     "h_join": "{first}: {rest}.", "clause_sep": "; ",
     "h_cell": "{claim} at shot {shot}, {diff} {ci}",
-    "c_note": "Adjusted p is corrected within the family of claims on the same evidence; the {level} interval is each "
-              "claim's own; “detectable” is the smallest difference this n detects with {power} power at the "
-              "family's α/m; “n to detect” is the questions needed to detect ±{margin} points with that power.",
+    "c_note": "Adjusted p and the family-adjusted interval are computed within the family of claims on the same "
+              "evidence (family size m = {sizes}; the interval is the Bonferroni simultaneous interval at 1 − α/m, "
+              "and the verdict follows the exact adjusted p); the {level} interval is each claim's own; "
+              "“detectable” is the smallest difference this n detects with {power} power at the family's α/m; "
+              "“n to detect” is the questions needed to detect ±{margin} points with that power.",
+    "c_family": "Family-adjusted interval",
     "c_note_summary": "† From the study's summary accuracies only: tested as independent proportions, an "
                       "approximation that is conservative here (both runs answered the same questions); the n range "
                       "assumes a paired re-measurement whose answers correlate 0.8–0.3.",
@@ -317,13 +334,18 @@ EN: dict[str, str] = {
                      "and a median {zero} of groups had no reward spread at all.",
     "f_maxt_lost": "{lineage} at shot {shot}: the best epoch on test, {epoch} ({diff} points), has naive p "
                    "{naive} but max-T p {maxt} once picking the best epoch is accounted for: not significant.",
-    "f_maxt_kept": "{lineage} at shot {shot}: the best epoch {epoch} ({diff} points) stays significant after "
-                   "accounting for the selection (max-T p {maxt}).",
-    "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive; even the most detectable of them ({b} vs "
-                 "{a}, shot {shot}, {d} points) would need n ≈ {need} questions to confirm a difference of the observe"
-                 "d size "
-                 "with power {power} (at α/{m} for the "
-                 "multiple comparisons); the current minimum detectable difference is about ±{mde} points.",
+    "f_maxt_kept": "{lineage} at shot {shot}: the best checkpoint on test, {epoch} ({diff} points), stays "
+                   "significant both after picking it among {e} epochs (max-T p {maxt}) and after the family's "
+                   "correction (m = {m}, adjusted p {p_adj}).",
+    "f_maxt_family": "{lineage} at shot {shot}: the best checkpoint on test, {epoch} ({diff} points), has max-T p "
+                     "{maxt}, which accounts only for picking it among {e} epochs; corrected for its family of {m} "
+                     "comparisons it has adjusted p {p_adj}: {verdict}.",
+    "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive: the smallest difference this run detects "
+                 "with power {power} is about ±{mde} points, and detecting ±{margin} points would need about "
+                 "n ≈ {need} questions (the tables' median).",
+    "f_significant_range": "{b} vs {a} differs significantly at shots {shots} ({k} comparisons, {lo} to {hi} points, "
+                           "n = {n}).",
+    "family_ci": ", family-adjusted {ci}", "and_more_sentence": " {k} more like it.",
     "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
                  "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
                  "{m_large} (±{hw_large} points); {settled} of them are settled by the larger sample.",
@@ -343,6 +365,10 @@ EN: dict[str, str] = {
                     "epochs.",
     "r_weak_signal": "Strengthen the training signal: more samples per group (train.rollouts.group_size) or a "
                      "reward with more spread (train.reward.kind, train.reward.shots); check the reward cache.",
+    "r_split_too_small": "This run already uses every test question (n = {n}); detecting ±{margin} points needs "
+                         "about n ≈ {need}, more than the split holds: record these differences as not detected, or "
+                         "test them on a larger split.",
+    "ev_run": "per question, {label}, n = {n}", "w_run": "on {label} (n = {n})",
     "r_more_n": "Evaluate on n ≈ {need} test questions (eval.n, or eval.questions: all) before judging these "
                 "differences.",
     "r_undetectable": "The remaining {k} inconclusive differences are far below what this run can detect (minimum "

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icl_kit.report.text import Text, approx_n, ci, count, num, p_bound_is, p_is, pct, pts, share
-from icl_kit.stats.power import n_needed_paired
+from icl_kit.core.names import EPOCH_RE
+from icl_kit.report.text import Text, approx_n, ci, count, need_text, num, p_bound_is, p_is, pct, pts, share
 from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import val_columns
 
@@ -39,9 +39,11 @@ class Facts:
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
     best_epoch: list[dict[str, Any]] = field(default_factory=list)
+    baseline: str = ""  # the system the best-epoch tests compare with (stats.baseline)
     val_selected: dict[str, dict[str, Any]] = field(default_factory=dict)
     smoke: bool = False
     simulated: bool = False
+    all_questions: bool = False  # the run evaluated every test question of its split: more n needs another split
     p_floor: float = 0.0  # smallest Monte Carlo p, 1 / (n_perm + 1); 0: unknown. Exact p has no floor.
 
     def at_floor(self, row: Any) -> bool:
@@ -120,24 +122,14 @@ def significant(f: Facts) -> pd.DataFrame:
 
 
 def inconclusive_need(f: Facts) -> dict[str, Any] | None:
-    """Inconclusive paired comparisons of the main subset: n needed for the most detectable one.
-
-    For each, n needed to confirm its OBSERVED |diff| with a paired t-test at its
-    family's Bonferroni level alpha / m (what Holm asks of the smallest p; m = the
-    row's `family_size`, else the subset's row count); the minimum over them (the
-    largest |diff| / sd) is the most hopeful case.
-    """
+    """The main subset's inconclusive comparisons: how many of how many, the median smallest detectable
+    difference, and the median questions needed to detect the margin (the same `n_needed` the tables show)."""
     _, n, rows = f.main()
-    inc = rows[(rows.verdict.map(verdict_kind) == "inconclusive") & (rows["diff"].abs() > 0)
-               & np.isfinite(rows["sd_diff"])]
-    if inc.empty:
+    inc = rows[rows.verdict.map(verdict_kind) == "inconclusive"]
+    need = pd.to_numeric(inc["n_needed"], errors="coerce")
+    if inc.empty or not np.isfinite(need).any():
         return None
-    m = (inc["family_size"].fillna(len(rows)) if "family_size" in inc else pd.Series(len(rows), index=inc.index))
-    need = pd.Series([n_needed_paired(sd, abs(d), f.alpha / mm, f.power)
-                      for sd, d, mm in zip(inc.sd_diff, inc["diff"], m, strict=True)], index=inc.index)
-    best = inc.loc[need.idxmin()]
-    return {"n": n, "k": len(inc), "m": int(m.loc[need.idxmin()]), "d": float(best["diff"]), "need": float(need.min()),
-            "a": best.system_a, "b": best.system_b, "shot": int(best.shot), "mde": _median(rows["mde"])}
+    return {"n": n, "k": len(inc), "m": len(rows), "mde": _median(inc["mde"]), "need": float(np.nanmedian(need))}
 
 
 def subset_contrast(f: Facts) -> dict[str, Any] | None:
@@ -171,16 +163,47 @@ def find_smoke(f: Facts, t: Text) -> str | None:
     return t("f_smoke") if f.smoke else None
 
 
+def is_checkpoint(system: str) -> bool:
+    """A trained checkpoint ('grpo_epoch3'), as opposed to a baseline (random, similarity, an imported run)."""
+    return bool(EPOCH_RE.search(str(system)))
+
+
+def row_for(f: Facts, a: str, b: str, shot: int) -> pd.Series | None:
+    """The main subset's comparison of B with A at `shot` (the table row a sentence must agree with)."""
+    _, _, rows = f.main()
+    hit = rows[(rows.system_a == a) & (rows.system_b == b) & (rows.shot == shot)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def ci_cell(t: Text, r: pd.Series) -> str:
+    """The interval; with the family-adjusted one beside it when the two say different things about 0 (the
+    per-comparison interval excludes 0 while the family-adjusted verdict does not, or the other way)."""
+    text = ci(r.ci_low, r.ci_high)
+    lo, hi = r.get("ci_low_family", math.nan), r.get("ci_high_family", math.nan)
+    significant = verdict_kind(r.verdict) in ("better", "worse")
+    if np.isfinite(lo) and np.isfinite(hi) and (r.ci_low > 0 or r.ci_high < 0) != significant:
+        text += t("family_ci", ci=ci(lo, hi))
+    return text
+
+
 def find_significant(f: Facts, t: Text) -> list[str] | None:
+    """Significant differences outside the claims (the answer states those): each one involving a checkpoint,
+    then the baselines' differences summarised per pair as a range over shots."""
     sig = significant(f)
+    sig = sig[sig["family"] != "primary"] if "family" in sig else sig
     if sig.empty:
         return None
+    ours = sig[sig.system_a.map(is_checkpoint) | sig.system_b.map(is_checkpoint)]
     out = [t("f_significant", b=r.system_b, a=r.system_a, shot=r.shot,
              direction=t("dir_up" if r["diff"] > 0 else "dir_down"), diff=pts(r["diff"]),
-             ci=ci(r.ci_low, r.ci_high), p_adj=p_bound_is(r.p_adj, f.at_floor(r)), n=count(r.n))
-           for _, r in sig.head(MAX_LISTED).iterrows()]
-    if len(sig) > MAX_LISTED:
-        out[-1] += f" ({t('and_more', k=len(sig) - MAX_LISTED)})"
+             ci=ci_cell(t, r), p_adj=p_bound_is(r.p_adj, f.at_floor(r)), n=count(r.n))
+           for _, r in ours.head(MAX_LISTED).iterrows()]
+    if len(ours) > MAX_LISTED:
+        out[-1] += t("and_more_sentence", k=count(len(ours) - MAX_LISTED))
+    base = sig.drop(ours.index)
+    for (a, b), g in base.groupby(["system_a", "system_b"], sort=False):
+        out.append(t("f_significant_range", b=b, a=a, k=count(len(g)), shots=", ".join(str(k) for k in sorted(g.shot)),
+                     lo=pts(g["diff"].min()), hi=pts(g["diff"].max()), n=count(g.n.max())))
     return out
 
 
@@ -204,20 +227,29 @@ def find_n_small(f: Facts, t: Text) -> str | None:
     c = inconclusive_need(f)
     if c is None:
         return None
-    return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), d=pts(c["d"]), a=c["a"], b=c["b"],
-             shot=c["shot"], need=approx_n(c["need"]), mde=num(c["mde"]), power=share(f.power))
+    return t("f_n_small", n=count(c["n"]), k=count(c["k"]), m=count(c["m"]), need=approx_n(c["need"]),
+             mde=num(c["mde"]), power=share(f.power), margin=num(f.margin))
 
 
-def find_maxt(f: Facts, t: Text) -> list[str] | None:
+def find_maxt(f: Facts, t: Text, baseline: str = "") -> list[str] | None:
+    """The best epoch on test, after picking it (max-T over the lineage's epochs), and what the table says of
+    the same comparison after the family's correction: a sentence never calls significant what the table
+    does not."""
     out = []
     for e in maxt_entries(f):
         best = e.get("best_system") or e.get("best_epoch", "")  # the checkpoint's name, not its 0-based epoch
-        fields = {"lineage": e.get("lineage", ""), "shot": e.get("shot", ""), "epoch": best,
-                  "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]), "maxt": p_is(e["maxT_p"])}
+        fields = {"lineage": str(e.get("lineage", "")).removesuffix("_epoch"), "shot": e.get("shot", ""),
+                  "epoch": best, "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]),
+                  "maxt": p_is(e["maxT_p"]), "e": count(len(e.get("epochs", [])) or e.get("n_epochs", 0))}
+        r = row_for(f, baseline or f.baseline, best, int(e.get("shot", 0)))
+        table = ({"p_adj": p_bound_is(r.p_adj, f.at_floor(r)), "m": count(r.get("family_size")),
+                  "verdict": t.verdict(r.verdict, need_text(r), f.margin)} if r is not None else None)
         if e["naive_p"] < f.alpha <= e["maxT_p"]:
             out.append(t("f_maxt_lost", **fields))
-        elif e["maxT_p"] < f.alpha:
-            out.append(t("f_maxt_kept", **fields))
+        elif e["maxT_p"] < f.alpha and table and verdict_kind(r.verdict) == "better":
+            out.append(t("f_maxt_kept", **fields, **table))
+        elif e["maxT_p"] < f.alpha and table:
+            out.append(t("f_maxt_family", **fields, **table))
     return out or None
 
 
@@ -236,9 +268,12 @@ def find_weak_signal(f: Facts, t: Text) -> str | None:
 def find_val_selected(f: Facts, t: Text) -> list[str] | None:
     out = []
     for block in f.val_selected.values():
-        cells = [t("f_val_selected_cell", shot=r.get("shot"), diff=pts(r.get("diff")),
-                   ci=ci(r.get("ci_low"), r.get("ci_high")), verdict=t.verdict(str(r.get("verdict")), None, f.margin))
-                 for r in block.get("on_test", [])]
+        cells = []
+        for r in block.get("on_test", []):
+            row = row_for(f, f.baseline, str(r.get("system_b")), int(r.get("shot", 0)))
+            cells.append(t("f_val_selected_cell", shot=r.get("shot"), diff=pts(r.get("diff")),
+                           ci=ci_cell(t, row) if row is not None else ci(r.get("ci_low"), r.get("ci_high")),
+                           verdict=t.verdict(str(r.get("verdict")), None, f.margin)))
         if not cells or "best_val_epoch" not in block:
             continue
         out.append(t("f_val_selected", system=block.get("system", ""),
@@ -281,8 +316,10 @@ def rec_more_n(f: Facts, t: Text) -> str | None:
     c = inconclusive_need(f)
     if not c or not c["need"] > c["n"]:
         return None
+    if f.all_questions:
+        return t("r_split_too_small", n=count(c["n"]), need=approx_n(c["need"]), margin=num(f.margin))
     if c["need"] <= FEASIBLE_N_RATIO * c["n"]:
-        return t("r_more_n", need=approx_n(c["need"]))
+        return t("r_more_n", need=approx_n(c["need"]), margin=num(f.margin))
     return t("r_undetectable", k=count(c["k"]), mde=num(c["mde"]), need=approx_n(c["need"]))
 
 

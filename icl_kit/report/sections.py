@@ -15,9 +15,9 @@ from icl_kit.core.config import Params, ReportConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
-from icl_kit.report.answer import answer_section, headline, main_sentences
+from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
 from icl_kit.report.answer import claims as claim_rows
-from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules
+from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, ci_cell
 from icl_kit.report.text import (
     CORRECTION_NAMES,
     DOWN,
@@ -111,7 +111,8 @@ def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
                  correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
                  best_epoch=[b for b in best if isinstance(b, dict)],
                  val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
-                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=1 / (s.n_perm + 1))
+                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=1 / (s.n_perm + 1),
+                 baseline=s.baseline, all_questions=inputs.evaluated and inputs.params.eval.questions == "all")
 
 
 def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]]:
@@ -139,7 +140,9 @@ def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Fa
         compared = t("compared_claims", m=count(claims[["claim", "shot"]].drop_duplicates().shape[0]))
     _, n, _ = facts.main()
     model = t("sim_model") if facts.simulated else p.lvlm.model
-    doc.add(t("title", title=cfg.title, compared=compared))
+    title = cfg.title or (t("title_retest") if is_retest(claims) else t("title_default")
+                          + (t("title_sim") if facts.simulated else ""))
+    doc.add(t("title", title=title, compared=compared))
     if inputs.evaluated:
         doc.add(t("header", date=inputs.date, dataset=DATASET_NAMES[p.data.dataset], n=count(n), model=model,
                   sampler="RandSampler"))
@@ -210,8 +213,8 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
                  for r in acc[acc.system == system].itertuples()}
         table.append([system] + [cells.get(k, "—") for k in shots])
     doc.add(t("sub_acc"), t("acc_caption"), md_table([t("system")] + [f"Shot {k}" for k in shots], table))
-    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc, level=1 - facts.alpha),
-               t("cap_accuracy"))
+    if "accuracy_by_epoch.png" not in doc.figures:  # the answer shows it first when it has claims
+        main_figure(doc, t, inputs, facts)
     for subset, n in reversed(facts.subsets()):  # the most questions first: the tables to read
         rows = facts.comparisons[facts.comparisons.subset == subset]
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
@@ -230,6 +233,13 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
         doc.add(t("approx_note"))
 
 
+def main_figure(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
+    """Accuracy by checkpoint at each shot, with the baselines: the figure the answer is read against."""
+    acc = inputs.accuracy
+    doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc, level=1 - facts.alpha),
+               t("cap_accuracy"))
+
+
 def family_sizes(df: pd.DataFrame) -> str:
     """`44, 4`: the distinct family sizes m of the comparisons (α/m is each family's level)."""
     sizes = df["family_size"].dropna().astype(int).unique() if "family_size" in df else []
@@ -245,7 +255,7 @@ def _b_cell(r: pd.Series) -> str:
 def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
     rows = rows.sort_values(["system_b", "system_a", "shot"], key=lambda c: c.map(natural_key))
     body = [[_b_cell(r), r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
-             ci(r.ci_low, r.ci_high), ci(r.tost_low, r.tost_high), p_bound(r.p_adj, facts.at_floor(r)),
+             ci_cell(t, r), ci(r.tost_low, r.tost_high), p_bound(r.p_adj, facts.at_floor(r)),
              verdict_cell(t, r, facts.margin)] for _, r in rows.iterrows()]
     heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_tost", "col_padj",
              "col_verdict"]
@@ -305,7 +315,7 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
 
 def _detail_line(t: Text, facts: Facts, r: pd.Series, a: str, b: str) -> str:
     fields = {"shot": r.shot, "a": a, "b": b, "acc_a": pct(r.acc_a), "acc_b": pct(r.acc_b),
-              "diff": diff_cell(r["diff"], r.verdict), "ci": ci(r.ci_low, r.ci_high),
+              "diff": diff_cell(r["diff"], r.verdict), "ci": ci_cell(t, r),
               "tost_ci": ci(r.tost_low, r.tost_high), "p_adj": p_bound_is(r.p_adj, facts.at_floor(r)), "p": p_is(r.p),
               "verdict": verdict_cell(t, r, facts.margin)}
     if r["mode"] == "summary":
@@ -375,7 +385,7 @@ def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tup
     if facts.comparisons.empty:
         raise KitError("stats/comparisons.csv has no rows; evaluate at least two systems, then run the stats stage.")
     header(doc, t, inputs, cfg, facts)
-    answer_section(doc, t, facts, inputs.audit_findings)
+    answer_section(doc, t, facts, inputs.audit_findings, lambda: main_figure(doc, t, inputs, facts))
     configuration(doc, t, inputs, cfg, facts)
     doc.add(t.section(2))
     results(doc, t, inputs, facts)

@@ -72,7 +72,7 @@ def training_curves(steps: pd.DataFrame, epochs: pd.DataFrame, val_loss: str | N
     ncol = min(3, len(panels))
     nrow = -(-len(panels) // ncol)
     with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
-        fig = Figure(figsize=(WIDTH, 3.0 * nrow))
+        fig = Figure(figsize=(WIDTH, 3.4 * nrow))
         axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
         for ax, (axis, key) in zip(axes, panels, strict=False):
             if axis == "step":
@@ -108,12 +108,21 @@ def _val_panel(ax, epochs: pd.DataFrame, val_loss: str | None, val_rewards: list
         twin.get_legend().remove()
     if ax.get_legend() is not None:
         ax.get_legend().remove()
-    if handles:
-        ax.legend(handles, labels, loc="best", fontsize="small")
-    phase = ep["phase"].astype(str) + " " if "phase" in ep.columns else ""
-    ax.set_xticks(ep["x"], phase + ep["epoch"].astype(int).astype(str) if "epoch" in ep.columns else ep["x"])
-    ax.set_xlabel("epoch")
+    if handles:  # below the panel: the curves stay visible
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.38), ncol=2, fontsize="x-small",
+                  frameon=False)
+    ax.set_xticks(ep["x"], epoch_labels(ep), rotation=45, ha="right", fontsize="x-small")
+    ax.set_xlabel("")
     ax.set_title("validation per epoch")
+
+
+def epoch_labels(epochs: pd.DataFrame) -> list[str]:
+    """'sft 1', 'rce 1', 'grpo 1', … (1-based, as the checkpoint files are named); 'start' before training."""
+    if "epoch" not in epochs.columns:
+        return [str(i) for i in range(len(epochs))]
+    phases = epochs["phase"].astype(str) if "phase" in epochs.columns else pd.Series("", index=epochs.index)
+    pairs = zip(phases, epochs["epoch"], strict=True)
+    return ["start" if int(e) < 0 else f"{p} {int(e) + 1}".strip() for p, e in pairs]
 
 
 def checkpoint_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

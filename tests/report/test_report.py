@@ -31,7 +31,6 @@ from icl_kit.report.rules import (
 )
 from icl_kit.report.sections import build_markdown
 from icl_kit.report.text import GROUP_SEP, MINUS, Text, approx_n, ci, p_is, pct, pts, pval
-from icl_kit.stats.power import n_needed_paired
 
 # The numbers a reader sees in a report's text (a test helper: zh and en must print the same ones).
 NUMBER_RE = re.compile(rf"[+{MINUS}-]?\d{{1,3}}(?:{GROUP_SEP}\d{{3}})+(?:\.\d+)?|[+{MINUS}-]?\d+(?:\.\d+)?")
@@ -175,7 +174,7 @@ def test_layout_sections_and_labels(run):
     heads = [h for h in zh.splitlines() if h.startswith("## ")]
     assert heads == ["## 一、核心结论", "## 二、测试配置", "## 三、结果对比", "## 四、详细分析",
                      "## 五、关键发现", "## 六、建议", "## 七、总结"]
-    assert zh.startswith("# ICD selector evaluation：grpo_epoch2 vs random\n")
+    assert zh.startswith("# ICD 选择器评估（演示世界，模拟 LVLM）：grpo_epoch2 vs random\n")
     assert "冒烟测试（smoke run）" in zh.split("## ")[0]  # prominent: before the first section
     assert zh.count("模拟 LVLM") >= 3  # header, config, banner, conclusion: wherever the model appears
     assert "Qwen" not in zh
@@ -230,34 +229,42 @@ def test_rule_weak_signal():
 
 
 def test_rule_maxt():
+    """The best-epoch sentence says what the table says of the same comparison after the family's correction."""
     t = Text("en")
     lost = find_maxt(facts(best_epoch=[{"lineage": "grpo_epoch", "shot": 1, "best_epoch": 3, "best_diff": 3.4,
                                         "naive_p": 0.03, "maxT_p": 0.09}]), t)
-    assert lost == ["grpo_epoch at shot 1: the best epoch on test, 3 (+3.4 points), has naive p = 0.030 but "
+    assert lost == ["grpo at shot 1: the best epoch on test, 3 (+3.4 points), has naive p = 0.030 but "
                     "max-T p = 0.090 once picking the best epoch is accounted for: not significant."]
-    kept = find_maxt(facts(best_epoch=[{"naive_p": 0.001, "maxT_p": 0.004, "best_diff": 5.0}]), t)
-    assert "stays significant" in kept[0]
+    entry = {"lineage": "grpo_epoch", "best_system": "grpo_epoch2", "naive_p": 0.001, "maxT_p": 0.004, "epochs": [1, 2]}
+    kept = find_maxt(facts(best_epoch=[entry | {"shot": 1, "best_diff": 0.9}], baseline="random"), t)
+    assert kept == ["grpo at shot 1: the best checkpoint on test, grpo_epoch2 (+0.9 points), stays significant both "
+                    "after picking it among 2 epochs (max-T p = 0.004) and after the family's correction (m = 3, "
+                    "adjusted p = 0.012)."]
+    f = facts(best_epoch=[entry | {"shot": 2, "best_diff": 0.2}], baseline="random")
+    assert find_maxt(f, t) == ["grpo at shot 2: the best checkpoint on test, grpo_epoch2 (+0.2 points), has max-T p "
+                               "= 0.004, which accounts only for picking it among 2 epochs; corrected for its family "
+                               "of 3 comparisons it has adjusted p = 1.00: equivalent (±1.0)."]
     assert find_maxt(facts(best_epoch=[{"naive_p": 0.3, "maxT_p": 0.6}]), t) is None
 
 
-def test_rule_n_needed_uses_observed_difference():
+def test_rule_n_needed_is_the_tables_own():
+    """The n needed that findings and advice quote is the tables' (their median over inconclusive rows)."""
     f = facts()
-    text = find_n_small(f, Text("en"))
-    # main subset "all" has no inconclusive row: the rule does not fire
-    assert text is None
+    assert find_n_small(f, Text("en")) is None  # main subset "all" has no inconclusive row: the rule does not fire
     f.comparisons.loc[f.comparisons.subset == "all", "verdict"] = "inconclusive"
-    text = find_n_small(f, Text("en"))
-    # the most detectable: |diff| 2.5 (grpo_epoch2 vs grpo_epoch1), sd 30, at α / 3 comparisons
-    need = n_needed_paired(30.0, 2.5, 0.05 / 3, 0.8)
-    assert 1000 < need < 10 * 1000
-    assert (f"At n = 1\u202f000, 3 of 3 comparisons are inconclusive; even the most detectable of them (grpo_epoch2 "
-            f"vs grpo_epoch1, shot 1, \u22122.5 points) would need n ≈ {approx_n(need)} questions") in text
-    assert rec_more_n(f, Text("en")).startswith(f"Evaluate on n ≈ {approx_n(need)} ")
-    # n needed beyond 10 x the run's n: not "evaluate more" but "record as not detected"
-    f.comparisons["sd_diff"] = 100.0
-    need = n_needed_paired(100.0, 2.5, 0.05 / 3, 0.8)
-    assert need > 10 * 1000
-    assert f"would need n ≈ {approx_n(need)} questions: record them as not detected" in rec_more_n(f, Text("en"))
+    f.comparisons.loc[f.comparisons.subset == "all", "n_needed"] = [1500.0, 2873.0, 9999.0]
+    f.comparisons["mde"] = 2.0
+    assert find_n_small(f, Text("en")) == (
+        "At n = 1\u202f000, 3 of 3 comparisons are inconclusive: the smallest difference this run detects with power "
+        "80% is about ±2.0 points, and detecting ±1.0 points would need about n ≈ 2\u202f900 questions (the tables' "
+        "median).")
+    assert rec_more_n(f, Text("en")).startswith("Evaluate on n ≈ 2\u202f900 ")
+    f.all_questions = True  # every test question used already: more of them is not the advice
+    assert rec_more_n(f, Text("en")).startswith("This run already uses every test question (n = 1\u202f000); "
+                                                "detecting ±1.0 points needs about n ≈ 2\u202f900")
+    f.all_questions = False
+    f.comparisons.loc[f.comparisons.subset == "all", "n_needed"] = 50_000.0  # beyond 10 x n: record as not detected
+    assert "would need n ≈ 50\u202f000 questions: record them as not detected" in rec_more_n(f, Text("en"))
 
 
 def test_rule_significant_and_subsets():

@@ -141,7 +141,8 @@ class ReportConfig:
     """How the report is written."""
 
     language: Literal["zh", "en"] = opt("zh", "Report language.")
-    title: str = opt("ICD selector evaluation", "Report title.")
+    title: str = opt("", "Report title; '' = the kit's, in the report's language (a re-test's or an evaluation's, "
+                         "marked when the LVLM is simulated).")
     baseline: str = opt("random", "Baseline system name shown as A.")
     featured: list[str] = opt([], "Systems featured in the detailed analysis ([] = all).")
     smoke: bool = opt(False, "Mark the run as a smoke run whose numbers are meaningless.")
