@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP) test-lower
 	$(VENV)/bin/ruff check icl_kit tests benchmarks notebooks
 	$(VENV)/bin/pytest -q tests
-	$(VENV)/bin/pytest -q --nbval-lax notebooks
+	PYTHONPATH=tests $(VENV)/bin/pytest -q -p nbval_params --nbval-lax notebooks
 
 $(LOWER_STAMP): $(STAMP)
 	rm -rf $(LOWER)

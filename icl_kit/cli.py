@@ -145,10 +145,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     params_file = Path(args.params or run_dir / "params.yaml")
-    cfg = load_params(params_file, args.overrides).report if params_file.is_file() else None
+    cfg = None
+    if params_file.is_file():
+        params = load_params(params_file, args.overrides)
+        own = run_dir / "params.yaml"
+        if args.params and own.is_file():
+            _refuse_other_params(load_params(own), params, params_file, own)
+        cfg = params.report
     out = write_report(run_dir, cfg)  # without params.yaml it raises the message naming the stage
-    print(f"icl-kit report: wrote {out['md']}, {out['html']} and {len(out['figures'])} figures")
+    langs = ", ".join(str(html) for _, html in out["languages"].values())
+    print(f"icl-kit report: wrote {out['md']}, {out['html']} ({langs}) and {len(out['figures'])} figures")
     return 0
+
+
+def _refuse_other_params(own, given, given_file, own_file) -> None:  # noqa: ANN001 - two Params
+    """A report renders the run it is given: params that differ beyond `report` describe another run."""
+    from icl_kit.core.config import to_dict
+
+    a, b = to_dict(own), to_dict(given)
+    differ = sorted(k for k in a if k != "report" and a[k] != b[k])
+    if differ:
+        raise KitError(f"{given_file} differs from the run's {own_file} in {differ}; a report renders the run as it "
+                       "was made: leave --params out (or change only report.* with -p), or re-run the stages.")
 
 
 def cmd_sft_data(args: argparse.Namespace) -> int:

@@ -92,9 +92,24 @@ def _load_state(run_dir: Path) -> dict[str, dict]:
         return {}  # a damaged record only costs a re-run
 
 
-def is_finished(stage: Stage, run_dir: Path, digest: str, state: dict[str, dict]) -> bool:
+def is_finished(stage: Stage, run_dir: Path, digest: str, state: dict[str, dict], params: Params | None = None) -> bool:
+    """The outputs exist, the inputs hash is the one recorded when the stage last finished, and the outputs
+    themselves say they were made with these params (a notebook run by hand may have re-made them with others)."""
     outputs_exist = all((run_dir / rel).exists() for rel in stage.writes)
-    return outputs_exist and state.get(stage.name, {}).get("inputs") == digest
+    recorded = state.get(stage.name, {}).get("inputs") == digest
+    return outputs_exist and recorded and (params is None or outputs_match(stage, params, run_dir))
+
+
+def outputs_match(stage: Stage, params: Params, run_dir: Path) -> bool:
+    """Do the stage's outputs record the params they were made with, and are those the current ones?"""
+    from icl_kit.report.build import report_is_current
+    from icl_kit.stats.run import stats_are_current
+
+    if stage.name == "stats":
+        return stats_are_current(run_dir, params.stats)
+    if stage.name == "report":
+        return report_is_current(run_dir, params)
+    return True
 
 
 def parse_stages(text: str | None) -> list[Stage]:
@@ -145,7 +160,7 @@ def run(
     for i, stage in enumerate(chosen, 1):
         src = root / "notebooks" / stage.notebook
         digest = input_hash(stage, params, run_dir, src)
-        if not force and is_finished(stage, run_dir, digest, state):
+        if not force and is_finished(stage, run_dir, digest, state, params):
             print(f"[{i}/{len(chosen)}] {stage.name}: finished earlier with the same inputs, skipped")
             continue
         print(f"[{i}/{len(chosen)}] {stage.name}: running {stage.notebook}", flush=True)
@@ -157,6 +172,24 @@ def run(
         atomic_write_json(run_dir / STATE_FILE, state)
         print(f"[{i}/{len(chosen)}] {stage.name}: done in {seconds:.0f}s", flush=True)
     return run_dir
+
+
+RUN_PARAMETERS = ("# Parameters: this executed copy's own run (icl-kit run injected the caller's)\n"
+                  'params_path = "../params.yaml"  # the run\'s resolved params\n'
+                  "overrides = {}\n"
+                  'run_dir = ".."  # the run folder\n')
+
+
+def point_at_the_run(notebook: Path) -> None:
+    """Make an executed copy re-run where it lies (runs/<name>/notebooks/): its injected parameters become the
+    run's own resolved params and folder, relative to the copy (papermill injected the caller's paths)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = RUN_PARAMETERS
+    nbformat.write(nb, str(notebook))
 
 
 def failed_copy(dst: Path) -> Path:
@@ -194,6 +227,7 @@ def _execute(stage: Stage, src: Path, run_dir: Path, params_path: Path, override
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    point_at_the_run(tmp)
     os.chmod(tmp, OUTPUT_MODE)
     os.replace(tmp, dst)
     failed_copy(dst).unlink(missing_ok=True)  # the stage works again: its old failure is history

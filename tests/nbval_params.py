@@ -1,7 +1,9 @@
-"""nbval runs the notebooks at small sizes: this hook points each parameters cell at params/nbval.yaml.
+"""A pytest plugin for nbval: it points each notebook's parameters cell at params/nbval.yaml, so the notebooks
+run at small sizes under `make test` (`PYTHONPATH=tests pytest -p nbval_params --nbval-lax notebooks`).
 
-The committed parameters cells default to the real demo (params/demo.yaml), as a user opening a
-notebook in JupyterLab expects; only the test run swaps the params file.
+The committed parameters cells default to the real demo (params/demo.yaml), as a user opening a notebook in
+JupyterLab expects; only the test run swaps the params file. It lives here, not in notebooks/, so the folder a
+user opens holds the four notebooks only.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def test_committed_notebooks_hold_no_outputs():
 
 def test_notebooks_open_on_the_real_demo():
     """Opened in JupyterLab, every notebook runs params/demo.yaml with no overrides (nbval swaps in
-    params/nbval.yaml through notebooks/conftest.py)."""
+    params/nbval.yaml through tests/nbval_params.py)."""
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = json.loads(path.read_text())
         src = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
@@ -144,3 +144,45 @@ def test_failing_cell_names_notebook_cell_and_copy(smoke_run, tmp_path, capsys):
     assert not failed.exists() and good.read_bytes() != before[good]
     assert "params_history" in {p.name for p in folder.iterdir()}  # runs_dir changed: the old params archived
     assert not list(folder.rglob("*.tmp"))
+
+
+def test_an_executed_copy_re_runs_where_it_lies(smoke_run, tmp_path):
+    """runs/<name>/notebooks/03_significance.ipynb, executed from its own folder with no parameters injected,
+    reads the run's own params.yaml and folder (relative to itself) and remakes the same statistics."""
+    import papermill as pm
+
+    from icl_kit.pipeline import RUN_PARAMETERS
+
+    run_dir, _ = smoke_run
+    copy = run_dir / "notebooks" / "03_significance.ipynb"
+    cells = json.loads(copy.read_text())["cells"]
+    injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and "".join(injected[0]["source"]) == RUN_PARAMETERS
+    before = (run_dir / "stats" / "comparisons.csv").read_bytes()
+    pm.execute_notebook(str(copy), str(tmp_path / "out.ipynb"), cwd=str(copy.parent), progress_bar=False,
+                        kernel_name="python3")
+    assert (run_dir / "stats" / "comparisons.csv").read_bytes() == before
+
+
+def test_a_hand_run_with_other_stats_params_is_never_followed_by_a_stale_report(smoke_run, tmp_path, capsys):
+    """Notebook 03 re-run by hand with stats.alpha 0.1 rewrites stats/: a report written then labels 90%
+    (what the statistics did), and `icl-kit run` sees that stats/ no longer matches its params and remakes it."""
+    import papermill as pm
+
+    from icl_kit.report.build import write_report
+
+    run_dir, overrides = smoke_run
+    copy = run_dir / "notebooks" / "03_significance.ipynb"
+    pm.execute_notebook(str(copy), str(tmp_path / "out.ipynb"), cwd=str(copy.parent), progress_bar=False,
+                        kernel_name="python3", parameters={"params_path": "../params.yaml", "run_dir": "..",
+                                                           "overrides": {"stats.alpha": 0.1}})
+    assert json.loads((run_dir / "stats" / "summary.json").read_text())["config"]["alpha"] == 0.1
+    write_report(run_dir)
+    md = (run_dir / "report" / "report.en.md").read_text()
+    assert "90% interval" in md and "95% interval" not in md
+    with in_dir(run_dir.parents[1]):
+        run(SMOKE, overrides, stages="stats,report")
+    out = capsys.readouterr().out
+    assert "stats: running" in out and "report: running" in out
+    assert json.loads((run_dir / "stats" / "summary.json").read_text())["config"]["alpha"] == 0.05
+    assert "95% interval" in (run_dir / "report" / "report.en.md").read_text()
