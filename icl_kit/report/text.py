@@ -6,7 +6,9 @@ their own beyond those they share. So the two reports hold the same numbers.
 
 Formats (docs/design.md, "Report"): percentages with one decimal (`60.0%`); differences
 in points with a sign (`+6.0`, `−3.9`, U+2212 minus); intervals `[−3.9, +5.8]`;
-p-values `0.91`, `0.008`, `<0.001`; counts grouped with a narrow no-break space
+interval ends that round to 0.0 get the decimals that show their side of 0 (`[−0.03, +1.2]`);
+p-values `0.91`, `0.0496` (3 significant figures in 0.01..0.1, so 0.0496 and 0.0504 differ), `0.008`,
+`<0.001`; counts grouped with a narrow no-break space
 (`2 900`).
 """
 
@@ -23,7 +25,9 @@ MINUS = "\u2212"
 GROUP_SEP = "\u202f"  # narrow no-break space between digit groups
 DASH = "—"  # a value that does not exist (nan)
 P_FLOOR = 0.001  # p below this prints as "<0.001"
-P_TWO_DECIMALS = 0.1  # p at or above this prints with two decimals, below with three
+P_TWO_DECIMALS = 0.1  # p at or above this prints with two decimals
+P_SIGNIFICANT = 0.01  # p in [P_SIGNIFICANT, P_TWO_DECIMALS) prints with 3 significant figures, below with 3 decimals
+MAX_END_DECIMALS = 9  # the points of comparisons.csv carry 9 decimals
 UP, DOWN = "⬆️", "⬇️"
 ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
 
@@ -54,9 +58,18 @@ def pts(x: float | None, decimals: int = 1) -> str:
     return text if text in (DASH,) or text.startswith(MINUS) or float(text) == 0 else f"+{text}"
 
 
+def end(x: float | None) -> str:
+    """An interval end: as `pts`, but one that rounds to 0.0 gets the decimals that show its side of 0
+    (`−0.03`, `+0.004`); 0, and float noise below 1e-9, stay `0.0`."""
+    if not _finite(x) or x == 0 or round(x, 1) != 0:
+        return pts(x)
+    decimals = min(MAX_END_DECIMALS, -math.floor(math.log10(abs(x))))
+    return pts(x, decimals) if round(x, decimals) != 0 else pts(x)
+
+
 def ci(low: float | None, high: float | None) -> str:
-    """An interval of differences: `[−3.9, +5.8]`."""
-    return f"[{pts(low)}, {pts(high)}]"
+    """An interval of differences: `[−3.9, +5.8]`, `[−0.03, +1.2]`."""
+    return f"[{end(low)}, {end(high)}]"
 
 
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg (FDR)"}
@@ -80,12 +93,15 @@ def p_is(p: float | None) -> str:
 
 
 def pval(p: float | None) -> str:
-    """`0.91`, `0.008`, `<0.001`; a missing p is a dash."""
+    """`0.91`, `0.0496`, `0.008`, `<0.001`; a missing p is a dash. Between 0.01 and 0.1, where p meets the
+    usual α, 3 significant figures (0.0496 and 0.0504 read differently; a rounded 0.050 would not)."""
     if not _finite(p):
         return DASH
     if p < P_FLOOR:
         return f"<{P_FLOOR:g}"
-    return f"{p:.2f}" if p >= P_TWO_DECIMALS else f"{p:.3f}"
+    if p >= P_TWO_DECIMALS:
+        return f"{p:.2f}"
+    return f"{p:#.3g}" if p >= P_SIGNIFICANT else f"{p:.3f}"
 
 
 def p_bound(p: float | None, at_floor: bool) -> str:

@@ -7,17 +7,19 @@
   rate of three); the tilt lets the spread grow with the hypothesised mean, as Wilson's does.
 - `t`: mean +- t_{(1+level)/2, n-1} * sd / sqrt(n) (Student t on the differences)
 - `percentile`, `bca`: `scipy.stats.bootstrap(paired=True)`, resampling questions
-- `exact`: the set of shifts theta the exact two-sided sign-flip test of d - theta does not
-  reject (test inversion), on a grid of theta with step 1 / (30 * EXACT_GRID) (0.11 points),
-  endpoints rounded outward so the grid never narrows the interval. Shifted sign flips assume the
-  differences are symmetric about their mean, which VQA differences with few changed questions are
-  not: in the coverage study it covered 74% (about 3 of 100 questions changed) to 94% (many), and it
-  takes about 2 s per comparison at n = 1000. Offered for comparison, not recommended.
+The inverted exact sign-flip test (`exact`) was removed: shifted sign flips assume the differences are
+symmetric about their mean, which VQA differences with few changed questions are not, and it covered
+74% (about 3 of 100 questions changed) to 94% (many); `stats.interval: exact` is refused when params load.
 
 No question changed (every difference 0): no method can see any spread, so the interval
 is the exact bound for a proportion of changed questions seen 0 times in n (the rule of
 three, exactly 1 - (tail)^(1/n)), times the largest possible change (1.0 = 100 points).
-Every difference equal and non-zero: the interval is the point (said in the note).
+Every difference equal to one c != 0: no method sees any spread, yet n equal changes do not make the
+mean certain (n = 2). The interval is the score interval with the largest possible changes, +-1.0, as the
+extremes it tilts to (the bound the no-change rule uses too): the mean mu of a two-point distribution on
+{c, +-1} is kept while (c - mu)^2 <= q^2 (c - mu)(mu -+ 1) / n, i.e. the ends are
+(n c - q^2) / (n + q^2) and (n c + q^2) / (n + q^2), q = t_{(1+level)/2, n-1} (Wilson's interval when c = +-1;
+an end at c = +-1 stays there). Said in the note.
 The default method (`stats.interval`) is the one the coverage test in tests/stats/test_stats.py
 finds closest to nominal on VQA-like data at n = 100.
 """
@@ -25,22 +27,33 @@ finds closest to nominal on VQA-like data at n = 100.
 from __future__ import annotations
 
 import math
+import typing
 import warnings
 from typing import Literal
 
 import numpy as np
 from scipy import stats as st
 
+from icl_kit.core.config.params import EXACT_INTERVAL_RETIRED
+from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS
-from icl_kit.stats.exact import LATTICE, exact_sign_flip_p, lattice_ints
 
-IntervalMethod = Literal["score", "t", "bca", "percentile", "exact"]
+IntervalMethod = Literal["score", "t", "bca", "percentile"]
 PTS_DECIMALS = 9  # points are rounded so 1/3-steps print as 0, not 2.2e-16
 RESAMPLE_BATCH = 2000  # resamples per vectorised call: ~16 MB per array at n=1000, same numbers
 DEGENERATE_TOL = 1e-12  # differences (or their range) below this are float noise of 0
 SCORE_BISECTIONS = 50  # halvings of a range <= 2: endpoints to 2e-15
-EXACT_GRID = 30  # theta step of the exact interval: 1 / (30 * 30) accuracy = 0.11 points
-EXACT_MAX_WORK = 2_000_000  # n * largest |grid value|: beyond it the exact interval falls back to t
+LARGEST_CHANGE = 1.0  # a per-question difference of scores in 0..1 is at most this
+CONSTANT_NOTE = ("all paired differences are identical: score interval tilted to the largest possible changes "
+                 "(+-100 points)")
+
+
+def check_method(method: str) -> None:
+    """Refuse an interval method that is not offered (`exact` with the reason it was removed)."""
+    if method == "exact":
+        raise KitError(EXACT_INTERVAL_RETIRED)
+    if method not in typing.get_args(IntervalMethod):
+        raise KitError(f"interval={method!r} is not supported; choose one of {list(typing.get_args(IntervalMethod))}.")
 
 
 def pts(x: float) -> float:
@@ -72,14 +85,19 @@ def _tilted_sd(mean: float, m2: float, mu: float, ext: float) -> float:
     return math.sqrt(max((1 - w) * m2 + w * ext * ext - mu * mu, 0.0))
 
 
-def score_interval(d: np.ndarray, level: float) -> tuple[float, float]:
-    """`score` interval of mean(d) in points (module docstring); each end by bisection."""
+def score_interval(d: np.ndarray, level: float, extremes: tuple[float, float] | None = None) -> tuple[float, float]:
+    """`score` interval of mean(d) in points (module docstring); each end by bisection. `extremes` (low, high):
+    the values each end tilts to, by default the largest observed change on that side."""
     n, mean, m2 = d.size, float(d.mean()), float(np.mean(d * d))
     q = st.t.ppf(0.5 + level / 2, n - 1)
     ends = []
-    for sign in (-1.0, 1.0):
+    for i, sign in enumerate((-1.0, 1.0)):
         side = np.abs(d[d * sign > 0])
         ext = sign * float(side.max() if side.size else np.abs(d).max())  # the largest change on this side
+        ext = ext if extremes is None else extremes[i]
+        if ext == mean:  # the mean already sits at the extreme: nothing lies beyond it
+            ends.append(mean)
+            continue
         inside, outside = mean, ext
         for _ in range(SCORE_BISECTIONS):
             mid = (inside + outside) / 2
@@ -108,36 +126,6 @@ def bootstrap_intervals(
     return out, note
 
 
-def _exact_endpoint(k: np.ndarray, alpha: float, sign: int, start: int) -> int:
-    """Grid shift t beyond which (in direction `sign`) the test of G k - t rejects; bisection."""
-    g = EXACT_GRID
-
-    def rejects(t: int) -> bool:
-        return exact_sign_flip_p(g * k - t) <= alpha
-
-    inside, outside = start, start + sign * g * LATTICE * 2  # a shift of 2.0: every sign vector is extreme
-    if not rejects(outside):  # n < 6: even the most extreme sign vector is not rare enough
-        return sign * g * LATTICE  # the widest possible: a mean difference of +-1.0
-    while abs(outside - inside) > 1:
-        mid = (inside + outside) // 2
-        inside, outside = (inside, mid) if rejects(mid) else (mid, outside)
-    return outside
-
-
-def exact_interval(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, str] | None:
-    """Inverted exact sign-flip test; None when off the lattice or too costly (caller falls back)."""
-    ka, kb = lattice_ints(a), lattice_ints(b)
-    if ka is None or kb is None or ka.size * EXACT_GRID * 2 * LATTICE > EXACT_MAX_WORK:
-        return None
-    k = kb - ka
-    start = int(round(EXACT_GRID * k.mean()))  # the point estimate on the grid: never rejected
-    alpha = 1 - level
-    low = _exact_endpoint(k, alpha, -1, start)
-    high = _exact_endpoint(k, alpha, +1, start)
-    step = POINTS / (LATTICE * EXACT_GRID)
-    return round(low * step, PTS_DECIMALS), round(high * step, PTS_DECIMALS), ""
-
-
 def diff_intervals(
     a: np.ndarray, b: np.ndarray, method: IntervalMethod, levels: tuple[float, ...], n_boot: int, seed: int
 ) -> tuple[list[tuple[float, float]], str]:
@@ -147,15 +135,11 @@ def diff_intervals(
         return [(-no_change_bound(d.size, (1 - lv) / 2), no_change_bound(d.size, (1 - lv) / 2)) for lv in levels], (
             "no question changed: exact bound (rule of three) on the share of changed questions x 100 points")
     if np.ptp(d) <= DEGENERATE_TOL:
-        point = (pts(d.mean()), pts(d.mean()))
-        return [point] * len(levels), "all paired differences are identical: the interval is the point"
+        extremes = (-LARGEST_CHANGE, LARGEST_CHANGE)
+        return [score_interval(np.full(d.size, d.mean()), lv, extremes) for lv in levels], CONSTANT_NOTE
+    check_method(method)
     if method in ("bca", "percentile"):
         return bootstrap_intervals(a, b, "BCa" if method == "bca" else "percentile", levels, n_boot, seed)
-    if method == "exact":
-        found = [exact_interval(a, b, lv) for lv in levels]
-        if all(f is not None for f in found):
-            return [(f[0], f[1]) for f in found], ""
-        return [t_interval(d, lv) for lv in levels], "exact interval not available (off the lattice or too large): t"
     if method == "score":
         return [score_interval(d, lv) for lv in levels], ""
     return [t_interval(d, lv) for lv in levels], ""

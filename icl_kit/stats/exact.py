@@ -23,6 +23,12 @@ and S = 2T - sum m_i. Each factor is a binomial pmf on a stride of m, convolved 
 (direct below DIRECT_MAX_WORK, FFT above: absolute error < 1e-12, far below any alpha).
 Past EXACT_MAX_SPAN (sum of the reduced magnitudes) the p is Monte Carlo, still with
 integer sums, so ties stay exact: p = (1 + #{|S*| >= |S_obs|}) / (n_perm + 1).
+
+Scores rounded outside the kit (0.3333, 0.67) are read back onto the lattice when every score lies
+within SNAP_TOL of a multiple of 1/30 (`snap_to_lattice`): 2-decimal rounding moves a score by at most
+0.005, and the nearest other multiple is 1/30 = 0.033 away, so this undoes the rounding. Scores farther
+off stay Monte Carlo, with the sums counted as integers in units of the data's decimal precision
+(`decimal_ints`), so ties are judged at the precision the scores were written with.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ EXACT_MAX_SPAN = 3_000_000  # sum of reduced magnitudes past which the exact pmf
 DIRECT_MAX_WORK = 2_000_000  # len(acc) * len(factor) up to which np.convolve (exact float sums) is used
 MC_CHUNK = 2000  # sign vectors per integer matrix product
 OFF_LATTICE_RTOL = 1e-9  # off-lattice Monte Carlo: ties within this fraction of sum|d| (float noise << it)
+SNAP_TOL = 0.007  # a score within this of a multiple of 1/30 is that multiple, rounded (2 decimals move it <= 0.005)
+MAX_DECIMALS = 6  # off the lattice: scores written with at most this many decimals are counted as integers
+SNAPPED = " (snapped to 1/30)"  # appended to p_method when rounded scores were read back onto the lattice
 Alternative = Literal["two-sided", "greater"]
 
 
@@ -47,6 +56,26 @@ def lattice_ints(x: np.ndarray) -> np.ndarray | None:
     x = np.asarray(x, float)
     k = np.rint(x * LATTICE)
     return k.astype(np.int64) if np.all(np.abs(x * LATTICE - k) <= LATTICE_TOL) else None
+
+
+def snap_to_lattice(x: np.ndarray) -> np.ndarray | None:
+    """Scores read back onto the 1/30 lattice (the nearest multiple) when every one lies within SNAP_TOL of
+    it, else None (then nothing is moved: a score 0.26 of a 0.01 grid beside 0.25 is not a rounded 8/30)."""
+    x = np.asarray(x, float)
+    k = np.rint(x * LATTICE)
+    return k / LATTICE if np.all(np.abs(x - k / LATTICE) <= SNAP_TOL) else None
+
+
+def decimal_ints(x: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(scores as integers in units of 10^-D, 10^D) for the fewest decimals D <= MAX_DECIMALS that write
+    every score (up to float noise), or None."""
+    x = np.asarray(x, float)
+    for decimals in range(MAX_DECIMALS + 1):
+        unit = 10**decimals
+        k = np.rint(x * unit)
+        if np.all(np.abs(x * unit - k) <= LATTICE_TOL):
+            return k.astype(np.int64), unit
+    return None
 
 
 def _convolve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -105,7 +134,7 @@ def monte_carlo_sign_flip_p(
 ) -> float:
     """Monte Carlo sign-flip p, (1 + #extreme) / (n_perm + 1).
 
-    Integer d (lattice): integer sums, exact ties. Float d (off the lattice): ties within
+    Integer d (the lattice, or the data's decimal precision): integer sums, exact ties. Float d: ties within
     OFF_LATTICE_RTOL * sum|d|, an absolute tolerance far above the float noise of the sums
     and far below the smallest non-zero gap of any realistic score grid.
     """
@@ -129,10 +158,12 @@ def sign_flip_p(
     a: np.ndarray, b: np.ndarray, n_perm: int, seed: int, alternative: Alternative = "two-sided"
 ) -> tuple[float, str]:
     """(p, method) of the paired sign-flip test of mean(b - a); method 'exact', 'monte_carlo' or
-    'monte_carlo_off_lattice'. Exact whenever the scores are on the lattice and the span is small."""
+    'monte_carlo_off_lattice'. Exact whenever the scores are on the lattice and the span is small (snapping
+    rounded scores onto the lattice is the caller's choice: `snap_to_lattice`)."""
     ka, kb = lattice_ints(a), lattice_ints(b)
     if ka is None or kb is None:
-        d = np.asarray(b, float) - np.asarray(a, float)
+        both = decimal_ints(np.concatenate([np.asarray(a, float), np.asarray(b, float)]))
+        d = np.asarray(b, float) - np.asarray(a, float) if both is None else np.diff(both[0].reshape(2, -1), axis=0)[0]
         return monte_carlo_sign_flip_p(d, n_perm, np.random.default_rng(seed), alternative), "monte_carlo_off_lattice"
     k = kb - ka
     if exact_feasible(k):

@@ -6,14 +6,16 @@ the interval of a paired difference is typically +-4..6 points: the point of thi
 is to say so.
 
 - p: two-sided sign-flip test of mean(b - a), EXACT on the 1/30 score lattice
-  (`icl_kit.stats.exact`, which says why scipy's permutation_test is not used)
+  (`icl_kit.stats.exact`, which says why scipy's permutation_test is not used); scores rounded
+  outside the kit (0.3333) are first read back onto the lattice (`snap_to_lattice`, p_method says so)
 - interval of the difference at 1 - alpha, and at 1 - 2 alpha for TOST
-  (`icl_kit.stats.diff_intervals`: t, BCa, percentile or exact)
+  (`icl_kit.stats.diff_intervals`: score, t, BCa or percentile)
 - sign test: exact binomial test of improved vs worsened questions (`scipy.stats.binomtest`),
   which uses the direction, unlike McNemar on right/wrong
 - Wilcoxon signed-rank (zsplit), for reference
-- equivalence: TOST (paired t, statsmodels) with margin delta; declared only when the
-  1 - 2 alpha interval lies inside +-delta; no change at all: an exact bound instead
+- equivalence: TOST with margin delta, each one-sided test exact under the differences tilted to
+  the margin (`icl_kit.stats.tost`; no change at all: the exact bound (1 - delta)^n); declared only
+  when the 1 - 2 alpha interval also lies inside +-delta
 - power: MDE at this n and n needed, at alpha / family_size (`icl_kit.stats.power`)
 - multiplicity over a family of comparisons: Holm or BH (`adjust`)
 """
@@ -28,15 +30,14 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import ttost_paired
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import POINTS
-from icl_kit.stats.diff_intervals import DEGENERATE_TOL, IntervalMethod, diff_intervals, pts
-from icl_kit.stats.exact import lattice_ints, sign_flip_p
+from icl_kit.stats.diff_intervals import DEGENERATE_TOL, IntervalMethod, check_method, diff_intervals, pts
+from icl_kit.stats.exact import LATTICE, LATTICE_TOL, SNAPPED, lattice_ints, sign_flip_p, snap_to_lattice
 from icl_kit.stats.power import MIN_N, mde_paired, n_needed_paired, sd_paired
 from icl_kit.stats.summary import compare_summary
+from icl_kit.stats.tost import tost_p
 from icl_kit.stats.verdict import verdict
 
 __all__ = ["adjust", "align_scores", "compare_paired", "compare_summary", "sign_test", "tost_p", "verdict"]
@@ -72,6 +73,16 @@ def _check_pair(scores_a: Sequence[float], scores_b: Sequence[float]) -> tuple[n
     return a, b
 
 
+def snap_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(a, b, snapped): both read back onto the 1/30 lattice when every score of both lies within
+    `exact.SNAP_TOL` of it (scores rounded outside the kit); snapped says whether any score moved."""
+    sa, sb = snap_to_lattice(a), snap_to_lattice(b)
+    if sa is None or sb is None:
+        return a, b, False
+    moved = max(np.abs(sa - a).max(), np.abs(sb - b).max()) * LATTICE > LATTICE_TOL
+    return sa, sb, bool(moved)
+
+
 def _int_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """b - a as lattice integers when possible (exact signs), else the float differences."""
     ka, kb = lattice_ints(a), lattice_ints(b)
@@ -96,24 +107,6 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "exact p unavailable with ties" notes
         return float(st.wilcoxon(d, zero_method="zsplit").pvalue)
-
-
-def tost_p(a: np.ndarray, b: np.ndarray, margin: float) -> float:
-    """TOST p that |mean(b - a)| < margin (points).
-
-    Some spread: paired t TOST (statsmodels `ttost_paired`). No question changed: the exact
-    bound p = (1 - margin / 100)^n, the largest chance of seeing no change in n questions
-    when the mean moved by `margin` (a share margin/100 changed, each by at most 1.0): n = 100,
-    margin 1: 0.37, inconclusive; n = 300: 0.049. All differences equal and non-zero: 1 (no
-    spread to test with; conservative).
-    """
-    d = b - a
-    if np.all(np.abs(d) <= DEGENERATE_TOL):
-        return float((1.0 - min(margin / POINTS, 1.0)) ** d.size)
-    if np.ptp(d) <= DEGENERATE_TOL:
-        return 1.0
-    p, _, _ = ttost_paired(b, a, -margin / POINTS, margin / POINTS)
-    return float(p)
 
 
 def power_fields(sd: float, n: int, diff: float, margin: float, alpha_power: float, power: float) -> dict:
@@ -144,20 +137,25 @@ def compare_paired(
     1 - alpha / family_size (`ci_*_family`: Bonferroni, simultaneous over the family, the width at which an
     interval and the family-adjusted verdict can be read together) and at 1 - 2 alpha (`tost_*`, the TOST
     interval), the exact sign-flip p (`p_method` says
-    'exact' or which Monte Carlo), sign test (improved vs worsened), Wilcoxon and TOST p, SD of
-    differences, MDE, n needed for delta = equivalence_margin and for the observed |diff|, all
+    'exact' or which Monte Carlo, with ' (snapped to 1/30)' when rounded scores were read back onto the
+    lattice: then every number is computed from the snapped scores), sign test (improved vs worsened),
+    Wilcoxon and TOST p (`icl_kit.stats.tost`), SD of differences, MDE, n needed for delta =
+    equivalence_margin and for the observed |diff| (exploratory: an observed-power estimate), all
     at alpha / family_size. `p_adj`, `tost_p_adj` equal the raw ones and `verdict` uses them (a
     family of one); `run_stats` replaces them after adjusting within each family.
     """
-    a, b = _check_pair(scores_a, scores_b)
+    check_method(interval)
+    a, b, snapped = snap_pair(*_check_pair(scores_a, scores_b))
     n = a.size
     diff = pts((b - a).mean())
     levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)  # the last: simultaneous over the family
     ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(a, b, interval, levels, n_boot, seed)
     p, method = sign_flip_p(a, b, n_perm, seed)
+    method += SNAPPED if snapped else ""
     sign_p, up, down = sign_test(a, b)
     sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
-    t_p = tost_p(a, b, equivalence_margin)
+    t_p, t_note = tost_p(a, b, equivalence_margin)
+    note = "; ".join(x for x in (note, t_note) if x)
     return {
         "mode": "paired", "n": n, "acc_a": pts(a.mean()), "acc_b": pts(b.mean()), "diff": diff,
         "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high, "ci_low_family": f_low,
@@ -165,7 +163,7 @@ def compare_paired(
         "sign_p": sign_p, "n_improved": up, "n_worsened": down, "wilcoxon_p": wilcoxon_p(a, b), "sd_diff": sd,
         **power_fields(sd, n, diff, equivalence_margin, alpha / family_size, power),
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low, t_high),
-        "interval": interval, "approximate": method != "exact", "note": note,
+        "interval": interval, "approximate": not method.startswith("exact"), "note": note,
     }
 
 

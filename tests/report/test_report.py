@@ -132,6 +132,25 @@ def test_number_formats():
     assert numbers_in("[\u22123.9, +5.8] n≈2\u202f900") == [-3.9, 5.8, 2900.0]
 
 
+def test_p_near_alpha_and_interval_ends_near_zero_read_on_their_side():
+    """p 0.0496 and 0.0504 lie on either side of α = 0.05 and had both printed as 0.050 (3 decimals); in
+    0.01..0.1 p now has 3 significant figures. An interval end that rounds to 0.0 shows its sign (−0.03, not 0.0)."""
+    assert f"{0.0496:.3f}" == f"{0.0504:.3f}" == "0.050"  # the old format
+    assert (pval(0.0496), pval(0.0504), pval(0.05), pval(0.0123)) == ("0.0496", "0.0504", "0.0500", "0.0123")
+    assert (pval(0.0099), pval(0.1), pval(0.0999)) == ("0.010", "0.10", "0.0999")
+    assert p_is(0.0496) == "= 0.0496"
+    assert ci(-0.03, 1.23) == "[\u22120.03, +1.2]" and ci(0.004, 2.0) == "[+0.004, +2.0]"
+    assert ci(0.0, 0.5) == "[0.0, +0.5]" and ci(-0.06, 0.049) == "[\u22120.1, +0.05]"
+    assert ci(1e-12, 1.0) == "[0.0, +1.0]"
+
+
+def test_observed_size_n_is_labelled_exploratory(run):
+    """n_needed_observed (an observed-power estimate) is printed only with the word exploratory."""
+    for language, word in (("en", "exploratory"), ("zh", "探索性")):
+        lines = [ln for ln in md(run, language).splitlines() if f"5{GROUP_SEP}000" in ln]
+        assert lines and all(word in ln for ln in lines), lines
+
+
 def test_phrase_tables_match():
     assert set(ZH) == set(EN)
     for key in ZH:
@@ -233,13 +252,13 @@ def test_rule_maxt():
     t = Text("en")
     lost = find_maxt(facts(best_epoch=[{"lineage": "grpo_epoch", "shot": 1, "best_epoch": 3, "best_diff": 3.4,
                                         "naive_p": 0.03, "maxT_p": 0.09}]), t)
-    assert lost == ["grpo at shot 1: the best epoch on test, 3 (+3.4 points), has naive p = 0.030 but "
-                    "max-T p = 0.090 once picking the best epoch is accounted for: not significant."]
+    assert lost == ["grpo at shot 1: the best epoch on test, 3 (+3.4 points), has naive p = 0.0300 but "
+                    "max-T p = 0.0900 once picking the best epoch is accounted for: not significant."]
     entry = {"lineage": "grpo_epoch", "best_system": "grpo_epoch2", "naive_p": 0.001, "maxT_p": 0.004, "epochs": [1, 2]}
     kept = find_maxt(facts(best_epoch=[entry | {"shot": 1, "best_diff": 0.9}], baseline="random"), t)
     assert kept == ["grpo at shot 1: the best checkpoint on test, grpo_epoch2 (+0.9 points), stays significant both "
                     "after picking it among 2 epochs (max-T p = 0.004) and after the family's correction (m = 3, "
-                    "adjusted p = 0.012)."]
+                    "adjusted p = 0.0120)."]
     f = facts(best_epoch=[entry | {"shot": 2, "best_diff": 0.2}], baseline="random")
     assert find_maxt(f, t) == ["grpo at shot 2: the best checkpoint on test, grpo_epoch2 (+0.2 points), has max-T p "
                                "= 0.004, which accounts only for picking it among 2 epochs; corrected for its family "
@@ -273,7 +292,7 @@ def test_rule_significant_and_subsets():
     assert sig == ["grpo_epoch2 vs grpo_epoch1 at shot 1: a drop of \u22122.5 points (95% interval [\u22124.0, "
                    "\u22121.0], adjusted p = 0.003, n = 1\u202f000).",
                    "grpo_epoch2 vs random at shot 1: a gain of +0.9 points (95% interval [+0.3, +1.5], adjusted "
-                   "p = 0.012, n = 1\u202f000)."]
+                   "p = 0.0120, n = 1\u202f000)."]
     sub = find_subsets(facts(), t)
     # first100: 2 of 3 inconclusive, half-widths 4.85, 3.9, 3.5 -> median 3.9; all: 0 of 3, 0.6, 0.7, 1.5 -> 0.7
     assert "at n = 100, 2 of 3" in sub and "at n = 1\u202f000, only 0 of 3" in sub and "2 of them are settled" in sub
@@ -288,7 +307,7 @@ def test_findings_in_report(run):
     en = md(run, "en")
     findings = en.split("## V. Key findings")[1].split("## VI.")[0]
     assert "smoke run" in findings and "pick different best epochs" in findings
-    assert "training signal was weak" in findings and "max-T p = 0.090" in findings
+    assert "training signal was weak" in findings and "max-T p = 0.0900" in findings
     assert "The number of questions decides" in findings
     advice = en.split("## VI. Recommendations")[1].split("## VII.")[0]
     assert "validation reward" in advice and "Strengthen the training signal" in advice
@@ -382,7 +401,7 @@ def test_adjusted_p_at_the_monte_carlo_floor_reads_as_a_bound(tmp_path):
     zh, en = md(run, "zh"), md(run, "en")
     assert "| [\u22123.4, \u22121.6] | ≤0.009 | significant drop |" in en
     assert "adjusted p ≤ 0.009, n = 1\u202f000" in en  # key findings
-    assert "| [+0.9, +0.9] | 0.012 | significant gain |" in en  # not at the floor: a plain p
+    assert "| [+0.9, +0.9] | 0.0120 | significant gain |" in en  # not at the floor: a plain p
     assert "raw p cannot go below 0.00010" in en and "原始 p 最小只能到 0.00010" in zh
     assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
 
@@ -399,7 +418,7 @@ def test_epochs_are_named_by_their_checkpoints(tmp_path):
     # the pre-training line (lowest loss) is no checkpoint to choose
     assert ("the lowest loss is at grpo_epoch1 (1.200), the highest reward at grpo_epoch2 (0.450)") in en
     assert "| init | — | — | 0.500 | 0.300 |" in en and "| grpo | 0 | grpo_epoch1 | 1.200 | 0.400 |" in en
-    assert "| grpo_epoch | 1 | grpo_epoch1 | +3.4 | 0.030 | 0.090 |" in en  # best-epoch table: the file
+    assert "| grpo_epoch | 1 | grpo_epoch1 | +3.4 | 0.0300 | 0.0900 |" in en  # best-epoch table: the file
     assert "the best epoch on test, grpo_epoch1 (+3.4 points)" in en
     assert "The checkpoint chosen by validation reward, grpo_epoch2 (validation reward 0.450)" in en
 

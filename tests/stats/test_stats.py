@@ -56,11 +56,16 @@ def _enumerated_p(k: np.ndarray) -> float:
 
 
 def test_constant_differences_exact():
-    """n=8, every b - a = 1/3: exact sign-flip p = 2 * (1/2)^8; the interval is the point."""
+    """n=8, every b - a = 1/3: exact sign-flip p = 2 * (1/2)^8. The interval is not the point: the Wilson-type
+    ends of a two-point distribution on {1/3, -+1}, (n c -+ q^2) / (n + q^2), q = t_{0.975, 7} = 2.3646:
+    [-21.52, +60.76] points (hand: (8/3 - 5.5914) / 13.5914 = -0.21519, (8/3 + 5.5914) / 13.5914 = 0.60760)."""
     a, b = np.zeros(8), np.full(8, 1 / 3)
     r = compare_paired(a, b, n_boot=1000)
     assert r["diff"] == pytest.approx(100 / 3) and r["p_method"] == "exact"
-    assert r["ci_low"] == r["ci_high"] == pytest.approx(100 / 3)
+    q2 = st.t.ppf(0.975, 7) ** 2
+    assert q2 == pytest.approx(5.5914, abs=1e-4)
+    assert r["ci_low"] == pytest.approx(100 * (8 / 3 - q2) / (8 + q2), abs=1e-9) == pytest.approx(-21.519, abs=1e-3)
+    assert r["ci_high"] == pytest.approx(100 * (8 / 3 + q2) / (8 + q2), abs=1e-9) == pytest.approx(60.760, abs=1e-3)
     assert "identical" in r["note"]
     assert r["p"] == pytest.approx(2 / 2**8)
     assert r["sign_p"] == pytest.approx(2 * 0.5**8) and (r["n_improved"], r["n_worsened"]) == (8, 0)
@@ -705,6 +710,29 @@ def _score_interval_by_grid(d: np.ndarray, level: float) -> tuple[float, float]:
     return ends[0], ends[1]
 
 
+def _tost_by_convolution(k: list[int], margin: float) -> float:
+    """TOST p as docs/statistics.md defines it, independently of icl_kit.stats.tost: for each side, the
+    questions' lattice differences with mass w moved to +-30 (mean +-0.3 margin), the pmf of the sum of n draws
+    by n direct np.convolve calls, and the tail at the observed sum; the larger of the two sides' p."""
+    n, total, ps = len(k), sum(k), []
+    for side in (1, -1):
+        mu0, mean = side * 0.3 * margin, total / n
+        if side * (mean - mu0) >= 0:
+            ps.append(1.0)
+            continue
+        w = (mu0 - mean) / (side * 30 - mean)
+        one = np.zeros(61)  # values -30..30
+        for x in k:
+            one[x + 30] += (1 - w) / n
+        one[side * 30 + 30] += w
+        pmf = np.array([1.0])
+        for _ in range(n):
+            pmf = np.convolve(pmf, one)
+        sums = np.arange(pmf.size) - 30 * n
+        ps.append(float(pmf[sums <= total].sum() if side > 0 else pmf[sums >= total].sum()))
+    return max(ps)
+
+
 def _holm(p: list[float]) -> list[float]:
     order = sorted(range(len(p)), key=lambda i: p[i])
     out, running = [0.0] * len(p), 0.0
@@ -716,7 +744,8 @@ def _holm(p: list[float]) -> list[float]:
 
 def test_run_verdicts_recomputed_from_predictions(tmp_path):
     """stats_for_run's verdicts equal an independent recomputation from the predictions.jsonl lines:
-    exact p by integer counting, TOST by hand (or (1 - δ/100)^n with no change), the score interval
+    exact p by integer counting, TOST by direct convolution of the tilted nulls ((1 - δ/100)^n with no change),
+    the score interval
     by grid search, Holm by hand within each (subset, family)."""
     from icl_kit.stats.run import stats_for_run
 
@@ -737,16 +766,16 @@ def test_run_verdicts_recomputed_from_predictions(tmp_path):
         b = np.array([acc[(r.system_b, r.shot, q)] for q in qs])
         k = [round(y * 30) - round(x * 30) for x, y in zip(a, b, strict=True)]
         d, delta = b - a, cfg.equivalence_margin / 100
+        tost = _tost_by_convolution(k, cfg.equivalence_margin)
         if not any(k):
-            tost, lo, hi = (1 - delta) ** len(d), -100 * (1 - 0.05 ** (1 / len(d))), 100 * (1 - 0.05 ** (1 / len(d)))
+            assert tost == pytest.approx((1 - delta) ** len(d), rel=1e-9)
+            lo, hi = -100 * (1 - 0.05 ** (1 / len(d))), 100 * (1 - 0.05 ** (1 / len(d)))
         else:
-            se = d.std(ddof=1) / math.sqrt(len(d))
-            tost = max(st.t.sf((d.mean() + delta) / se, len(d) - 1), st.t.sf((delta - d.mean()) / se, len(d) - 1))
             lo, hi = _score_interval_by_grid(d, 1 - 2 * cfg.alpha)
         mine.append({"p": _exact_p_by_counting(k), "tost": tost, "lo": lo, "hi": hi, "n": len(qs)})
     paired = paired.assign(**{f"my_{c}": [m[c] for m in mine] for c in mine[0]})
     np.testing.assert_allclose(paired.p, paired.my_p, atol=1e-12)
-    np.testing.assert_allclose(paired.tost_p, paired.my_tost, rtol=1e-6)
+    np.testing.assert_allclose(paired.tost_p, paired.my_tost, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(paired.tost_low, paired.my_lo, atol=0.01)
     np.testing.assert_allclose(paired.tost_high, paired.my_hi, atol=0.01)
     assert (paired.n == paired.my_n).all()
