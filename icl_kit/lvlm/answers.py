@@ -6,6 +6,11 @@ systems. Cache misses go to the LVLM in batches. Teacher-forced scores of a give
 answer string (InfoScore, P(ground truth)) are cached the same way, keyed by
 (question id, ordered ICD ids, fingerprint, answer), in a second table of the same file.
 Rewards computed from these answers live in `icl_kit.train.rewards`.
+
+P(a | prompt) comes from a score in one of two norms (`answer_prob`): the product of the answer's token
+probabilities (sequence) or exp(mean token log-prob) (token_mean). A score row holds both (sum, mean and
+token count), so neither key needs the norm. An answer row's `gt_prob` is always the sequence norm; a service
+asked for token_mean re-derives it from the score rows, so the answers table means one thing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from icl_kit.core.errors import KitError
@@ -27,6 +32,7 @@ FULL_CREDIT_COUNT = 3  # an answer given by 3 annotators earns full VQA credit
 PromptKey = tuple[int, tuple[int, ...]]  # (question id, ordered ICD ids)
 ScoreKey = tuple[int, tuple[int, ...], str]  # (question id, ordered ICD ids, answer string scored)
 SQL_BLOCK = 500  # question ids per SELECT ... IN (...) (sqlite allows 999 parameters)
+PROB_NORMS = ("sequence", "token_mean")
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,25 @@ def gt_prob_weights(answers: Sequence[str]) -> dict[str, float]:
     return {a: min(c / FULL_CREDIT_COUNT, 1.0) for a, c in Counter(answers).items()}
 
 
+def answer_prob(score: Score, norm: str = "sequence") -> float:
+    """P(a | prompt) from a teacher-forced score of a's n tokens.
+
+    sequence:   exp(Σ_t log p_t) = Π_t p_t                    (the answer's probability)
+    token_mean: exp(Σ_t log p_t / n) = (Π_t p_t)^(1/n)         (Lever-LM's exp(−mean loss)); empty answer: 1
+    """
+    if norm == "sequence":
+        return math.exp(score.sum_logprob)
+    if norm == "token_mean":
+        return math.exp(score.mean_logprob)
+    raise KitError(f"prob_norm={norm!r} is unknown; choose one of {list(PROB_NORMS)}.")
+
+
 class AnswerService:
     """Answers prompts through the cache; misses go to the LVLM in batches.
 
     `calls` counts prompts actually sent to the LVLM, `lookups` every prompt asked for;
     `score_calls` and `score_lookups` count (prompt, answer) scores the same way.
+    `prob_norm` is the norm of the answers' gt_prob (`answer_prob`; train.reward.prob_norm).
     """
 
     def __init__(
@@ -146,12 +166,16 @@ class AnswerService:
         cache_path: str | Path | None,
         batch_size: int = 16,
         with_gt_prob: bool = False,
+        prob_norm: str = "sequence",
     ) -> None:
+        if prob_norm not in PROB_NORMS:
+            raise KitError(f"prob_norm={prob_norm!r} is unknown; choose one of {list(PROB_NORMS)}.")
         self.lvlm = lvlm
         self.records = records
         self.cache = AnswerCache(cache_path, lvlm.fingerprint())
         self.batch_size = batch_size
         self.with_gt_prob = with_gt_prob
+        self.prob_norm = prob_norm
         self.calls = 0
         self.lookups = 0
         self.score_calls = 0
@@ -176,7 +200,15 @@ class AnswerService:
             fresh = self._ask(batch)
             self.cache.put_many(fresh)
             found.update(fresh)
+        if self.with_gt_prob and self.prob_norm != "sequence":
+            found = self._renormed(unique, found)
         return [found[k] for k in keys]
+
+    def _renormed(self, keys: list[PromptKey], found: dict[PromptKey, Answer]) -> dict[PromptKey, Answer]:
+        """The answers with gt_prob in `prob_norm`, from the cached scores (the stored gt_prob is `sequence`)."""
+        weights = [gt_prob_weights(self.records[q].answers) for q, _ in keys]
+        probs = self.answer_probs(keys, weights, self.prob_norm)
+        return {k: replace(found[k], gt_prob=p) for k, p in zip(keys, probs, strict=True)}
 
     def _ask(self, keys: list[PromptKey]) -> dict[PromptKey, Answer]:
         requests = [self.request(k) for k in keys]
@@ -209,11 +241,13 @@ class AnswerService:
         found.update(fresh)
         return [found[k] for k in keys]
 
-    def answer_probs(self, keys: Sequence[PromptKey], weights: Sequence[Mapping[str, float]]) -> list[float]:
-        """Σ_a w_a · exp(log P(a | prompt)) per prompt: P of a weighted set of answers, through `scores`."""
+    def answer_probs(self, keys: Sequence[PromptKey], weights: Sequence[Mapping[str, float]],
+                     norm: str = "sequence") -> list[float]:
+        """Σ_a w_a · P(a | prompt) per prompt (P by `answer_prob` in `norm`): P of a weighted set of answers,
+        through `scores`."""
         flat = [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
         scores = iter(self.scores(flat))
-        return [sum(wa * math.exp(next(scores).sum_logprob) for wa in w.values()) for w in weights]
+        return [sum(wa * answer_prob(next(scores), norm) for wa in w.values()) for w in weights]
 
     def _gt_probs(self, requests: list[Request]) -> list[float]:
         """Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct answers (cached scores)."""

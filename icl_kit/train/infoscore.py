@@ -1,8 +1,13 @@
-"""InfoScore (Lever-LM) and the beam rules built on it: one pure function per equation.
+"""InfoScore (Lever-LM's beam score) and the beam rules built on it: one pure function per equation.
 
-    P(y | ctx, x)           = Σ_a w_a · exp(log p(a | ctx, x))        teacher-forced, answer tokens only
+    P(y | ctx, x)           = Σ_a w_a · p(a | ctx, x)                 teacher-forced, answer tokens only
+    p(a | ctx, x)           = exp(Σ_t log p(a_t | ·))                 (sft.prob_norm: sequence, the default)
+                            = exp(mean_t log p(a_t | ·))              (sft.prob_norm: token_mean, Lever-LM's)
     InfoScore(c | ctx, x)   = P(y | [c] + ctx, x) − P(y | ctx, x)     (sft.score: prob, Lever-LM)
                             = log P(y | [c] + ctx, x) − log P(y | ctx, x)   (sft.score: logprob)
+
+Lever-LM (and the study) take p = exp(−mean token loss), the token_mean norm; the kit's default is the
+answer's own probability, the product of its token probabilities (`icl_kit.lvlm.answers.answer_prob`).
 
 y is the query's most frequent answer (w = {y: 1}, sft.answer: most_frequent) or every distinct
 annotator answer a with w_a = min(1, count(a)/3) (sft.answer: vqa_weighted, so P is the expected

@@ -6,9 +6,11 @@ Groups may be ragged (offline rollouts are de-duplicated): a boolean `mask`
 
     RCE      w_i = softmax_i(r_i / τ),  loss = −Σ_i w_i log π(s_i)          (mean over groups)
     GRPO     A_i = advantage rule (registry `ADVANTAGES`)
-             ρ_i = exp(log π_θ(s_i) − log π_old(s_i))
-             loss = −mean_i min(ρ_i A_i, clip(ρ_i, 1−ε, 1+ε) A_i) + β · mean_i KL_i
+             ρ_i = exp(log π_θ(s_i) − log π_old(s_i))            (ratio: product of the L pick ratios)
+                 = exp((log π_θ(s_i) − log π_old(s_i)) / L)      (ratio: per_pick_mean, their geometric mean)
+             loss = −mean_i min(ρ_i A_i, clip(ρ_i, 1−ε, 1+ε_high) A_i) + β · mean_i KL_i − c · mean_i H_i
              KL_i = Σ_t k3(log π_θ(a_t), log π_ref(a_t))                    (Schulman's k3)
+             H_i  = mean_t entropy of pick t's softmax over the candidates still available
 """
 
 from __future__ import annotations
@@ -89,12 +91,23 @@ def batch_std_advantages(rewards: Tensor, mask: Tensor | None, std_floor: float,
     return ((rewards - group_mean_std(rewards, mask)[0]) / std.clamp_min(std_floor)).clamp(-clip, clip)
 
 
+def rloo_advantages(rewards: Tensor, mask: Tensor | None, std_floor: float, clip: float) -> Tensor:
+    """A_i = r_i − mean_{j≠i} r_j: each sequence against the mean of the others of its group (leave-one-out
+    baseline, RLOO: Ahmadian et al. 2024; TRL's RLOOTrainer); = n/(n−1)·(r_i − mean_g), unscaled.
+    A group with one real sequence has no other: 0. (B, G) -> (B, G)"""
+    m = _full_mask(rewards, mask).to(rewards.dtype)
+    n = m.sum(dim=1, keepdim=True)  # (B, 1)
+    others = ((rewards * m).sum(dim=1, keepdim=True) - rewards) / (n - 1).clamp_min(1.0)
+    return torch.where(n > 1, rewards - others, torch.zeros_like(rewards))
+
+
 AdvantageFn = Callable[[Tensor, Tensor | None, float, float], Tensor]
 ADVANTAGES: dict[str, AdvantageFn] = {
     "zscore": zscore_advantages,
     "rank": rank_advantages,
     "mean_only": mean_only_advantages,
     "batch_std": batch_std_advantages,
+    "rloo": rloo_advantages,
 }
 
 
@@ -117,14 +130,57 @@ def policy_ratio(logp: Tensor, logp_old: Tensor) -> Tensor:
     return torch.exp(logp - logp_old)
 
 
-def clipped_surrogate(ratio: Tensor, adv: Tensor, eps: float) -> Tensor:
-    """PPO objective per sequence: min(ρA, clip(ρ, 1−ε, 1+ε)A) (to be maximised). (B, G) -> (B, G)"""
-    return torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+RATIOS = ("product", "per_pick_mean")
 
 
-def clip_fraction(ratio: Tensor, adv: Tensor, eps: float) -> Tensor:
+def selection_ratio(seq_logp: Tensor, seq_logp_old: Tensor, n_picks: int, mode: str) -> Tensor:
+    """Importance ratio of a k-pick selection from its summed log-probs (B, G) -> (B, G).
+
+    product:       ρ = exp(Σ_t Δ_t) = Π_t ρ_t, the sequence's own ratio (PPO/GRPO; `policy_ratio`)
+    per_pick_mean: ρ = exp(Σ_t Δ_t / k) = (Π_t ρ_t)^(1/k), the geometric mean of the k pick ratios
+                   (GSPO, Zheng et al. 2025: the sequence ratio normalised by its length)
+    with Δ_t = log π_θ(a_t) − log π_old(a_t).
+    """
+    if mode == "product":
+        return policy_ratio(seq_logp, seq_logp_old)
+    if mode == "per_pick_mean":
+        return torch.exp((seq_logp - seq_logp_old) / n_picks)
+    raise KitError(f"train.grpo.ratio={mode!r} is unknown; choose one of {list(RATIOS)}.")
+
+
+def clip_range(eps: float, eps_high: float | None) -> tuple[float, float]:
+    """[1 − ε, 1 + ε_high]; ε_high None = ε (symmetric; DAPO's clip-higher sets ε_high > ε)."""
+    return 1 - eps, 1 + (eps if eps_high is None else eps_high)
+
+
+def clipped_surrogate(ratio: Tensor, adv: Tensor, eps: float, eps_high: float | None = None) -> Tensor:
+    """PPO objective per sequence: min(ρA, clip(ρ, 1−ε, 1+ε_high)A) (to be maximised). (B, G) -> (B, G)"""
+    return torch.minimum(ratio * adv, ratio.clamp(*clip_range(eps, eps_high)) * adv)
+
+
+def clip_fraction(ratio: Tensor, adv: Tensor, eps: float, eps_high: float | None = None) -> Tensor:
     """1 where the clipped branch is the active one (its gradient is 0), else 0. (B, G) -> (B, G)"""
-    return ((ratio * adv) > (ratio.clamp(1 - eps, 1 + eps) * adv)).to(ratio.dtype)
+    return ((ratio * adv) > (ratio.clamp(*clip_range(eps, eps_high)) * adv)).to(ratio.dtype)
+
+
+def clip_sides(ratio: Tensor, adv: Tensor, eps: float, eps_high: float | None = None) -> tuple[Tensor, Tensor]:
+    """Where the clipped branch is active, by side: (low, high) as 0/1, (B, G) each (TRL's clip_ratio/*).
+
+    low: ρ < 1 − ε and A < 0 (the update would push π_θ further below π_old); high: ρ > 1 + ε_high and A > 0.
+    low + high = `clip_fraction` wherever A ≠ 0.
+    """
+    lo, hi = clip_range(eps, eps_high)
+    return ((ratio < lo) & (adv < 0)).to(ratio.dtype), ((ratio > hi) & (adv > 0)).to(ratio.dtype)
+
+
+def entropy_bonus(pick_entropy: Tensor, mask: Tensor | None, coef: float,
+                  denom: float | Tensor | None = None) -> Tensor:
+    """c · mean over sequences of the mean entropy of their picks, subtracted from the loss.
+
+    pick_entropy (B, G, L): entropy of each pick's softmax over the candidates still available (PPO's entropy
+    bonus, Schulman et al. 2017; verl's `entropy_coeff`). `denom` as in `masked_mean`.
+    """
+    return coef * masked_mean(pick_entropy.mean(-1), mask, denom)
 
 
 def kl_k3(logp: Tensor, logp_ref: Tensor) -> Tensor:

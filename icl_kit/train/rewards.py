@@ -5,6 +5,7 @@ Reward of an answer (`reward_value`):
     soft           = acc
     hard           = correct
     gt_prob        = Σ_{distinct gt a} min(count(a)/3, 1) · P(a | prompt)
+                     (P by train.reward.prob_norm: Π of a's token probabilities, or exp(mean token log-prob))
 A sequence's reward (`batch_sequence_rewards`) is the mean over prefix lengths `shots`.
 """
 

@@ -26,14 +26,16 @@ from icl_kit.selection.selector import step_entropy
 from icl_kit.train.batch import Batch
 from icl_kit.train.math import (
     clip_fraction,
+    clip_sides,
     clipped_surrogate,
+    entropy_bonus,
     group_advantages,
     informative_groups,
     kl_k3,
     masked_mean,
-    policy_ratio,
     rce_group_loss,
     rce_weights,
+    selection_ratio,
 )
 
 
@@ -200,13 +202,14 @@ def old_logprobs(policy: nn.Module, b: Batch, cfg: GRPOConfig, dropout_seed: int
 
 
 GRPO_SUM_KEYS = ("train/loss", "train/ppo_loss", "train/kl", "train/ratio_mean", "train/clip_frac",
-                 "train/entropy")
+                 "train/entropy", "train/clip_ratio/low", "train/clip_ratio/high")
 GRPO_STEP_KEYS = (*GRPO_SUM_KEYS, "train/adv_std", "train/adv_max", "train/grad_norm")
 
 
 def _grpo_loss(policy: nn.Module, mine: Batch, adv: Tensor, old: Tensor | None, ref_lp: Tensor | None,
                cfg: GRPOConfig, beta: float, n_seq: float, dropout_seed: int) -> tuple[Tensor, Tensor]:
-    """loss = −Σ min(ρA, clip(ρ)A)/N + β Σ KL/N on this rank's groups (N = global sequence count).
+    """loss = −Σ min(ρA, clip(ρ)A)/N + β Σ KL/N − c Σ H/N on this rank's groups (N = global sequence count;
+    ρ by `cfg.ratio`, clip range [1 − ε, 1 + ε_high], entropy term only when c = `cfg.entropy_coef` ≠ 0).
 
     -> loss (scalar, differentiable) and this rank's sums of GRPO_SUM_KEYS (each already / N).
     """
@@ -215,12 +218,17 @@ def _grpo_loss(policy: nn.Module, mine: Batch, adv: Tensor, old: Tensor | None, 
     with ratio_mode(policy, cfg.dropout_in_ratio, dropout_seed):
         logp, ent = step_logprobs(policy, mine)  # (b, G, L)
     seq = logp.sum(-1)  # (b, G)
-    ratio = policy_ratio(seq, seq.detach() if old is None else old)  # (b, G)
-    ppo = -masked_mean(clipped_surrogate(ratio, adv, cfg.clip_eps), mine.mask, n_seq)
+    ratio = selection_ratio(seq, seq.detach() if old is None else old, logp.shape[-1], cfg.ratio)  # (b, G)
+    eps, eps_high = cfg.clip_eps, cfg.clip_eps_high
+    ppo = -masked_mean(clipped_surrogate(ratio, adv, eps, eps_high), mine.mask, n_seq)
     kl = kl_k3(logp, ref_lp).sum(-1) if ref_lp is not None else torch.zeros_like(ratio)  # (b, G)
     kl_mean = masked_mean(kl, mine.mask, n_seq)
     loss = ppo + beta * kl_mean
+    if cfg.entropy_coef:
+        loss = loss - entropy_bonus(ent, mine.mask, cfg.entropy_coef, n_seq)
+    low, high = clip_sides(ratio, adv, eps, eps_high)
     parts = [loss, ppo, kl_mean, masked_mean(ratio, mine.mask, n_seq),
-             masked_mean(clip_fraction(ratio, adv, cfg.clip_eps), mine.mask, n_seq),
-             masked_mean(ent.sum(-1), mine.mask, n_seq)]
+             masked_mean(clip_fraction(ratio, adv, eps, eps_high), mine.mask, n_seq),
+             masked_mean(ent.sum(-1), mine.mask, n_seq), masked_mean(low, mine.mask, n_seq),
+             masked_mean(high, mine.mask, n_seq)]
     return loss, torch.stack([p.detach() for p in parts]).double().cpu()

@@ -266,7 +266,8 @@ def test_online_grpo_raises_held_out_reward_in_the_demo_world(tmp_path):
                  "run_name=learn", "encoder.dim=64", "selector.input_dim=64", "selector.hidden_dim=32",
                  "train.device=cpu", "train.sft.epochs=0", "train.rce.epochs=0", "train.grpo.epochs=2",
                  "train.grpo.lr=3e-3",
-                 "train.rollouts.group_size=16", "train.reward.kind=gt_prob"]
+                 "train.rollouts.group_size=16", "train.reward.kind=gt_prob",
+                 "stats.comparisons=[]"]  # demo.yaml's comparisons name epochs this shorter run never makes
     params = load_params(Path(__file__).parents[2] / "params" / "demo.yaml", overrides)
     res = train(params, progress=False)
     val = res.val_table.set_index("phase")["val/reward@2"]
@@ -285,7 +286,7 @@ def test_cli_train_on_a_tiny_demo_world(tmp_path, capsys):
             "run_name=cli", "encoder.dim=16", "selector.input_dim=16", "selector.hidden_dim=16", "pools.size=16",
             "train.device=cpu", "train.sft.epochs=0", "train.rce.epochs=1", "train.grpo.epochs=1",
             "train.grpo.batch_groups=16",
-            "train.rollouts.beam_size=2"]
+            "train.rollouts.beam_size=2", "stats.comparisons=[]"]
     assert main(["train", "--params", str(demo), *[a for s in sets for a in ("-p", s)]]) == 0
     out = capsys.readouterr().out
     assert "best by validation reward" in out and "grpo_epoch1.pt" in out
@@ -311,7 +312,7 @@ def test_same_params_give_identical_checkpoints_with_two_threads(tmp_path):
             p = load_params(Path(__file__).resolve().parents[2] / "params" / "demo.yaml", [
                 f"run_name={name}", f"runs_dir={tmp_path}", f"data.root={tmp_path / 'world'}",
                 "data.demo_train=300", "data.demo_test=50", "train.rollouts.max_queries=32", "train.sft.epochs=0",
-                "train.grpo.epochs=1"])
+                "train.grpo.epochs=1", "stats.comparisons=[]"])
             result = train(p, progress=False)
             states.append(torch.load(result.checkpoints[-1], weights_only=True)["model_state_dict"])
     finally:

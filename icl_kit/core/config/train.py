@@ -20,6 +20,14 @@ class SFTDataConfig:
         "most_frequent", "Answer y scored: the most frequent of the 10 (as an ICD shows it), or every distinct "
         "answer weighted by min(1, count/3)."
     )
+    prob_norm: Literal["sequence", "token_mean"] = opt(
+        "sequence", "P(y | ·) behind InfoScore: the product of the answer's token probabilities (sequence), or "
+        "exp(mean token log-prob) (token_mean, what Lever-LM and the study use). With one answer string "
+        "(answer: most_frequent) token_mean is P^(1/n), a monotone transform, so the candidates added to one "
+        "context rank alike (score: logprob only rescales by 1/n); they differ for answer: vqa_weighted (answers "
+        "of different lengths summed), across beams of different parents with score: prob, and in the scores' "
+        "magnitudes."
+    )
     beam_size: int = opt(5, "Beams kept per step.", min=1)
     max_shots: int = opt(2, "ICDs per beam (search steps).", min=1, max=4)
     construct_order: Literal["left", "right"] = opt(
@@ -48,6 +56,13 @@ class RewardConfig:
         "hard_plus_soft", "correct + acc (study default), acc, correct, or P(ground truth)."
     )
     shots: list[int] = opt([2], "Prefix lengths whose rewards are averaged, e.g. [1, 2, 3, 4].")
+    prob_norm: Literal["sequence", "token_mean"] = opt(
+        "sequence", "gt_prob: P(a | prompt) of each ground-truth answer a as the product of its tokens' "
+        "probabilities (sequence), or exp(mean token log-prob) (token_mean, Lever-LM's and the study's). For one "
+        "answer string token_mean is P^(1/n), a monotone transform, so it ranks a query's prompts alike; it "
+        "differs when several answers of different lengths are weighted and summed, and in the reward's "
+        "magnitudes (closer to 1, compressed spreads), hence in every advantage but rank."
+    )
 
 
 @dataclass
@@ -97,11 +112,53 @@ class GRPOConfig:
     epochs: int = opt(3, "GRPO epochs.", min=0)
     lr: float = opt(1e-4, "AdamW learning rate.", min=0.0)
     batch_groups: int = opt(32, "Query groups per optimiser step (vectorised).", min=1)
-    advantage: Literal["zscore", "rank", "mean_only", "batch_std"] = opt("zscore", "Advantage rule.")
+    advantage: Literal["zscore", "rank", "mean_only", "batch_std", "rloo"] = opt(
+        "zscore", "Advantage rule: zscore (GRPO, Shao et al. 2024), rank, mean_only (Dr. GRPO: r − group mean), "
+        "batch_std (TRL scale_rewards='batch'), or rloo: A_i = r_i − mean of the OTHER rewards of the group (RLOO, "
+        "Ahmadian et al. 2024, 'Back to Basics'; TRL's RLOOTrainer). rloo's baseline excludes the sequence itself "
+        "(unbiased); it is n/(n−1) times mean_only, unscaled: no std floor or clip applies, so its size follows "
+        "the reward's scale and a group's spread (a low-spread group weighs less, unlike zscore)."
+    )
     std_floor: float = opt(0.1, "zscore: floor of the group std.", min=0.0)
     adv_clip: float = opt(5.0, "zscore: advantages clipped to ±this.", min=0.0)
-    clip_eps: float = opt(0.2, "PPO clip ε.", min=0.0, max=1.0)
-    kl_beta: float = opt(0.1, "KL coefficient β to the frozen reference policy.", min=0.0)
+    clip_eps: float = opt(0.2, "PPO clip ε (the lower side, 1 − ε; also the upper one unless clip_eps_high).",
+                          min=0.0, max=1.0)
+    clip_eps_high: float | None = opt(
+        None, "Upper clip ε_high: the ratio is clipped to [1 − clip_eps, 1 + clip_eps_high]; null = clip_eps "
+        "(symmetric). DAPO's clip-higher (Yu et al. 2025; TRL epsilon_high, e.g. 0.28 with ε = 0.2): a pick the old "
+        "policy found unlikely may gain more probability per update, which keeps exploring (entropy falls more "
+        "slowly) at the cost of a looser trust region on the rising side.", min=0.0,
+    )
+    ratio: Literal["product", "per_pick_mean"] = opt(
+        "product", "Importance ratio of a k-pick selection: the product of the k per-pick ratios (the sequence's "
+        "own ratio, PPO/GRPO), or their geometric mean exp(mean log-ratio) (GSPO, Zheng et al. 2025: the sequence "
+        "ratio normalised by length; TRL importance_sampling_level='sequence'). The product's clip range "
+        "[1 − ε, 1 + ε] bounds the joint change, so the range each pick may move tightens as k grows (about ε/k "
+        "per pick); the geometric mean keeps one range per selection, the same for every k, so a long selection "
+        "moves as far per pick as a short one (a looser trust region on the whole selection)."
+    )
+    entropy_coef: float = opt(
+        0.0, "Entropy bonus c: c × mean entropy of each pick's softmax over the remaining candidates is "
+        "subtracted from the loss (PPO's entropy bonus, Schulman et al. 2017; verl actor.entropy_coeff). It keeps "
+        "the pick distributions spread (more exploration, fewer groups whose rewards all tie) at the cost of "
+        "pulling the policy away from the reward's optimum; 0 = off.", min=0.0,
+    )
+    zero_spread: Literal["drop", "refill"] = opt(
+        "drop", "Groups whose rewards all tie have zero advantage: drop them (the step trains on fewer groups), or "
+        "refill: draw further training queries (not already in the step, in an order seeded by train.seed and the "
+        "step) until the step has as many groups with reward spread as it drew queries (DAPO's dynamic "
+        "sampling, Yu et al. 2025). refill keeps every step's batch full at the cost of extra LVLM rewards, at "
+        "most refill_max_queries per step; a refilled query may also come up in another step of the epoch."
+    )
+    refill_max_queries: int = opt(
+        64, "zero_spread: refill: extra training queries drawn per step at most (the step trains on fewer "
+        "groups when they run out).", min=0,
+    )
+    kl_beta: float = opt(
+        0.1, "KL coefficient β to the frozen reference policy; 0 = no KL term (TRL's default; Dr. GRPO and DAPO "
+        "drop it): the reference is then neither kept nor evaluated and train/kl logs 0, which saves its pass and "
+        "its copy but lets the policy drift from where GRPO started (kl_target cannot raise a β of 0).", min=0.0,
+    )
     kl_target: float = opt(0.0, "Adapt β once per epoch towards this KL (0 = fixed β).", min=0.0)
     ppo_epochs: int = opt(1, "Updates per batch of groups (old log-probs fixed).", min=1)
     dropout_in_ratio: bool = opt(
