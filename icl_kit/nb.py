@@ -22,6 +22,7 @@ from typing import Any
 
 from icl_kit.core.config import Params, load_params
 from icl_kit.core.errors import KitError
+from icl_kit.core.runs import RunPaths
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -58,7 +59,7 @@ def setup(params_path: str, overrides: dict[str, Any] | list[str] | None = None,
     run = _find(run_dir, "Run folder")[0] if run_dir else None
     if found is None and run is None:
         raise KitError("Set params_path (a params file) or run_dir (a run folder) in the parameters cell.")
-    params_file = found[0] if found else run / "params.yaml"
+    params_file = found[0] if found else RunPaths(run).params
     home = project_root(run) if run is not None else project_root() if found[1] else None
     if home is not None and _is_project(home):
         os.chdir(home)  # the params' relative paths (data.root, runs_dir) mean what they meant when written
@@ -69,5 +70,5 @@ def setup(params_path: str, overrides: dict[str, Any] | list[str] | None = None,
     if verbose:
         n = len(overrides or {})
         print(f"run folder {params.run_dir} · params {params_path}" + (f" + {n} override(s)" if n else "")
-              + f" · LVLM {params.lvlm.backend} · full params: {params.run_dir / 'params.yaml'}")
+              + f" · LVLM {params.lvlm.backend} · full params: {RunPaths(params.run_dir).params}")
     return params

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from icl_kit.core.config import Params, load_params, parse_override, to_dict
 from icl_kit.core.errors import KitError
-from icl_kit.core.runs import OUTPUT_MODE, atomic_write_json, make_temp, prepare_run, remove_stale_temps
+from icl_kit.core.runs import OUTPUT_MODE, RunPaths, atomic_write_json, make_temp, prepare_run, remove_stale_temps
 from icl_kit.core.stages import STAGES as STAGE_IO
 from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
@@ -55,7 +58,8 @@ NOTEBOOKS = {"train": "01_train_grpo.ipynb", "eval": "02_eval_epochs.ipynb", "st
 STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 MODEL_STAGES = ("train", "eval")  # the stages that read the data and run the models
-STATE_FILE = "stages.json"
+STATE_FILE = RunPaths(Path()).stages.name  # in the run folder (the artefact table)
+SOURCE_NOTEBOOKS = "notebooks"  # the repository's stage notebooks (a run's executed copies: RunPaths.notebooks)
 FAILED_SUFFIX = ".failed.ipynb"
 
 
@@ -83,7 +87,7 @@ def input_hash(stage: Stage, params: Params, run_dir: Path, notebook: Path) -> s
 
 
 def _load_state(run_dir: Path) -> dict[str, dict]:
-    path = run_dir / STATE_FILE
+    path = RunPaths(run_dir).stages
     if not path.exists():
         return {}
     try:
@@ -143,8 +147,8 @@ def run(
     after a stage succeeds the resolved params are committed here too (stats and report read them).
     """
     root = project_root(Path(__file__).resolve().parent)
-    if not (root / "notebooks" / STAGES[0].notebook).is_file():
-        raise KitError(f"The stage notebooks are not in {root / 'notebooks'}; run icl-kit from a clone of the "
+    if not (root / SOURCE_NOTEBOOKS / STAGES[0].notebook).is_file():
+        raise KitError(f"The stage notebooks are not in {root / SOURCE_NOTEBOOKS}; run icl-kit from a clone of the "
                        "repository installed with `pip install -e .`.")
     params_path = Path(params_path).resolve()
     params = load_params(params_path, list(overrides))
@@ -158,7 +162,7 @@ def run(
         _show_demo_world(params)
     print(f"icl-kit run: {params_path.name} -> {run_dir} (stages: {', '.join(s.name for s in chosen)})")
     for i, stage in enumerate(chosen, 1):
-        src = root / "notebooks" / stage.notebook
+        src = root / SOURCE_NOTEBOOKS / stage.notebook
         digest = input_hash(stage, params, run_dir, src)
         if not force and is_finished(stage, run_dir, digest, state, params):
             print(f"[{i}/{len(chosen)}] {stage.name}: finished earlier with the same inputs, skipped")
@@ -169,7 +173,7 @@ def run(
         prepare_run(params, run_dir)
         seconds = round(time.time() - start, 1)
         state[stage.name] = {"inputs": input_hash(stage, params, run_dir, src), "seconds": seconds}
-        atomic_write_json(run_dir / STATE_FILE, state)
+        atomic_write_json(RunPaths(run_dir).stages, state)
         print(f"[{i}/{len(chosen)}] {stage.name}: done in {seconds:.0f}s", flush=True)
     return run_dir
 
@@ -197,36 +201,92 @@ def failed_copy(dst: Path) -> Path:
     return dst.with_name(f"{dst.stem}{FAILED_SUFFIX}")
 
 
-def _execute(stage: Stage, src: Path, run_dir: Path, params_path: Path, overrides: Sequence[str]) -> None:
-    """Run one notebook under papermill into a temp file; on success it becomes notebooks/<name>, on failure
-    notebooks/<name>.failed.ipynb, so the last good executed copy is never overwritten."""
+# The kernel's own notices, none of them about the run: tqdm's "IProgress not found" (no widgets under papermill)
+# and jupyter_core's platformdirs notice; debugpy's "frozen modules" notice is off by PYDEVD_DISABLE_FILE_VALIDATION.
+KERNEL_WARNINGS = ("ignore:IProgress not found", "ignore:Jupyter is migrating its paths")
+KERNEL_LOG = logging.getLogger("icl_kit.kernel")  # the kernel manager's internals ("Could not destroy zmq
+KERNEL_LOG.addHandler(logging.NullHandler())  # context", shutdown retries): never on the user's console
+KERNEL_LOG.propagate = False
+
+
+def kernel_env() -> dict[str, str]:
+    """The notebook kernel's environment: ours, with the kernel's start-up notices off (the user's own
+    PYTHONWARNINGS come after ours, so they win)."""
+    warn = ",".join(filter(None, [*KERNEL_WARNINGS, os.environ.get("PYTHONWARNINGS")]))
+    return {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PYTHONWARNINGS": warn}
+
+
+def quiet_kernel_manager(log: IO[bytes]) -> type:
+    """A kernel manager whose kernel writes its own messages (ipykernel's "running over TCP" notice, its
+    tracebacks while it shuts down after an interrupt) into `log`, not onto the console; what a cell prints
+    still comes through papermill."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)
+            self.log = KERNEL_LOG
+
+        async def start_kernel(self, **kw: object) -> None:
+            await super().start_kernel(**{**kw, "stdout": log, "stderr": log, "env": kernel_env()})
+
+    return QuietKernelManager
+
+
+def _papermill(src: Path, tmp: Path, params_path: Path, overrides: Sequence[str], log: IO[bytes]) -> None:
     import papermill as pm
 
-    dst = run_dir / "notebooks" / stage.notebook
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the temp name
+        pm.execute_notebook(
+            str(src), str(tmp),
+            parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
+            cwd=str(Path.cwd()), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+            kernel_name="python3", kernel_manager_class=quiet_kernel_manager(log),
+        )
+
+
+def _last_line(log: IO[bytes]) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1][-160:] if lines else ""
+
+
+def _failed(stage: Stage, tmp: Path, dst: Path, what: str) -> KitError:
+    """Keep the failed executed copy beside the last good one; the sentence naming both."""
+    failed = failed_copy(dst)
+    os.chmod(tmp, OUTPUT_MODE)
+    os.replace(tmp, failed)
+    kept = f"the last good copy {dst} is unchanged" if dst.exists() else "there is no earlier good copy"
+    return KitError(f"Stage {stage.name} failed in notebooks/{stage.notebook}, {what}; the failed notebook is "
+                    f"{failed} ({kept}).")
+
+
+def _execute(stage: Stage, src: Path, run_dir: Path, params_path: Path, overrides: Sequence[str]) -> None:
+    """Run one notebook under papermill into a temp file; on success it becomes notebooks/<name>, on failure
+    notebooks/<name>.failed.ipynb, so the last good executed copy is never overwritten. An interrupt (Ctrl-C
+    here, or of the kernel) is a KeyboardInterrupt, whatever papermill made of it."""
+    import papermill as pm
+    from nbclient.exceptions import DeadKernelError
+
+    dst = RunPaths(run_dir).notebooks / stage.notebook
     fd, tmp = make_temp(dst)
     os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the temp name
-            pm.execute_notebook(
-                str(src), str(tmp),
-                parameters={"params_path": str(params_path), "overrides": dict(map(parse_override, overrides))},
-                cwd=str(Path.cwd()), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
-                kernel_name="python3",
-            )
-    except pm.PapermillExecutionError as exc:
-        failed = failed_copy(dst)
-        os.chmod(tmp, OUTPUT_MODE)
-        os.replace(tmp, failed)
-        kept = f"the last good copy {dst} is unchanged" if dst.exists() else "there is no earlier good copy"
-        raise KitError(
-            f"Stage {stage.name} failed in notebooks/{stage.notebook}, cell {exc.exec_count}: "
-            f"{exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''}; the failed notebook is {failed} "
-            f"({kept})."
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with tempfile.TemporaryFile() as log:
+        try:
+            _papermill(src, tmp, params_path, overrides, log)
+        except pm.PapermillExecutionError as exc:
+            if exc.ename == "KeyboardInterrupt":
+                tmp.unlink(missing_ok=True)
+                raise KeyboardInterrupt from None
+            first = exc.evalue.splitlines()[0].rstrip(".") if exc.evalue else ""
+            raise _failed(stage, tmp, dst, f"cell {exc.exec_count}: {exc.ename}: {first}") from None
+        except DeadKernelError:
+            why = _last_line(log) or "it was killed, perhaps for lack of memory"
+            raise _failed(stage, tmp, dst, f"where its kernel died ({why})") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     point_at_the_run(tmp)
     os.chmod(tmp, OUTPUT_MODE)
     os.replace(tmp, dst)

@@ -7,10 +7,15 @@ Nothing is written into the run folder until `commit()`: a stage first reads the
 data and runs its own checks (questions, resume state, files already there), and
 only then commits, which writes params.yaml and provenance.json and the pools and
 embeddings computed so far. A refused command therefore leaves the folder as it was.
+
+embeddings.pt and pools.json are reused only when their sidecars (icl_kit.core.artefacts) say they were made
+with this run's params and data; a stale one is refused before anything is written (`check_artefacts`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -21,9 +26,11 @@ from typing import Any
 
 import torch
 
+from icl_kit.core.artefacts import record
 from icl_kit.core.config import Params
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.runs import RunPaths, prepare_run
+from icl_kit.core.sidecars import check_current, is_empty, replace_with_sidecar
 from icl_kit.data.records import Record
 from icl_kit.lvlm.answers import AnswerService
 
@@ -63,7 +70,8 @@ class RunContext:
         if ranks.rank == 0:
             ctx = cls.build(params, commit=False)
             if check is not None:
-                check(ctx)
+                check(ctx)  # first: a stage's own check names every stale artefact it reads at once
+            ctx.check_artefacts("pools", *(("embeddings",) if need_emb else ()))
             ctx.commit()
             _ = ctx.pools
             if need_emb:
@@ -83,6 +91,22 @@ class RunContext:
                 save()
             self._pending.clear()
         return self.paths
+
+    def check_artefacts(self, *names: str) -> None:
+        """Refuse (one KitError, nothing written) when one of these fingerprinted artefacts of the run folder was
+        made with other params, data or format version than this run's, or by an older kit."""
+        check_current({n: (getattr(self.paths, n), self.artefact_record(n)) for n in names})
+
+    def artefact_record(self, name: str, source: str = "built") -> dict[str, Any]:
+        """The sidecar this run writes beside artefact `name` (icl_kit.core.artefacts.record)."""
+        return record(name, self.params, self.data_identity if name in ("embeddings", "pools") else None, source)
+
+    @cached_property
+    def data_identity(self) -> dict[str, Any]:
+        """The questions embeddings.pt and pools.json are made for: how many, and a hash of their ids in order."""
+        ids = [[r.question_id for r in self.pool_records], [r.question_id for r in self.test_records]]
+        digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+        return {"demonstrations": len(ids[0]), "test questions": len(ids[1]), "question ids": digest}
 
     def _save(self, name: str, save: Callable[[], None]) -> None:
         """Save now when committed, else at `commit()` (a refused stage writes nothing)."""
@@ -119,7 +143,10 @@ class RunContext:
 
         encoder = build_encoder(self.params.encoder)
         records = self.pool_records + self.test_records
-        out = cached_embeddings(self.paths.embeddings, [r.question_id for r in records], encoder.name)
+        out = None
+        if not is_empty(self.paths.embeddings):
+            self.check_artefacts("embeddings")
+            out = cached_embeddings(self.paths.embeddings, [r.question_id for r in records], encoder.name)
         fresh = out is None
         out = embed_records(records, encoder) if out is None else out
         dim = int(out["emb"].shape[1])
@@ -130,7 +157,9 @@ class RunContext:
                 f"embeddings but selector.input_dim={self.params.selector.input_dim}; set selector.input_dim: {dim}."
             )
         if fresh:
-            self._save("embeddings", lambda: save_embeddings(self.paths.embeddings, out, encoder.name))
+            path, meta = self.paths.embeddings, self.artefact_record("embeddings")
+            self._save("embeddings", lambda: replace_with_sidecar(
+                "embeddings", path, meta, lambda: save_embeddings(path, out, encoder.name)))
         return out
 
     def emb(self, qids: list[int] | torch.Tensor, part: str = "emb") -> torch.Tensor:
@@ -150,29 +179,30 @@ class RunContext:
     def pools(self) -> dict[int, list[int]]:
         """Candidate pools for every training and test query (pools.sampler), saved as pools.json.
 
-        pools.json is reused when it covers these queries at this size and its meta names the same
-        sampler (a file imported by `icl-kit study import-pools` keeps its source in the meta).
+        An existing pools.json is reused when its sidecar names these params and data (a file imported by
+        `icl-kit study import-pools` keeps its source there); a stale one is refused (`check_artefacts`).
         """
-        from icl_kit.selection.pools import load_pools, load_pools_meta, save_pools
+        from icl_kit.selection.pools import load_pools
 
-        queries = [r.question_id for r in self.pool_records + self.test_records]
-        meta = self.pools_meta
-        if self.paths.pools.exists():
-            pools = load_pools(self.paths.pools)
-            stored = load_pools_meta(self.paths.pools)
-            same = stored is None or all(stored.get(k) == v for k, v in meta.items())
-            if same and set(pools) >= set(queries) and all(len(pools[q]) == meta["size"] for q in queries):
-                return pools
-            log.info("pools.json was not made for these queries with %s; rebuilding it", meta)
+        if not is_empty(self.paths.pools):
+            self.check_artefacts("pools")
+            pools, size = load_pools(self.paths.pools), self.params.pools.size
+            short = [r.question_id for r in self.pool_records + self.test_records
+                     if len(pools.get(r.question_id, ())) != size]
+            if short:
+                raise KitError(f"{self.paths.pools} holds no pool of pools.size={size} for {few(short, 'query')}; "
+                               f"delete it and {self.paths.sidecar('pools').name} to rebuild it.")
+            return pools
         pools = self.draw_pools()
-        self._save("pools", lambda: save_pools(self.paths.pools, pools, {**meta, "source": "drawn"}))
+        self._save("pools", lambda: self.save_pools(pools, "drawn"))
         return pools
 
-    @property
-    def pools_meta(self) -> dict[str, Any]:
-        p = self.params.pools
-        meta: dict[str, Any] = {"sampler": p.sampler, "size": p.size, "seed": p.seed}
-        return meta | ({"anchors": p.anchors} if p.sampler == "study_rand" else {})
+    def save_pools(self, pools: dict[int, list[int]], source: str) -> None:
+        """pools.json with its sidecar (source: 'drawn' or 'imported: FILES')."""
+        from icl_kit.selection.pools import save_pools
+
+        path, meta = self.paths.pools, self.artefact_record("pools", source)
+        replace_with_sidecar("pools", path, meta, lambda: save_pools(path, pools))
 
     def draw_pools(self) -> dict[int, list[int]]:
         """The pools `pools.sampler` draws for every training and test query."""
@@ -191,7 +221,6 @@ class RunContext:
         """The study's cache files (docs/study.md, "Pools") -> pools.json: the anchors' pools from the cache,
         every other query's as `pools.sampler` draws it. Everything is checked before pools.json is written.
         -> (pools.json, number of anchors)"""
-        from icl_kit.selection.pools import save_pools
         from icl_kit.study.formats.positions import SplitPositions
         from icl_kit.study.formats.sampler import read_pool_cache
 
@@ -200,7 +229,7 @@ class RunContext:
         pools = self.draw_pools()
         pools.update({positions.qid(a): positions.qids(pool) for a, pool in cached.items()})
         source = f"imported: {Path(anchors_file).name}, {Path(candidates_file).name}"
-        save_pools(self.paths.pools, pools, {**self.pools_meta, "source": source})
+        self.save_pools(pools, source)
         self.__dict__["pools"] = pools  # the cached_property now holds the imported pools
         return self.paths.pools, len(cached)
 
@@ -219,6 +248,7 @@ class RunContext:
             self.paths.rewards,
             batch_size=self.params.lvlm.batch_size,
             with_gt_prob=self.params.train.reward.kind == "gt_prob",
+            prob_norm=self.params.train.reward.prob_norm,
         )
 
     def record_lvlm(self, lvlm: Any) -> None:

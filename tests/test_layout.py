@@ -11,6 +11,7 @@ other, nor `lvlm` and `selection`; `stats` reads run files only in `stats/run.py
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -156,4 +157,109 @@ def test_public_api_is_lazy_and_complete():
             "assert k.vqa_accuracy('two', ['two'] * 10) == 1.0; print(len(names))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "11"
+    assert out.stdout.strip() == "13"
+
+
+# ------------------------------------------------------------------ references stay inside the repository
+ROOT = PKG.parent
+# Documents that are not in the repository, and this machine's absolute paths: a file that names one points
+# its reader at nothing. The repository's own documents are docs/*.md; a test that needs a scratch folder
+# takes pytest's tmp_path. This file names them to look for them, so it is the one file not searched.
+OUTSIDE = ("DESIGN.md", "STUDY_FORMATS.md", "STYLE.md", "../shared", "/work/", "/tmp/", "/home/", "/root/")
+ALLOWED_OUTSIDE: dict[str, set[str]] = {}  # file -> strings of OUTSIDE that are part of the product there (none)
+DOC_SECTION_RE = re.compile(r"""docs/([a-z_]+)\.md,? (?:\\?"([^"\\\n]+)\\?"|'([^'\\\n]+)')""")
+
+
+def repository_texts() -> dict[str, str]:
+    """Every text file git tracks or would add (untracked, not ignored) -> its text; binaries left out."""
+    import subprocess
+
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout: the repository's files are unknown")
+    texts = {}
+    for name in filter(None, out.stdout.decode().split("\0")):
+        path = ROOT / name
+        data = path.read_bytes() if path.is_file() else b""
+        if b"\0" not in data:
+            texts[name] = data.decode("utf-8", errors="replace")
+    return texts
+
+
+def test_no_file_refers_outside_the_repository():
+    me = str(Path(__file__).resolve().relative_to(ROOT))
+    bad = [f"{name}:{text.count(chr(10), 0, text.index(s)) + 1}: {s}"
+           for name, text in repository_texts().items() if name != me
+           for s in OUTSIDE if s in text and s not in ALLOWED_OUTSIDE.get(name, set())]
+    assert bad == [], "refer to docs/*.md (page and section) or use tmp_path instead"
+
+
+def test_references_to_the_docs_name_their_sections():
+    """`docs/<page>.md, "<section>"` names a page of docs/ and one of its headings."""
+    headings = {p.stem: {line.lstrip("#").strip() for line in p.read_text(encoding="utf-8").splitlines()
+                         if line.startswith("#")} for p in (ROOT / "docs").glob("*.md")}
+    bad = [f"{name}: docs/{page}.md, {section!r}" for name, text in repository_texts().items()
+           for page, double, single in DOC_SECTION_RE.findall(text)
+           for section in [double or single] if section not in headings.get(page, set())]
+    assert bad == []
+
+
+# --------------------------------------------------------------------------------- the run folder's paths
+TABLE_MODULES = {PKG / "core" / "artefacts.py", PKG / "core" / "runs.py"}  # where run-folder names may be spelled
+PATH_CALLS = {"Path", "PurePath", "PurePosixPath", "joinpath"}
+
+
+def run_folder_names() -> set[str]:
+    """Every path of the artefact table, its file name, and its sidecar's (docs/design.md, "The run folder")."""
+    from pathlib import PurePosixPath
+
+    from icl_kit.core.artefacts import TABLE
+
+    names = {a.path for a in TABLE} | {PurePosixPath(a.path).name for a in TABLE}
+    return names | {a.meta for a in TABLE if a.sidecar}
+
+
+def spelled_run_paths(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of each string constant in `names` used to build a path: an operand of `/`, or an
+    argument of Path(...) / PurePath(...) / .joinpath(...)."""
+    def hits(nodes: list[ast.AST]) -> list[tuple[int, str]]:
+        return [(n.lineno, n.value) for n in nodes if isinstance(n, ast.Constant) and n.value in names]
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            found += hits([node.left, node.right])
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in PATH_CALLS:
+                found += hits(list(node.args))
+    return found
+
+
+def test_run_folder_paths_come_from_the_artefact_table():
+    """No module but the table (core/artefacts.py) and RunPaths (core/runs.py) builds a run-folder path from a
+    spelled-out name: they come from RunPaths attributes (`paths.sft_data`, `paths.last`, ...)."""
+    names = run_folder_names()
+    bad = [f"{path.relative_to(PKG.parent)}:{line} builds a path from {name!r}; use RunPaths"
+           for path in MODULES.values() if path not in TABLE_MODULES
+           for line, name in spelled_run_paths(ast.parse(path.read_text(encoding="utf-8")), names)]
+    assert bad == []
+
+
+def test_the_run_folder_path_check_itself():
+    names = run_folder_names()
+    assert {"checkpoints/last.pt", "last.pt", "summary.json", "sft_data.meta.json", "notebooks"} <= names
+    code = 'a = root / "last.pt"\nb = Path(run, "params.yaml")\nc = run.joinpath("eval/summary.csv")\n' \
+           'd = Path("x.txt") / name\ne = {"summary.json": 1}\n'
+    assert spelled_run_paths(ast.parse(code), names) == [(1, "last.pt"), (2, "params.yaml"),
+                                                         (3, "eval/summary.csv")]
+
+
+def test_the_stages_read_and_write_paths_of_the_table():
+    from icl_kit.core.artefacts import TABLE
+    from icl_kit.core.stages import STAGES
+
+    paths = {a.path for a in TABLE}
+    assert [p for s in STAGES for p in s.reads + s.writes if p not in paths] == []

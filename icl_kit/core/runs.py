@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.errors import KitError
 
 OUTPUT_MODE = 0o644
@@ -29,65 +30,27 @@ TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.[a-z0-9_]{8}(?:\.(?P<pid>\d+))?\.tmp$
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run folder (docs/design.md, "Run folder"."""
+    """The files of one run folder (docs/design.md, "The run folder"): one attribute per row of the artefact
+    table (icl_kit.core.artefacts), `RunPaths(root).<name>` = `root / <path>`, e.g. `.params`, `.pools`,
+    `.sft_data`, `.last` (checkpoints/last.pt), `.stats_summary`, `.report_md`."""
 
     root: Path
 
-    @property
-    def params(self) -> Path:
-        return self.root / "params.yaml"
+    def sidecar(self, name: str) -> Path:
+        """The `.meta.json` beside fingerprinted artefact `name` ('pools' -> pools.meta.json)."""
+        return self.root / ARTEFACTS[name].meta
 
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings.pt"
 
-    @property
-    def pools(self) -> Path:
-        return self.root / "pools.json"
+def _artefact_path(name: str, rel: str) -> property:
+    def get(self: RunPaths) -> Path:
+        return self.root / rel
 
-    @property
-    def rewards(self) -> Path:
-        return self.root / "rewards.sqlite"
+    get.__name__, get.__doc__ = name, f"<run folder>/{rel}"
+    return property(get)
 
-    @property
-    def rollouts(self) -> Path:
-        return self.root / "rollouts.jsonl"
 
-    @property
-    def train_log(self) -> Path:
-        return self.root / "train_log.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def predictions(self) -> Path:
-        return self.eval_dir / "predictions.jsonl"
-
-    @property
-    def summary(self) -> Path:
-        return self.eval_dir / "summary.csv"
-
-    @property
-    def stats_dir(self) -> Path:
-        return self.root / "stats"
-
-    @property
-    def comparisons(self) -> Path:
-        return self.stats_dir / "comparisons.csv"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.root / "report"
-
-    @property
-    def figures(self) -> Path:
-        return self.report_dir / "figures"
+for _artefact in ARTEFACTS.values():
+    setattr(RunPaths, _artefact.name, _artefact_path(_artefact.name, _artefact.path))
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -287,9 +250,8 @@ def prepare_run(params: Any, root: str | Path | None = None) -> RunPaths:
     if not paths.params.exists() or paths.params.read_text(encoding="utf-8") != text:
         atomic_write_text(paths.params, text)
     prov = json.dumps(provenance(), indent=2, ensure_ascii=False) + "\n"
-    prov_path = paths.root / "provenance.json"
-    if not prov_path.exists() or prov_path.read_text(encoding="utf-8") != prov:
-        atomic_write_text(prov_path, prov)
+    if not paths.provenance.exists() or paths.provenance.read_text(encoding="utf-8") != prov:
+        atomic_write_text(paths.provenance, prov)
     return paths
 
 

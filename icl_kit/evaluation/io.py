@@ -22,7 +22,7 @@ CellKey = tuple[str, int, int]  # (system, shot, question id)
 PRED_FIELDS = ("system", "checkpoint", "epoch", "shot", "question_id", "icd_ids", "raw", "pred", "acc")
 SUMMARY_FIELDS = ["system", "epoch", "shot", "n", "accuracy"]
 SHARD_GLOB = "predictions.rank*.jsonl"
-IMPORTED_FILE = "imported.csv"
+IMPORTED_FILE = RunPaths(Path()).imported.name  # eval/imported.csv (the artefact table)
 IMPORTED_FIELDS = ["system", "shot", "n", "accuracy", "source", "world"]
 # The world of an imported system: the study's reported numbers on the first N test questions, or on the
 # whole split. Systems of different worlds are never compared (stats refuses it); every system of
@@ -102,7 +102,7 @@ def write_summary(path: Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 # ------------------------------------------------------------ imported results
 def imported_path(run_dir: str | Path) -> Path:
-    return RunPaths(Path(run_dir)).eval_dir / IMPORTED_FILE
+    return RunPaths(Path(run_dir)).imported
 
 
 def read_imported(run_dir: str | Path) -> pd.DataFrame:

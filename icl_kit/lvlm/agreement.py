@@ -18,14 +18,14 @@ from typing import Any
 
 from icl_kit.core.config import LVLMConfig
 from icl_kit.core.errors import KitError
-from icl_kit.core.runs import atomic_write_json
+from icl_kit.core.runs import RunPaths, atomic_write_json
 from icl_kit.data.records import Record
 from icl_kit.lvlm.base import LVLM, Request
 
 log = logging.getLogger(__name__)
 
-AGREEMENT_FILE = "lvlm_agreement.json"
-DECODING_FILE = "lvlm_decoding.json"
+AGREEMENT_FILE = RunPaths(Path()).lvlm_agreement.name  # in the run folder (the artefact table)
+DECODING_FILE = RunPaths(Path()).lvlm_decoding.name
 CUDA_CHECK_PROMPTS = 64  # lvlm.agreement_check: null on CUDA
 MAX_CHECK_SHOTS = 4  # the sample's shots cycle 1..4 (the study's range)
 
@@ -68,7 +68,7 @@ def check_agreement(lvlm: LVLM, cfg: LVLMConfig, pool: Sequence[Record], test: S
     n = check_size(cfg, lvlm)
     if n == 0 or cfg.batch_size == 1 or not test or not pool:
         return None
-    path = Path(run_dir) / AGREEMENT_FILE
+    path = RunPaths(Path(run_dir)).lvlm_agreement
     record = _read(path)
     if record is None or record.get("fingerprint") != lvlm.fingerprint() or record.get("n") != n \
             or record.get("batch_size") != cfg.batch_size:
@@ -102,4 +102,4 @@ def write_description(lvlm: LVLM, run_dir: str | Path) -> None:
     """`run_dir/lvlm_decoding.json`: the LVLM's resolved settings (decoding, dtype, attention), when it has any."""
     describe = getattr(lvlm, "describe", None)
     if describe is not None:
-        atomic_write_json(Path(run_dir) / DECODING_FILE, describe())
+        atomic_write_json(RunPaths(Path(run_dir)).lvlm_decoding, describe())

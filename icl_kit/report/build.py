@@ -32,11 +32,10 @@ import numpy as np
 import pandas as pd
 
 from icl_kit.core.config import Params, ReportConfig, load_params
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import EPOCH_RE, lineage, natural_key
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 from icl_kit.evaluation.io import read_imported
-from icl_kit.lvlm.agreement import AGREEMENT_FILE
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
@@ -44,13 +43,13 @@ from icl_kit.stats.run import recorded_stats_config, run_intervals
 from icl_kit.train.plots import split_log
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
-REQUIRED = {  # file -> how to make it
-    "params.yaml": "run `icl-kit run PARAMS`",
-    "stats/comparisons.csv": STATS_HINT,
-    "stats/summary.json": STATS_HINT,
+REQUIRED = {  # artefact (RunPaths attribute) -> how to make it
+    "params": "run `icl-kit run PARAMS`",
+    "comparisons": STATS_HINT,
+    "stats_summary": STATS_HINT,
 }
 EVAL_HINT = "run `icl-kit run PARAMS --stages eval` (or import the study's results with `icl-kit study import-results`)"
-AUDIT_FILE = "audit.md"  # report/audit.md, written by `icl-kit study audit` or `retest`
+AUDIT_FILE = RunPaths(Path()).audit.name  # report/audit.md, written by `icl-kit study audit` or `retest`
 FINDING_MARK = "- ⚠️"
 COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
                       "p_adj", "verdict")
@@ -83,22 +82,22 @@ em { color: #555; }
 def load_inputs(run_dir: str | Path) -> ReportInputs:
     """Read and normalise a run's inputs; a missing one is a KitError naming it and its stage."""
     paths = RunPaths(Path(run_dir))
-    for rel, how in REQUIRED.items():
-        if not (paths.root / rel).is_file():
-            raise KitError(f"{paths.root / rel} is missing; {how} first.")
+    for name, how in REQUIRED.items():
+        if not getattr(paths, name).is_file():
+            raise KitError(f"{getattr(paths, name)} is missing; {how} first.")
     imported = read_imported(paths.root)
     if not paths.summary.is_file() and imported.empty:
         raise KitError(f"{paths.summary} is missing and nothing was imported; {EVAL_HINT} first.")
     params = load_params(paths.params)
     params.stats = recorded_stats_config(paths.root) or params.stats  # label what the statistics did
     comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
-    summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads(paths.stats_summary.read_text(encoding="utf-8"))
     accuracy = accuracy_table(paths, 1 - params.stats.alpha)
     steps, epochs = split_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
-    agreement_file = paths.root / AGREEMENT_FILE
+    agreement_file = paths.lvlm_agreement
     agreement = json.loads(agreement_file.read_text(encoding="utf-8")) if agreement_file.is_file() else None
-    audit_file = paths.report_dir / AUDIT_FILE
+    audit_file = paths.audit
     findings = (audit_file.read_text(encoding="utf-8").count("\n" + FINDING_MARK) if audit_file.is_file() else None)
     evaluated = paths.predictions.is_file() or paths.summary.is_file()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement,
@@ -164,7 +163,7 @@ def render_html(md: str, base: Path, title: str, language: str) -> str:
 
 # ------------------------------------------------------------------ entry point
 LANGUAGES = ("zh", "en")
-REPORT_META = "report.json"  # what the report was made from: its params and the statistics it read
+REPORT_META = RunPaths(Path()).report_json.name  # what the report was made from: its params and the statistics
 
 
 def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
@@ -191,8 +190,8 @@ def write_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
             atomic_write_text(md_path, md)
             atomic_write_text(html_path, render_html(md, paths.report_dir, md_title(md), lang))
             out.setdefault(lang, (md_path, html_path))
-    atomic_write_json(paths.report_dir / REPORT_META, report_fingerprint(paths.root, inputs.params, cfg))
-    return {"md": paths.report_dir / "report.md", "html": paths.report_dir / "report.html", "figures": figures,
+    atomic_write_json(paths.report_json, report_fingerprint(paths.root, inputs.params, cfg))
+    return {"md": paths.report_md, "html": paths.report_html, "figures": figures,
             "languages": out}
 
 
@@ -204,7 +203,7 @@ def md_title(md: str) -> str:
 def report_fingerprint(root: Path, params: Params, cfg: ReportConfig) -> dict[str, Any]:
     """The report's inputs: its params, the stats settings it read, and a hash of the comparisons it rendered."""
     paths = RunPaths(root)
-    summary = json.loads((paths.stats_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads(paths.stats_summary.read_text(encoding="utf-8"))
     return {"report": dataclasses.asdict(cfg), "stats": summary.get("config"),
             "comparisons_sha256": hashlib.sha256(paths.comparisons.read_bytes()).hexdigest()}
 
@@ -212,8 +211,8 @@ def report_fingerprint(root: Path, params: Params, cfg: ReportConfig) -> dict[st
 def report_is_current(run_dir: str | Path, params: Params) -> bool:
     """Was the run's report made from its current statistics and these report params?"""
     paths = RunPaths(Path(run_dir))
-    meta = paths.report_dir / REPORT_META
-    if not (meta.is_file() and paths.comparisons.is_file() and (paths.stats_dir / "summary.json").is_file()):
+    meta = paths.report_json
+    if not (meta.is_file() and paths.comparisons.is_file() and paths.stats_summary.is_file()):
         return False
     try:
         recorded = json.loads(meta.read_text(encoding="utf-8"))
@@ -228,8 +227,8 @@ def check_baseline(comparisons: pd.DataFrame, baseline: str) -> None:
     if baseline not in known:
         hint = difflib.get_close_matches(baseline, known, n=1)
         tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise KitError(f"report.baseline={baseline!r} is not a system of stats/comparisons.csv; choose one of "
-                       f"{known}{tip}.")
+        raise KitError(f"report.baseline={baseline!r} is not a system of stats/comparisons.csv{tip}; it has "
+                       f"{few(known, 'system', 5)}.")
 
 
 def markdown_with_figures(md_path: str | Path) -> str:

@@ -21,6 +21,7 @@ import torch
 
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_write_json
+from icl_kit.core.sidecars import read_sidecar, sidecar_path
 
 STREAM_POOLS = 0  # generator streams, so pools and random ICDs never share draws
 STREAM_RANDOM_ICDS = 1
@@ -108,25 +109,19 @@ def similarity_topk(
 
 
 # ---------------------------------------------------------------------- files
-def save_pools(path: str | Path, pools: dict[int, list[int]], meta: dict[str, Any] | None = None) -> None:
-    """Write `pools.json` atomically, queries in ascending id order; `meta` (how they were made) beside it."""
+def save_pools(path: str | Path, pools: dict[int, list[int]]) -> None:
+    """Write `pools.json` atomically, queries in ascending id order (its sidecar: RunContext.save_pools)."""
     atomic_write_json(path, {str(q): [int(i) for i in pools[q]] for q in sorted(pools)})
-    if meta is not None:
-        atomic_write_json(meta_path(path), meta)
 
 
 def meta_path(path: str | Path) -> Path:
-    """`pools.meta.json`: the sampler, size, seed (and anchors) that made pools.json, and its source."""
-    return Path(path).with_name(Path(path).stem + ".meta.json")
+    """`pools.meta.json`: the sidecar of pools.json (icl_kit.core.artefacts)."""
+    return sidecar_path(path)
 
 
 def load_pools_meta(path: str | Path) -> dict[str, Any] | None:
-    """The meta beside pools.json, or None (runs made before it existed, or an unreadable file)."""
-    try:
-        out = json.loads(meta_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
+    """The sidecar beside pools.json (params, data, source), or None (none there, or an unreadable file)."""
+    return read_sidecar("pools", path)
 
 
 def load_pools(path: str | Path) -> dict[int, list[int]]:

@@ -21,10 +21,11 @@ import pandas as pd
 from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
 
 from icl_kit.core.config import StatsConfig
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import POINTS
 from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, read_jsonl
-from icl_kit.evaluation.io import read_imported
+from icl_kit.evaluation.io import PRED_FIELDS, read_imported
+from icl_kit.evaluation.select import run_folder, run_params
 from icl_kit.stats.best_epoch import max_t_best_epoch
 from icl_kit.stats.intervals import LEVEL, accuracy_intervals, order_rows, summary_intervals
 from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdict
@@ -45,6 +46,7 @@ from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's compari
     world_label,
 )
 from icl_kit.stats.power import MIN_N
+from icl_kit.stats.results import RunResults
 
 COLUMNS = [
     "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "tost_low", "tost_high",
@@ -96,8 +98,9 @@ def run_stats(
     if not systems:
         raise KitError("The run has no results to compare; evaluate systems or import the study's results first.")
     if cfg.automatic and cfg.baseline not in systems:
-        raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of {systems} (or set "
-                       "stats.automatic: false to compare only stats.comparisons).")
+        raise KitError(f"stats.baseline={cfg.baseline!r} has no results; choose one of the "
+                       f"{few(systems, 'system', 5)}, or set stats.automatic: false to compare only "
+                       "stats.comparisons.")
     lineages = epoch_systems(predictions) if epoch_chain else {}
     comparisons = comparison_pairs(systems, cfg.baseline, lineages, explicit_pairs(cfg, systems, pairs, worlds),
                                    worlds, cfg.automatic)
@@ -165,7 +168,7 @@ def honest_number(
     """
     usable = {e: r for e, r in val_rewards.items() if e in lineage and np.isfinite(r)}
     if not usable:
-        raise KitError(f"No validation reward matches the evaluated epochs {list(lineage)}; "
+        raise KitError(f"No validation reward matches the evaluated {few(lineage, 'epoch', 5)}; "
                        "evaluate the checkpoints the training log lists.")
     best_epoch = max(sorted(usable), key=lambda e: usable[e])  # ties: earliest
     system = lineage[best_epoch]
@@ -222,7 +225,7 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any
         df.to_csv(fh, index=False)
     counts = {sub: g["verdict"].value_counts().to_dict() for sub, g in df.groupby("subset", sort=False)}
     families = {f"{sub}/{fam}": len(g) for (sub, fam), g in df.groupby(["subset", "family"], sort=False)}
-    atomic_write_json(paths.stats_dir / "summary.json",
+    atomic_write_json(paths.stats_summary,
                       _plain({"n_comparisons": len(df), "families": families, "verdicts": counts,
                               **(extra or {})}))
     return paths.stats_dir
@@ -230,7 +233,7 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any
 
 def stats_are_current(run_dir: str | Path, cfg: StatsConfig) -> bool:
     """Were the run's stats/ made with `cfg`? (stats/summary.json records the config it was made with.)"""
-    path = RunPaths(Path(run_dir)).stats_dir / "summary.json"
+    path = RunPaths(Path(run_dir)).stats_summary
     if not path.is_file():
         return False
     try:
@@ -242,7 +245,7 @@ def stats_are_current(run_dir: str | Path, cfg: StatsConfig) -> bool:
 
 def recorded_stats_config(run_dir: str | Path) -> StatsConfig | None:
     """The StatsConfig stats/summary.json says the statistics were made with (None when it says nothing)."""
-    path = RunPaths(Path(run_dir)).stats_dir / "summary.json"
+    path = RunPaths(Path(run_dir)).stats_summary
     config = json.loads(path.read_text(encoding="utf-8")).get("config") if path.is_file() else None
     if not isinstance(config, dict):
         return None
@@ -305,3 +308,23 @@ def save_stats_figure(fig: Any, run_dir: str | Path, name: str) -> Path:
     from icl_kit.stats.plots import save_figure
 
     return save_figure(fig, RunPaths(Path(run_dir)).stats_dir / name)
+
+
+# ------------------------------------------------------------------ a run's results
+def load_run(run_dir: str | Path) -> RunResults:
+    """A run folder's results, read-only: its params and the tables of eval/ and stats/ (None for those not
+    made yet). `run_dir` is the folder (or a RunResults / Params naming it); nothing is written. A folder
+    without params.yaml is a KitError."""
+    root = run_folder(run_dir)
+    params = run_params(root)
+    paths = RunPaths(root)
+    summary = paths.stats_summary
+    rows = read_jsonl(paths.predictions) if paths.predictions.is_file() else None
+    return RunResults(
+        run_dir=root,
+        params=params,
+        comparisons=pd.read_csv(paths.comparisons) if paths.comparisons.is_file() else None,
+        summary=json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None,
+        accuracy=pd.read_csv(paths.summary) if paths.summary.is_file() else None,
+        predictions=None if rows is None else pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(PRED_FIELDS)),
+    )

@@ -22,12 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, joined
 from icl_kit.core.runs import atomic_open, read_json_object
+from icl_kit.core.sidecars import replace_with_sidecar
 from icl_kit.study.formats.positions import SplitPositions
-from icl_kit.train.sft_data import SFT_FILE
-
-MAX_REPORTED = 5
 
 
 def _read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -95,7 +93,7 @@ def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = N
 
     `ctx` is the run's RunContext, built uncommitted (`commit=False`) so a failed import changes no file;
     it is committed (params.yaml, provenance.json) just before the output is written."""
-    out = ctx.paths.root / SFT_FILE
+    out = ctx.paths.sft_data
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force to replace it.")
     raw = _read_json(src, "Beam data file")
@@ -111,12 +109,15 @@ def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = N
         except KitError as exc:
             bad.append(str(exc))
     if bad:
-        more = f" (and {len(bad) - MAX_REPORTED} more)" if len(bad) > MAX_REPORTED else ""
-        raise KitError(f"{src}: {len(bad)} anchors do not import: {' '.join(bad[:MAX_REPORTED])}{more}")
+        raise KitError(f"{src}: {len(bad)} anchors do not import: {joined(bad, sep=' ')}")
     if not lines:
         raise KitError(f"{src} holds no anchor; nothing to import.")
     lines.sort(key=lambda r: r["question_id"])
     ctx.commit()
-    with atomic_open(out, "w") as fh:
-        fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+
+    def write() -> None:
+        with atomic_open(out, "w") as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+
+    replace_with_sidecar("sft_data", out, ctx.artefact_record("sft_data", f"imported: {Path(src).name}"), write)
     return out, len(lines), sum(len(r["beams"]) for r in lines)

@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from icl_kit.core.config import Params, from_dict, load_params, to_dict
-from icl_kit.core.errors import KitError
-from icl_kit.core.runs import prepare_run, remove_stale_temps
+from icl_kit.core.errors import KitError, few
+from icl_kit.core.runs import RunPaths, prepare_run, remove_stale_temps
 from icl_kit.evaluation.systems import STUDY_LAYERS_OPTION, STUDY_RENAMES_OPTION
 from icl_kit.stats.verdict import claim_holds
 from icl_kit.study.claims import default_claims, read_claims, resolve_claims
@@ -81,7 +81,7 @@ def _twins(checkpoints: Sequence[Input], named: dict[Path, str], runs: Sequence[
         if name not in imported:
             raise KitError(f"Checkpoint {c.shown} would re-measure {name!r}, but no imported run is called that; "
                            f"name it after the run it made (--name {c.path.name}=NAME, NAME one of "
-                           f"{sorted(imported)}), or leave it out.")
+                           f"{few(sorted(imported), 'run', 5)}), or leave it out.")
         if name in twins:
             raise KitError(f"Checkpoints {twins[name].shown} and {c.shown} both re-measure {name!r}; keep one.")
         twins[name] = c
@@ -145,8 +145,8 @@ def retest(
     results = [i for i in inputs if is_result_file(i.path)]
     checkpoints = [i for i in inputs if is_checkpoint(i.path)]
     if not results:
-        raise KitError(f"None of {[i.shown for i in inputs][:5]} is a result file of the study; pass its "
-                       "metrics.json or random-baseline file (docs/study.md, \"Result files\").")
+        raise KitError(f"No result file of the study is among the {few([i.shown for i in inputs], 'input')}; "
+                       "pass its metrics.json or random-baseline file (docs/study.md, \"Result files\").")
     params = load_params(params_path, list(overrides))
     run_dir = Path(run_dir) if run_dir else params.run_dir if params_path else DEFAULT_RUN
     asked, file_names = read_claims(claims_file) if claims_file else (None, [])
@@ -175,7 +175,7 @@ def retest(
         from icl_kit.evaluation.runner import evaluate
 
         evaluate(params, progress=progress)
-    audit_path, _ = audit([i.shown for i in inputs], run_dir / "report" / "audit.md", params.report.language)
+    audit_path, _ = audit([i.shown for i in inputs], RunPaths(run_dir).audit, params.report.language)
     df, _ = stats_for_run(run_dir, params.stats, progress=progress)
     out = write_report(run_dir, params.report)
     told = df[(df["family"] == "primary") & (df["mode"] == "summary")]

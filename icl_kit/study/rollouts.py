@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, joined
 from icl_kit.core.runs import RunPaths, atomic_open, read_json_object
+from icl_kit.core.sidecars import replace_with_sidecar
 from icl_kit.data.vqa_accuracy import vqa_accuracy
 from icl_kit.study.formats.positions import SplitPositions
 
 META_KEY = "_meta"
-MAX_REPORTED = 10  # malformed entries named in the error message
 ACC_TOLERANCE = 1e-6  # stored vs official score: the study stored percent/100 of 2-decimal percentages
 IDS = ("auto", "positions", "question_ids")
 StudyIds = Literal["auto", "positions", "question_ids"]
@@ -265,8 +265,7 @@ def convert_rl_data(raw: dict[str, Any], split: TrainSplit, ids: str = "auto",
         else:
             s.n_empty_queries += 1
     if bad:
-        more = f" (and {len(bad) - MAX_REPORTED} more)" if len(bad) > MAX_REPORTED else ""
-        raise KitError(f"{src} has {len(bad)} malformed entries: {'; '.join(bad[:MAX_REPORTED])}{more}; "
+        raise KitError(f"{src} has {len(bad)} malformed entries: {joined(bad)}; "
                        f"fix or remove them and import again (ids read as {s.ids}).")
     ids_seen = [r["question_id"] for r in rows]
     if len(set(ids_seen)) != len(ids_seen):
@@ -279,14 +278,22 @@ def convert_rl_data(raw: dict[str, Any], split: TrainSplit, ids: str = "auto",
 
 
 def import_rollouts(src: str | Path, run_dir: str | Path, split: TrainSplit, ids: str = "auto",
-                    force: bool = False) -> ImportSummary:
-    """Validate the whole source, then write `run_dir/rollouts.jsonl` atomically."""
+                    force: bool = False, record: dict[str, Any] | None = None) -> ImportSummary:
+    """Validate the whole source, then write `run_dir/rollouts.jsonl` atomically; with `record` (the run's
+    sidecar, RunContext.artefact_record), rollouts.meta.json is written before it."""
     out = RunPaths(Path(run_dir)).rollouts
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force (force=True) to replace it.")
     rows, summary = convert_rl_data(read_rl_data(src), split, ids, src)
-    with atomic_open(out, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def write() -> None:
+        with atomic_open(out, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    if record is None:
+        write()
+    else:
+        replace_with_sidecar("rollouts", out, record, write)
     summary.path = out
     return summary

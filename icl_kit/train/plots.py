@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from icl_kit.core.runs import read_jsonl
+from icl_kit.core.runs import RunPaths, read_jsonl
 
 WIDTH = 10.0  # inches
 STEP_KEYS = ("train/reward_mean", "train/adv_std", "train/kl", "train/frac_reward_zero_std")
@@ -29,7 +29,7 @@ STYLE = {"style": "whitegrid", "context": "notebook"}
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / "train_log.jsonl")
+    return read_jsonl(RunPaths(Path(run_dir)).train_log)
 
 
 def split_log(rows: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

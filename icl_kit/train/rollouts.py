@@ -10,7 +10,8 @@ built from the selector at the start of the run: `beam_size` beam sequences, `sa
 samples at each temperature, the similarity top-L, `n_random` random sequences; de-duplicated in
 that order; pred/acc/correct/gt_prob describe the full-length (L-shot) prompt. Queries are generated
 in fixed chunks, each from its own seeded generator, and appended as whole lines, so a killed build
-resumes and ends with the same file.
+resumes and ends with the same file. Its sidecar rollouts.meta.json (written before the first line) names
+the params that shaped the lines (icl_kit.core.artefacts); a file made with others is refused, never extended.
 
 Online: each step draws G sequences per query from the current policy (`online_temperature`) and scores
 them through the answer cache.
@@ -29,8 +30,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from icl_kit.core.config import TrainConfig
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.runs import append_jsonl, read_jsonl
+from icl_kit.core.sidecars import begin_lines
 from icl_kit.lvlm.answers import Answer, AnswerService
 from icl_kit.train.queries import QueryTable
 from icl_kit.train.rewards import batch_sequence_rewards, reward_value
@@ -125,8 +127,14 @@ def _chunk_candidates(selector: torch.nn.Module, q: Tensor, c: Tensor, cfg: Trai
 
 
 def build_offline_rollouts(selector: torch.nn.Module, table: QueryTable, qids: Sequence[int],
-                           service: AnswerService, cfg: TrainConfig, path: Any, progress: bool = True) -> int:
-    """Append rollouts for every query of `qids` not yet in `path`; return how many were written."""
+                           service: AnswerService, cfg: TrainConfig, path: Any, progress: bool = True,
+                           record: dict[str, Any] | None = None) -> int:
+    """Append rollouts for every query of `qids` not yet in `path`; return how many were written.
+
+    `record`: the sidecar of this build (RunContext.artefact_record("rollouts")); lines made with another are
+    refused before anything is written, and an empty file takes it before its first line."""
+    if record is not None:
+        begin_lines("rollouts", path, record)
     done = {int(r["question_id"]) for r in read_jsonl(path)}
     qids = [int(q) for q in qids]
     length = sequence_length(cfg)
@@ -204,13 +212,12 @@ def check_rollouts(path: Any, pool_ids: Sequence[int], length: int) -> None:
                            "re-import it with `icl-kit study import-rollouts`, or delete it to build rollouts from "
                            "the data.")
     known = {int(q) for q in pool_ids}
-    for what, ids in (("queries", {int(r["question_id"]) for r in rows}),
-                      ("candidates", {int(i) for r in rows for i in r["pool"]})):
+    for what, ids in (("query", {int(r["question_id"]) for r in rows}),
+                      ("candidate", {int(i) for r in rows for i in r["pool"]})):
         foreign = sorted(ids - known)
         if foreign:
-            raise KitError(f"{path} holds {len(foreign)} {what} that are not questions of the demonstration split "
-                           f"(e.g. {foreign[:3]}), so it was made for other data; check data.root and "
-                           "data.train_split, or import rollouts of this data (or delete the file to build them).")
+            raise KitError(f"{path} holds {few(foreign, what)} outside the demonstration split; check data.root "
+                           "and data.train_split, or re-import or delete it.")
     _check_lengths(path, rows, length)
 
 

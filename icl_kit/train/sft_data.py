@@ -15,7 +15,9 @@ Line format (one per query, ascending question id within each chunk):
      "beams": [{"icd_ids": [ids], "positions": [ints into pool], "step_scores": [InfoScore per step],
                 "score": float}]}          # best first; ids/positions in selection (= prompt) order
 `score` is what the beams were ranked by. Chunks are appended as whole lines, so a killed build
-resumes where it stopped and ends with the same file.
+resumes where it stopped and ends with the same file. Its sidecar sft_data.meta.json (written before the
+first line) names the params that shaped the lines (icl_kit.core.artefacts); a file made with others is
+refused, never extended.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.config import SFTDataConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl, read_jsonl
+from icl_kit.core.sidecars import begin_lines
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
 from icl_kit.train.queries import QuerySplit, QueryTable
@@ -39,7 +43,7 @@ from icl_kit.train.rollouts import Groups
 
 log = logging.getLogger(__name__)
 
-SFT_FILE = "sft_data.jsonl"  # in the run folder
+SFT_FILE = ARTEFACTS["sft_data"].path  # in the run folder (RunPaths.sft_data)
 
 
 @dataclass
@@ -72,7 +76,7 @@ def search_chunk(service: AnswerService, qids: Sequence[int], pools: Mapping[int
                  cfg: SFTDataConfig) -> list[dict[str, Any]]:
     """Beam search (module doc) for the queries `qids` at once; one output line per query."""
     weights = [answer_weights(service.records[q], cfg.answer) for q in qids]
-    base = service.answer_probs([(q, ()) for q in qids], weights)
+    base = service.answer_probs([(q, ()) for q in qids], weights, cfg.prob_norm)
     beams = [[_Beam((), (), p)] for p in base]
     for _ in range(cfg.max_shots):
         children, keys, owner = [], [], []
@@ -83,7 +87,7 @@ def search_chunk(service: AnswerService, qids: Sequence[int], pools: Mapping[int
             children.append(mine)
             keys += [(q, tuple(pool[p] for p in pos)) for _, pos in mine]
             owner += [i] * len(mine)
-        probs = iter(service.answer_probs(keys, [weights[i] for i in owner]))
+        probs = iter(service.answer_probs(keys, [weights[i] for i in owner], cfg.prob_norm))
         for i, mine in enumerate(children):
             made = []
             for parent, pos in mine:
@@ -101,8 +105,14 @@ def _line(qid: int, pool: list[int], beams: list[_Beam], rule: str) -> dict[str,
 
 
 def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[int, Sequence[int]],
-                   cfg: SFTDataConfig, path: Path, progress: bool = True) -> BuildStats:
-    """Append beam data for every query of `qids` not yet in `path` (module doc), chunk by chunk."""
+                   cfg: SFTDataConfig, path: Path, progress: bool = True,
+                   record: dict[str, Any] | None = None) -> BuildStats:
+    """Append beam data for every query of `qids` not yet in `path` (module doc), chunk by chunk.
+
+    `record`: the sidecar of this build (RunContext.artefact_record("sft_data")); lines made with another are
+    refused before anything is written, and an empty file takes it before its first line."""
+    if record is not None:
+        begin_lines("sft_data", path, record)
     done = {int(r["question_id"]) for r in read_jsonl(path)}
     qids = [int(q) for q in qids]
     calls0, lookups0 = service.score_calls, service.score_lookups
@@ -129,8 +139,10 @@ def make_sft_data(ctx: Any, progress: bool = True) -> tuple[Path, BuildStats]:
     params = ctx.params
     r = params.train.rollouts
     qids = sft_queries(split_queries(ctx.pool_ids, r.val_fraction, r.max_queries), params.sft.max_queries)
-    path = ctx.paths.root / SFT_FILE
-    return path, build_sft_data(ctx.service, qids, ctx.pools, params.sft, path, progress=progress)
+    ctx.check_artefacts("pools", "sft_data")  # before the run folder is committed (opening the service does)
+    path = ctx.paths.sft_data
+    return path, build_sft_data(ctx.service, qids, ctx.pools, params.sft, path, progress=progress,
+                                record=ctx.artefact_record("sft_data"))
 
 
 # ------------------------------------------------------------------- reading

@@ -22,18 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from icl_kit.core.config import Params, to_dict
+from icl_kit.core.artefacts import ARTEFACTS, changed_values, shaping_params, shown
+from icl_kit.core.config import Params
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES
 from icl_kit.core.runs import atomic_open, atomic_torch_save, read_jsonl
-from icl_kit.core.stages import TRAIN
 
 log = logging.getLogger(__name__)
-STATE_VERSION = 2
-MAX_SHOWN = 3  # changed params named in the resume error
-# Keys that may change between a run and its resume without changing what was computed so far.
-RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
-                     "sft.chunk", "lvlm.device", "encoder.device", "encoder.batch_size")
+STATE_VERSION = ARTEFACTS["last"].version
 
 
 @dataclass
@@ -57,30 +53,18 @@ class EpochAcc:
 
 
 def train_fingerprint(params: Params) -> str:
-    """The params that shape the training trajectory, flattened to dotted keys, as JSON text.
+    """The params that shape the training trajectory (the artefact table's row of checkpoints/last.pt: the
+    training sections without devices and inference batch sizes: artefacts.RESUMABLE_CHANGES), as JSON text.
 
-    Devices and inference batch sizes are left out (RESUMABLE_CHANGES). Stored in last.pt and
-    compared key by key on resume, so a key added to the kit later (with its default) does
-    not block resuming, while a changed value does.
+    Stored in last.pt and compared key by key on resume, so a key added to the kit later (with its default)
+    does not block resuming, while a changed value does.
     """
-    flat = _flatten(to_dict(params))
-    keep = {k: v for k, v in flat.items() if k.split(".")[0] in TRAIN.sections}
-    for k in RESUMABLE_CHANGES:
-        keep.pop(k, None)
-    return json.dumps(keep, sort_keys=True, default=str)
+    return json.dumps(shaping_params("last", params), sort_keys=True, default=str)
 
 
 def changed_params(saved: str, now: str) -> list[str]:
     """'key: old -> new' for every key present in both fingerprints whose value differs."""
-    a, b = json.loads(saved), json.loads(now)
-    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+    return changed_values(json.loads(saved), json.loads(now))
 
 
 # ------------------------------------------------------------------------- RNG
@@ -145,9 +129,8 @@ def load_last(path: Path, fingerprint: str) -> dict[str, Any] | None:
         raise KitError(f"Resume state {path} has version {state.get('version')}; delete it to restart.")
     changed = changed_params(state["fingerprint"], fingerprint)
     if changed:
-        shown = "; ".join(changed[:MAX_SHOWN]) + ("; ..." if len(changed) > MAX_SHOWN else "")
         raise KitError(
-            f"{path} was saved with different training params ({shown}); restore them, choose a new "
+            f"{path} was saved with different training params ({shown(changed)}); restore them, choose a new "
             "run_name, or delete the checkpoints folder to retrain."
         )
     return state

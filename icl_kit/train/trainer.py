@@ -33,9 +33,10 @@ prefix would carry no reward signal. Validation selects max(train.val_shots) gre
 train_log.jsonl: one line per step {"kind": "step", "phase", "epoch" (0-based), "step"
 (global, 1-based), "train/loss", "train/ppo_loss", "train/kl", "train/beta",
 "train/reward_mean", "train/reward_std", "train/adv_std", "train/adv_max",
-"train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/entropy",
-"train/grad_norm", "train/updated"} (RCE steps: loss, tau, entropy, grad norm, rewards; SFT steps:
-loss, grad norm, train/beam_score_mean), and
+"train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/clip_ratio/low",
+"train/clip_ratio/high", "train/entropy", "train/grad_norm", "train/updated", "train/refill_queries"
+(zero_spread: refill)} (RCE steps: loss, tau, entropy, grad norm, rewards; SFT steps: loss, grad norm,
+train/beam_score_mean), and
 one per epoch {"kind": "epoch", "phase" ("init" = before training), val/..., "time/epoch_s",
 "checkpoint"}; TensorBoard too when installed.
 
@@ -71,6 +72,7 @@ from icl_kit.train.batch import Batch
 from icl_kit.train.math import adapt_beta, linear_tau
 from icl_kit.train.outputs import TrainResult, best_checkpoint, tensorboard_writer
 from icl_kit.train.queries import QueryTable, split_queries
+from icl_kit.train.refill import refill_step
 from icl_kit.train.rollouts import (
     Groups,
     build_offline_rollouts,
@@ -81,7 +83,7 @@ from icl_kit.train.rollouts import (
     sequence_length,
 )
 from icl_kit.train.sft import sft_step, validation_sft_loss, warm_start
-from icl_kit.train.sft_data import SFT_FILE, build_sft_data, check_sft_data, load_sft_split, sft_queries
+from icl_kit.train.sft_data import build_sft_data, check_sft_data, load_sft_split, sft_queries
 from icl_kit.train.state import (
     EpochAcc,
     Position,
@@ -127,15 +129,17 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
 
 
 def preflight(params: Params, ctx: Any) -> None:
-    """Every refusal training can meet before it writes: the resume state, the query split, rollouts.jsonl,
-    the warm-start checkpoint, and beam data that will not be built."""
+    """Every refusal training can meet before it writes: the query split, rollouts.jsonl, artefacts made with
+    other params (their sidecars, upstream first), the resume state, the warm-start checkpoint, and beam data
+    that will not be built."""
     cfg = params.train
-    load_last(ctx.paths.checkpoints / "last.pt", train_fingerprint(params))
     split = split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
     check_rollouts(ctx.paths.rollouts, ctx.pool_ids, sequence_length(cfg))
+    ctx.check_artefacts("embeddings", "pools", "rollouts", *(("sft_data",) if cfg.sft.epochs else ()))
+    load_last(ctx.paths.last, train_fingerprint(params))
     warm_start(PointerSelector(**vars(params.selector)), cfg.init_checkpoint)
     if cfg.sft.epochs and not params.sft.build:
-        check_sft_data(ctx.paths.root / SFT_FILE, split)
+        check_sft_data(ctx.paths.sft_data, split)
 
 
 # ---------------------------------------------------------------------- trainer
@@ -148,7 +152,7 @@ class Trainer:
         self.progress = progress and ranks.main
         self.device = resolve_device(cfg.device)
         self.paths = ctx.paths
-        self.last_path = self.paths.checkpoints / "last.pt"
+        self.last_path = self.paths.last
         self.length = sequence_length(cfg)
         self.split = split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
         self.offline = cfg.rollouts.mode == "offline"
@@ -170,7 +174,7 @@ class Trainer:
         self.provenance = provenance() if ranks.main else {}  # saved in every checkpoint
         self.ref: torch.nn.Module | None = None
         self.opt = self._optimizer(self.pos.phase)
-        self.writer = tensorboard_writer(self.paths.root / "tensorboard") if ranks.main else None
+        self.writer = tensorboard_writer(self.paths.tensorboard) if ranks.main else None
         self.log_lines = 0
         self._restore()
 
@@ -187,17 +191,19 @@ class Trainer:
         qids = self.split.train + self.split.val if self.offline else self.split.val
         if self.ranks.main and qids:
             n = build_offline_rollouts(self.policy, self.table, qids, self.ctx.service, self.cfg,
-                                       self.paths.rollouts, progress=self.progress)
+                                       self.paths.rollouts, progress=self.progress,
+                                       record=self.ctx.artefact_record("rollouts"))
             if n:
                 log.info("rollouts: wrote %d queries to %s", n, self.paths.rollouts)
         self.ranks.barrier()
 
     def _sft_data(self) -> tuple[QueryTable, Groups, Groups | None]:
         """SFT beams: made first when missing (sft.build), then split into training and validation queries."""
-        path = self.paths.root / SFT_FILE
+        path = self.paths.sft_data
         if self.ranks.main and self.params.sft.build:
             qids = sft_queries(self.split, self.params.sft.max_queries)
-            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft, path, progress=self.progress)
+            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft, path, progress=self.progress,
+                           record=self.ctx.artefact_record("sft_data"))
         self.ranks.barrier()
         return load_sft_split(path, self.split, self.ctx.emb, self.cfg.sft.beams_used)
 
@@ -270,7 +276,7 @@ class Trainer:
         self.pos = Position(phase, 0, 0, self.pos.global_step)
         self.acc = EpochAcc()
         self.opt = self._optimizer(phase)
-        self.ref = self._frozen_copy() if phase == "grpo" else None
+        self.ref = self._frozen_copy() if phase == "grpo" and self.cfg.grpo.kl_beta > 0 else None  # β 0: no KL
         self.beta = self.cfg.grpo.kl_beta
 
     def _epoch(self, phase: str) -> None:
@@ -309,7 +315,7 @@ class Trainer:
             g = self.sft_train.take(idx)
             batch = self.sft_table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, self.device)
         else:
-            batch = self._batch(idx)
+            batch, extra = self._batch(idx, refill_at=step if phase == "grpo" else 0)
         try:
             if phase == "sft":
                 s = self.cfg.sft
@@ -318,8 +324,8 @@ class Trainer:
             if phase == "rce":
                 tau = linear_tau(self.pos.epoch, self.cfg.rce.epochs, self.cfg.rce.tau_start, self.cfg.rce.tau_end)
                 return rce_step(self.policy, self.opt, batch, tau, self.cfg.grad_clip, self.ranks, step)
-            return grpo_step(self.policy, self.ref, self.opt, batch, self.cfg.grpo, self.beta, self.cfg.grad_clip,
-                             self.ranks, step, dropout_seed=self.cfg.seed * DROPOUT_SEED_STRIDE + step)
+            return {**grpo_step(self.policy, self.ref, self.opt, batch, self.cfg.grpo, self.beta, self.cfg.grad_clip,
+                                self.ranks, step, dropout_seed=self.cfg.seed * DROPOUT_SEED_STRIDE + step), **extra}
         except NonFiniteError as exc:
             good = self.last_path if self.last_path.is_file() else "none (no state was saved yet)"
             raise KitError(
@@ -327,18 +333,22 @@ class Trainer:
                 f"state is {good} and nothing was saved after it; lower the learning rate or check the rewards."
             ) from None
 
-    def _batch(self, idx: torch.Tensor) -> Batch:
+    def _batch(self, idx: torch.Tensor, refill_at: int = 0) -> tuple[Batch, dict[str, int]]:
+        """The Batch of training queries `idx`, and at GRPO step `refill_at` refilled (icl_kit.train.refill)."""
+        g, extra = self._groups(idx), {}
+        if refill_at:
+            g, extra = refill_step(self.cfg.grpo, self._groups, g, idx, len(self.train_rows), self.cfg.seed, refill_at)
+        return self.table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, self.device), extra
+
+    def _groups(self, idx: torch.Tensor) -> Groups:
         """Groups of the training queries `idx` (offline: the fixed set; online: sampled and scored now)."""
         if self.offline:
-            g = self.train_groups.take(idx)
-            rows, seqs, rewards, mask = g.rows, g.seqs, g.rewards, g.mask
-        else:
-            rows = self.train_rows[idx]
-            seqs = sample_sequences(self.policy, self.table, rows, self.cfg.rollouts.group_size, self.length,
-                                    self.sample_gen, self.cfg.rollouts.online_temperature)
-            rewards = self._score(rows, seqs)
-            mask = torch.ones(rewards.shape, dtype=torch.bool)
-        return self.table.groups_batch(rows, seqs, rewards, mask, self.device)
+            return self.train_groups.take(idx)
+        rows = self.train_rows[idx]
+        seqs = sample_sequences(self.policy, self.table, rows, self.cfg.rollouts.group_size, self.length,
+                                self.sample_gen, self.cfg.rollouts.online_temperature)
+        rewards = self._score(rows, seqs)
+        return Groups(rows, seqs, rewards, torch.ones(rewards.shape, dtype=torch.bool))
 
     def _score(self, rows: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         """Rewards (B, G); each rank asks the LVLM for its share of the groups, then all ranks hold all."""

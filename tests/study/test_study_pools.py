@@ -53,9 +53,16 @@ def test_run_context_pools_are_the_study_draws_in_question_ids(world, tmp_path) 
     test_ids = sorted(r.question_id for r in ctx.test_records)
     assert [ctx.pools[q] for q in test_ids] == [pos.qids(pool) for pool in test]
     meta = load_pools_meta(ctx.paths.pools)
-    assert meta == {"sampler": "study_rand", "size": SIZE, "seed": 42, "anchors": ANCHORS, "source": "drawn"}
-    again = RunContext.build(params(world, tmp_path, "rand"))  # another sampler: pools.json is rebuilt
-    assert again.pools != ctx.pools and load_pools_meta(ctx.paths.pools)["sampler"] == "rand"
+    assert meta["params"] == {"pools.sampler": "study_rand", "pools.size": SIZE, "pools.seed": 42,
+                              "pools.anchors": ANCHORS} and meta["source"] == "drawn"
+    assert meta["data"]["demonstrations"] == N_TRAIN and meta["data"]["test questions"] == N_TEST
+    with pytest.raises(KitError, match=r"pools\.json was made with other params \(pools\.sampler: 'study_rand' -> "
+                                       r"'rand'\); .* delete it and pools\.meta\.json to rebuild it\."):
+        _ = RunContext.build(params(world, tmp_path, "rand")).pools  # another sampler: the stale file is refused
+    ctx.paths.pools.unlink()  # the documented fix
+    again = RunContext.build(params(world, tmp_path, "rand"))
+    assert again.pools != ctx.pools and load_pools_meta(ctx.paths.pools)["params"]["pools.sampler"] == "rand"
+    assert "pools.anchors" not in load_pools_meta(ctx.paths.pools)["params"]  # no effect with the rand sampler
 
 
 def test_import_pools_reads_the_cache_and_refuses_mismatched_files(world, tmp_path, capsys) -> None:
