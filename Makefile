@@ -15,7 +15,7 @@ LOWER_STAMP := $(LOWER)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,lab]"
 	touch $(STAMP)
 
 setup: $(STAMP)

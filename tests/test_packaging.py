@@ -18,19 +18,49 @@ def _spec(req: str) -> str:
     return _name(req) + req.strip()[len(_name(req)):].replace(" ", "")
 
 
+def _all_requirements(project: dict) -> list[str]:
+    """The runtime dependencies and every extra (what `make setup` installs)."""
+    return project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    declared = {_name(r) for r in _all_requirements(project)}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_block = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda = {_name(r) for r in pip_block if not r.startswith("-e")}
     conda |= {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert conda == declared, f"only in environment.yml: {conda - declared}; only in pyproject: {declared - conda}"
     # The version constraints agree too.
-    declared_specs = {_spec(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    declared_specs = {_spec(r) for r in _all_requirements(project)}
     conda_specs = {_spec(r) for r in pip_block if not r.startswith("-e")}
     assert conda_specs == declared_specs, f"constraints differ: {conda_specs ^ declared_specs}"
     assert "python=3.11" in env["dependencies"]
+
+
+def _environment_sections() -> dict[str, set[str]]:
+    """environment.yml's pip entries by section: '' (the runtime) until a `# extra NAME` comment line."""
+    sections: dict[str, set[str]] = {"": set()}
+    current = ""
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        if m := re.match(r"\s*#\s*extra (\w+)", line):
+            current = m.group(1)
+            sections.setdefault(current, set())
+        elif (m := re.match(r"\s+- (\S.*)$", line)) and line.startswith("      ") and not m.group(1).startswith("-e"):
+            sections[current].add(_spec(m.group(1)))
+    return sections
+
+
+def test_extras_are_marked_in_environment_yml_and_dev_tools_stay_out_of_the_runtime():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = {"": {_spec(r) for r in project["dependencies"]}}
+    expected |= {name: {_spec(r) for r in reqs} for name, reqs in project["optional-dependencies"].items()}
+    assert _environment_sections() == expected
+    runtime = {_name(r) for r in project["dependencies"]}
+    assert not runtime & {"pytest", "ruff", "nbval", "jupyterlab"}, "test and lab tools are extras (dev, lab)"
+    extras = re.search(r'pip install -e "\.\[([\w,]+)\]"', (ROOT / "Makefile").read_text())
+    assert extras and set(extras.group(1).split(",")) == set(project["optional-dependencies"]), \
+        "the Makefile's setup installs every extra"
 
 
 def test_console_script_declared():

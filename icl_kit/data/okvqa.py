@@ -1,6 +1,6 @@
 """OK-VQA / VQAv2 records from the official JSON files and COCO images.
 
-Layout (docs/design.md, "Formats", for split `s` in {train, val}:
+Layout (docs/design.md, "Formats kept compatible with existing work"), for split `s` in {train, val}:
 
     {root}/OpenEnded_mscoco_{s}2014_questions.json   {"questions": [{image_id, question, question_id}]}
     {root}/mscoco_{s}2014_annotations.json           {"annotations": [{question_id, image_id,

@@ -7,7 +7,7 @@ selection of k_max = max(shots) ICDs per question; shot k shows its first k
 
 Similarity retrievers: `similarity` ranks the pool by the fused (image+question) embedding
 the selector sees; `similarity_i2t`, `similarity_i2i`, `similarity_t2t` are the study's
-one-modality CLIP retrievers (docs/study.md, "Retrievers"): the letter before the 2 is the query's
+one-modality CLIP retrievers (docs/study.md, "The study's inference"): the letter before the 2 is the query's
 modality (image or question text), the letter after it the pool's. With
 `eval.similarity_order: last` (the study's `mmtopk_reversed_order`) shot k shows the top k
 with the most similar LAST, next to the query: still the top k, only their order changes.

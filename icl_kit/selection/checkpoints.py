@@ -9,7 +9,7 @@ v2: {"epoch", "global_step", "pytorch-lightning_version",
      "hyper_parameters": {...}}; other modules' weights may sit beside the selector's.
 
 Loading is strict and safe: `torch.load(weights_only=True)` only, every selector
-key must be present with its docs/design.md shape, and nothing else may be; all
+key must be present with its shape (docs/study.md, "Checkpoints"), and nothing else may be; all
 problems are reported in one KitError. Dims are inferred from the weights
 (d, h, number of layers) and the generation from the gate keys (`query_update_gate.*` present:
 "gate", absent: "none"; docs/study.md, "Checkpoints"); heads and dropout from the stored config when
@@ -128,7 +128,7 @@ def _hints(cfg: Any) -> dict[str, Any]:
 # ------------------------------------------------------------- strict check
 def expected_shapes(input_dim: int, hidden_dim: int, num_layers: int,
                     query_update: str = "gate") -> dict[str, tuple[int, ...]]:
-    """Every selector key and its shape (docs/design.md, "Selector parameters"; the gate only in "gate"."""
+    """Every selector key and its shape (docs/study.md, "Checkpoints"; the gate only in "gate")."""
     d, h = input_dim, hidden_dim
     shapes: dict[str, tuple[int, ...]] = {} if d == h else {"input_proj.weight": (h, d)}
     for i in range(num_layers):

@@ -1,6 +1,6 @@
 """The pointer selector: picks k in-context demonstrations out of K candidates.
 
-Parameter names and shapes follow docs/design.md, "Selector parameters" so that a
+Parameter names and shapes follow docs/study.md, "Checkpoints" so that a
 checkpoint trained by the existing study loads strictly:
 
     input_proj.weight                      [h, d]   (absent when d == h)

@@ -231,3 +231,111 @@ def test_similarity_topk_must_fit_between_shots_and_pool_size(pool, ok):
 def test_an_override_that_is_not_yaml_is_one_sentence():
     with pytest.raises(KitError, match=r"Override 'eval.systems=\[random,': the value '\[random,' is not valid YAML"):
         parse_override("eval.systems=[random,")
+
+
+# ------------------------------------------------------------------ cross-stage references (references.py)
+def fresh(tmp_path: Path, **overrides) -> dict:
+    """Overrides for a run in an empty runs_dir (the repository's own runs/ may hold results of any name)."""
+    return {"runs_dir": str(tmp_path / "runs"), **overrides}
+
+
+def test_the_issues_example_is_refused_when_the_params_load(tmp_path):
+    path = write(tmp_path, f"runs_dir: {tmp_path / 'runs'}\ntrain:\n  grpo:\n    epochs: 2\n"
+                           "stats:\n  comparisons:\n    - {a: random, b: grpo_epoch5}\n")
+    with pytest.raises(KitError) as err:
+        load_params(path)
+    msg = str(err.value)
+    assert msg.startswith("stats.comparisons[0].b='grpo_epoch5' names a checkpoint this run never makes: "
+                          "train.grpo.epochs=2 makes 2 checkpoints (grpo_epoch1, grpo_epoch2)")
+    assert msg.endswith("or set train.grpo.epochs to at least 5.") and msg.count(". ") == 0
+    assert not (tmp_path / "runs").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train.sft.epochs": 0, "eval.systems": ["random", "checkpoints/sft_epoch*.pt"],
+      "stats.comparisons": [{"a": "random", "b": "sft_epoch1"}]},
+     r"stats\.comparisons\[0\]\.b='sft_epoch1' .* train\.sft\.epochs=0 makes no checkpoints"),
+    ({"train.rce.epochs": 2, "stats.comparisons": [{"a": "rce_epoch3", "b": "grpo_epoch1"}]},
+     r"\.a='rce_epoch3' .* train\.rce\.epochs=2 makes 2 checkpoints \(rce_epoch1, rce_epoch2\)"),
+    ({"stats.comparisons": [{"a": "random", "b": "rce_epoch2"}]},
+     r"'rce_epoch2' names a checkpoint that eval\.systems does not evaluate .*add 'checkpoints/rce_epoch2\.pt'"),
+    ({"eval.names": {"grpo_epoch3.pt": "best"}, "report.baseline": "grpo_epoch3"},
+     r"report\.baseline='grpo_epoch3' names a checkpoint that eval\.names renames to 'best'; use 'best'"),
+    ({"eval.systems": ["zero_shot", "random"], "stats.baseline": "similarity"},
+     r"stats\.baseline='similarity' names the baseline similarity, which eval\.systems does not evaluate \(this "
+     r"run evaluates 2 systems \(zero_shot, random\)\); add similarity to eval\.systems"),
+    ({"eval.systems": ["zero_shot", "random"], "report.baseline": "similarity_i2t"},
+     r"report\.baseline='similarity_i2t' names the baseline"),
+    ({"eval.shots": [1, 2], "stats.comparisons": [{"a": "random", "b": "grpo_epoch1", "shot": 3}]},
+     r"stats\.comparisons\[0\]\.shot=3 is not among eval\.shots=\[1, 2\], so random and grpo_epoch1 have no "
+     r"results at it; choose one of \[1, 2\], or add 3 to eval\.shots\."),
+    ({"eval.n": 100, "stats.subsets": [100, "first:500"]},
+     r"stats\.subsets\[1\]='first:500' takes 500 questions but the run evaluates eval\.n=100 .*raise eval\.n"),
+    ({"eval.questions": "random", "eval.n": 50, "stats.subsets": ["random:80:1"]}, r"stats\.subsets\[0\]"),
+])
+def test_references_the_run_cannot_have_are_refused(tmp_path, overrides, message):
+    with pytest.raises(KitError, match=message):
+        load_params(None, fresh(tmp_path, **overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the defaults: random is evaluated, comparisons are empty
+    {"stats.comparisons": [{"a": "random", "b": "grpo_epoch3", "shot": 2}]},
+    {"eval.systems": ["zero_shot"]},  # the baselines left at their default: checked when the statistics run
+    {"eval.systems": ["random"], "stats.baseline": "similarity", "stats.automatic": False},  # stats.baseline unused
+    {"eval.systems": ["random", "/elsewhere/*.pt"], "stats.comparisons": [{"a": "random", "b": "grpo_epoch50"}]},
+    {"eval.systems": ["random", "checkpoints/*.pt"], "train.grpo.epochs": 10,
+     "stats.comparisons": [{"a": "grpo_epoch1", "b": "grpo_epoch10"}]},
+    {"eval.systems": ["random", "ckpts/grpo_epoch7.pt:study_renames"], "report.baseline": "grpo_epoch7"},
+    {"eval.names": {"grpo_epoch3.pt": "best"}, "stats.comparisons": [{"a": "random", "b": "best"}]},
+    {"stats.comparisons": [{"a": "LeverLMRetriever#1", "b": "baseline", "shot": 8}]},  # may be imported later
+    {"stats.baseline": "nope", "report.baseline": "randon"},  # not the kit's names: the stages check them
+    {"eval.questions": "all", "stats.subsets": ["first:5000"]},  # the split's size is unknown here
+])
+def test_references_that_may_exist_load(tmp_path, overrides):
+    load_params(None, fresh(tmp_path, **overrides))
+
+
+def test_systems_the_run_folder_holds_are_references_it_can_have(tmp_path):
+    """A run may hold imported study systems (eval/imported.csv) and results evaluated before (summary.csv),
+    whose names no params know; a re-test's own params.yaml names them and must load again."""
+    import csv
+
+    run = tmp_path / "runs" / "demo"
+    (run / "eval").mkdir(parents=True)
+    with (run / "eval" / "imported.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["system", "shot", "n", "accuracy", "source", "world"],
+                                  ["grpo_epoch50", 1, 100, 60.0, "metrics.json", "study_first100"]])
+    (run / "eval" / "summary.csv").write_text("system,epoch,shot,n,accuracy\nsft_epoch2,2,1,100,50.0\n"
+                                              "random,,3,100,40.0\ngrpo_epoch1,1,3,100,45.0\n")
+    at_3 = {"eval.shots": [1, 2], "stats.comparisons": [{"a": "random", "b": "grpo_epoch1", "shot": 3}]}
+    load_params(None, fresh(tmp_path, **at_3))  # an earlier evaluation left results at shot 3
+    with pytest.raises(KitError, match=r"shot=3 is not among eval\.shots=\[1, 2\]"):
+        load_params(None, fresh(tmp_path / "elsewhere", **at_3))
+    overrides = {"stats.comparisons": [{"a": "sft_epoch2", "b": "grpo_epoch50"}], "report.baseline": "sft_epoch2"}
+    with pytest.raises(KitError, match=r"stats\.comparisons\[0\]\.a='sft_epoch2'"):
+        load_params(None, fresh(tmp_path / "elsewhere", **overrides))
+    p = load_params(None, fresh(tmp_path, **overrides))
+    (run / "params.yaml").write_text(dump_yaml(p))
+    moved = tmp_path / "moved"
+    run.rename(moved)  # a run folder read where its params file is, not only at runs_dir/run_name
+    assert load_params(moved / "params.yaml") == p
+
+
+def test_every_params_file_of_the_repository_loads():
+    files = sorted(PARAMS_DIR.glob("*.yaml"))
+    assert {f.name for f in files} >= {"demo.yaml", "retest_study.yaml", "okvqa_qwen2_5_vl_3b.yaml"}
+    for path in files:
+        load_params(path, {"runs_dir": "/nonexistent/runs"})
+    demo = load_params(PARAMS_DIR / "demo.yaml", {"runs_dir": "/nonexistent/runs"})
+    assert [c["b"] for c in demo.stats.comparisons] == ["sft_epoch3", "rce_epoch1", "grpo_epoch5", "grpo_epoch5"]
+
+
+def test_the_references_know_what_evaluation_and_run_folders_know(tmp_path):
+    from icl_kit.core.config import BASELINE_SYSTEMS
+    from icl_kit.core.runs import RunPaths
+    from icl_kit.evaluation.io import imported_path
+    from icl_kit.evaluation.systems import BASELINES
+
+    assert BASELINE_SYSTEMS == BASELINES
+    assert RunPaths(tmp_path).imported == imported_path(tmp_path)

@@ -130,7 +130,7 @@ def test_cli_train_with_query_update_none_writes_seed_era_checkpoints(tmp_path) 
     sets = [f"data.root={tmp_path / 'demo'}", "data.demo_train=40", "data.demo_test=10", f"runs_dir={tmp_path}",
             "run_name=none", "encoder.dim=16", "selector.input_dim=16", "selector.hidden_dim=16", "pools.size=8",
             "selector.query_update=none", "train.device=cpu", "train.rce.epochs=1", "train.grpo.epochs=1",
-            "train.grpo.batch_groups=8", "train.rollouts.group_size=4"]
+            "train.grpo.batch_groups=8", "train.rollouts.group_size=4", "stats.comparisons=[]"]
     assert main(["train", "--params", str(demo), *[a for s in sets for a in ("-p", s)]]) == 0
     path = tmp_path / "none" / "checkpoints" / "grpo_epoch1.pt"
     selector, info = load_checkpoint(path)

@@ -6,7 +6,8 @@ out-of-range values, naming the key, the value and what is allowed.
 Dotted overrides (`train.grpo.lr=1e-5`) work from the CLI and from Python.
 
 Layout: `fields` (opt, section), `lvlm` (model, prompt, decoding, backend sections), `train` (rewards,
-rollouts, phases), `params` (the other sections, `Params`, cross-field rules), `io` (YAML in and out).
+rollouts, phases), `params` (the other sections, `Params`, cross-field rules), `references` (what `stats` and
+`report` name, checked against what the run can have when params load), `io` (YAML in and out).
 Everything is importable from `icl_kit.core.config`.
 """
 
@@ -52,6 +53,12 @@ from icl_kit.core.config.params import (  # noqa: F401
     claimed_points,
     validate_cross_fields,
     validate_stats,
+)
+from icl_kit.core.config.references import (  # noqa: F401
+    BASELINE_SYSTEMS,
+    check_references,
+    planned_systems,
+    validate_references,
 )
 from icl_kit.core.config.train import (  # noqa: F401
     GRPOConfig,

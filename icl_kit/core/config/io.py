@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from icl_kit.core.config.params import Params, check_name
+from icl_kit.core.config.references import validate_references
 from icl_kit.core.errors import KitError
 
 
@@ -69,6 +70,8 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
+        if value in meta.get("retired", {}):
+            raise KitError(meta["retired"][value])
         if value not in choices:
             hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             tip = f" Did you mean {hint[0]!r}?" if hint else ""
@@ -208,13 +211,19 @@ def load_params(
     path: str | Path | None = None,
     overrides: dict[str, Any] | list[str] | None = None,
 ) -> Params:
-    """Load params from YAML (or defaults when `path` is None), apply overrides, validate."""
+    """Load params from YAML (or defaults when `path` is None), apply overrides, validate.
+
+    Validation is whole: besides each key, what `stats` and `report` name must be something the configured
+    run can have (`icl_kit.core.config.references`), so a bad reference is refused before any work."""
     raw = read_yaml(path) if path else {}
-    return from_dict(apply_overrides(raw, overrides))
+    params = from_dict(apply_overrides(raw, overrides))
+    validate_references(params, path)
+    return params
 
 
 def from_dict(raw: dict[str, Any]) -> Params:
-    """Build validated Params from a nested mapping."""
+    """Build validated Params from a nested mapping. The cross-stage references are left to `load_params`:
+    the kit's own builders (a re-test) name systems they import into the run folder in the same step."""
     return _build(Params, raw, "")
 
 
