@@ -14,6 +14,11 @@ pulls in torch or transformers only when a function that needs them is touched:
     compare_paired   two systems on the same questions                   (icl_kit.stats.paired)
     compare_summary  two systems known only by accuracy and n             (icl_kit.stats.paired)
     vqa_accuracy     the official VQA accuracy of one answer              (icl_kit.data.vqa_accuracy)
+    load_run         a run folder's results, read-only -> RunResults      (icl_kit.stats.run)
+    select_icds      the ICDs a run's checkpoint picks for its questions  (icl_kit.evaluation.select)
+
+`train` is also the name of the subpackage icl_kit.train: that package module is itself callable and
+forwards to icl_kit.train.trainer.train, so `icl_kit.train(params)` works whatever was imported first.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ _API = {
     "compare_paired": ("icl_kit.stats.paired", "compare_paired"),
     "compare_summary": ("icl_kit.stats.paired", "compare_summary"),
     "vqa_accuracy": ("icl_kit.data.vqa_accuracy", "vqa_accuracy"),
+    "load_run": ("icl_kit.stats.run", "load_run"),
+    "select_icds": ("icl_kit.evaluation.select", "select_icds"),
 }
+# Public functions named like a subpackage: the name is the (callable) subpackage module itself, the one
+# Python binds there when any of its modules is imported (see icl_kit/train/__init__.py).
+_CALLABLE_PACKAGES = {"train"}
 __all__ = sorted(_API)
 
 
@@ -43,7 +53,10 @@ def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'icl_kit' has no attribute {name!r}")
     module, attr = _API[name]
-    value = getattr(importlib.import_module(module), attr)
+    if name in _CALLABLE_PACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later lookups skip this function
     return value
 

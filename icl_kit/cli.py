@@ -3,12 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
+import re
 import sys
 import traceback
+from typing import NoReturn
 
+from icl_kit import __version__
 from icl_kit.core.errors import KitError
+from icl_kit.core.runs import RunPaths
 from icl_kit.study.commands import add_study_commands
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose every error is one line, `icl-kit: error: <message>; see icl-kit <command> --help.`, and
+    whose mistyped command is answered with the nearest known one. Its subparsers are Parsers too."""
+
+    commands: argparse._SubParsersAction | None = None
+
+    def add_subparsers(self, **kwargs):  # argparse's own signature
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def parse_args(self, args=None, namespace=None):  # argparse's own signature
+        """As argparse, but an unknown option after a command points at that command's --help."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            where = " ".join(str(w) for w in (getattr(parsed, "command", None), getattr(parsed, "verb", None)) if w)
+            self.exit(2, f"icl-kit: error: unrecognized arguments: {' '.join(extras)}; see "
+                         f"{' '.join(['icl-kit', where]).strip()} --help.\n")
+        return parsed
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"icl-kit: error: {self.sentence(message)}\n")
+
+    def sentence(self, message: str) -> str:
+        if self.commands is not None:
+            names = list(self.commands.choices)
+            where = self.prog.removeprefix("icl-kit").strip()
+            m = re.match(rf"argument {re.escape(self.commands.dest)}: invalid choice: (['\"])(.*?)\1", message)
+            if m:
+                return unknown_command(m.group(2), names, where)
+            if message.endswith(f"required: {self.commands.dest}"):
+                return f"name a command: {', '.join(names)}; see {self.prog} --help."
+        return f"{message}; see {self.prog} --help."
+
+
+def unknown_command(typed: str, names: list[str], where: str = "") -> str:
+    """The sentence for a mistyped command (of the commands under `where`, e.g. 'study'): "unknown command
+    'reprot'; did you mean 'report'?", or the list of commands when none is close."""
+    close = difflib.get_close_matches(typed, names, n=1)
+    shown = f"{where} {typed}".strip()
+    if close:
+        return f"unknown command {shown!r}; did you mean {f'{where} {close[0]}'.strip()!r}?"
+    return f"unknown command {shown!r}; choose one of {', '.join(names)}."
 
 
 def _add_params_args(p: argparse.ArgumentParser) -> None:
@@ -76,8 +125,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from icl_kit.pipeline import run
 
-    run_dir = run(args.params_file, args.overrides, stages=args.stages, force=args.force)
-    report = run_dir / "report" / "report.md"
+    if (args.params_file is None) == (args.params is None):
+        which = "the params file once" if args.params_file else "a params file"
+        raise KitError(f"Pass {which}, either as `icl-kit run params/demo.yaml` or as `icl-kit run --params "
+                       "params/demo.yaml`; see icl-kit run --help.")
+    run_dir = run(args.params_file or args.params, args.overrides, stages=args.stages, force=args.force)
+    report = RunPaths(run_dir).report_md
     print(f"icl-kit run: finished; see {report if report.exists() else run_dir}")
     return 0
 
@@ -129,7 +182,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise KitError(f"Run folder {run_dir} does not exist; pass a folder such as runs/demo.")
-    params = load_params(args.params or run_dir / "params.yaml", args.overrides)
+    params = load_params(args.params or RunPaths(run_dir).params, args.overrides)
     df, _ = stats_for_run(run_dir, params.stats)
     cols = ["system_a", "system_b", "shot", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
@@ -144,11 +197,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from icl_kit.report.build import write_report
 
     run_dir = Path(args.run_dir)
-    params_file = Path(args.params or run_dir / "params.yaml")
+    params_file = Path(args.params or RunPaths(run_dir).params)
     cfg = None
     if params_file.is_file():
         params = load_params(params_file, args.overrides)
-        own = run_dir / "params.yaml"
+        own = RunPaths(run_dir).params
         if args.params and own.is_file():
             _refuse_other_params(load_params(own), params, params_file, own)
         cfg = params.report
@@ -174,7 +227,7 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
     from icl_kit.run_context import RunContext
     from icl_kit.train.sft_data import make_sft_data
 
-    path, s = make_sft_data(RunContext.build(load_params(args.params, args.overrides)))
+    path, s = make_sft_data(RunContext.build(load_params(args.params, args.overrides), commit=False))
     print(f"icl-kit sft-data: {s.written} queries searched -> {path}; {s.score_calls} LVLM scores, "
           f"{s.cache_hits} cache hits of {s.score_lookups} scores asked for")
     return 0
@@ -187,10 +240,11 @@ def _add_sft_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="icl-kit",
         description="Learn which in-context demonstrations to show a vision-language model.",
     )
+    parser.add_argument("--version", action="version", version=f"icl-kit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo-data", help="write the embedded demo world (OK-VQA layout)")
@@ -207,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("run", help="run the notebooks train, eval, stats, report with one params file")
-    p.add_argument("params_file", help="params YAML, e.g. params/demo.yaml")
+    p.add_argument("params_file", nargs="?", default=None, metavar="PARAMS",
+                   help="params YAML, e.g. params/demo.yaml (or give it as --params)")
+    p.add_argument("--params", default=None, help="the params YAML, as the other commands take it")
     p.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. -p train.grpo.lr=1e-5 (repeatable)")
     p.add_argument("--stages", default=None, help="comma-separated subset of train,eval,stats,report")
@@ -263,30 +319,50 @@ def os_error_sentence(exc: OSError) -> str | None:
     return f"{exc.strerror or type(exc).__name__}: {exc.filename}; {advice}."
 
 
+def close_bars() -> None:
+    """Close the progress bars an error or interrupt left open (the traceback holds their frames, so they would
+    close, and print their last refresh, only after the sentence): the sentence stays the last line."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def say(sentence: str) -> None:
+    close_bars()
+    print(sentence, file=sys.stderr)
+
+
+def bug() -> int:
+    close_bars()
+    traceback.print_exc()
+    print(BUG_REPORT, file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand. User errors (KitError, an OS error on a path) print one sentence and exit 2;
-    an interrupt exits 130 (the command can be re-run to resume); anything else is a bug: traceback, exit 1."""
-    args = build_parser().parse_args(argv)
+    """Run one subcommand. User errors (KitError, an OS error on a path, a mistyped command or option) print
+    one sentence and exit 2; an interrupt exits 130 with one sentence (the command can be re-run to resume);
+    anything else is a bug: traceback, exit 1."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already said in one line
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     try:
         return int(args.func(args) or 0)
     except KitError as exc:
-        print(f"icl-kit: error: {exc}", file=sys.stderr)
+        say(f"icl-kit: error: {exc}")
         return 2
     except OSError as exc:
         sentence = os_error_sentence(exc)
         if sentence is None:
-            traceback.print_exc()
-            print(BUG_REPORT, file=sys.stderr)
-            return 1
-        print(f"icl-kit: error: {sentence}", file=sys.stderr)
+            return bug()
+        say(f"icl-kit: error: {sentence}")
         return 2
     except KeyboardInterrupt:
-        print("icl-kit: interrupted; run the same command again to continue where it stopped.", file=sys.stderr)
+        say("icl-kit: interrupted; run the same command again to continue where it stopped.")
         return 130
     except Exception:
-        traceback.print_exc()
-        print(BUG_REPORT, file=sys.stderr)
-        return 1
+        return bug()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from icl_kit.core.names import PHASES, lineage, natural_key
 
 BAND_ALPHA = 0.2  # fill opacity of checkpoint interval bands
 BASELINE_BAND_ALPHA = 0.1
+FLAT_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))  # systems without epochs: baselines, imported results
 
 
 def training_positions(systems: pd.Series, epochs: pd.Series) -> tuple[dict[tuple[str, int], int], list[str]]:
@@ -53,7 +54,7 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: floa
             ax.set_xlabel("checkpoint (training order)")
     axes[0][0].set_ylabel(f"VQA accuracy (%), {level:.0%} interval")  # level = 1 - stats.alpha
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False,
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False,
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title or "Accuracy by epoch")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -61,16 +62,17 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: floa
 
 
 def _draw_lineages(ax: plt.Axes, rows: pd.DataFrame, colors: dict, xs: dict[tuple[str, int], int]) -> None:
-    for name, g in rows.groupby(rows["system"].map(lineage), sort=False):
-        g = g.sort_values("epoch")
+    groups = dict(list(rows.groupby(rows["system"].map(lineage), sort=False)))
+    for name in sorted(groups, key=lambda x: (_phase_rank(x), x)):  # the legend in training order
+        g = groups[name].sort_values("epoch")
         x = [xs[(name, int(e))] for e in g["epoch"]]
         ax.plot(x, g["accuracy"], marker="o", color=colors[name], label=name.removesuffix("_epoch"))
         ax.fill_between(x, g["low"], g["high"], color=colors[name], alpha=BAND_ALPHA)
 
 
 def _draw_flat(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:
-    for r in rows.itertuples():
-        ax.axhline(r.accuracy, color=colors[r.system], linestyle="--", label=r.system)
+    for i, r in enumerate(rows.sort_values("system").itertuples()):  # styles as well as colours tell them apart
+        ax.axhline(r.accuracy, color=colors[r.system], linestyle=FLAT_STYLES[i % len(FLAT_STYLES)], label=r.system)
         if not (math.isnan(r.low) or math.isnan(r.high)):
             ax.axhspan(r.low, r.high, color=colors[r.system], alpha=BASELINE_BAND_ALPHA)
 

@@ -132,13 +132,12 @@ def prediction_row(cell: Cell, answer: Any) -> dict[str, Any]:
 
 def answer_cells(cells: Sequence[Cell], service: Any, out: Path, chunk: int, progress: bool) -> None:
     """Answer cells chunk by chunk through the cache; append each chunk's lines when it is done."""
-    bar = tqdm(total=len(cells), desc="eval cells", unit="cell", disable=not progress)
-    for start in range(0, len(cells), chunk):
-        part = cells[start : start + chunk]
-        answers = service.answers([(c.question_id, c.icd_ids) for c in part])
-        append_jsonl(out, [prediction_row(c, a) for c, a in zip(part, answers, strict=True)])
-        bar.update(len(part))
-    bar.close()
+    with tqdm(total=len(cells), desc="eval cells", unit="cell", disable=not progress) as bar:  # closed on errors too
+        for start in range(0, len(cells), chunk):
+            part = cells[start : start + chunk]
+            answers = service.answers([(c.question_id, c.icd_ids) for c in part])
+            append_jsonl(out, [prediction_row(c, a) for c, a in zip(part, answers, strict=True)])
+            bar.update(len(part))
 
 
 # ------------------------------------------------------------------ entry point

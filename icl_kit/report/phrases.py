@@ -96,8 +96,8 @@ ZH: dict[str, str] = {
     "col_inconcl": "无可检测差异",
     "kindname_vs_baseline": "对基线", "kindname_epoch_vs_previous": "对上一 epoch", "kindname_pair": "其他",
     "fig": "![{alt}]({path})\n\n*图：{caption}*",
-    "cap_accuracy": "各 shot 下准确率随 epoch 的变化（阴影为 {level} 置信区间，"
-                    "虚线及浅色带为没有 epoch 的基线系统）。",
+    "cap_accuracy": "各 shot 下每个检查点的准确率，按训练顺序排列（阴影为各准确率自身的 {level} 置信区间，"
+                    "虚线/点线及浅色带为没有 epoch 的系统）。",
     "cap_forest": "{label}：各比较的差异及 {level} 置信区间（每个 shot 一栏），颜色表示结论；"
                   "灰带为 ±{margin} 点等价界。",
     "cap_forest_squares": "方块为仅有汇总准确率的近似比较。",
@@ -113,7 +113,8 @@ ZH: dict[str, str] = {
                            "{tost_level} 区间 {tost_ci}，校正后 p {p_adj}（原始 p {p}；仅汇总数）→ {verdict}",
     "detail_mde": "  - 在 n = {n}、α/{m}（本族的水平）下，以 {power} 功效可检出的最小差异约为 ±{mde} 点"
                   "（各 shot 中位数）；检出 {margin} 点需 n≈{need}（shot {shot}，与表中相同）",
-    "detail_mde_obs": "；确认与观测值同样大小的差异需 n≈{need_obs}（中位数，观测功效意义上的估计）。",
+    "detail_mde_obs": "；探索性：确认与观测值同样大小的差异需 n≈{need_obs}"
+                      "（中位数，观测功效意义上的估计，不作结论依据）。",
     "train_heading": "### 4.{i} 训练过程",
     "no_train_log": "（没有训练日志：跳过训练相关的分析。）",
     "col_phase": "阶段", "col_epoch": "Epoch（从 0 计）", "col_val_loss": "验证损失", "col_val_reward": "验证奖励",
@@ -292,8 +293,8 @@ EN: dict[str, str] = {
     "col_equiv": "Equivalent", "col_inconcl": "No detectable difference",
     "kindname_vs_baseline": "vs baseline", "kindname_epoch_vs_previous": "vs previous epoch", "kindname_pair": "other",
     "fig": "![{alt}]({path})\n\n*Figure: {caption}*",
-    "cap_accuracy": "Accuracy by epoch at each shot (bands: {level} intervals; dashed lines with light bands: "
-                    "systems without epochs).",
+    "cap_accuracy": "Accuracy of each checkpoint at each shot, in training order (bands: each accuracy's own "
+                    "{level} interval; broken lines with light bands: systems without epochs).",
     "cap_forest": "{label}: difference and {level} interval of each comparison (one panel per shot), coloured by "
                   "verdict; grey band: ±{margin}-point equivalence margin.",
     "cap_forest_squares": " Squares: summary-only approximations.",
@@ -313,8 +314,8 @@ EN: dict[str, str] = {
     "detail_mde": "  - At n = {n} and α/{m} (the family's level) the smallest difference detectable with power "
                   "{power} is about ±{mde} points (median over shots); to detect {margin} points: n ≈ {need} (shot "
                   "{shot}, as in the table)",
-    "detail_mde_obs": "; to confirm a difference of the observed size (an observed-power estimate, median): "
-                      "n ≈ {need_obs}.",
+    "detail_mde_obs": "; exploratory: to confirm a difference of the observed size (an observed-power estimate, "
+                      "median, not evidence for or against it): n ≈ {need_obs}.",
     "train_heading": "### 4.{i} Training",
     "no_train_log": "(No training log: the training analysis is skipped.)",
     "col_phase": "Phase", "col_epoch": "Epoch (0-based)", "col_val_loss": "Val loss", "col_val_reward": "Val reward",

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from icl_kit.core.config import Params, ReportConfig
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
 from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
@@ -43,7 +43,7 @@ from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
 KINDS = ("explicit", "vs_baseline", "epoch_vs_previous", "pair")
 INTERVAL_NAMES = {"score": "score (Wilson-type)", "t": "Student t", "bca": "BCa bootstrap",
-                  "percentile": "percentile bootstrap", "exact": "inverted exact sign-flip"}
+                  "percentile": "percentile bootstrap"}
 DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}
 
 
@@ -120,7 +120,8 @@ def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]
     known = set(facts.comparisons.system_a) | set(facts.comparisons.system_b)
     unknown = [s for s in cfg.featured if s not in known]
     if unknown:
-        raise KitError(f"report.featured names {unknown}, which have no comparisons; choose from {sorted(known)}.")
+        raise KitError(f"report.featured names {few(unknown, 'system')} without comparisons; choose from "
+                       f"{few(sorted(known), 'system', 5)}.")
     pairs = facts.comparisons[["system_a", "system_b", "kind"]].drop_duplicates()
     keep = [(a, b, k) for a, b, k in pairs.itertuples(index=False)
             if not cfg.featured or a in cfg.featured or b in cfg.featured]

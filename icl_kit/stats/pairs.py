@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from icl_kit.core.config import StatsConfig, claimed_points
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import lineage
 from icl_kit.evaluation.io import RUN_WORLD, STUDY_WORLD_PREFIX, imported_world
 from icl_kit.stats.power import MIN_N
@@ -98,7 +98,8 @@ def explicit_pairs(cfg: StatsConfig, systems: list[str], pairs: Iterable[tuple[s
     for c in entries:
         missing = [s for s in (c["a"], c["b"]) if s not in systems]
         if missing:
-            raise KitError(f"stats.comparisons names {missing}, which have no results; choose from {systems}.")
+            raise KitError(f"stats.comparisons names {missing}, which have no results; choose from "
+                           f"{few(systems, 'system', 5)}.")
         wa, wb = worlds.get(c["a"], RUN_WORLD), worlds.get(c["b"], RUN_WORLD)
         if wa != wb:
             raise KitError(f"Comparison {c['b']} vs {c['a']} is refused: {c['a']} is {world_label(wa)}, {c['b']} "

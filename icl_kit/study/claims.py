@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icl_kit.core.config import StatsConfig, claimed_points, load_yaml_text, validate_stats
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import POINTS
 from icl_kit.study.import_results import NamedRun
 
@@ -92,7 +92,8 @@ def resolve_claims(claims: Sequence[dict[str, Any]], runs: Sequence[NamedRun]) -
         missing = [s for s in (c["a"], c["b"]) if s not in names]
         if missing:
             raise KitError(f"Claim {i + 1} ({c['b']} vs {c['a']}) names {missing}, which no imported run is called; "
-                           f"choose from {sorted(names)} (or name the runs with --name FILE_OR_ENTRY=NAME).")
+                           f"choose from {few(sorted(names), 'run', 5)} (or name the runs with --name "
+                           "FILE_OR_ENTRY=NAME).")
         shots = [c["shot"]] if c.get("shot") is not None else sorted(set(names[c["a"]].run.shots)
                                                                       & set(names[c["b"]].run.shots))
         for shot in shots:

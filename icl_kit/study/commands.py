@@ -33,10 +33,11 @@ def cmd_retest(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from icl_kit.core.config import load_params
+    from icl_kit.core.runs import RunPaths
     from icl_kit.study.audit import audit
 
     params = load_params(args.params, args.overrides)
-    out = Path(args.out) if args.out else params.run_dir / "report" / "audit.md"
+    out = Path(args.out) if args.out else RunPaths(Path(params.run_dir)).audit
     path, arts = audit(args.paths, out, params.report.language)
     print(f"icl-kit study audit: {len(arts)} files, {sum(len(a.findings) for a in arts)} findings -> {path}")
     return 0
@@ -72,8 +73,11 @@ def cmd_import_rollouts(args: argparse.Namespace) -> int:
     from icl_kit.run_context import RunContext
     from icl_kit.study.rollouts import import_rollouts, train_split
 
-    ctx = RunContext.build(load_params(args.params, args.overrides))
-    s = import_rollouts(args.src, ctx.paths.root, train_split(ctx), ids=args.ids, force=args.force)
+    ctx = RunContext.build(load_params(args.params, args.overrides), commit=False)
+    split = train_split(ctx)  # pools.json: a stale one is refused before the run folder is committed
+    ctx.commit()
+    record = ctx.artefact_record("rollouts", source=f"imported: {Path(args.src).name}")
+    s = import_rollouts(args.src, ctx.paths.root, split, ids=args.ids, force=args.force, record=record)
     lengths = ", ".join(f"{n} of length {k}" for k, n in s.pointer_lengths.items())
     print(f"icl-kit study import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates ({lengths}; ids read "
           f"as {s.ids}) -> {s.path}; dropped {s.n_failed_dropped} eval_failed candidates and {s.n_empty_queries} "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from icl_kit.core.errors import KitError
+from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import POINTS, natural_key
 from icl_kit.core.runs import RunPaths, atomic_open
 from icl_kit.evaluation.io import IMPORTED_FIELDS, imported_path, imported_world, read_imported
@@ -157,7 +157,7 @@ def merged_table(run_dir: str | Path, new: pd.DataFrame, remove: Sequence[str] =
     unknown = sorted(set(remove) - set(old["system"].astype(str)))
     if unknown:
         raise KitError(f"--remove {unknown[0]!r}: no imported system of that name in {run_dir}; choose from "
-                       f"{sorted(set(old['system'].astype(str)))}.")
+                       f"{few(sorted(set(old['system'].astype(str))), 'system', 5)}.")
     drop = old["source"].isin(set(new["source"])) | old["system"].astype(str).isin(set(new["system"]) | set(remove))
     kept = old[~drop]
     table = pd.concat([kept, new], ignore_index=True) if len(kept) else new.copy()

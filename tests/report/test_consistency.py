@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from icl_kit.core.config import dump_yaml, load_params
 from icl_kit.report.build import write_report
@@ -36,6 +37,7 @@ VERDICT_WORDS = {  # a verdict cell or phrase -> its kind, both languages
            ("真实差异（提升）", "better"), ("真实差异（下降）", "worse"), ("无法与噪声区分", "inconclusive")],
 }
 SYSTEMS = ["random", "similarity", "sft_epoch1", "sft_epoch2", "grpo_epoch1", "grpo_epoch2", "grpo_epoch3"]
+DEMO_SENTENCES = {"counts": 1, "range": 1, "max-T": 1, "validation": 1}  # kinds of sentence the demo's report holds
 SHIFTS = [0.0, 1.2, 0.9, 1.0, 1.0, 1.15, 1.05]  # similarity and the checkpoints well above random
 
 
@@ -98,11 +100,11 @@ def stats_run(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, demo_run) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("consistency")
     study = retest([ROOT / "examples" / "study" / "results"], claims_file=ROOT / "examples" / "study" / "claims.yaml",
                    run_dir=base / "retest")
-    return {"stats": stats_run(base / "stats"), "retest": study.run_dir}
+    return {"stats": stats_run(base / "stats"), "retest": study.run_dir, "demo": demo_run}
 
 
 # ------------------------------------------------------------------ readers
@@ -159,7 +161,7 @@ def check_answer(md: str, comps: pd.DataFrame, lang: str) -> int:
         cells = [c.strip() for c in line.strip("|").split(" | ")]
         claim, shot = cells[0], int(cells[1])
         evidence = next(c for c in cells if "n = " in c)
-        n = value(evidence.split("n = ")[1].split()[0].rstrip("†"))
+        n = value(re.search(rf"n = ({NUM})", evidence).group(1))
         summary = "†" in evidence
         hits = prim[(prim.shot == shot) & (prim.n == n) & ((prim["mode"] == "summary") == summary)
                     & ((prim.label == claim) | (prim.system_b + " vs " + prim.system_a == claim))]
@@ -173,7 +175,7 @@ def check_answer(md: str, comps: pd.DataFrame, lang: str) -> int:
     return len(lines)
 
 
-def sentences_en(md: str, comps: pd.DataFrame) -> Counter:
+def sentences_en(md: str, comps: pd.DataFrame, baseline: str) -> Counter:
     """Every English sentence that names a comparison, checked against its row; counts of what was checked."""
     seen: Counter = Counter()
     main = comps.groupby("subset")["n"].max().idxmax()
@@ -192,7 +194,7 @@ def sentences_en(md: str, comps: pd.DataFrame) -> Counter:
         seen["range"] += 1
     for m in re.finditer(r"(\S+) at shot (\d): the best checkpoint on test, (\S+) \(.*?adjusted p ((?:= |< |≤ )"
                          r"[\d.]*\d)\)?(?:: (.+?)\.(?:\n|$)|\.)", md):
-        r = row(comps, main, "random", m.group(3), int(m.group(2)))
+        r = row(comps, main, baseline, m.group(3), int(m.group(2)))
         assert p_ok(m.group(4), r.p_adj), m.group()
         stays = "stays significant" in m.group()
         assert stays == (verdict_kind(r.verdict) == "better"), m.group()
@@ -203,7 +205,7 @@ def sentences_en(md: str, comps: pd.DataFrame) -> Counter:
         system = re.search(r"reward, (\S+) \(", line).group(1)
         for m in re.finditer(rf"shot (\d) ({NUM}) points (\[[^\]]+\])(?:, family-adjusted \[[^\]]+\])? \(([^)]+)\)",
                              line):
-            r = row(comps, main, "random", system, int(m.group(1)))
+            r = row(comps, main, baseline, system, int(m.group(1)))
             assert close(value(m.group(2)), r["diff"]) and kind_of(m.group(4), "en") == verdict_kind(r.verdict)
             lo, hi = interval(m.group(3))
             if (lo > 0 or hi < 0) != (verdict_kind(r.verdict) in ("better", "worse")):
@@ -254,7 +256,7 @@ def md_cells(md: str) -> Counter:
 
 
 # ------------------------------------------------------------------ tests
-@pytest.mark.parametrize("which", ["stats", "retest"])
+@pytest.mark.parametrize("which", ["stats", "retest", "demo"])
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_every_row_and_sentence_agrees_with_comparisons_csv(runs, which, lang) -> None:
     run = runs[which]
@@ -264,18 +266,20 @@ def test_every_row_and_sentence_agrees_with_comparisons_csv(runs, which, lang) -
     assert len(rows) == len(comps)  # every comparison is in a table, once
     for subset, cells in rows:
         check_table_row(subset, cells, comps, lang)
-    assert check_answer(md, comps, lang) == len(comps[comps.family == "primary"]) if which == "retest" else True
+    primary = comps[comps.family == "primary"]
+    main = comps.groupby("subset")["n"].max().idxmax()
+    assert check_answer(md, comps, lang) == len(primary if which == "retest" else primary[primary.subset == main])
     assert detail_lines(md, comps, lang) >= len(comps)
     if lang == "en":
-        seen = sentences_en(md, comps)
-        want = {"counts": 1} if which == "retest" else {"counts": 1, "significant": 1, "range": 1, "max-T": 1,
-                                                        "validation": 1, "best": 1}
+        seen = sentences_en(md, comps, yaml.safe_load((run / "params.yaml").read_text())["report"]["baseline"])
+        want = {"retest": {"counts": 1}, "demo": DEMO_SENTENCES}.get(which, {
+            "counts": 1, "significant": 1, "range": 1, "max-T": 1, "validation": 1, "best": 1})
         assert {k: min(v, 1) for k, v in seen.items()} == want, seen
     page = (run / "report" / f"report.{lang}.html").read_text()
     assert md_cells(md) == html_cells(page)  # the html shows the same table cells as the markdown
 
 
-@pytest.mark.parametrize("which", ["stats", "retest"])
+@pytest.mark.parametrize("which", ["stats", "retest", "demo"])
 def test_the_two_languages_carry_the_same_numbers_and_titles_of_their_own(runs, which) -> None:
     run = runs[which]
     zh, en = ((run / "report" / f"report.{lang}.md").read_text() for lang in ("zh", "en"))

@@ -1,0 +1,102 @@
+"""The README's demo numbers are the files' numbers: every figure in its `demo-numbers` block is read back from
+the text and checked against stats/comparisons.csv of the run `make demo` makes (tests/conftest.py::demo_run).
+
+The README states that those digits are this machine's; if another machine's floating-point details move them,
+this test fails and names the number, and the README's seed paragraph says why. Its seed range is checked to
+contain the demo's own figure.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from icl_kit.stats.verdict import verdict_kind
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+NUM = r"[+\u2212-]?\d[\d\u202f ]*(?:\.\d+)?"
+
+
+def value(text: str) -> float:
+    return float(text.replace("\u2212", "-").replace("\u202f", "").replace(" ", "").replace("+", ""))
+
+
+def one_decimal(a: float, b: float) -> bool:
+    return abs(a - b) <= 0.05 + 1e-9
+
+
+@pytest.fixture(scope="module")
+def block() -> str:
+    text = README.read_text(encoding="utf-8")
+    found = re.search(r"<!-- demo-numbers:.*?-->(.*?)<!-- /demo-numbers -->", text, re.S)
+    assert found, "README.md has no demo-numbers block"
+    return " ".join(found.group(1).split())
+
+
+@pytest.fixture(scope="module")
+def rows(demo_run) -> pd.DataFrame:
+    comps = pd.read_csv(demo_run / "stats" / "comparisons.csv")
+    main = comps.groupby("subset")["n"].max().idxmax()
+    return comps[comps.subset == main].assign(kind=lambda d: d.verdict.map(verdict_kind))
+
+
+def test_the_primary_claims_count(block, rows) -> None:
+    m = re.search(rf"None of the (\d+) primary claims holds\*\* on the ({NUM}) test questions: (\d+) is equivalent "
+                  rf"within ±1 point, (\d+) cannot be told from noise", block)
+    assert m, block
+    primary = rows[rows.family == "primary"]
+    kinds = primary.kind.value_counts()
+    assert int(m.group(1)) == len(primary) and value(m.group(2)) == primary.n.max()
+    assert kinds.get("better", 0) + kinds.get("worse", 0) == 0  # "none holds"
+    assert (int(m.group(3)), int(m.group(4))) == (kinds.get("equivalent", 0), kinds.get("inconclusive", 0))
+
+
+def test_similarity_against_random(block, rows) -> None:
+    m = re.search(rf"Similarity retrieval beats random demonstrations by ({NUM}) to ({NUM}) points at shots "
+                  rf"(\d)–(\d) \(each adjusted p < ([\d.]+)\)", block)
+    assert m, block
+    pair = rows[(rows.system_a == "similarity") & (rows.system_b == "random")]
+    shots = range(int(m.group(3)), int(m.group(4)) + 1)
+    assert sorted(pair.shot) == list(shots) and (pair.kind == "worse").all()
+    assert one_decimal(value(m.group(1)), -pair["diff"].max()) and one_decimal(value(m.group(2)), -pair["diff"].min())
+    assert (pair.p_adj < float(m.group(5))).all()
+
+
+def test_the_largest_primary_difference(block, rows) -> None:
+    m = re.search(rf"The largest primary difference, (.+?) at shot (\d): ({NUM}) points \[({NUM}), ({NUM})\], "
+                  rf"adjusted p ([\d.]+); its family-adjusted interval, \[({NUM}), ({NUM})\], covers 0", block)
+    assert m, block
+    primary = rows[rows.family == "primary"]
+    top = primary.loc[primary["diff"].abs().idxmax()]
+    assert (m.group(1), int(m.group(2))) == (top.label, top.shot)
+    for got, want in zip(m.groups()[2:5], (top["diff"], top.ci_low, top.ci_high), strict=True):
+        assert one_decimal(value(got), want), (got, want)
+    assert abs(float(m.group(6)) - top.p_adj) <= 0.005
+    assert one_decimal(value(m.group(7)), top.ci_low_family) and one_decimal(value(m.group(8)), top.ci_high_family)
+    assert top.ci_low_family <= 0 <= top.ci_high_family
+
+
+def test_the_seed_range_holds_the_demo_run(rows) -> None:
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    m = re.search(rf"Over `train.seed` 0, 1 and 2 .*?that shot-4 difference is ({NUM}) to ({NUM}) points", text)
+    assert m, "the README's seed paragraph is missing"
+    primary = rows[rows.family == "primary"]
+    top = primary.loc[primary["diff"].abs().idxmax()]
+    assert value(m.group(1)) - 0.05 <= top["diff"] <= value(m.group(2)) + 0.05
+
+
+def test_the_python_example_runs_on_the_demo_run(demo_run, monkeypatch, capsys) -> None:
+    """The README's Python block, run from the folder `make demo` ran in."""
+    code = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
+    monkeypatch.chdir(demo_run.parent.parent)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    picked = scope["picked"]
+    recorded = scope["run"].predictions
+    first = recorded[(recorded.system == "grpo_epoch5") & (recorded.shot == 2)
+                     & (recorded.question_id == picked[0]["question_id"])]
+    assert picked[0]["icd_ids"] == list(first.icd_ids.iloc[0])  # the evaluation's own choice
+    assert "the whole chain vs similarity" in capsys.readouterr().out
