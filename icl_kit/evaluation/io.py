@@ -3,13 +3,14 @@
 predictions.jsonl holds one line per (system, shot, question); a finished run
 leaves it sorted in the canonical order (system, shot, question_id), so a
 resumed run and a sharded run end with the same bytes as one uninterrupted
-process. summary.csv is derived from predictions.jsonl alone.
+process. summary.csv is derived from predictions.jsonl alone. Each line carries its question's image_id
+(stats.cluster: image); lines written before it was recorded get it at the next merge (`icl-kit eval` again).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from icl_kit.core.names import POINTS, natural_key
 from icl_kit.core.runs import RunPaths, atomic_open, read_jsonl
 
 CellKey = tuple[str, int, int]  # (system, shot, question id)
-PRED_FIELDS = ("system", "checkpoint", "epoch", "shot", "question_id", "icd_ids", "raw", "pred", "acc")
+PRED_FIELDS = ("system", "checkpoint", "epoch", "shot", "question_id", "image_id", "icd_ids", "raw", "pred", "acc")
 SUMMARY_FIELDS = ["system", "epoch", "shot", "n", "accuracy"]
 SHARD_GLOB = "predictions.rank*.jsonl"
 IMPORTED_FILE = RunPaths(Path()).imported.name  # eval/imported.csv (the artefact table)
@@ -74,9 +75,25 @@ def write_canonical(predictions: Path, rows: Iterable[dict[str, Any]]) -> list[d
     return ordered
 
 
-def merge_predictions(predictions: Path) -> list[dict[str, Any]]:
-    """Fold shard files into predictions.jsonl in canonical order; return the rows."""
-    return write_canonical(predictions, read_done(predictions).values())
+def with_image_id(row: dict[str, Any], images: Mapping[int, int]) -> dict[str, Any]:
+    """The row with `image_id` after `question_id`, where the row lacks it (lines written before the evaluation
+    recorded it) and `images` knows the question: the line a fresh evaluation writes."""
+    qid = int(row["question_id"])
+    if "image_id" in row or qid not in images:
+        return row
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "question_id":
+            out["image_id"] = images[qid]
+    return out
+
+
+def merge_predictions(predictions: Path, images: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+    """Fold shard files into predictions.jsonl in canonical order, adding `image_id` from `images` (question_id
+    -> image_id) to lines without it; return the rows."""
+    rows = read_done(predictions).values()
+    return write_canonical(predictions, [with_image_id(r, images) for r in rows] if images else rows)
 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

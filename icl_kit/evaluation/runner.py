@@ -49,6 +49,7 @@ class Cell:
     shot: int
     question_id: int
     icd_ids: tuple[int, ...]
+    image_id: int | None = None  # the question's image: stats.cluster: image clusters by it
 
     @property
     def key(self) -> CellKey:
@@ -68,6 +69,7 @@ class EvalResult:
     n_questions: int
     seconds: float
     table: pd.DataFrame | None = field(default=None, repr=False)  # summary.csv (rank 0 only)
+    work: Any = field(default=None, repr=False)  # icl_kit.lvlm.work.Work: what the LVLM did (all ranks)
 
 
 # ------------------------------------------------------------------ processes
@@ -96,13 +98,15 @@ def plan_cells(
 ) -> tuple[list[Cell], int]:
     """(cells still to answer, cells already done); one selection at max(shots) per system."""
     shots = sorted(set(shots))
+    images = question_images(world.test_records)
     todo: list[Cell] = []
     skipped = 0
     for system in systems:
         selection = select(system, world, qids, max(shots), seed=seed, pool_spec=pool_spec)
         for shot in shots:
             for q in qids:
-                cell = Cell(system, shot, q, shot_icds(system, selection[q], shot, similarity_order))
+                icds = shot_icds(system, selection[q], shot, similarity_order)
+                cell = Cell(system, shot, q, icds, images.get(q))
                 if cell.key in done:
                     _check_same_icds(cell, done[cell.key])
                     skipped += 1
@@ -120,12 +124,17 @@ def _check_same_icds(cell: Cell, row: dict[str, Any]) -> None:
         )
 
 
+def question_images(records: Sequence[Any]) -> dict[int, int]:
+    """question_id -> image_id of the test records."""
+    return {int(r.question_id): int(r.image_id) for r in records}
+
+
 def prediction_row(cell: Cell, answer: Any) -> dict[str, Any]:
     """One predictions.jsonl line (acc in 0..1)."""
     s = cell.system
     return {
         "system": s.name, "checkpoint": s.checkpoint, "epoch": s.epoch, "shot": cell.shot,
-        "question_id": cell.question_id, "icd_ids": list(cell.icd_ids),
+        "question_id": cell.question_id, "image_id": cell.image_id, "icd_ids": list(cell.icd_ids),
         "raw": answer.raw, "pred": answer.pred, "acc": float(answer.acc),
     }
 
@@ -171,18 +180,22 @@ def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalR
             systems, ctx, mine, cfg.shots, read_done(paths.predictions), seed=cfg.seed, pool_spec=cfg.pool,
             similarity_order=cfg.similarity_order)
         out = paths.predictions if ranks.world == 1 else shard_path(paths.eval_dir, ranks.rank)
-        calls_before = ctx.service.calls
+        calls_before, work_before = ctx.service.calls, ctx.service.work()
         answer_cells(todo, ctx.service, out, cfg.chunk, progress and ranks.rank == 0)
         calls, cells, skipped = ranks.total([ctx.service.calls - calls_before, len(todo), skipped])
+        done = ctx.service.work() - work_before
+        work = done.with_counts(ranks.total(done.counts()))  # summed over ranks
         ranks.barrier()
         table = None
         if ranks.rank == 0:
-            table = write_summary(paths.summary, merge_predictions(paths.predictions))
+            merged = merge_predictions(paths.predictions, question_images(ctx.test_records))
+            table = write_summary(paths.summary, merged)
         ranks.barrier()
     finally:
         ranks.close()
     result = EvalResult(paths.predictions, paths.summary, calls, cells, skipped, [s.name for s in systems],
-                        len(qids), time.perf_counter() - t0, table)
+                        len(qids), time.perf_counter() - t0, table, work)
     log.info("eval: %d cells filled with %d LVLM calls (%d already done); %d systems x %d shots x %d questions",
              cells, calls, skipped, len(systems), len(set(cfg.shots)), len(qids))
+    log.info("eval: lvlm work: %s", work.describe())
     return result

@@ -29,6 +29,10 @@ within SNAP_TOL of a multiple of 1/30 (`snap_to_lattice`): 2-decimal rounding mo
 0.005, and the nearest other multiple is 1/30 = 0.033 away, so this undoes the rounding. Scores farther
 off stay Monte Carlo, with the sums counted as integers in units of the data's decimal precision
 (`decimal_ints`), so ties are judged at the precision the scores were written with.
+
+Clusters (`sign_flip_p(clusters=...)`, `stats.cluster: image`): the questions of one image flip together, so
+the integers tested are the cluster sums K_c (`cluster_sums`); they stay on the lattice, and everything above
+applies to them unchanged.
 """
 
 from __future__ import annotations
@@ -154,18 +158,31 @@ def monte_carlo_sign_flip_p(
     return (1 + hits) / (n_perm + 1)
 
 
+def cluster_sums(d: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
+    """Per-cluster sums of d (integers stay integers), clusters coded 0..G-1; d itself when clusters is None."""
+    if clusters is None:
+        return d
+    out = np.zeros(int(clusters.max()) + 1, d.dtype)
+    np.add.at(out, clusters, d)
+    return out
+
+
 def sign_flip_p(
-    a: np.ndarray, b: np.ndarray, n_perm: int, seed: int, alternative: Alternative = "two-sided"
+    a: np.ndarray, b: np.ndarray, n_perm: int, seed: int, alternative: Alternative = "two-sided",
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, str]:
     """(p, method) of the paired sign-flip test of mean(b - a); method 'exact', 'monte_carlo' or
     'monte_carlo_off_lattice'. Exact whenever the scores are on the lattice and the span is small (snapping
-    rounded scores onto the lattice is the caller's choice: `snap_to_lattice`)."""
+    rounded scores onto the lattice is the caller's choice: `snap_to_lattice`). `clusters` (codes 0..G-1, one
+    per question): the questions of a cluster flip together, so the null is that of sum_c +-K_c over the
+    cluster sums K_c, still integers of the lattice, by the same convolution."""
     ka, kb = lattice_ints(a), lattice_ints(b)
     if ka is None or kb is None:
         both = decimal_ints(np.concatenate([np.asarray(a, float), np.asarray(b, float)]))
         d = np.asarray(b, float) - np.asarray(a, float) if both is None else np.diff(both[0].reshape(2, -1), axis=0)[0]
+        d = cluster_sums(d, clusters)
         return monte_carlo_sign_flip_p(d, n_perm, np.random.default_rng(seed), alternative), "monte_carlo_off_lattice"
-    k = kb - ka
+    k = cluster_sums(kb - ka, clusters)
     if exact_feasible(k):
         return exact_sign_flip_p(k, alternative), "exact"
     return monte_carlo_sign_flip_p(k, n_perm, np.random.default_rng(seed), alternative), "monte_carlo"

@@ -18,6 +18,8 @@ is to say so.
   when the 1 - 2 alpha interval also lies inside +-delta
 - power: MDE at this n and n needed, at alpha / family_size (`icl_kit.stats.power`)
 - multiplicity over a family of comparisons: Holm or BH (`adjust`)
+- clusters (`stats.cluster: image`): whole images flip sign, intervals and power are cluster-robust
+  (`icl_kit.stats.cluster`)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from statsmodels.stats.multitest import multipletests
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
+from icl_kit.stats.cluster import cluster_codes, cluster_note, clustered_tost, pseudo_values
 from icl_kit.stats.diff_intervals import DEGENERATE_TOL, IntervalMethod, check_method, diff_intervals, pts
 from icl_kit.stats.exact import LATTICE, LATTICE_TOL, SNAPPED, lattice_ints, sign_flip_p, snap_to_lattice
 from icl_kit.stats.power import MIN_N, mde_paired, n_needed_paired, sd_paired
@@ -109,12 +112,18 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
         return float(st.wilcoxon(d, zero_method="zsplit").pvalue)
 
 
-def power_fields(sd: float, n: int, diff: float, margin: float, alpha_power: float, power: float) -> dict:
-    """MDE at n, n needed to detect `margin` and to confirm |diff|, all at alpha_power (= alpha / m)."""
+def power_fields(sd: float, n: int, diff: float, margin: float, alpha_power: float, power: float,
+                 per_unit: float = 1.0) -> dict:
+    """MDE at n units of SD sd, units needed to detect `margin` and to confirm |diff|, all at alpha_power
+    (= alpha / m); the units needed are returned times `per_unit` questions (clusters: the mean size), rounded up."""
+    def questions(units: float) -> float:
+        return float(math.ceil(round(units * per_unit, 9))) if math.isfinite(units) else units
+
     noisy = sd > 0
     return {"mde": mde_paired(sd, n, alpha_power, power) if noisy else math.nan,
-            "n_needed": n_needed_paired(sd, margin, alpha_power, power),
-            "n_needed_observed": n_needed_paired(sd, abs(diff), alpha_power, power), "alpha_power": alpha_power}
+            "n_needed": questions(n_needed_paired(sd, margin, alpha_power, power)),
+            "n_needed_observed": questions(n_needed_paired(sd, abs(diff), alpha_power, power)),
+            "alpha_power": alpha_power}
 
 
 # ------------------------------------------------------------------ paired
@@ -130,6 +139,7 @@ def compare_paired(
     power: float = DEFAULTS.power,
     interval: IntervalMethod = DEFAULTS.interval,
     family_size: int = 1,
+    clusters: Sequence[Hashable] | None = None,
 ) -> dict[str, Any]:
     """Compare system B with A on the same questions (scores 0..1, aligned by question).
 
@@ -142,26 +152,33 @@ def compare_paired(
     Wilcoxon and TOST p (`icl_kit.stats.tost`), SD of differences, MDE, n needed for delta =
     equivalence_margin and for the observed |diff| (exploratory: an observed-power estimate), all
     at alpha / family_size. `p_adj`, `tost_p_adj` equal the raw ones and `verdict` uses them (a
-    family of one); `run_stats` replaces them after adjusting within each family.
+    family of one); `run_stats` replaces them after adjusting within each family. `clusters` (one id per
+    question, e.g. its image): p flips whole clusters, the interval, MDE, n needed and TOST are cluster-robust
+    (`icl_kit.stats.cluster`), `n_clusters` says how many (NaN without clusters).
     """
     check_method(interval)
     a, b, snapped = snap_pair(*_check_pair(scores_a, scores_b))
-    n = a.size
+    n, codes = a.size, cluster_codes(clusters, a.size)
+    ua, ub = (a, b) if codes is None else (pseudo_values(a, codes), pseudo_values(b, codes))  # the units
     diff = pts((b - a).mean())
     levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)  # the last: simultaneous over the family
-    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(a, b, interval, levels, n_boot, seed)
-    p, method = sign_flip_p(a, b, n_perm, seed)
+    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(ua, ub, interval, levels, n_boot, seed)
+    p, method = sign_flip_p(a, b, n_perm, seed, clusters=codes)
     method += SNAPPED if snapped else ""
     sign_p, up, down = sign_test(a, b)
     sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
+    sd_units = sd if codes is None else 0.0 if np.ptp(ub - ua) <= DEGENERATE_TOL else sd_paired(ua, ub)
     t_p, t_note = tost_p(a, b, equivalence_margin)
-    note = "; ".join(x for x in (note, t_note) if x)
+    t_p = t_p if codes is None else clustered_tost(t_p, ua, ub, n, equivalence_margin)
+    c_note = "" if codes is None else cluster_note(b - a, ub - ua)
+    note = "; ".join(x for x in (c_note, note, t_note) if x)
     return {
         "mode": "paired", "n": n, "acc_a": pts(a.mean()), "acc_b": pts(b.mean()), "diff": diff,
         "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high, "ci_low_family": f_low,
         "ci_high_family": f_high, "p": p, "p_adj": p, "p_method": method, "tost_p": t_p, "tost_p_adj": t_p,
         "sign_p": sign_p, "n_improved": up, "n_worsened": down, "wilcoxon_p": wilcoxon_p(a, b), "sd_diff": sd,
-        **power_fields(sd, n, diff, equivalence_margin, alpha / family_size, power),
+        **power_fields(sd_units, ua.size, diff, equivalence_margin, alpha / family_size, power, n / ua.size),
+        "n_clusters": math.nan if codes is None else ua.size,
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low, t_high),
         "interval": interval, "approximate": not method.startswith("exact"), "note": note,
     }

@@ -183,6 +183,24 @@ def test_changed_selection_is_refused(tmp_path):
         run(tmp_path / "r", ["random"], seed=1)
 
 
+def test_rows_carry_image_id_and_a_rerun_adds_it_to_older_lines(tmp_path):
+    """Each line names its question's image (stats.cluster: image); a file written before image_id was recorded
+    gets it at the next evaluation, without LVLM calls, and then equals a fresh run's bytes."""
+    import json
+
+    first, world = run(tmp_path / "r", ["zero_shot", "random"])
+    image_of = {r.question_id: r.image_id for r in world.test_records}
+    lines = first.predictions.read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    assert all(r["image_id"] == image_of[r["question_id"]] for r in rows)
+    assert list(rows[0]).index("image_id") == list(rows[0]).index("question_id") + 1
+    fresh = first.predictions.read_bytes()
+    old = [{k: v for k, v in r.items() if k != "image_id"} for r in rows]
+    first.predictions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in old))
+    again, _ = run(tmp_path / "r", ["zero_shot", "random"])
+    assert (again.calls, again.cells) == (0, 0) and again.predictions.read_bytes() == fresh
+
+
 def test_system_resolution_errors(tmp_path):
     with pytest.raises(KitError, match="nor an existing checkpoint"):
         run(tmp_path / "r", ["checkpoints/nope.pt"])
@@ -288,9 +306,13 @@ def test_tiny_qwen_smoke(tmp_path):
     ctx = RunContext.build(params)
     res = evaluate(params, ctx=ctx, progress=False)
     assert res.cells == 3 * 2 * 6 and res.calls < res.cells  # zero-shot prompts serve both shots
+    w = res.work  # what the LVLM did (icl_kit.lvlm.work): each question's image is encoded once for all systems
+    assert w.prompts == res.calls and w.images == w.images_encoded + w.image_cache_hits and w.image_cache_hits > 0
+    assert w.prefill_tokens > w.pad_tokens >= 0 and w.decode_tokens > 0 and "at Qwen2.5-VL-3B's size" in w.describe()
     rows = read_jsonl(res.predictions)
     for r in rows[:: len(rows) // 3]:  # batched answers equal one-at-a-time answers
         req = Request(icds=tuple(ctx.records[i] for i in r["icd_ids"]), query=ctx.records[r["question_id"]])
         assert ctx.service.lvlm.generate([req])[0].answer == r["pred"]
     again = evaluate(params, ctx=ctx, progress=False)
     assert (again.calls, again.cells, again.skipped) == (0, 0, res.cells)
+    assert again.work.prompts == again.work.images == 0
