@@ -184,7 +184,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         raise KitError(f"Run folder {run_dir} does not exist; pass a folder such as runs/demo.")
     params = load_params(args.params or RunPaths(run_dir).params, args.overrides)
     df, _ = stats_for_run(run_dir, params.stats)
-    cols = ["system_a", "system_b", "shot", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]
+    cols = ["system_a", "system_b", "shots", "n", "diff", "ci_low", "ci_high", "p_adj", "verdict", "subset"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"icl-kit stats: wrote {run_dir}/stats/comparisons.csv and summary.json")
     return 0

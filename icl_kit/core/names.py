@@ -18,3 +18,26 @@ def natural_key(name: object) -> tuple:
 def lineage(system: str) -> str:
     """'grpo_epoch3' -> 'grpo_epoch': the checkpoints of one training lineage share it."""
     return EPOCH_RE.sub("epoch", str(system))
+
+
+def collapse_epochs(systems: list[str]) -> list[str]:
+    """Consecutive-epoch checkpoints of one lineage as one range, in training order; other names as they are:
+    ['sft_epoch1', 'sft_epoch2', 'grpo_epoch1', 'random'] -> ['sft_epoch1–2', 'grpo_epoch1', 'random']."""
+    epochs: dict[str, list[int]] = {}
+    out: list[str] = []
+    for name in systems:
+        m = re.fullmatch(r"(.+_epoch)(\d+)", str(name))
+        if m is None:
+            out.append(str(name))
+        elif m.group(1) not in epochs:
+            epochs[m.group(1)] = [int(m.group(2))]
+            out.append(m.group(1))  # a placeholder, filled below
+        else:
+            epochs[m.group(1)].append(int(m.group(2)))
+    for stem, found in epochs.items():
+        found.sort()
+        whole = found == list(range(found[0], found[-1] + 1)) and len(found) > 1
+        text = f"{stem}{found[0]}–{found[-1]}" if whole else ", ".join(f"{stem}{e}" for e in found)
+        out[out.index(stem)] = text
+    rank = {p: i for i, p in enumerate(PHASES)}
+    return sorted(out, key=lambda s: (0 if "_epoch" in s else 1, rank.get(s.split("_epoch")[0], len(rank))))

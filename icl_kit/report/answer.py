@@ -6,7 +6,8 @@ thing in three places, all taken from the rows of stats/comparisons.csv that the
 A claim holds when it is significant after the family's correction in the claimed direction
 (`icl_kit.stats.verdict.claim_holds`). Rows of one claim (same label and shot) are its evidence: the study's
 summary numbers (approximate) and, when re-measured, per-question paired rows on each subset; each row
-shows its own n.
+shows its own n. A claim over every shot also has its row pooled over the shots (`icl_kit.stats.pooled`),
+shown after the per-shot ones as `1–4 (all shots)`.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def claims_table(t: Text, facts: Facts, rows: pd.DataFrame) -> str:
         claimed = [pts(r["claimed"]) if pd.notna(r["claimed"]) else "—"] if with_claimed else []
         diff = f"{pts(r['diff'])} {ci(r.ci_low, r.ci_high)}"
         family = ci(r.get("ci_low_family"), r.get("ci_high_family"))
-        body.append([r["claim"], str(r["shot"]), *claimed, evidence(t, r, retest), diff, family,
+        body.append([r["claim"], t.shot(r["shot"], r.get("shots")), *claimed, evidence(t, r, retest), diff, family,
                      p_bound(r.p_adj, facts.at_floor(r)), f"±{num(r['mde'])}", need_text(r),
                      plain_verdict(t, r, facts.margin)])
     return md_table(heads, body)
@@ -89,7 +90,8 @@ def _groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _cells(t: Text, rows: pd.DataFrame) -> str:
-    cells = [t("h_cell", claim=r["claim"], shot=r["shot"], diff=pts(r["diff"]), ci=ci(r.ci_low, r.ci_high))
+    cells = [t("h_cell", claim=r["claim"], shot=t.shot(r["shot"], r.get("shots")), diff=pts(r["diff"]),
+               ci=ci(r.ci_low, r.ci_high))
              for _, r in rows.head(MAX_CELLS).iterrows()]
     return t.join(cells, limit=MAX_CELLS) + (f" {t('and_more', k=len(rows) - MAX_CELLS)}" if len(rows) > MAX_CELLS
                                              else "")
@@ -154,8 +156,8 @@ def main_sentences(t: Text, facts: Facts) -> list[str]:
     gains = rows[rows.verdict.map(verdict_kind) == "better"]
     if len(gains):
         r = gains.loc[gains["diff"].idxmax()]
-        text.append(t("conclusion_best", b=r.system_b, a=r.system_a, shot=r.shot, diff=pts(r["diff"]),
-                      ci=ci(r.ci_low, r.ci_high)))
+        text.append(t("conclusion_best", b=r.system_b, a=r.system_a, shot=t.shot(r.shot, r.get("shots")),
+                      diff=pts(r["diff"]), ci=ci(r.ci_low, r.ci_high)))
     else:
         text.append(t("conclusion_none"))
     return text

@@ -58,7 +58,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "tost_p": np.nan, "mde": np.na
                                      "tost_low": np.nan, "tost_high": np.nan, "sign_p": np.nan, "n_improved": np.nan,
                                      "n_worsened": np.nan, "p_method": "exact", "family": "automatic",
                                      "family_size": np.nan, "label": "", "claimed": np.nan, "n_needed_lo": np.nan,
-                                     "n_needed_hi": np.nan}
+                                     "n_needed_hi": np.nan, "n_clusters": np.nan}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
 CSS = """

@@ -60,9 +60,10 @@ ZH: dict[str, str] = {
     "demo_dataset": "{dataset}（演示世界：合成数据，OK-VQA 文件格式）",
     "sim_model": "模拟 LVLM（演示世界的模拟器，不是模型）",
     "sampler_desc": "RandSampler（每题 {size} 个候选，种子 {seed}）",
-    "stats_desc": "精确配对符号翻转检验（1/30 分值格点上精确计算）+ {interval} {level} 置信区间；"
+    "stats_desc": "精确配对符号翻转检验（1/30 分值格点上精确计算）{cluster}+ {interval} {level} 置信区间；"
                   "{correction} 多重比较校正（α = {alpha}，每个比较族内分别校正）；"
                   "TOST 等价检验（δ = ±{margin} 点）；功效 {power}",
+    "cluster_desc": "，按图像聚类（{k} 张图像：同一图像的题目一起翻转；区间、MDE 与所需题数按聚类稳健计算）",
     "training_desc": "InfoScore 束搜索数据上的 SFT {sft} 个 epoch，RCE 预热 {rce} 个 epoch，"
                      "GRPO {grpo} 个 epoch；奖励 {reward}",
     "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
@@ -134,12 +135,16 @@ ZH: dict[str, str] = {
     "f_weak_signal": "训练信号很弱：优势标准差的中位数只有 {adv}（阈值 {thr}），"
                      "奖励完全没有差异的组占 {zero}（中位数）。",
     "f_maxt_lost": "{lineage} 在 shot {shot} 的测试集最佳 epoch {epoch}（{diff} 点）单独检验 p {naive}，"
-                   "但计入“挑选最佳 epoch”后 max-T p {maxt}，不再显著。",
+                   "但计入“挑选{pick}”后 max-T p {maxt}，不再显著。",
     "f_maxt_kept": "{lineage} 在 shot {shot} 的测试集最佳检查点 {epoch}（{diff} 点）在计入挑选"
-                   "（从 {e} 个 epoch 中挑最好的，max-T p {maxt}）和整个比较族的校正"
+                   "（从 {among} 中挑最好的，max-T p {maxt}）和整个比较族的校正"
                    "（m = {m}，校正后 p {p_adj}）后都仍显著。",
     "f_maxt_family": "{lineage} 在 shot {shot} 的测试集最佳检查点 {epoch}（{diff} 点）：max-T p {maxt} 只计入了"
-                     "“从 {e} 个 epoch 中挑最好的”；再计入整个比较族（m = {m}），校正后 p {p_adj}：{verdict}。",
+                     "“从 {among} 中挑最好的”；再计入整个比较族（m = {m}），校正后 p {p_adj}：{verdict}。",
+    "among_epochs": "{e} 个 epoch", "among_joint": "{e} 个 epoch × {k} 个 shot", "shot_pooled": "{shots}（全部 shot）",
+    "pick_epoch": "最佳 epoch", "pick_joint": "最佳 epoch 和 shot",
+    "best_note_joint": "“全部 shot”一行只检验一次：每题一个符号，由所有 epoch 和 shot 共用（{e} 个 epoch × {k} 个 "
+                       "shot），其 max-T p 也计入了挑选 shot；各 shot 的行只回答“在该 shot 上”。",
     "f_n_small": "在 n = {n} 时 {m} 项比较中有 {k} 项无法下结论：本次能以 {power} 功效检出的最小差异约为 ±{mde} 点，"
                  "检出 ±{margin} 点约需 n≈{need} 题（各表的中位数）。",
     "f_significant_range": "{b} 相对 {a} 在 shot {shots} 上的差异都显著（{k} 项，{lo} 到 {hi} 点，n = {n}）。",
@@ -250,9 +255,11 @@ EN: dict[str, str] = {
     "demo_dataset": "{dataset} (demo world: synthetic data in the OK-VQA file layout)",
     "sim_model": "simulated LVLM (demo-world simulator, not a model)",
     "sampler_desc": "RandSampler ({size} candidates per question, seed {seed})",
-    "stats_desc": "exact paired sign-flip test (computed exactly on the 1/30 score lattice) + {interval} "
+    "stats_desc": "exact paired sign-flip test (computed exactly on the 1/30 score lattice){cluster} + {interval} "
                   "{level} interval; {correction} correction within each family of comparisons "
                   "(α = {alpha}); TOST equivalence (δ = ±{margin} points); power {power}",
+    "cluster_desc": ", by image ({k} images: the questions of one image flip together; interval, MDE and n needed "
+                    "cluster-robust)",
     "training_desc": "SFT on InfoScore beams {sft} epochs, RCE warm-up {rce} epochs, GRPO {grpo} epochs; "
                      "reward {reward}",
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
@@ -334,13 +341,18 @@ EN: dict[str, str] = {
     "f_weak_signal": "The training signal was weak: the median advantage std was only {adv} (threshold {thr}), "
                      "and a median {zero} of groups had no reward spread at all.",
     "f_maxt_lost": "{lineage} at shot {shot}: the best epoch on test, {epoch} ({diff} points), has naive p "
-                   "{naive} but max-T p {maxt} once picking the best epoch is accounted for: not significant.",
+                   "{naive} but max-T p {maxt} once picking {pick} is accounted for: not significant.",
     "f_maxt_kept": "{lineage} at shot {shot}: the best checkpoint on test, {epoch} ({diff} points), stays "
-                   "significant both after picking it among {e} epochs (max-T p {maxt}) and after the family's "
+                   "significant both after picking it among {among} (max-T p {maxt}) and after the family's "
                    "correction (m = {m}, adjusted p {p_adj}).",
     "f_maxt_family": "{lineage} at shot {shot}: the best checkpoint on test, {epoch} ({diff} points), has max-T p "
-                     "{maxt}, which accounts only for picking it among {e} epochs; corrected for its family of {m} "
+                     "{maxt}, which accounts only for picking it among {among}; corrected for its family of {m} "
                      "comparisons it has adjusted p {p_adj}: {verdict}.",
+    "among_epochs": "{e} epochs", "among_joint": "{e} epochs × {k} shots", "shot_pooled": "{shots} (all shots)",
+    "pick_epoch": "the best epoch", "pick_joint": "the best epoch and shot",
+    "best_note_joint": " The “all shots” row is one test: one sign per question, shared by every epoch and shot ({e} "
+                       "epochs × {k} shots), so its max-T p accounts for picking the shot too; a shot's row answers "
+                       "“at this shot”.",
     "f_n_small": "At n = {n}, {k} of {m} comparisons are inconclusive: the smallest difference this run detects "
                  "with power {power} is about ±{mde} points, and detecting ±{margin} points would need about "
                  "n ≈ {need} questions (the tables' median).",

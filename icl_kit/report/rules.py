@@ -152,7 +152,11 @@ def subset_contrast(f: Facts) -> dict[str, Any] | None:
 
 
 def maxt_entries(f: Facts) -> list[dict[str, Any]]:
-    return [e for e in f.best_epoch if "naive_p" in e and "maxT_p" in e]
+    """The best-epoch tests the sentences speak of: per lineage its joint test over every (epoch, shot) when
+    stats/summary.json has one (scope 'joint'), else its per-shot tests."""
+    entries = [e for e in f.best_epoch if "naive_p" in e and "maxT_p" in e]
+    joint = {e.get("lineage") for e in entries if e.get("scope") == "joint"}
+    return [e for e in entries if e.get("scope") == "joint" or e.get("lineage") not in joint]
 
 
 # ------------------------------------------------------------------ finding rules
@@ -232,16 +236,21 @@ def find_n_small(f: Facts, t: Text) -> str | None:
 
 
 def find_maxt(f: Facts, t: Text, baseline: str = "") -> list[str] | None:
-    """The best epoch on test, after picking it (max-T over the lineage's epochs), and what the table says of
+    """The best epoch on test, after picking it (max-T over the lineage's epochs; over its epochs and shots at
+    once when the lineage has a joint test, whose best shot the sentence names), and what the table says of
     the same comparison after the family's correction: a sentence never calls significant what the table
     does not."""
     out = []
     for e in maxt_entries(f):
         best = e.get("best_system") or e.get("best_epoch", "")  # the checkpoint's name, not its 0-based epoch
-        fields = {"lineage": str(e.get("lineage", "")).removesuffix("_epoch"), "shot": e.get("shot", ""),
-                  "epoch": best, "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]),
-                  "maxt": p_is(e["maxT_p"]), "e": count(len(e.get("epochs", [])) or e.get("n_epochs", 0))}
-        r = row_for(f, baseline or f.baseline, best, int(e.get("shot", 0)))
+        joint = e.get("scope") == "joint"  # the best (epoch, shot): tested once over every shot
+        shot = e.get("best_shot", 0) if joint else e.get("shot", "")
+        epochs = count(len(e.get("epochs", [])) or e.get("n_epochs", 0))
+        fields = {"lineage": str(e.get("lineage", "")).removesuffix("_epoch"), "shot": shot, "epoch": best,
+                  "diff": pts(e.get("best_diff")), "naive": p_is(e["naive_p"]), "maxt": p_is(e["maxT_p"]),
+                  "among": t("among_joint", e=epochs, k=count(e.get("n_shots", len(e.get("shots", [])))))
+                  if joint else t("among_epochs", e=epochs), "pick": t("pick_joint" if joint else "pick_epoch")}
+        r = row_for(f, baseline or f.baseline, best, int(shot or 0))
         table = ({"p_adj": p_bound_is(r.p_adj, f.at_floor(r)), "m": count(r.get("family_size")),
                   "verdict": t.verdict(r.verdict, need_text(r), f.margin)} if r is not None else None)
         if e["naive_p"] < f.alpha <= e["maxT_p"]:

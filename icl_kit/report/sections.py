@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from icl_kit.core.config import Params, ReportConfig
 from icl_kit.core.errors import KitError, few
-from icl_kit.core.names import natural_key
+from icl_kit.core.names import collapse_epochs, natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
 from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
 from icl_kit.report.answer import claims as claim_rows
@@ -26,6 +26,7 @@ from icl_kit.report.text import (
     approx_n,
     ci,
     count,
+    is_pooled,
     md_table,
     need_text,
     num,
@@ -36,6 +37,7 @@ from icl_kit.report.text import (
     pts,
     pval,
     share,
+    shot_order,
 )
 from icl_kit.stats.plots import forest_plot, power_plot
 from icl_kit.stats.verdict import verdict_kind
@@ -136,7 +138,7 @@ def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Fa
     b_systems = [b for _, b, k in featured_pairs(facts, cfg) if k == "vs_baseline"]
     claims = claim_rows(facts)
     if b_systems or claims.empty:
-        compared = f"{t.join(sorted(dict.fromkeys(b_systems), key=natural_key))} vs {cfg.baseline}"
+        compared = f"{t.join(collapse_epochs(sorted(set(b_systems), key=natural_key)), limit=6)} vs {cfg.baseline}"
     else:
         compared = t("compared_claims", m=count(claims[["claim", "shot"]].drop_duplicates().shape[0]))
     _, n, _ = facts.main()
@@ -179,7 +181,8 @@ def configuration(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, fa
 
 def _configuration_table(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
     p, s = inputs.params, inputs.params.stats
-    _, n, _ = facts.main()
+    _, n, main = facts.main()
+    k = main["n_clusters"].max() if "n_clusters" in main and s.cluster != "none" else np.nan  # images, clustered
     dataset = DATASET_NAMES[p.data.dataset]
     systems = sorted(inputs.accuracy.system.unique(), key=natural_key)
     rows = [
@@ -191,7 +194,8 @@ def _configuration_table(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportCon
         [t("cfg_shots"), ", ".join(str(k) for k in sorted(inputs.accuracy.shot.unique()))],
         [t("cfg_stats"), t("stats_desc", correction=facts.correction, alpha=num(s.alpha, 2),
                            interval=INTERVAL_NAMES.get(s.interval, s.interval),
-                           margin=num(s.equivalence_margin), power=share(s.power))],
+                           margin=num(s.equivalence_margin), power=share(s.power),
+                           cluster=t("cluster_desc", k=count(k)) if pd.notna(k) else "")],
         [t("cfg_training"), t("training_desc", sft=p.train.sft.epochs, rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
                               reward=p.train.reward.kind)],
         [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
@@ -254,8 +258,10 @@ def _b_cell(r: pd.Series) -> str:
 
 
 def _comparison_table(t: Text, rows: pd.DataFrame, facts: Facts) -> str:
-    rows = rows.sort_values(["system_b", "system_a", "shot"], key=lambda c: c.map(natural_key))
-    body = [[_b_cell(r), r.system_a, r.shot, pct(r.acc_a), pct(r.acc_b), diff_cell(r["diff"], r.verdict),
+    rows = rows.sort_values(["system_b", "system_a", "shot"],
+                            key=lambda c: c.map(shot_order if c.name == "shot" else natural_key))
+    body = [[_b_cell(r), r.system_a, t.shot(r.shot, r.get("shots")), pct(r.acc_a), pct(r.acc_b),
+             diff_cell(r["diff"], r.verdict),
              ci_cell(t, r), ci(r.tost_low, r.tost_high), p_bound(r.p_adj, facts.at_floor(r)),
              verdict_cell(t, r, facts.margin)] for _, r in rows.iterrows()]
     heads = ["col_b", "col_a", "col_shot", "col_acc_a", "col_acc_b", "col_diff", "col_ci", "col_tost", "col_padj",
@@ -296,15 +302,17 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
         lines = []
         for subset, n in reversed(facts.subsets()):
             c = facts.comparisons
-            rows = c[(c.subset == subset) & (c.system_a == a) & (c.system_b == b)].sort_values("shot")
+            rows = c[(c.subset == subset) & (c.system_a == a) & (c.system_b == b)]
+            rows = rows.sort_values("shot", key=lambda s: s.map(shot_order))  # the row pooled over the shots last
             if rows.empty:
                 continue
             lines.append(t("detail_subset", label=t.subset_label(subset), n=count(n)))
             lines += [_detail_line(t, facts, r, a, b) for _, r in rows.iterrows()]
-            if rows.mde.notna().any():
-                mid = rows.iloc[len(rows) // 2]  # the median shot's row: its n needed, as its table row says
-                obs = rows.n_needed_observed.median()
-                lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(rows.mde.median()),
+            per_shot = rows[~rows.shot.map(is_pooled)]  # medians over the shots: the pooled row is not a shot
+            if per_shot.mde.notna().any():
+                mid = per_shot.iloc[len(per_shot) // 2]  # the median shot's row: its n needed, as its table row says
+                obs = per_shot.n_needed_observed.median()
+                lines.append(t("detail_mde", n=count(n), power=share(facts.power), mde=num(per_shot.mde.median()),
                                m=count(rows.family_size.max()), margin=num(facts.margin), need=need_text(mid),
                                shot=mid.shot)
                              + (t("detail_mde_obs", need_obs=approx_n(obs)) if np.isfinite(obs) else t("full_stop")))
@@ -315,7 +323,7 @@ def details(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: F
 
 
 def _detail_line(t: Text, facts: Facts, r: pd.Series, a: str, b: str) -> str:
-    fields = {"shot": r.shot, "a": a, "b": b, "acc_a": pct(r.acc_a), "acc_b": pct(r.acc_b),
+    fields = {"shot": t.shot(r.shot, r.get("shots")), "a": a, "b": b, "acc_a": pct(r.acc_a), "acc_b": pct(r.acc_b),
               "diff": diff_cell(r["diff"], r.verdict), "ci": ci_cell(t, r),
               "tost_ci": ci(r.tost_low, r.tost_high), "p_adj": p_bound_is(r.p_adj, facts.at_floor(r)), "p": p_is(r.p),
               "verdict": verdict_cell(t, r, facts.margin)}
@@ -354,12 +362,16 @@ def _best_epoch(doc: Doc, t: Text, facts: Facts, i: int) -> None:
     entries = [e for e in facts.best_epoch if "naive_p" in e and "maxT_p" in e]
     if not entries:
         return
-    body = [[str(e.get("lineage", "—")), str(e.get("shot", "—")),
-             str(e.get("best_system") or e.get("best_epoch", "—")),  # the checkpoint's name, not its 0-based epoch
+    joint = [e for e in entries if e.get("scope") == "joint"]  # one test over every (epoch, shot) of a lineage
+    body = [[str(e.get("lineage", "—")), t.shot(e.get("shot", "—"), e.get("shots")),
+             str(e.get("best_system") or e.get("best_epoch", "—"))  # the checkpoint's name, not its 0-based epoch
+             + (f" (shot {e.get('best_shot')})" if e in joint else ""),
              pts(e.get("best_diff")), pval(e["naive_p"]), pval(e["maxT_p"])] for e in entries]
     heads = ["col_lineage", "col_shot", "col_best", "col_best_diff", "col_naive", "col_maxt"]
     n_epochs = max(int(e.get("n_epochs", len(e.get("epochs", [])) or 0)) for e in entries)
-    doc.add(t("best_heading", i=i), md_table([t(h) for h in heads], body), t("best_note", e=count(n_epochs)))
+    note = t("best_note", e=count(n_epochs)) + (t("best_note_joint", e=count(max(e["n_epochs"] for e in joint)),
+                                                  k=count(max(e["n_shots"] for e in joint))) if joint else "")
+    doc.add(t("best_heading", i=i), md_table([t(h) for h in heads], body), note)
 
 
 # ------------------------------------------------------------------ findings to conclusion

@@ -19,6 +19,7 @@ import numbers
 import re
 
 from icl_kit.report.phrases import PHRASES
+from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.verdict import verdict_kind, verdict_margin
 
 MINUS = "\u2212"
@@ -140,6 +141,28 @@ def md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
 
 
+def is_pooled(shot: object) -> bool:
+    """A comparisons.csv row pooled over shots (shot POOLED_SHOT), or a best-epoch entry joint over them ('all')."""
+    return str(shot) in (str(POOLED_SHOT), "all")
+
+
+def shot_order(shot: object) -> tuple[int, int]:
+    """Sort key of a shot column: the shots in order, the row pooled over them last."""
+    return (1, 0) if is_pooled(shot) else (0, int(shot))
+
+
+def shots_text(shots: object) -> str:
+    """The shots of a pooled row ('1,2,3,4' in comparisons.csv, [1, 2, 3, 4] in summary.json) as the report
+    writes them: `1–4`; with a gap `1–2, 4`."""
+    runs: list[list[int]] = []
+    for k in sorted({int(x) for x in re.findall(r"\d+", str(shots))}):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ", ".join(f"{a}–{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def need_text(row: object) -> str:
     """Questions needed to detect the margin, one text for every place the report prints it: a paired row's
     n (`n_needed`); a summary-only row's range for a paired re-measurement (`n_needed_lo`–`n_needed_hi`, answer
@@ -182,6 +205,10 @@ class Text:
             return (self("v_inconclusive_n", n=need, margin=num(margin)) if need and need != DASH
                     else self("v_inconclusive"))
         return self(f"v_{kind}")
+
+    def shot(self, shot: object, shots: object = None) -> str:
+        """A row's shot: `2`, or for a row pooled over the shots `1–4 (all shots)`."""
+        return self("shot_pooled", shots=shots_text(shots)).strip() if is_pooled(shot) else str(shot)
 
     def join(self, items: list[str], limit: int = 4) -> str:
         """`a、b、c` / `a, b, c`, shortened with "and k more" past `limit` items."""

@@ -4,7 +4,8 @@ Units: scores are per-question accuracies in 0..1; differences are returned in P
 Both p-values are ONE-SIDED (in the direction of "better"). On the 1/30 score lattice the
 statistics are integer sums, so ties are exact (`icl_kit.stats.exact`): the joint null is
 enumerated when few questions differ, else drawn at random with integer tie counting, and the
-naive p is always the exact one-sided sign-flip p of the chosen epoch.
+naive p is always the exact one-sided sign-flip p of the chosen epoch. `max_t_joint` runs the same test
+over every (epoch, shot) column of a lineage at once, so picking the best shot is accounted for too.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ def _null_sums(d: np.ndarray, n_perm: int, rng: np.random.Generator) -> tuple[np
     return out, False
 
 
-def _lattice_diffs(scores_epochs: np.ndarray, scores_base: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(D = epochs - base, on_lattice): integers on the 1/30 lattice when possible, else floats."""
+def _lattice_diffs(scores_epochs: np.ndarray, scores_base: np.ndarray, rows: bool = False) -> tuple[np.ndarray, bool]:
+    """(D = epochs - base, on_lattice): integers on the 1/30 lattice when possible, else floats. The base is
+    one row (n,) shared by every epoch, or with `rows` one row per epoch (E, n)."""
     ke, kb = lattice_ints(scores_epochs), lattice_ints(scores_base)
     if ke is not None and kb is not None:
-        return ke - kb[None, :], True
-    return np.asarray(scores_epochs, float) - np.asarray(scores_base, float)[None, :], False
+        return ke - (kb if rows else kb[None, :]), True
+    base = np.asarray(scores_base, float)
+    return np.asarray(scores_epochs, float) - (base if rows else base[None, :]), False
 
 
 def max_t_best_epoch(
@@ -75,6 +78,43 @@ def max_t_best_epoch(
     d, on_lattice = _lattice_diffs(scores_epochs, scores_base)
     if d.ndim != 2 or d.shape[1] < MIN_N:
         raise KitError(f"scores_epochs must be (epochs, questions) aligned with scores_base; got shape {d.shape}.")
+    return max_t_of_diffs(d, on_lattice, n_perm, seed)
+
+
+def max_t_joint(
+    scores_epochs: np.ndarray,
+    scores_base: np.ndarray,
+    n_perm: int = 10000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Is the best (epoch, shot) of a lineage better than the base at that shot? One max-T over every column.
+
+    scores_epochs: (S, E, n) per-question scores of E epochs at S shots on the same n questions; scores_base:
+    (S, n), the base at each shot. The S * E columns D[s, e] = scores_epochs[s, e] - scores_base[s] share one
+    sign per question (flipping question i flips its row in every column, keeping the correlation between
+    shots and epochs), and the statistic is the largest column sum, as in `max_t_best_epoch`: so "the best
+    checkpoint at some shot" is tested once. Exact when the union of the columns' non-zero rows has at most
+    EXACT_MAX_COLUMNS questions, else `n_perm` Monte Carlo sign vectors. Returns max_t_best_epoch's fields
+    (`n_epochs` = E) with `best_shot_index`, `best_epoch_index`, `n_shots` = S and `n_columns` = S * E;
+    `best_index` and `diffs` / `maxT_p_each` run over the columns shot-major (column s * E + e).
+    """
+    e3 = np.asarray(scores_epochs, float)
+    base = np.asarray(scores_base, float)
+    if e3.ndim != 3 or base.shape != (e3.shape[0], e3.shape[2]):
+        raise KitError(f"scores_epochs must be (shots, epochs, questions) and scores_base (shots, questions); got "
+                       f"{e3.shape} and {base.shape}.")
+    shots, epochs, n = e3.shape
+    d, on_lattice = _lattice_diffs(e3.reshape(shots * epochs, n), np.repeat(base, epochs, axis=0), rows=True)
+    if n < MIN_N:
+        raise KitError(f"Need at least {MIN_N} questions for the joint max-T; got {n}.")
+    res = max_t_of_diffs(d, on_lattice, n_perm, seed)
+    best = res["best_index"]
+    return {**res, "best_shot_index": best // epochs, "best_epoch_index": best % epochs, "n_epochs": epochs,
+            "n_shots": shots, "n_columns": shots * epochs}
+
+
+def max_t_of_diffs(d: np.ndarray, on_lattice: bool, n_perm: int, seed: int) -> dict[str, Any]:
+    """The max-T test of `max_t_best_epoch` on differences D (columns, n): lattice integers or floats."""
     if n_perm < 1:
         raise KitError(f"n_perm={n_perm} must be at least 1.")
     observed = d.sum(axis=1)  # (E,)

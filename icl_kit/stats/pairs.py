@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from icl_kit.core.config import StatsConfig, claimed_points
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import lineage
 from icl_kit.evaluation.io import RUN_WORLD, STUDY_WORLD_PREFIX, imported_world
+from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.power import MIN_N
 
 PRED_COLUMNS = ("system", "shot", "question_id", "acc")
@@ -130,11 +132,32 @@ def _pair_jobs(c: Pair, shots: list[int], scores: Scores, summ: Mapping, worlds:
     return jobs
 
 
+def pooled_shots(c: Pair, shots: list[int], scores: Scores) -> list[int]:
+    """The shots a pair's pooled row covers: every shot where both have per-question scores, for an explicit
+    pair over every shot (`shot` not given) with at least two; [] otherwise (no pooled row)."""
+    both = [k for k in shots if (c.a, k) in scores and (c.b, k) in scores]
+    return both if c.family == PRIMARY and c.shot is None and len(both) >= 2 else []
+
+
+def _pooled_jobs(c: Pair, shots: list[int], scores: Scores, subsets: list) -> list:
+    """(pair, POOLED_SHOT, subset, the questions both have at every pooled shot) of an explicit pair's pooled row."""
+    both = pooled_shots(c, shots, scores)
+    out = []
+    for subset, ids in subsets if both else []:
+        common = reduce(pd.Index.intersection, [common_ids(scores[(c.a, k)], scores[(c.b, k)], ids) for k in both])
+        if len(common) >= MIN_N:
+            out.append((c, POOLED_SHOT, subset, common.sort_values()))
+    return out
+
+
 def jobs(scores: Scores, summ: Mapping, worlds: Mapping[str, str], comparisons: list[Pair], subsets: list,
           shots: list) -> list:
     """(pair, shot, subset, common ids or None for summary mode) of every row that can be computed. An
-    automatic row that repeats an explicit one (same A, B, shot and subset) is dropped: it is one question."""
-    jobs = [j for c in comparisons for j in _pair_jobs(c, shots, scores, summ, worlds, subsets)]
+    automatic row that repeats an explicit one (same A, B, shot and subset) is dropped: it is one question.
+    An explicit pair over every shot also gets, after its per-shot rows, one row per subset pooled over the
+    shots (shot POOLED_SHOT, `icl_kit.stats.pooled`), in the primary family."""
+    jobs = [j for c in comparisons for j in _pair_jobs(c, shots, scores, summ, worlds, subsets)
+            + _pooled_jobs(c, shots, scores, subsets)]
     primary = {(c.a, c.b, k, sub) for c, k, sub, _ in jobs if c.family == PRIMARY}
     return [j for j in jobs if j[0].family == PRIMARY or (j[0].a, j[0].b, j[1], j[2]) not in primary]
 

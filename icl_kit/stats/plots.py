@@ -17,6 +17,7 @@ import seaborn as sns
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
+from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
 from icl_kit.stats.verdict import verdict_kind
 
@@ -41,20 +42,21 @@ def comparison_table(df: pd.DataFrame, subset: str | None = None, digits: int = 
 
 def forest_plot(df: pd.DataFrame, subset: str = "all", margin: float | None = None,
                 alpha: float = StatsConfig().alpha) -> plt.Figure:
-    """Difference B - A (points) with its 1 - alpha interval, one panel per shot, coloured by verdict.
+    """Difference B - A (points) with its 1 - alpha interval, one panel per shot (and one for the rows pooled
+    over the shots, last), coloured by verdict.
 
     A dashed line marks 0; a grey band marks the equivalence margin ±δ when given.
     """
     rows = df[df.subset == subset]
     if rows.empty:
         raise KitError(f"No comparisons in subset {subset!r}; choose one of {sorted(df.subset.unique())}.")
-    shots = sorted(rows.shot.unique())
+    shots = sorted(rows.shot.unique(), key=lambda k: (k == POOLED_SHOT, k))  # the pooled rows' panel last
     labels = list(dict.fromkeys(f"{r.system_b} vs {r.system_a}" for r in rows.itertuples()))
     fig, axes = plt.subplots(1, len(shots), sharex=True, sharey=True, squeeze=False,
                              figsize=(3.2 * len(shots) + 2.5, 0.35 * len(labels) + 1.5))
     for ax, shot in zip(axes[0], shots, strict=True):
         _forest_panel(ax, rows[rows.shot == shot], labels, margin)
-        ax.set_title(f"{shot}-shot")
+        ax.set_title("all shots (pooled)" if shot == POOLED_SHOT else f"{shot}-shot")
     axes[0][0].set_yticks(range(len(labels)), labels)
     axes[0][0].invert_yaxis()
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in VERDICT_COLORS.items()]
@@ -125,11 +127,15 @@ def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
 
 def best_epoch_table(extra: Mapping[str, Any]) -> pd.DataFrame:
     """Best epoch per lineage and shot: its gain, the naive p and the max-T p (selection-adjusted), both
-    ONE-SIDED (in the direction of "better"), and whether the null was enumerated (method 'exact')."""
-    cols = ["lineage", "shot", "best_system", "best_diff", "naive_p_one_sided", "maxT_p_one_sided", "method", "n"]
-    rows = [{"lineage": r["lineage"], "shot": r["shot"], "best_system": r["best_system"], "best_diff": r["best_diff"],
-             "naive_p_one_sided": r["naive_p"], "maxT_p_one_sided": r["maxT_p"], "method": r.get("method", ""),
-             "n": r["n"]} for r in extra.get("best_epoch", [])]
+    ONE-SIDED (in the direction of "better"), and whether the null was enumerated (method 'exact'). A lineage
+    tested at several shots also has its joint row (shot 'all': the best epoch at the best shot, `best_shot`,
+    with one max-T over every epoch and shot)."""
+    cols = ["lineage", "shot", "best_system", "best_shot", "best_diff", "naive_p_one_sided", "maxT_p_one_sided",
+            "method", "n"]
+    rows = [{"lineage": r["lineage"], "shot": r["shot"], "best_system": r["best_system"],
+             "best_shot": r.get("best_shot", r["shot"]), "best_diff": r["best_diff"], "naive_p_one_sided": r["naive_p"],
+             "maxT_p_one_sided": r["maxT_p"], "method": r.get("method", ""), "n": r["n"]}
+            for r in extra.get("best_epoch", [])]
     return pd.DataFrame(rows, columns=cols).round({"best_diff": 2, "naive_p_one_sided": 4, "maxT_p_one_sided": 4})
 
 

@@ -3,8 +3,9 @@
 Reads `eval/predictions.jsonl` (one line per system, shot, question; `acc` in 0..1)
 and optionally `eval/summary.csv` (system, shot, n, accuracy in percent) for
 systems known only by summaries (imported old results). Writes
-`stats/comparisons.csv` (one row per system A, system B, shot, subset) and
-`stats/summary.json` (verdict counts, best-epoch max-T, the "honest number").
+`stats/comparisons.csv` (one row per system A, system B, shot, subset; an explicit pair over every shot
+also gets one row pooled over the shots, `shot` = -1 and `shots` listing them, `icl_kit.stats.pooled`) and
+`stats/summary.json` (verdict counts, best-epoch max-T per shot and joint over the shots, the "honest number").
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ from icl_kit.core.names import POINTS
 from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, read_jsonl
 from icl_kit.evaluation.io import PRED_FIELDS, read_imported
 from icl_kit.evaluation.select import run_folder, run_params
-from icl_kit.stats.best_epoch import max_t_best_epoch
+from icl_kit.stats.best_epoch import max_t_best_epoch, max_t_joint
+from icl_kit.stats.cluster import question_images
 from icl_kit.stats.intervals import LEVEL, accuracy_intervals, order_rows, summary_intervals
 from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdict
 from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's comparisons are asked for here
@@ -40,11 +43,13 @@ from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's compari
     explicit_pairs,
     jobs,
     per_question_scores,
+    pooled_shots,
     subset_ids,
     summary_accuracies,
     system_worlds,
     world_label,
 )
+from icl_kit.stats.pooled import POOLED_SHOT, compare_pooled, shots_field
 from icl_kit.stats.power import MIN_N
 from icl_kit.stats.results import RunResults
 
@@ -53,16 +58,28 @@ COLUMNS = [
     "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
     "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
     "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi", "ci_low_family",
-    "ci_high_family",
+    "ci_high_family", "n_clusters", "shots",
 ]
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
 
 
-def _paired_row(sa: pd.Series, sb: pd.Series, common: pd.Index, cfg: StatsConfig, family_size: int) -> dict:
+def _paired_row(sa: pd.Series, sb: pd.Series, common: pd.Index, cfg: StatsConfig, family_size: int,
+                images: pd.Series | None = None) -> dict:
     return compare_paired(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), n_boot=cfg.n_boot,
                           n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha, interval=cfg.interval,
-                          equivalence_margin=cfg.equivalence_margin, power=cfg.power, family_size=family_size)
+                          equivalence_margin=cfg.equivalence_margin, power=cfg.power, family_size=family_size,
+                          clusters=None if images is None else images.loc[common].to_numpy())
+
+
+def _pooled_row(scores: Scores, c: Pair, shots: list[int], common: pd.Index, cfg: StatsConfig, family_size: int,
+                images: pd.Series | None = None) -> dict:
+    """B vs A pooled over `shots` on the questions both have at each (`icl_kit.stats.pooled`)."""
+    a = np.stack([scores[(c.a, k)].loc[common].to_numpy() for k in shots])  # (K, n)
+    b = np.stack([scores[(c.b, k)].loc[common].to_numpy() for k in shots])
+    return compare_pooled(a, b, n_boot=cfg.n_boot, n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
+                          interval=cfg.interval, equivalence_margin=cfg.equivalence_margin, power=cfg.power,
+                          family_size=family_size, clusters=None if images is None else images.loc[common].to_numpy())
 
 
 def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
@@ -83,15 +100,17 @@ def run_stats(
 ) -> pd.DataFrame:
     """All comparisons of a run, p adjusted within each family, verdicts assigned.
 
-    Comparisons: `cfg.comparisons` and `pairs` (family "primary"); with `cfg.automatic`, every system of
+    Comparisons: `cfg.comparisons` and `pairs` (family "primary"; those over every shot also pooled over the
+    shots, one row per subset with shot POOLED_SHOT, in the same family); with `cfg.automatic`, every system of
     the baseline's world vs `cfg.baseline` at every shot both have and, with `epoch_chain`, each checkpoint
     epoch vs the previous one of its lineage (family "automatic"). Paired when both sides have per-question
     scores (subsets "all" and each `cfg.subsets` entry smaller than the run); two imported systems of one
     world are compared from their summaries (approximate), filed under their world as the subset (e.g.
     'study_first100'). Systems of different worlds are never compared. Family = (subset, family): p and
-    TOST p are corrected with `cfg.correction` within it; MDE and n needed use alpha / (family size).
+    TOST p are corrected with `cfg.correction` within it; MDE and n needed use alpha / (family size). With
+    `cfg.cluster` 'image', paired rows take the predictions' image_id as clusters (`icl_kit.stats.cluster`).
     """
-    scores = per_question_scores(predictions)
+    scores, images = per_question_scores(predictions), question_images(predictions, cfg.cluster)
     summ = summary_accuracies(summary)
     worlds = system_worlds(scores, summary)
     systems = sorted({s for s, _ in set(scores) | set(summ)})
@@ -110,14 +129,18 @@ def run_stats(
     rows = []
     for c, shot, subset, common in tqdm(todo, desc="stats", disable=not progress):
         m = sizes[(subset, c.family)]
-        if common is not None:
-            res = _paired_row(scores[(c.a, shot)], scores[(c.b, shot)], common, cfg, m)
+        pooled = pooled_shots(c, shots, scores) if shot == POOLED_SHOT else [shot]
+        if shot == POOLED_SHOT:
+            res = _pooled_row(scores, c, pooled, common, cfg, m, images)
+        elif common is not None:
+            res = _paired_row(scores[(c.a, shot)], scores[(c.b, shot)], common, cfg, m, images)
         else:
             (acc_a, n_a), (acc_b, n_b) = _summary_of((c.a, shot), scores, summ), _summary_of((c.b, shot), scores, summ)
             res = compare_summary(acc_a / POINTS, acc_b / POINTS, n_a, n_b=n_b, alpha=cfg.alpha, power=cfg.power,
                                   equivalence_margin=cfg.equivalence_margin, family_size=m)
         rows.append({**res, "system_a": c.a, "system_b": c.b, "shot": shot, "subset": subset, "kind": c.kind,
-                     "family": c.family, "family_size": m, "label": c.label, "claimed": c.claimed})
+                     "family": c.family, "family_size": m, "label": c.label, "claimed": c.claimed,
+                     "shots": shots_field(pooled)})
     df = pd.DataFrame(rows, columns=COLUMNS)
     return assign_verdicts(df, cfg)
 
@@ -135,10 +158,14 @@ def assign_verdicts(df: pd.DataFrame, cfg: StatsConfig) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ best epoch
 def best_epoch_tests(predictions: pd.DataFrame, cfg: StatsConfig) -> list[dict[str, Any]]:
-    """Per lineage and shot: is the best epoch better than the baseline after selection (max-T)?"""
+    """Per lineage and shot: is the best epoch better than the baseline after selection (max-T, `scope`
+    'shot')? Then per lineage tested at two or more shots, one joint max-T over every (epoch, shot) with one
+    sign flip per question shared by all of them (`scope` 'joint', `shot` 'all', `best_shot` the shot picked):
+    the test of "the best checkpoint at some shot", which the per-shot rows are not."""
     scores = per_question_scores(predictions)
     out = []
     for stem, by_epoch in epoch_systems(predictions).items():
+        epochs, frames = list(by_epoch), {}
         for shot in sorted({k for _, k in scores}):
             keys = [(s, shot) for s in by_epoch.values()]
             if len(keys) < 2 or (cfg.baseline, shot) not in scores or any(k not in scores for k in keys):
@@ -147,12 +174,30 @@ def best_epoch_tests(predictions: pd.DataFrame, cfg: StatsConfig) -> list[dict[s
                               join="inner").sort_index()
             if len(frame) < MIN_N:
                 continue
+            frames[shot] = frame
             res = max_t_best_epoch(frame.iloc[:, 1:].to_numpy().T, frame.iloc[:, 0].to_numpy(),
                                    n_perm=cfg.n_perm, seed=cfg.seed)  # one-sided, "better"; exact when feasible
-            epochs = list(by_epoch)
-            out.append({"lineage": stem, "shot": shot, "best_epoch": epochs[res["best_index"]],
+            out.append({"lineage": stem, "scope": "shot", "shot": shot, "best_epoch": epochs[res["best_index"]],
                         "best_system": keys[res["best_index"]][0], "epochs": epochs, **res})
+        joint = _joint_best_epoch(stem, by_epoch, frames, cfg) if len(frames) >= 2 else None
+        out += [joint] if joint else []
     return out
+
+
+def _joint_best_epoch(stem: str, by_epoch: Mapping[int, str], frames: Mapping[int, pd.DataFrame],
+                      cfg: StatsConfig) -> dict[str, Any] | None:
+    """The joint max-T of a lineage over the shots of `frames` (baseline, then each epoch, by question), on the
+    questions every shot has (`icl_kit.stats.best_epoch.max_t_joint`); None with fewer than MIN_N of them."""
+    shots = sorted(frames)
+    common = reduce(pd.Index.intersection, [frames[k].index for k in shots]).sort_values()
+    if len(common) < MIN_N:
+        return None
+    cube = np.stack([frames[k].loc[common].to_numpy().T for k in shots])  # (S, 1 + E, n)
+    res = max_t_joint(cube[:, 1:], cube[:, 0], n_perm=cfg.n_perm, seed=cfg.seed)
+    e = res["best_epoch_index"]
+    return {"lineage": stem, "scope": "joint", "shot": "all", "shots": shots,
+            "best_shot": shots[res["best_shot_index"]], "best_epoch": list(by_epoch)[e],
+            "best_system": list(by_epoch.values())[e], "epochs": list(by_epoch), **res}
 
 
 def honest_number(

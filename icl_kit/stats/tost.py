@@ -97,15 +97,25 @@ def integer_diffs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int] | None
     return k[a.size:] - k[:a.size], unit
 
 
+def tost_p_ints(k: np.ndarray, unit: int, margin: float) -> float:
+    """TOST p of integer differences k, `unit` integers being a change of 1.0 (30 on the lattice; 30 K for
+    differences averaged over K shots), margin in points: the larger of the two exact one-sided p."""
+    mu0 = margin / POINTS * unit
+    return max(one_sided_p(k, unit, mu0), one_sided_p(k, unit, -mu0) if mu0 > 0 else 1.0)
+
+
+def fits_exact_tost(n: int, unit: int) -> bool:
+    """Whether the exact TOST's pmf of a sum of n differences of `unit` per 1.0 is small enough to compute."""
+    return n * 2 * unit + 1 <= MAX_SUPPORT
+
+
 def tost_p(a: np.ndarray, b: np.ndarray, margin: float) -> tuple[float, str]:
     """(TOST p that |mean(b - a)| < margin points, note): exact under the tilted nulls (module docstring), or
     the paired t TOST with a note when the scores are not integers of a small unit or the sum is too wide."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     found = integer_diffs(a, b)
-    if found is not None and a.size * 2 * found[1] + 1 <= MAX_SUPPORT:
-        k, unit = found
-        mu0 = margin / POINTS * unit
-        return max(one_sided_p(k, unit, mu0), one_sided_p(k, unit, -mu0) if mu0 > 0 else 1.0), ""
+    if found is not None and fits_exact_tost(a.size, found[1]):
+        return tost_p_ints(*found, margin), ""
     if np.ptp(b - a) == 0:
         return 1.0, T_NOTE  # no spread for a t; conservative
     return float(ttost_paired(b, a, -margin / POINTS, margin / POINTS)[0]), T_NOTE

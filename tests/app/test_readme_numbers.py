@@ -44,14 +44,22 @@ def rows(demo_run) -> pd.DataFrame:
 
 
 def test_the_primary_claims_count(block, rows) -> None:
-    m = re.search(rf"None of the (\d+) primary claims holds\*\* on the ({NUM}) test questions: (\d+) is equivalent "
-                  rf"within ±1 point, (\d+) cannot be told from noise", block)
+    m = re.search(rf"None of the (\d+) primary claims holds\*\* on the ({NUM}) test questions: (\d+) (?:is|are) "
+                  rf"equivalent within ±1 point, (\d+) cannot be told from noise", block)
     assert m, block
     primary = rows[rows.family == "primary"]
     kinds = primary.kind.value_counts()
     assert int(m.group(1)) == len(primary) and value(m.group(2)) == primary.n.max()
     assert kinds.get("better", 0) + kinds.get("worse", 0) == 0  # "none holds"
     assert (int(m.group(3)), int(m.group(4))) == (kinds.get("equivalent", 0), kinds.get("inconclusive", 0))
+
+
+def test_the_widths_are_the_reports(block, demo_run) -> None:
+    m = re.search(rf"each interval about ±({NUM}) points; detecting a difference needs about ({NUM})\)", block)
+    assert m, block
+    answer = (demo_run / "report" / "report.en.md").read_text(encoding="utf-8").split("\n## ")[1]
+    said = re.search(rf"about ±({NUM}) points wide, and a difference would need about ({NUM}) points", answer)
+    assert said and said.groups() == m.groups(), (said, m.groups())
 
 
 def test_similarity_against_random(block, rows) -> None:

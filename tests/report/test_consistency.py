@@ -41,6 +41,30 @@ DEMO_SENTENCES = {"counts": 1, "range": 1, "max-T": 1, "validation": 1}  # kinds
 SHIFTS = [0.0, 1.2, 0.9, 1.0, 1.0, 1.15, 1.05]  # similarity and the checkpoints well above random
 
 
+POOLED = -1  # comparisons.csv's `shot` of a row pooled over the shots in its `shots` ("1,2,3,4")
+POOLED_WORDS = r"(?:\(all shots\)|（全部 shot）)"  # how the report writes a pooled row's shot: "1–4 (all shots)"
+POOLED_CELL = rf"(\d[\d–, ]*?) ?{POOLED_WORDS}"
+
+
+def shot_of(cell: str) -> int | None:
+    """A Shot cell read back: the shot, POOLED for "1–4 (all shots)", None when it is neither."""
+    if cell.isdigit():
+        return int(cell)
+    return POOLED if re.fullmatch(POOLED_CELL, cell) else None
+
+
+def pooled_shots_ok(cell: str, r: pd.Series) -> bool:
+    """A pooled row's cell names the shots of its `shots` ("1–2, 4" for 1,2,4); a shot's cell is its shot."""
+    m = re.fullmatch(POOLED_CELL, cell)
+    if m is None:
+        return int(cell) == r.shot
+    named = set()
+    for part in m.group(1).split(", "):
+        lo, _, hi = part.partition("–")
+        named |= set(range(int(lo), int(hi or lo) + 1))
+    return r.shot == POOLED and named == {int(k) for k in str(r.shots).split(",")}
+
+
 def value(text: str) -> float:
     return float(text.replace(MINUS, "-").replace(GROUP, "").replace("+", "").replace("%", ""))
 
@@ -126,7 +150,7 @@ def table_rows(md: str, comps: pd.DataFrame) -> list[tuple[str, list[str]]]:
             subset = None
         elif subset and line.startswith("| ") and not line.startswith("| B |"):
             cells = [c.strip() for c in line.strip("|").split(" | ")]
-            if len(cells) == 10 and cells[2].isdigit():
+            if len(cells) == 10 and shot_of(cells[2]) is not None:
                 out.append((subset, cells))
     return out
 
@@ -139,7 +163,8 @@ def row(comps: pd.DataFrame, subset: str, a: str, b: str, shot: int) -> pd.Serie
 
 def check_table_row(subset: str, cells: list[str], comps: pd.DataFrame, lang: str) -> None:
     b = cells[0].split(" (")[0]
-    r = row(comps, subset, cells[1], b, int(cells[2]))
+    r = row(comps, subset, cells[1], b, shot_of(cells[2]))
+    assert pooled_shots_ok(cells[2], r), cells
     kind = verdict_kind(r.verdict)
     assert close(value(cells[3]), r.acc_a) and close(value(cells[4]), r.acc_b), cells
     assert close(value(cells[5].replace("*", "").split()[0]), r["diff"]), cells
@@ -159,7 +184,7 @@ def check_answer(md: str, comps: pd.DataFrame, lang: str) -> int:
     prim = comps[comps.family == "primary"]
     for line in lines:
         cells = [c.strip() for c in line.strip("|").split(" | ")]
-        claim, shot = cells[0], int(cells[1])
+        claim, shot = cells[0], shot_of(cells[1])
         evidence = next(c for c in cells if "n = " in c)
         n = value(re.search(rf"n = ({NUM})", evidence).group(1))
         summary = "†" in evidence
@@ -167,6 +192,7 @@ def check_answer(md: str, comps: pd.DataFrame, lang: str) -> int:
                     & ((prim.label == claim) | (prim.system_b + " vs " + prim.system_a == claim))]
         assert len(hits) == 1, line
         r = hits.iloc[0]
+        assert pooled_shots_ok(cells[1], r), line
         diff_cell = next(c for c in cells if re.match(rf"{NUM} \[", c))
         assert close(value(diff_cell.split()[0]), r["diff"]), line
         lo, hi = interval(diff_cell.split(" ", 1)[1])
@@ -228,13 +254,13 @@ def sentences_en(md: str, comps: pd.DataFrame, baseline: str) -> Counter:
 def detail_lines(md: str, comps: pd.DataFrame, lang: str) -> int:
     """Lines '- Shot k: B acc vs A acc, difference d, … adjusted p p → verdict' under their subset bullets."""
     subset, count = None, 0
-    pattern = (rf"  - Shot (\d)[:：]\s*(\S+) ({NUM})% vs (\S+) ({NUM})%[，,]\s*(?:difference|差异) \**({NUM}).*?"
-               rf"(?:adjusted p|校正后 p) ([^（(]+?)[（(].*→ (.+)$")
+    pattern = (rf"  - Shot (\d|\d[\d–, ]*? ?{POOLED_WORDS})[:：]\s*(\S+) ({NUM})% vs (\S+) ({NUM})%[，,]\s*"
+               rf"(?:difference|差异) \**({NUM}).*?(?:adjusted p|校正后 p) ([^（(]+?)[（(].*→ (.+)$")
     for line in md.splitlines():
         if line.startswith("- **"):
             subset = subset_of(line, comps)
         elif subset and (m := re.match(pattern, line)):
-            r = row(comps, subset, m.group(4), m.group(2).strip(), int(m.group(1)))
+            r = row(comps, subset, m.group(4), m.group(2).strip(), shot_of(m.group(1)))
             assert close(value(m.group(6)), r["diff"]) and p_ok(m.group(7), r.p_adj), line
             assert kind_of(m.group(8), lang) == verdict_kind(r.verdict), line
             count += 1

@@ -26,6 +26,7 @@ from icl_kit.report.rules import (
     find_subsets,
     find_val_disagree,
     find_weak_signal,
+    rec_honest,
     rec_more_n,
     rec_val_reward,
 )
@@ -459,4 +460,53 @@ def test_levels_follow_alpha_and_power_says_its_alpha(tmp_path):
     assert "(power 80% at α/3, SD of differences" in en and "（功效 80%，α/3，" in zh
     assert "| grpo_epoch2 (new best vs baseline) | random | 1 |" in en
     assert "**Explicit comparisons (the primary family, adjusted on its own)**" in en
+    assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
+
+
+# ------------------------------------------------------------------ selection over shots
+def test_rule_maxt_speaks_of_the_joint_test_over_shots():
+    """A lineage with a joint best-epoch test (one max-T over every epoch and shot): its sentence quotes the joint
+    p, names the shot it picked and says what was picked among; the per-shot tests make no sentence of their own."""
+    t = Text("en")
+    per_shot = [{"lineage": "grpo_epoch", "scope": "shot", "shot": k, "best_system": "grpo_epoch2", "best_diff": d,
+                 "naive_p": 0.001, "maxT_p": 0.004, "epochs": [1, 2]} for k, d in ((1, 0.9), (2, 0.2))]
+    joint = {"lineage": "grpo_epoch", "scope": "joint", "shot": "all", "shots": [1, 2], "best_shot": 1,
+             "best_system": "grpo_epoch2", "best_diff": 0.9, "naive_p": 0.001, "maxT_p": 0.007, "epochs": [1, 2],
+             "n_epochs": 2, "n_shots": 2}
+    kept = find_maxt(facts(best_epoch=per_shot + [joint], baseline="random"), t)
+    assert kept == ["grpo at shot 1: the best checkpoint on test, grpo_epoch2 (+0.9 points), stays significant both "
+                    "after picking it among 2 epochs × 2 shots (max-T p = 0.007) and after the family's correction "
+                    "(m = 3, adjusted p = 0.0120)."]
+    lost = find_maxt(facts(best_epoch=per_shot + [joint | {"maxT_p": 0.08}], baseline="random"), t)
+    assert lost == ["grpo at shot 1: the best epoch on test, grpo_epoch2 (+0.9 points), has naive p = 0.001 but "
+                    "max-T p = 0.0800 once picking the best epoch and shot is accounted for: not significant."]
+    assert rec_honest(facts(best_epoch=per_shot + [joint | {"maxT_p": 0.08}]), t)  # the joint test lost it
+    assert rec_honest(facts(best_epoch=per_shot + [joint]), t) is None  # the per-shot rows are not read alone
+
+
+def test_rows_pooled_over_shots_read_all_shots(run):
+    """A claim over every shot has a row pooled over the shots (shot -1 in comparisons.csv): the tables, the answer
+    and the details show it as "1–2 (all shots)", after the claim's per-shot rows; the best-epoch table shows the
+    joint row the same way, with the shot its best checkpoint was picked at."""
+    df = comparisons_df()
+    df["shots"] = df["shot"].astype(str)
+    claim = df[(df.subset == "all") & (df.system_b == "grpo_epoch2") & (df.kind == "vs_baseline")].index
+    df.loc[claim, ["kind", "family", "label"]] = ["explicit", "primary", "GRPO over shots"]
+    pooled = df.loc[[claim[0]]].assign(shot=-1, shots="1,2", diff=0.55, ci_low=0.1, ci_high=1.0, p_adj=0.03,
+                                       verdict="better")
+    pd.concat([df, pooled], ignore_index=True).to_csv(run / "stats" / "comparisons.csv", index=False)
+    summary = json.loads((run / "stats" / "summary.json").read_text())
+    summary["best_epoch"].append({"lineage": "grpo_epoch", "scope": "joint", "shot": "all", "shots": [1, 2],
+                                  "best_shot": 1, "best_system": "grpo_epoch1", "best_diff": 3.4, "naive_p": 0.03,
+                                  "maxT_p": 0.2, "n_epochs": 2, "n_shots": 2})
+    atomic_write_json(run / "stats" / "summary.json", summary)
+    en, zh = md(run, "en"), md(run, "zh")
+    table = [ln for ln in en.splitlines() if ln.startswith("| grpo_epoch2 (GRPO over shots) | random |")]
+    assert [ln.split(" | ")[2] for ln in table] == ["1", "2", "1–2 (all shots)"]  # the pooled row last
+    assert f"| GRPO over shots | 1–2 (all shots) | per question, all test questions, n = 1{GROUP_SEP}000 | +0.6 " \
+           "[+0.1, +1.0]" in en
+    assert "  - Shot 1–2 (all shots): grpo_epoch2 " in en and "  - Shot 1–2（全部 shot）：grpo_epoch2 " in zh
+    assert "| grpo_epoch | 1–2 (all shots) | grpo_epoch1 (shot 1) | +3.4 | 0.0300 | 0.20 |" in en
+    assert "The “all shots” row is one test" in en and "“全部 shot”一行只检验一次" in zh
+    assert not re.search(r"\| [−-]1 \||Shot [−-]1", en)
     assert Counter(numbers_in(zh)) == Counter(numbers_in(en))

@@ -511,7 +511,8 @@ def test_cli_stats_end_to_end(tmp_path, capsys):
     meta = json.loads((run / "stats" / "summary.json").read_text())
     assert meta["honest_number"]["grpo_epoch"]["best_val_epoch"] == 2
     assert meta["config"]["n_boot"] == 200
-    assert all(b["maxT_p"] >= b["naive_p"] for b in meta["best_epoch"]) and len(meta["best_epoch"]) == 2
+    assert all(b["maxT_p"] >= b["naive_p"] for b in meta["best_epoch"]) and len(meta["best_epoch"]) == 2 + 1
+    assert [(b["scope"], b["shot"]) for b in meta["best_epoch"]] == [("shot", 1), ("shot", 2), ("joint", "all")]
     assert main(["stats", str(tmp_path / "missing"), "--params", str(run / "params.yaml")]) == 2
     assert "missing does not exist; pass a folder such as runs/demo" in capsys.readouterr().err
 
@@ -710,25 +711,26 @@ def _score_interval_by_grid(d: np.ndarray, level: float) -> tuple[float, float]:
     return ends[0], ends[1]
 
 
-def _tost_by_convolution(k: list[int], margin: float) -> float:
+def _tost_by_convolution(k: list[int], margin: float, unit: int = 30) -> float:
     """TOST p as docs/statistics.md defines it, independently of icl_kit.stats.tost: for each side, the
     questions' lattice differences with mass w moved to +-30 (mean +-0.3 margin), the pmf of the sum of n draws
-    by n direct np.convolve calls, and the tail at the observed sum; the larger of the two sides' p."""
+    by n direct np.convolve calls, and the tail at the observed sum; the larger of the two sides' p. Differences
+    averaged over K shots are integers of 1/(30 K): `unit` = 30 K, the change of 1.0."""
     n, total, ps = len(k), sum(k), []
     for side in (1, -1):
-        mu0, mean = side * 0.3 * margin, total / n
+        mu0, mean = side * unit / 100 * margin, total / n
         if side * (mean - mu0) >= 0:
             ps.append(1.0)
             continue
-        w = (mu0 - mean) / (side * 30 - mean)
-        one = np.zeros(61)  # values -30..30
+        w = (mu0 - mean) / (side * unit - mean)
+        one = np.zeros(2 * unit + 1)  # values -unit..unit
         for x in k:
-            one[x + 30] += (1 - w) / n
-        one[side * 30 + 30] += w
+            one[x + unit] += (1 - w) / n
+        one[side * unit + unit] += w
         pmf = np.array([1.0])
         for _ in range(n):
             pmf = np.convolve(pmf, one)
-        sums = np.arange(pmf.size) - 30 * n
+        sums = np.arange(pmf.size) - unit * n
         ps.append(float(pmf[sums <= total].sum() if side > 0 else pmf[sums >= total].sum()))
     return max(ps)
 
@@ -746,7 +748,8 @@ def test_run_verdicts_recomputed_from_predictions(tmp_path):
     """stats_for_run's verdicts equal an independent recomputation from the predictions.jsonl lines:
     exact p by integer counting, TOST by direct convolution of the tilted nulls ((1 - δ/100)^n with no change),
     the score interval
-    by grid search, Holm by hand within each (subset, family)."""
+    by grid search, Holm by hand within each (subset, family). The explicit pair's rows pooled over shots (shot
+    -1) are recomputed the same way from each question's differences summed over the shots (integers of 1/60)."""
     from icl_kit.stats.run import stats_for_run
 
     run = tmp_path / "r1"
@@ -760,13 +763,17 @@ def test_run_verdicts_recomputed_from_predictions(tmp_path):
     paired = df[df["mode"] == "paired"].copy()
     mine = []
     for r in paired.itertuples():
+        shots = [int(s) for s in str(r.shots).split(",")]  # its shot, or the shots a pooled row (shot -1) averages
+        assert (r.shot == -1) == (len(shots) > 1) and (len(shots) > 1 or shots == [r.shot])
         qs = [q for q in (first25 if r.subset == "first25" else sorted({x["question_id"] for x in lines}))
-              if (r.system_a, r.shot, q) in acc and (r.system_b, r.shot, q) in acc]
-        a = np.array([acc[(r.system_a, r.shot, q)] for q in qs])
-        b = np.array([acc[(r.system_b, r.shot, q)] for q in qs])
-        k = [round(y * 30) - round(x * 30) for x, y in zip(a, b, strict=True)]
+              if all((s, k, q) in acc for s in (r.system_a, r.system_b) for k in shots)]
+        a = np.array([[acc[(r.system_a, k, q)] for q in qs] for k in shots])  # (shots, questions)
+        b = np.array([[acc[(r.system_b, k, q)] for q in qs] for k in shots])
+        k = [sum(round(y * 30) - round(x * 30) for x, y in zip(ca, cb, strict=True))  # integers of 1/(30 K)
+             for ca, cb in zip(a.T, b.T, strict=True)]
+        a, b = a.mean(axis=0), b.mean(axis=0)
         d, delta = b - a, cfg.equivalence_margin / 100
-        tost = _tost_by_convolution(k, cfg.equivalence_margin)
+        tost = _tost_by_convolution(k, cfg.equivalence_margin, 30 * len(shots))
         if not any(k):
             assert tost == pytest.approx((1 - delta) ** len(d), rel=1e-9)
             lo, hi = -100 * (1 - 0.05 ** (1 / len(d))), 100 * (1 - 0.05 ** (1 / len(d)))
@@ -790,4 +797,5 @@ def test_run_verdicts_recomputed_from_predictions(tmp_path):
             assert r.verdict == expect, (r.system_a, r.system_b, r.shot, r.subset)
             checked += 1
     assert checked == len(paired) > 20 and set(df.family) == {"primary", "automatic"}
+    assert sorted(df[df.shot == -1].subset) == ["all", "first25"]  # the explicit pair pooled over shots 1, 2
     assert paired.verdict.nunique() >= 2, paired.verdict.value_counts()
