@@ -26,6 +26,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.data.records import Record
 from icl_kit.data.vqa_accuracy import vqa_accuracy
 from icl_kit.lvlm.base import LVLM, Request, Score
+from icl_kit.lvlm.work import Work
 
 FULL_CREDIT_COUNT = 3  # an answer given by 3 annotators earns full VQA credit
 
@@ -180,6 +181,11 @@ class AnswerService:
         self.lookups = 0
         self.score_calls = 0
         self.score_lookups = 0
+
+    def work(self) -> Work:
+        """The LVLM's work so far (cumulative, this process; icl_kit.lvlm.work): a stage logs `after - before`."""
+        done = getattr(self.lvlm, "work_done", None)
+        return done() if done is not None else Work(label="not counted by this backend")
 
     def request(self, key: PromptKey) -> Request:
         qid, icds = key

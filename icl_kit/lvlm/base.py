@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icl_kit.data.records import Record
+from icl_kit.lvlm.work import Work
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,8 @@ class LVLM(ABC):
     @abstractmethod
     def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
         """Log-probability of `answers[i]` given `requests[i]`'s prompt."""
+
+    def work_done(self) -> Work:
+        """A copy of the work counted so far (icl_kit.lvlm.work); a backend without a `work` counts nothing."""
+        work = getattr(self, "work", None)
+        return Work(**vars(work)) if work is not None else Work(label="not counted by this backend")

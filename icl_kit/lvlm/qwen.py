@@ -7,9 +7,11 @@ the model's `get_rope_index` from the attention mask, so padding does not move t
 a prompt gets the same answer alone as in a batch up to float round-off near ties; in
 bf16 that round-off does flip some answers, which `icl_kit.lvlm.agreement` measures.
 
-Two savings: each prompt's language-model prefill runs once and its KV cache is repeated
-per beam (`QwenLVLM.prefill`, `lvlm.shared_prefill`), and resized images are cached by
-path (`resized_image`), since ICD and query images recur across shots and prompts.
+Three savings: each prompt's language-model prefill runs once and its KV cache is repeated
+per beam (`QwenLVLM.prefill`, `lvlm.shared_prefill`), resized images are cached by path
+(`resized_image`), and each distinct image goes through the vision tower once, its features
+kept on the device (`qwen_vision`, `lvlm.qwen.vision_cache_mb`), since ICD and query images
+recur across shots and prompts. The work done is counted in `QwenLVLM.work` (`icl_kit.lvlm.work`).
 Loading (dtype, attention, device, transformers' cache API) is in `qwen_loading`;
 decoding params -> GenerationConfig in `decoding`.
 """
@@ -37,7 +39,9 @@ from icl_kit.lvlm.base import LVLM, Generation, Request, Score
 from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
 from icl_kit.lvlm.qwen_loading import cache_kwarg, load_model_and_processor, output_cache
+from icl_kit.lvlm.qwen_vision import MB, FeatureLRU, hooked
 from icl_kit.lvlm.registry import register_backend
+from icl_kit.lvlm.work import Work
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,6 +144,9 @@ class QwenLVLM(LVLM):
         self.use_prefill: bool | None = {"on": True, "off": False}.get(cfg.shared_prefill)  # None: check first
         self._fingerprint = self._make_fingerprint()
         self._image_token_cache: dict[Any, int] = {}  # image path -> vision tokens (`_image_tokens`)
+        mb = cfg.qwen.vision_cache_mb
+        self.vision_cache = FeatureLRU(mb * MB) if mb else None  # this instance's image features
+        self.work = Work()  # cumulative; stages log differences (`work_done`)
 
     # ------------------------------------------------------------- interface
     def fingerprint(self) -> str:
@@ -154,13 +161,15 @@ class QwenLVLM(LVLM):
         return {"backend": "qwen", "model": self.cfg.model, "fingerprint": self._fingerprint,
                 "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
                 "attn_implementation": self.attn_implementation, "batch_size": self.cfg.batch_size,
-                "shared_prefill": self.cfg.shared_prefill,
+                "shared_prefill": self.cfg.shared_prefill, "vision_cache_mb": self.cfg.qwen.vision_cache_mb,
                 "pixels": pixel_budget(self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels),
                 "decoding": self.decoding}
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """Answer every request; batches are length-sorted, results in input order."""
-        texts = self._in_length_order(requests, self._generate_batch, "generate")
+        self.work.prompts += len(requests)
+        with hooked(self.model, self.vision_cache, self.work):
+            texts = self._in_length_order(requests, self._generate_batch, "generate")
         rule = self.cfg.prompt.postprocess
         return [Generation(text=t, answer=postprocess(t, rule)) for t in texts]
 
@@ -171,9 +180,11 @@ class QwenLVLM(LVLM):
         """
         if len(requests) != len(answers):
             raise ValueError(f"score() got {len(requests)} requests but {len(answers)} answers.")
-        return self._in_length_order(
-            requests, lambda items: self._score_batch(items, [answers[i] for i, _ in items]), "score"
-        )
+        self.work.prompts += len(requests)
+        with hooked(self.model, self.vision_cache, self.work):
+            return self._in_length_order(
+                requests, lambda items: self._score_batch(items, [answers[i] for i, _ in items]), "score"
+            )
 
     # ---------------------------------------------------------------- prompts
     def messages(self, request: Request, load_images: bool = False) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
 from icl_kit.lvlm.prompts import ordered_icds, postprocess
 from icl_kit.lvlm.registry import register_backend
+from icl_kit.lvlm.work import Work
 
 SIM_VERSION = 1  # bump when the simulator's behaviour changes (part of the fingerprint)
 LATENT_FILE = "demo_latent.json"
@@ -127,6 +128,7 @@ class SimulatedLVLM(LVLM):
         self.u = _uniform(_hash(self.seed, _U, self.qids))  # (Q,) common random numbers
         self.top_answer = [r["answer"] for r in rows]
         self.wrong_answer = self._wrong_answers(rows)
+        self.work = Work(label="simulated: no model ran, no tokens or FLOPs")  # prompts and their images only
 
     # ------------------------------------------------------------ latent lookups
     def _wrong_answers(self, rows: list[dict]) -> list[str]:
@@ -194,7 +196,9 @@ class SimulatedLVLM(LVLM):
 
     # -------------------------------------------------------------- LVLM API
     def _ids(self, requests: Sequence[Request]) -> tuple[np.ndarray, np.ndarray]:
-        """(query ids (B,), ICD ids (B, K) in prompt order, -1 padded)."""
+        """(query ids (B,), ICD ids (B, K) in prompt order, -1 padded); counts the prompts and their images."""
+        self.work.prompts += len(requests)
+        self.work.images += sum(len(r.icds) + 1 for r in requests)
         width = max((len(r.icds) for r in requests), default=0)
         icds = np.full((len(requests), width), -1, dtype=np.int64)
         for i, r in enumerate(requests):

@@ -1,13 +1,16 @@
 """What training leaves besides its files: the `TrainResult`, the best checkpoint by validation reward,
-and the optional TensorBoard writer."""
+the optional TensorBoard writer, and the LVLM's work logged per epoch."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,3 +45,22 @@ def tensorboard_writer(log_dir: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(log_dir))
+
+
+class WorkLog:
+    """One log line per epoch: what this process's LVLM did since the previous line (icl_kit.lvlm.work).
+
+    Nothing is logged while the LVLM is not loaded (the answer service is built on first use, and logging
+    never builds it); no collective, so ranks that built it at different times cannot wait on each other.
+    """
+
+    def __init__(self) -> None:
+        self.mark: Any = None
+
+    def log(self, ctx: Any, what: str) -> None:
+        service = getattr(ctx, "__dict__", {}).get("service")  # a cached_property once built
+        if service is None or not hasattr(service, "work"):
+            return
+        now = service.work()
+        done, self.mark = (now - self.mark if self.mark is not None else now), now
+        log.info("%s: lvlm work (this process): %s", what, done.describe())

@@ -116,6 +116,7 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
     done = {int(r["question_id"]) for r in read_jsonl(path)}
     qids = [int(q) for q in qids]
     calls0, lookups0 = service.score_calls, service.score_lookups
+    work0 = service.work() if hasattr(service, "work") else None  # icl_kit.lvlm.work
     written = 0
     chunks = [qids[i : i + cfg.chunk] for i in range(0, len(qids), cfg.chunk)]
     for chunk in tqdm(chunks, desc="sft beams", disable=not progress):
@@ -127,6 +128,8 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
     if written:
         log.info("sft data: %d queries -> %s; %d LVLM scores, %d cache hits", written, path, stats.score_calls,
                  stats.cache_hits)
+        if work0 is not None:
+            log.info("sft data: lvlm work: %s", (service.work() - work0).describe())
     return stats
 
 

@@ -70,7 +70,7 @@ from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
 from icl_kit.train.batch import Batch
 from icl_kit.train.math import adapt_beta, linear_tau
-from icl_kit.train.outputs import TrainResult, best_checkpoint, tensorboard_writer
+from icl_kit.train.outputs import TrainResult, WorkLog, best_checkpoint, tensorboard_writer
 from icl_kit.train.queries import QueryTable, split_queries
 from icl_kit.train.refill import refill_step
 from icl_kit.train.rollouts import (
@@ -175,7 +175,7 @@ class Trainer:
         self.ref: torch.nn.Module | None = None
         self.opt = self._optimizer(self.pos.phase)
         self.writer = tensorboard_writer(self.paths.tensorboard) if ranks.main else None
-        self.log_lines = 0
+        self.log_lines, self.work_log = 0, WorkLog()
         self._restore()
 
     # ---------------------------------------------------------------- set-up
@@ -374,6 +374,7 @@ class Trainer:
         self._log({"kind": "epoch", "phase": phase, "epoch": self.pos.epoch, "step": self.pos.global_step, **val,
                    "train/kl_epoch": kl_epoch, "train/beta": beta_used, "train/beta_next": self.beta,
                    "time/epoch_s": self.acc.seconds, "checkpoint": str(path.relative_to(self.paths.root))})
+        self.work_log.log(self.ctx, f"train: {phase} epoch {self.pos.epoch + 1}")
         self.pos = Position(phase, self.pos.epoch + 1, 0, self.pos.global_step)
         self.acc = EpochAcc()
         self._save_last()

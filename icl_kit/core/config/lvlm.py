@@ -94,6 +94,13 @@ class QwenConfig:
         200704, "Largest image area fed to the vision tower (200704 = 256 LLM tokens); null = qwen-vl-utils' "
         "default (16384·28², so COCO images keep about their native size: 640x480 = 391 tokens).", min=1
     )
+    vision_cache_mb: int = opt(
+        512, "Vision-feature cache on the model's device, in MiB: each distinct image (keyed by its preprocessed "
+        "pixels, grid and dtype) goes through the vision tower once, alone, and its features are reused in every "
+        "prompt that shows it (least recently used dropped first; 1 MiB holds one 256-token image in bf16 at 3B "
+        "size). 0 = off: every prompt's images are re-encoded together, as transformers does. Changes no answer "
+        "beyond float round-off (docs/gpu.md, \"Vision-feature cache\").", min=0
+    )
 
 
 @dataclass

@@ -139,6 +139,10 @@ class StatsConfig:
     automatic: bool = opt(True, "Also compare every system with stats.baseline and every epoch with the previous one "
                                 "(the automatic family); false: only stats.comparisons.")
     seed: int = opt(0, "Seed of the bootstrap, Monte Carlo sign flips and random subsets.")
+    cluster: Literal["none", "image"] = opt(
+        "none", "Unit of the paired tests: none (questions independent) or image (the questions of one image flip "
+                "sign together; cluster-robust interval, MDE and n needed; comparisons.csv n_clusters). Use image "
+                "when images carry several questions (VQAv2: about 5); it needs image_id in eval/predictions.jsonl.")
 
 
 # ------------------------------------------------------------------------- report

@@ -1,0 +1,178 @@
+"""Each distinct image through Qwen2.5-VL's vision tower once, and the work of every forward counted.
+
+In in-context prompts the same pool images recur in thousands of prompts (a beam search over 64
+candidates, 8 GRPO samples per query, 15 systems x 4 shots in evaluation), and transformers re-encodes
+every image of every prompt. While the backend runs (`hooked`), the model's `get_image_features`
+(Qwen2_5_VLModel's; both the forward and generate's pre-encoding call it) is replaced by one that
+
+1. splits the flat `pixel_values` by each image's t·h·w patch count (`image_grid_thw`),
+2. keys each image by sha256 of its patch tensor's bytes + its grid + the pixels' and the tower's dtypes
+   (the bytes are the processor's output, so the key covers the image, the pixel budget and every
+   processor setting),
+3. takes the merged features of each known key from an LRU kept on the model's device
+   (`lvlm.qwen.vision_cache_mb`), runs the tower on each unknown one, ALONE, and stores it,
+4. returns the per-image features in order, as transformers' own `get_image_features` does.
+
+Why alone: the tower's attention is per image (cu_seqlens), but a matrix product's rounding can depend on
+how many rows it has (multi-threaded CPU GEMMs and cuBLAS pick their kernel by shape; on 2 CPU threads
+the merger's small product rounds differently, by ~1e-5, with one image than with ten). Encoded alone, an
+image's features are a function of the image only, whatever shares its batch, whatever was evicted or
+asked before: answers do not depend on the cache's history. With one CPU thread a product rounds each
+row the same from 3 rows up (an image has at least 16 patches, 4 merged tokens), so the tower's output
+for an image does not depend on its batch at all, and cached answers and scores equal uncached ones
+exactly (tests/lvlm/test_vision_cache.py).
+
+The hooks on the language model and the LM head only count (`icl_kit.lvlm.work`); nothing is installed
+outside a backend call, so several backends may share one model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from icl_kit.lvlm.work import Work
+
+MB = 2**20
+FEATURES = "get_image_features"
+OUTPUT_FLAGS = ("output_attentions", "output_hidden_states")  # outputs the cache cannot give: not cached
+
+ImageKey = tuple[str, tuple[int, ...], str]
+
+
+class FeatureLRU:
+    """Merged image features by ImageKey, least recently used dropped first beyond `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.entries: OrderedDict[ImageKey, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.evictions = 0
+
+    def get(self, key: ImageKey) -> torch.Tensor | None:
+        feats = self.entries.get(key)
+        if feats is not None:
+            self.entries.move_to_end(key)
+        return feats
+
+    def put(self, key: ImageKey, feats: torch.Tensor) -> None:
+        """Keep `feats` (an entry larger than the whole budget is not kept)."""
+        size = _nbytes(feats)
+        if size > self.max_bytes or key in self.entries:
+            return
+        self.entries[key] = feats
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= _nbytes(old)
+            self.evictions += 1
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def image_keys(pixel_values: torch.Tensor, grids: list[list[int]], tower_dtype: torch.dtype) -> list[ImageKey]:
+    """One key per image: sha256 of its rows of `pixel_values`, its (t, h, w) grid, the pixels' and tower's dtypes."""
+    flat = pixel_values.detach().to("cpu").contiguous()
+    parts = torch.split(flat, [t * h * w for t, h, w in grids])
+    dtypes = f"{flat.dtype}->{tower_dtype}"
+    return [(hashlib.sha256(p.view(torch.uint8).numpy()).hexdigest(), tuple(g), dtypes)
+            for p, g in zip(parts, grids, strict=True)]
+
+
+def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work: Work,
+                    tower_dtype: torch.dtype) -> Callable[..., Any]:
+    """A `get_image_features(pixel_values, image_grid_thw, **kwargs)` in front of transformers' `original`.
+
+    `cache` None: the original call as is (one batched tower call), counted. Otherwise each image is
+    looked up by key; a miss, or a repeat of a miss in the same call, is encoded once, alone (see the
+    module docstring), and kept.
+    """
+
+    def get_image_features(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None,
+                           **kwargs: Any) -> Any:
+        if image_grid_thw is None:  # nothing to key by: transformers' own call, uncounted
+            return original(pixel_values, image_grid_thw, **kwargs)
+        grids = image_grid_thw.tolist()
+        sizes = [t * h * w for t, h, w in grids]
+        work.images += len(grids)
+        if cache is None or kwargs.get("return_dict") is False or any(kwargs.get(k) for k in OUTPUT_FLAGS):
+            work.images_encoded += len(grids)
+            work.vision_patches += sum(sizes)
+            return original(pixel_values, image_grid_thw, **kwargs)
+        keys = image_keys(pixel_values, grids, tower_dtype)
+        parts = torch.split(pixel_values, sizes)
+        found: dict[ImageKey, torch.Tensor] = {}
+        for i, key in enumerate(keys):
+            if key not in found:
+                hit = cache.get(key)
+                if hit is None:
+                    found[key] = original(parts[i], image_grid_thw[i : i + 1], **kwargs).pooler_output[0]
+                    cache.put(key, found[key])
+                    work.images_encoded += 1
+                    work.vision_patches += sizes[i]
+                    continue
+                found[key] = hit
+            work.image_cache_hits += 1
+        return BaseModelOutputWithPooling(pooler_output=tuple(found[k] for k in keys))
+
+    return get_image_features
+
+
+# ------------------------------------------------------------------ counting the language model
+def _count_llm(work: Work, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of the language model: positions computed, with or without a KV cache."""
+    x = kwargs.get("inputs_embeds")
+    x = kwargs.get("input_ids") if x is None else x
+    if x is None:
+        return
+    batch, length = int(x.shape[0]), int(x.shape[1])
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if cache is not None and cache.get_seq_length() > 0:
+        work.decode_tokens += batch * length
+        return
+    work.prefill_tokens += batch * length
+    mask = kwargs.get("attention_mask")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[1] >= length:
+        work.pad_tokens += int((mask[:, -length:] == 0).sum())
+
+
+def _count_head(work: Work, module: torch.nn.Module, args: tuple, output: Any) -> None:
+    """Forward hook of the LM head: positions whose logits were computed."""
+    x = args[0]
+    work.logit_tokens += x.numel() // x.shape[-1]
+
+
+@contextmanager
+def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[None]:
+    """While inside: `model.model.get_image_features` goes through `cache` (None: counted only), and the
+    language model and LM head count their work into `work`. Everything is removed on exit."""
+    base = model.model
+    handles = []
+    if (lm := getattr(base, "language_model", None)) is not None:
+        handles.append(lm.register_forward_pre_hook(partial(_count_llm, work), with_kwargs=True))
+    if (head := getattr(model, "lm_head", None)) is not None:
+        handles.append(head.register_forward_hook(partial(_count_head, work)))
+    previous = vars(base).get(FEATURES)  # an instance attribute someone else set, or None
+    tower_dtype = base.visual.dtype
+    setattr(base, FEATURES, cached_features(getattr(base, FEATURES), cache, work, tower_dtype))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        if previous is None:
+            delattr(base, FEATURES)
+        else:
+            setattr(base, FEATURES, previous)
