@@ -263,3 +263,28 @@ def test_the_stages_read_and_write_paths_of_the_table():
 
     paths = {a.path for a in TABLE}
     assert [p for s in STAGES for p in s.reads + s.writes if p not in paths] == []
+
+
+# The stages' entry points: what crosses a stage boundary is typed (a RunContext, Params, paths), never Any.
+STAGE_ENTRIES = {
+    "icl_kit/train/trainer.py": ("train", "preflight"),
+    "icl_kit/train/sft_data.py": ("make_sft_data",),
+    "icl_kit/evaluation/runner.py": ("evaluate",),
+    "icl_kit/stats/run.py": ("stats_for_run", "run_stats"),
+    "icl_kit/report/build.py": ("write_report",),
+    "icl_kit/pipeline.py": ("run",),
+}
+
+
+def test_no_any_in_stage_signatures() -> None:
+    found = []
+    for rel, names in STAGE_ENTRIES.items():
+        tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"))
+        defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert set(names) <= set(defs), f"{rel}: {set(names) - set(defs)} not found"
+        for name in names:
+            args = defs[name].args
+            for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+                if a.annotation is not None and "Any" in ast.unparse(a.annotation):
+                    found.append(f"{rel}:{name}({a.arg}: {ast.unparse(a.annotation)})")
+    assert found == []

@@ -150,7 +150,7 @@ def answer_cells(cells: Sequence[Cell], service: Any, out: Path, chunk: int, pro
 
 
 # ------------------------------------------------------------------ entry point
-def evaluate(params: Params, *, ctx: Any = None, progress: bool = True) -> EvalResult:
+def evaluate(params: Params, *, ctx: RunContext | None = None, progress: bool = True) -> EvalResult:
     """Evaluate eval.systems at eval.shots on the chosen test questions; resumable and shardable."""
     t0 = time.perf_counter()
     cfg = params.eval

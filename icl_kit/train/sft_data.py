@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +40,9 @@ from icl_kit.lvlm.answers import AnswerService
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
 from icl_kit.train.queries import QuerySplit, QueryTable
 from icl_kit.train.rollouts import Groups
+
+if TYPE_CHECKING:  # the stage's context, for its signature only
+    from icl_kit.run_context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,7 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
     return stats
 
 
-def make_sft_data(ctx: Any, progress: bool = True) -> tuple[Path, BuildStats]:
+def make_sft_data(ctx: RunContext, progress: bool = True) -> tuple[Path, BuildStats]:
     """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft.max_queries), resumable.
 
     `ctx` is the run's RunContext (its params, pool ids, pools, answer service and paths)."""

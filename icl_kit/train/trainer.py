@@ -109,7 +109,7 @@ class _Stop(Exception):
 
 
 # ------------------------------------------------------------------ entry point
-def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = None,
+def train(params: Params, *, ctx: RunContext | None = None, stop_after_steps: int | None = None,
           progress: bool = True) -> TrainResult:
     """Train (or resume training) the selector of `params`; see the module doc.
 
@@ -128,7 +128,7 @@ def train(params: Params, *, ctx: Any = None, stop_after_steps: int | None = Non
         ranks.close()
 
 
-def preflight(params: Params, ctx: Any) -> None:
+def preflight(params: Params, ctx: RunContext) -> None:
     """Every refusal training can meet before it writes: the query split, rollouts.jsonl, artefacts made with
     other params (their sidecars, upstream first), the resume state, the warm-start checkpoint, and beam data
     that will not be built."""
@@ -146,7 +146,7 @@ def preflight(params: Params, ctx: Any) -> None:
 class Trainer:
     """One training run: state, phases, epochs, steps. Rank 0 writes every file."""
 
-    def __init__(self, params: Params, ctx: Any, ranks: Ranks, progress: bool = True) -> None:
+    def __init__(self, params: Params, ctx: RunContext, ranks: Ranks, progress: bool = True) -> None:
         self.params, self.ctx, self.ranks = params, ctx, ranks
         self.cfg = cfg = params.train
         self.progress = progress and ranks.main
