@@ -135,7 +135,7 @@ def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]
 # ------------------------------------------------------------------ title and configuration
 def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
     p = inputs.params
-    b_systems = [b for _, b, k in featured_pairs(facts, cfg) if k == "vs_baseline"]
+    b_systems = [b for a, b, k in featured_pairs(facts, cfg) if k == "vs_baseline" or a == cfg.baseline]
     claims = claim_rows(facts)
     if b_systems or claims.empty:
         compared = f"{t.join(collapse_epochs(sorted(set(b_systems), key=natural_key)), limit=6)} vs {cfg.baseline}"

@@ -108,3 +108,13 @@ def test_the_python_example_runs_on_the_demo_run(demo_run, monkeypatch, capsys) 
                      & (recorded.question_id == picked[0]["question_id"])]
     assert picked[0]["icd_ids"] == list(first.icd_ids.iloc[0])  # the evaluation's own choice
     assert "the whole chain vs similarity" in capsys.readouterr().out
+
+
+def test_the_demo_title_names_every_system_against_the_baseline(demo_run, rows) -> None:
+    """Checkpoints compared with the baseline in an explicit comparison (sft_epoch3, grpo_epoch5) are named too."""
+    title = (demo_run / "report" / "report.en.md").read_text(encoding="utf-8").split("\n")[0]
+    against = rows[(rows.system_a == "similarity") & (rows.shot > 0)]
+    for stem in ("sft", "rce", "grpo"):
+        last = max(int(s.split("epoch")[1]) for s in against.system_b if s.startswith(f"{stem}_epoch"))
+        assert (f"{stem}_epoch1–{last}" if last > 1 else f"{stem}_epoch1") in title, title
+    assert title.endswith("vs similarity"), title
