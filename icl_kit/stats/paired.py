@@ -158,20 +158,34 @@ def compare_paired(
     """
     check_method(interval)
     a, b, snapped = snap_pair(*_check_pair(scores_a, scores_b))
-    n, codes = a.size, cluster_codes(clusters, a.size)
+    codes = cluster_codes(clusters, a.size)
+    p, method = sign_flip_p(a, b, n_perm, seed, clusters=codes)
+    return paired_fields(a, b, codes, (p, method + (SNAPPED if snapped else "")), tost_p(a, b, equivalence_margin),
+                         n_boot=n_boot, seed=seed, alpha=alpha, equivalence_margin=equivalence_margin, power=power,
+                         interval=interval, family_size=family_size)
+
+
+def paired_fields(
+    a: np.ndarray, b: np.ndarray, codes: np.ndarray | None, test: tuple[float, str], tost: tuple[float, str], *,
+    n_boot: int, seed: int, alpha: float, equivalence_margin: float, power: float, interval: IntervalMethod,
+    family_size: int, lead_note: str = "",
+) -> dict[str, Any]:
+    """The row of `compare_paired` for per-question scores a, b (0..1) given their sign-flip (p, p_method) and
+    (TOST p, note): intervals, sign test, SD, power and verdict, cluster-robust when `codes` are given. Shared
+    with the pooled rows (`icl_kit.stats.pooled`), which bring their own exact p and TOST."""
+    n = a.size
     ua, ub = (a, b) if codes is None else (pseudo_values(a, codes), pseudo_values(b, codes))  # the units
     diff = pts((b - a).mean())
     levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)  # the last: simultaneous over the family
     ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(ua, ub, interval, levels, n_boot, seed)
-    p, method = sign_flip_p(a, b, n_perm, seed, clusters=codes)
-    method += SNAPPED if snapped else ""
+    p, method = test
     sign_p, up, down = sign_test(a, b)
     sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
     sd_units = sd if codes is None else 0.0 if np.ptp(ub - ua) <= DEGENERATE_TOL else sd_paired(ua, ub)
-    t_p, t_note = tost_p(a, b, equivalence_margin)
+    t_p, t_note = tost
     t_p = t_p if codes is None else clustered_tost(t_p, ua, ub, n, equivalence_margin)
     c_note = "" if codes is None else cluster_note(b - a, ub - ua)
-    note = "; ".join(x for x in (c_note, note, t_note) if x)
+    note = "; ".join(x for x in (lead_note, c_note, note, t_note) if x)
     return {
         "mode": "paired", "n": n, "acc_a": pts(a.mean()), "acc_b": pts(b.mean()), "diff": diff,
         "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high, "ci_low_family": f_low,

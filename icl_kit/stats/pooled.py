@@ -18,15 +18,14 @@ In comparisons.csv a pooled row has `shot` = POOLED_SHOT (-1, never a shot: shot
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
 from icl_kit.core.errors import KitError
-from icl_kit.stats.cluster import cluster_codes, cluster_note, clustered_tost, pseudo_values
-from icl_kit.stats.diff_intervals import DEGENERATE_TOL, IntervalMethod, check_method, diff_intervals, pts
+from icl_kit.stats.cluster import cluster_codes
+from icl_kit.stats.diff_intervals import IntervalMethod, check_method
 from icl_kit.stats.exact import (
     LATTICE,
     SNAPPED,
@@ -37,10 +36,9 @@ from icl_kit.stats.exact import (
     lattice_ints,
     monte_carlo_sign_flip_p,
 )
-from icl_kit.stats.paired import DEFAULTS, _check_pair, power_fields, sign_test, snap_pair, wilcoxon_p
-from icl_kit.stats.power import MIN_N, sd_paired
+from icl_kit.stats.paired import DEFAULTS, _check_pair, paired_fields, snap_pair
+from icl_kit.stats.power import MIN_N
 from icl_kit.stats.tost import MAX_UNIT, fits_exact_tost, tost_p, tost_p_ints
-from icl_kit.stats.verdict import verdict
 
 POOLED_SHOT = -1  # comparisons.csv `shot` of a row pooled over shots (0 is a real shot: zero-shot)
 SHOTS_SEP = ","  # comparisons.csv `shots`: the pooled shots, "1,2,3,4"
@@ -125,28 +123,9 @@ def compare_pooled(
     check_method(interval)
     A, B, snapped = _check_shots(scores_a, scores_b)
     a, b = A.mean(axis=0), B.mean(axis=0)  # each question's score averaged over the shots
-    n, codes = a.size, cluster_codes(clusters, a.size)
-    ua, ub = (a, b) if codes is None else (pseudo_values(a, codes), pseudo_values(b, codes))
-    diff = pts((b - a).mean())
-    levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)
-    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(ua, ub, interval, levels, n_boot, seed)
+    codes = cluster_codes(clusters, a.size)
     p, method = pooled_p(A, B, n_perm, seed, codes)
-    method += SNAPPED if snapped else ""
-    sign_p, up, down = sign_test(a, b)
-    sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
-    sd_units = sd if codes is None else 0.0 if np.ptp(ub - ua) <= DEGENERATE_TOL else sd_paired(ua, ub)
-    t_p, t_note = pooled_tost(A, B, equivalence_margin)
-    t_p = t_p if codes is None else clustered_tost(t_p, ua, ub, n, equivalence_margin)
-    c_note = "" if codes is None else cluster_note(b - a, ub - ua)
-    pooled_note = f"pooled over {A.shape[0]} shots: each question's difference averaged, flipped at every shot at once"
-    note = "; ".join(x for x in (pooled_note, c_note, note, t_note) if x)
-    return {
-        "mode": "paired", "n": n, "acc_a": pts(a.mean()), "acc_b": pts(b.mean()), "diff": diff,
-        "ci_low": low, "ci_high": high, "tost_low": t_low, "tost_high": t_high, "ci_low_family": f_low,
-        "ci_high_family": f_high, "p": p, "p_adj": p, "p_method": method, "tost_p": t_p, "tost_p_adj": t_p,
-        "sign_p": sign_p, "n_improved": up, "n_worsened": down, "wilcoxon_p": wilcoxon_p(a, b), "sd_diff": sd,
-        **power_fields(sd_units, ua.size, diff, equivalence_margin, alpha / family_size, power, n / ua.size),
-        "n_clusters": math.nan if codes is None else ua.size,
-        "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low, t_high),
-        "interval": interval, "approximate": not method.startswith("exact"), "note": note,
-    }
+    lead = f"pooled over {A.shape[0]} shots: each question's difference averaged, flipped at every shot at once"
+    return paired_fields(a, b, codes, (p, method + (SNAPPED if snapped else "")), pooled_tost(A, B, equivalence_margin),
+                         n_boot=n_boot, seed=seed, alpha=alpha, equivalence_margin=equivalence_margin, power=power,
+                         interval=interval, family_size=family_size, lead_note=lead)
