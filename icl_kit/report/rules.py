@@ -76,12 +76,13 @@ def _median(values: Any) -> float:
 
 
 def epoch_label(row: pd.Series) -> str:
-    """The checkpoint an epoch line wrote ('grpo_epoch2'), else 'grpo epoch 1' (0-based, as logged)."""
+    """The checkpoint an epoch line wrote ('grpo_epoch2'), else 'grpo epoch 2' (1-based, as the files are named;
+    the log's epochs are 0-based)."""
     ckpt = row.get("checkpoint")
     if isinstance(ckpt, str) and ckpt:
         return ckpt.rsplit("/", 1)[-1].removesuffix(".pt")
-    phase = row.get("phase")
-    return f"{phase} epoch {int(row['epoch'])}" if isinstance(phase, str) else f"epoch {int(row['epoch'])}"
+    phase, shown = row.get("phase"), int(row["epoch"]) + 1
+    return f"{phase} epoch {shown}" if isinstance(phase, str) else f"epoch {shown}"
 
 
 def val_choice(f: Facts) -> dict[str, Any] | None:

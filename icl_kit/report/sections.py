@@ -339,7 +339,7 @@ def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
         return
     loss, rewards = val_columns(facts.epochs)
     if len(facts.epochs) and "epoch" in facts.epochs.columns:
-        # epochs are 0-based inside checkpoints; the file name says which one (grpo_epoch1.pt = epoch 0)
+        # epochs are 0-based inside checkpoints and train_log.jsonl; shown 1-based, as the files are named
         heads = [t("col_phase"), t("col_epoch"), t("col_ckpt")] + ([t("col_val_loss")] if loss else [])
         heads += [f"{t('col_val_reward')} ({k.removeprefix('val/')})" for k in rewards]
         time_key = next((k for k in ("time/epoch_s", "epoch_time_s") if k in facts.epochs.columns), None)
@@ -348,7 +348,7 @@ def _training(doc: Doc, t: Text, facts: Facts, i: int) -> None:
         for _, r in facts.epochs.iterrows():
             ckpt = r.get("checkpoint")
             ckpt = Path(ckpt).stem if isinstance(ckpt, str) and ckpt else "—"
-            epoch = str(int(r["epoch"])) if r["epoch"] >= 0 else "—"  # -1: the line before training
+            epoch = str(int(r["epoch"]) + 1) if r["epoch"] >= 0 else "—"  # -1: the line before training
             cells = [str(r.get("phase", "—")), epoch, ckpt] + ([num(r[loss], 3)] if loss else [])
             cells += [num(r[k], 3) for k in rewards] + ([num(r[time_key], 0)] if has_time else [])
             body.append(cells)

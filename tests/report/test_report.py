@@ -233,7 +233,8 @@ def test_rule_val_disagreement():
     epochs = rows[rows.kind == "epoch"]
     t = Text("en")
     text = find_val_disagree(facts(epochs=epochs), t)
-    assert "grpo epoch 1 (1.200)" in text and "grpo epoch 2 (0.450)" in text
+    # logged epochs 1 and 2 are 0-based: the files grpo_epoch2.pt and grpo_epoch3.pt, named 1-based
+    assert "grpo epoch 2 (1.200)" in text and "grpo epoch 3 (0.450)" in text
     assert rec_val_reward(facts(epochs=epochs), t).startswith("Choose checkpoints by validation reward")
     agree = epochs.assign(**{"val/reward@2": [0.5, 0.4]})
     assert find_val_disagree(facts(epochs=agree), t) is None and rec_val_reward(facts(epochs=agree), t) is None
@@ -418,7 +419,7 @@ def test_epochs_are_named_by_their_checkpoints(tmp_path):
     en = md(run, "en")
     # the pre-training line (lowest loss) is no checkpoint to choose
     assert ("the lowest loss is at grpo_epoch1 (1.200), the highest reward at grpo_epoch2 (0.450)") in en
-    assert "| init | — | — | 0.500 | 0.300 |" in en and "| grpo | 0 | grpo_epoch1 | 1.200 | 0.400 |" in en
+    assert "| init | — | — | 0.500 | 0.300 |" in en and "| grpo | 1 | grpo_epoch1 | 1.200 | 0.400 |" in en  # 1-based
     assert "| grpo_epoch | 1 | grpo_epoch1 | +3.4 | 0.0300 | 0.0900 |" in en  # best-epoch table: the file
     assert "the best epoch on test, grpo_epoch1 (+3.4 points)" in en
     assert "The checkpoint chosen by validation reward, grpo_epoch2 (validation reward 0.450)" in en
