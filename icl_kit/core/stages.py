@@ -20,7 +20,7 @@ class StageIO:
 
 
 TRAIN = StageIO(
-    "train", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "sft", "train"),
+    "train", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "sft_data", "train"),
     ("sft_data.jsonl",), ("train_log.jsonl",),
 )
 EVAL = StageIO(

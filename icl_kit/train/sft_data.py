@@ -2,9 +2,9 @@
 
 For each query x with pool C (Lever-LM's generate_data, without the study's defects):
     beams_0 = [()]; for step 1..sft.max_shots:
-        children = every beam extended (sft.construct_order) by every pool item it does not hold,
+        children = every beam extended (sft_data.construct_order) by every pool item it does not hold,
         each scored InfoScore(c | beam, x) (icl_kit.train.infoscore),
-        beams = the best sft.beam_size children by sft.beam_score (ties: earlier parent, lower position).
+        beams = the best sft_data.beam_size children by sft_data.beam_score (ties: earlier parent, lower position).
 All queries of a chunk are searched together: every step is ONE batched request for the
 probabilities of all children of all beams of the chunk, through `AnswerService.answer_probs`,
 so an identical prompt is scored once across beams, queries, runs and stages (the cache is the
@@ -137,17 +137,17 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
 
 
 def make_sft_data(ctx: RunContext, progress: bool = True) -> tuple[Path, BuildStats]:
-    """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft.max_queries), resumable.
+    """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft_data.max_queries), resumable.
 
     `ctx` is the run's RunContext (its params, pool ids, pools, answer service and paths)."""
     from icl_kit.train.queries import split_queries
 
     params = ctx.params
     r = params.train.rollouts
-    qids = sft_queries(split_queries(ctx.pool_ids, r.val_fraction, r.max_queries), params.sft.max_queries)
+    qids = sft_queries(split_queries(ctx.pool_ids, r.val_fraction, r.max_queries), params.sft_data.max_queries)
     ctx.check_artefacts("pools", "sft_data")  # before the run folder is committed (opening the service does)
     path = ctx.paths.sft_data
-    return path, build_sft_data(ctx.service, qids, ctx.pools, params.sft, path, progress=progress,
+    return path, build_sft_data(ctx.service, qids, ctx.pools, params.sft_data, path, progress=progress,
                                 record=ctx.artefact_record("sft_data"))
 
 
@@ -156,7 +156,7 @@ def read_sft_data(path: Path) -> dict[int, dict[str, Any]]:
     """{question id: line} of sft_data.jsonl; a missing file is a KitError naming how to make it."""
     if not Path(path).is_file():
         raise KitError(f"{path} does not exist; make it with `icl-kit sft-data --params P` (or import the "
-                       "study's beams with `icl-kit study import-sft-data FILE --params P`), or set sft.build: true.")
+                       "study's beams with `icl-kit study import-sft-data FILE --params P`), or set sft_data.build: true.")
     return {int(r["question_id"]): r for r in read_jsonl(path)}
 
 
@@ -166,7 +166,7 @@ def sft_groups(lines: Sequence[dict[str, Any]], rows: Sequence[int], beams_used:
     kept = [line["beams"][: beams_used or None] for line in lines]
     lengths = {len(b["positions"]) for bs in kept for b in bs}
     if len(lengths) != 1:
-        raise KitError(f"sft_data.jsonl mixes beams of {sorted(lengths)} ICDs; rebuild it with one sft.max_shots.")
+        raise KitError(f"sft_data.jsonl mixes beams of {sorted(lengths)} ICDs; rebuild it with one sft_data.max_shots.")
     (length,) = lengths
     width = max(len(bs) for bs in kept)
     seqs = torch.arange(length).repeat(len(kept), width, 1)  # padding: any valid repeat-free sequence
@@ -183,7 +183,7 @@ def check_sft_data(path: Path, split: QuerySplit) -> dict[int, dict[str, Any]]:
     """The lines of `path` (`read_sft_data`); a KitError unless one of them is a training-split query."""
     lines, train = read_sft_data(path), set(split.train)
     if not any(q in train for q in lines):
-        raise KitError(f"{path} holds no query of the training split; rebuild it (sft.build: true) or import "
+        raise KitError(f"{path} holds no query of the training split; rebuild it (sft_data.build: true) or import "
                        "beams made on this split.")
     return lines
 

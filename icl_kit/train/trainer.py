@@ -11,7 +11,7 @@ policy starts fresh, or from `train.init_checkpoint` (any checkpoint icl_kit.sel
 loads); GRPO's KL reference is the policy GRPO started from (after SFT/RCE, or the warm start).
 
 SFT (icl_kit.train.sft) trains on sft_data.jsonl (icl_kit.train.sft_data; made here first when
-`sft.build` and lines are missing): its training queries are the file's queries in the training
+`sft_data.build` and lines are missing): its training queries are the file's queries in the training
 part of the split, its validation loss (val/sft_loss, logged every epoch of every phase) those in
 the validation part; each query's candidates are the pool stored with its beams.
 
@@ -138,7 +138,7 @@ def preflight(params: Params, ctx: RunContext) -> None:
     ctx.check_artefacts("embeddings", "pools", "rollouts", *(("sft_data",) if cfg.sft.epochs else ()))
     load_last(ctx.paths.last, train_fingerprint(params))
     warm_start(PointerSelector(**vars(params.selector)), cfg.init_checkpoint)
-    if cfg.sft.epochs and not params.sft.build:
+    if cfg.sft.epochs and not params.sft_data.build:
         check_sft_data(ctx.paths.sft_data, split)
 
 
@@ -198,11 +198,11 @@ class Trainer:
         self.ranks.barrier()
 
     def _sft_data(self) -> tuple[QueryTable, Groups, Groups | None]:
-        """SFT beams: made first when missing (sft.build), then split into training and validation queries."""
+        """SFT beams: made first when missing (sft_data.build), then split into training and validation queries."""
         path = self.paths.sft_data
-        if self.ranks.main and self.params.sft.build:
-            qids = sft_queries(self.split, self.params.sft.max_queries)
-            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft, path, progress=self.progress,
+        if self.ranks.main and self.params.sft_data.build:
+            qids = sft_queries(self.split, self.params.sft_data.max_queries)
+            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft_data, path, progress=self.progress,
                            record=self.ctx.artefact_record("sft_data"))
         self.ranks.barrier()
         return load_sft_split(path, self.split, self.ctx.emb, self.cfg.sft.beams_used)

@@ -111,7 +111,7 @@ CASES = [
                                   "train.rollouts.max_queries=1", "-p", "train.rollouts.val_fraction=0.9"],
      r"No training queries are left"),
     ("sft_data_missing", ["train", "--params", "tiny.yaml", "-p", "run_name=fresh", "-p", "train.sft.epochs=1",
-                          "-p", "sft.build=false"], r"sft_data\.jsonl does not exist; make it with `icl-kit sft-data"),
+                          "-p", "sft_data.build=false"], r"sft_data\.jsonl does not exist; make it with `icl-kit sft-data"),
     ("init_checkpoint_missing", ["train", "--params", "tiny.yaml", "-p", "run_name=fresh", "-p",
                                  "train.init_checkpoint=nowhere.pt"], r"nowhere\.pt"),
     ("init_checkpoint_other_shape", ["train", "--params", "tiny.yaml", "-p", "run_name=fresh", "-p",

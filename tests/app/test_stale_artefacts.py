@@ -35,7 +35,7 @@ def work(tmp_path_factory):
     """A folder with the demo world, tiny.yaml and a finished run runs/done (SFT beams, offline rollouts)."""
     base = tmp_path_factory.mktemp("stale")
     tiny = tiny_params(base / "world", NAME)
-    tiny["sft"] = {"beam_size": 2, "max_queries": 6}
+    tiny["sft_data"] = {"beam_size": 2, "max_queries": 6}
     tiny["train"].update(rollouts={"mode": "offline", "beam_size": 1, "temperatures": [1.0],
                                    "samples_per_temperature": 2, "n_random": 1, "max_queries": 24},
                          sft={"epochs": 1, "batch_groups": 16}, rce={"epochs": 0},
@@ -132,8 +132,8 @@ def test_the_shaping_params_of_the_table(work):
     with contextlib.chdir(work):
         params = load_params("tiny.yaml")
     keys = {n: set(shaping_params(n, params)) for n in FINGERPRINTED}
-    assert {"sft.beam_size", "sft.score", "sft.answer", "sft.max_shots", "pools.seed", "lvlm.prompt.icd_template"} \
-        <= keys["sft_data"] and not {"sft.chunk", "sft.build", "lvlm.generation.num_beams"} & keys["sft_data"]
+    assert {"sft_data.beam_size", "sft_data.score", "sft_data.answer", "sft_data.max_shots", "pools.seed", "lvlm.prompt.icd_template"} \
+        <= keys["sft_data"] and not {"sft_data.chunk", "sft_data.build", "lvlm.generation.num_beams"} & keys["sft_data"]
     assert {"train.rollouts.temperatures", "train.rollouts.beam_size", "train.rollouts.n_random", "encoder.dim",
             "selector.hidden_dim", "train.reward.shots", "lvlm.generation.num_beams"} <= keys["rollouts"]
     assert not {"train.rollouts.group_size", "train.rollouts.online_temperature", "lvlm.batch_size",
@@ -145,11 +145,11 @@ def test_the_shaping_params_of_the_table(work):
 
 # ------------------------------------------------------------------------------- the stages
 CASES = [  # (id, command, overrides, the sentence, the artefacts it names)
-    ("sft_beam_size", "sft-data", ["sft.beam_size=3"], r"sft\.beam_size: 2 -> 3", ["sft_data"]),
-    ("sft_score", "sft-data", ["sft.score=logprob"], r"sft\.score: 'prob' -> 'logprob'", ["sft_data"]),
-    ("sft_answer", "sft-data", ["sft.answer=vqa_weighted"], r"sft\.answer: 'most_frequent' -> 'vqa_weighted'",
+    ("sft_beam_size", "sft-data", ["sft_data.beam_size=3"], r"sft_data\.beam_size: 2 -> 3", ["sft_data"]),
+    ("sft_score", "sft-data", ["sft_data.score=logprob"], r"sft_data\.score: 'prob' -> 'logprob'", ["sft_data"]),
+    ("sft_answer", "sft-data", ["sft_data.answer=vqa_weighted"], r"sft_data\.answer: 'most_frequent' -> 'vqa_weighted'",
      ["sft_data"]),
-    ("sft_max_shots", "sft-data", ["sft.max_shots=1"], r"sft\.max_shots: 2 -> 1", ["sft_data"]),
+    ("sft_max_shots", "sft-data", ["sft_data.max_shots=1"], r"sft_data\.max_shots: 2 -> 1", ["sft_data"]),
     ("pools_seed", "sft-data", ["pools.seed=7"], r"pools\.seed: 42 -> 7", ["pools", "sft_data"]),
     ("rollouts_temperatures", "train", ["train.rollouts.temperatures=[0.5]"],
      r"train\.rollouts\.temperatures: \[1\.0\] -> \[0\.5\]", ["rollouts"]),

@@ -40,6 +40,17 @@ def test_typo_section_gets_suggestion(tmp_path):
         load_params(path)
 
 
+def test_old_beam_data_section_name_is_refused_with_the_new_one(tmp_path):
+    """'sft' named both the beam data and the SFT phase (train.sft); the beam data is now 'sft_data'."""
+    path = write(tmp_path, "sft:\n  beam_size: 3\n")
+    with pytest.raises(KitError, match=r"'sft' .* is now called 'sft_data'.*train\.sft; rename 'sft:' to 'sft_data:'"):
+        load_params(path)
+    with pytest.raises(KitError, match=r"now called 'sft_data'"):
+        load_params(write(tmp_path, "seed: 0\n"), ["sft.beam_size=3"])
+    assert load_params(write(tmp_path, "sft_data:\n  beam_size: 3\n")).sft_data.beam_size == 3
+    assert load_params(write(tmp_path, "train:\n  sft:\n    epochs: 2\n")).train.sft.epochs == 2
+
+
 def test_unknown_nested_key_lists_valid_keys(tmp_path):
     path = write(tmp_path, "train:\n  grpo:\n    lrr: 0.1\n")
     with pytest.raises(KitError) as err:

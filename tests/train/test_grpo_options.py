@@ -277,10 +277,10 @@ def test_infoscore_beams_in_token_mean_by_hand(tmp_path):
 
 
 def test_each_prob_norm_shapes_its_own_artefact(tmp_path):
-    params = tiny_params(tmp_path / "r", ["train.reward.prob_norm=token_mean", "sft.prob_norm=token_mean"])
+    params = tiny_params(tmp_path / "r", ["train.reward.prob_norm=token_mean", "sft_data.prob_norm=token_mean"])
     assert shaping_params("rollouts", params)["train.reward.prob_norm"] == "token_mean"
-    assert "sft.prob_norm" not in shaping_params("rollouts", params)
-    assert shaping_params("sft_data", params)["sft.prob_norm"] == "token_mean"
+    assert "sft_data.prob_norm" not in shaping_params("rollouts", params)
+    assert shaping_params("sft_data", params)["sft_data.prob_norm"] == "token_mean"
     assert "train.reward.prob_norm" not in shaping_params("sft_data", params)
 
 

@@ -44,7 +44,7 @@ def test_info_score_and_the_beam_rules_by_hand():
     q = record(1, ["a"] * 6 + ["b"] * 2 + ["c"] * 2)
     assert answer_weights(q, "most_frequent") == {"a": 1.0}
     assert answer_weights(q, "vqa_weighted") == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 2 / 3})
-    with pytest.raises(KitError, match="sft.score"):
+    with pytest.raises(KitError, match="sft_data.score"):
         info_score(0.1, 0.1, "ratio")
 
 
@@ -239,10 +239,10 @@ def test_beams_beat_random_sequences_on_held_out_reward_in_the_demo_world(tmp_pa
     """Beams searched on P(top answer) also raise the VQA accuracy of the generated answers (not searched on)."""
     root = tmp_path_factory.getbasetemp() / "demo_default"  # the default world, shared with test_simulated
     params = demo_params(tmp_path, pool_size=64, **{"data.root": str(root), "data.demo_train": 2000,
-                                                    "data.demo_test": 1000, "sft.beam_size": 3})
+                                                    "data.demo_test": 1000, "sft_data.beam_size": 3})
     ctx = RunContext.build(params)
     qids = ctx.pool_ids[:80]
-    lines = search_chunk(ctx.service, qids, ctx.pools, params.sft)
+    lines = search_chunk(ctx.service, qids, ctx.pools, params.sft_data)
     rng = np.random.default_rng(0)
     best = [(r["question_id"], tuple(r["beams"][0]["icd_ids"])) for r in lines]
     rand = [(q, tuple(int(i) for i in rng.choice(ctx.pools[q], 2, replace=False))) for q in qids]
@@ -259,7 +259,7 @@ def scored_lvlm() -> ScriptedLVLM:
                         logprob=lambda r, a: math.log(0.8 if fake_answer(r) == a else 0.1))
 
 
-CHAIN = ("train.sft.epochs=2", "train.sft.batch_groups=8", "train.sft.lr=0.01", "sft.beam_size=2",
+CHAIN = ("train.sft.epochs=2", "train.sft.batch_groups=8", "train.sft.lr=0.01", "sft_data.beam_size=2",
          "train.grpo.epochs=1")
 
 
@@ -347,7 +347,7 @@ def test_cli_sft_data_resumes_and_import_errors_are_one_line(tmp_path, capsys):
     pf.write_text(json.dumps({"runs_dir": str(tmp_path / "runs"), "run_name": "c", "data": {
         "root": str(tmp_path / "demo"), "demo": True, "demo_train": 40, "demo_test": 10},
         "encoder": {"backend": "simple", "dim": 32}, "selector": {"input_dim": 32, "hidden_dim": 32},
-        "lvlm": {"backend": "simulated"}, "pools": {"size": 8}, "sft": {"max_queries": 3, "beam_size": 2}}))
+        "lvlm": {"backend": "simulated"}, "pools": {"size": 8}, "sft_data": {"max_queries": 3, "beam_size": 2}}))
     assert main(["sft-data", "--params", str(pf)]) == 0
     assert "6 queries searched" in capsys.readouterr().out  # the first 3 training and 3 validation queries
     assert len(read_jsonl(tmp_path / "runs" / "c" / "sft_data.jsonl")) == 6

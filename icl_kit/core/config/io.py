@@ -122,6 +122,14 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
     return value
 
 
+# Sections renamed since an earlier release: the old name is refused with the new one.
+RENAMED_SECTIONS = {
+    "sft": "The top-level section 'sft' (InfoScore beam data) is now called 'sft_data', like the file it makes "
+           "(sft_data.jsonl), so that it is not confused with the SFT phase train.sft; rename 'sft:' to 'sft_data:' "
+           "(and overrides sft.KEY=... to sft_data.KEY=...).",
+}
+
+
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys with a suggestion."""
     if not isinstance(raw, dict):
@@ -133,6 +141,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
+        if key not in fields and prefix + str(key) in RENAMED_SECTIONS:
+            raise KitError(RENAMED_SECTIONS[prefix + str(key)])
         if key not in fields:
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
             tip = f" Did you mean {hint[0]!r}?" if hint else ""

@@ -174,7 +174,7 @@ class Params:
     lvlm: LVLMConfig = section(LVLMConfig)
     pools: PoolsConfig = section(PoolsConfig)
     selector: SelectorConfig = section(SelectorConfig)
-    sft: SFTDataConfig = section(SFTDataConfig)
+    sft_data: SFTDataConfig = section(SFTDataConfig)
     train: TrainConfig = section(TrainConfig)
     eval: EvalConfig = section(EvalConfig)
     stats: StatsConfig = section(StatsConfig)
@@ -209,8 +209,8 @@ def validate_cross_fields(p: Params) -> None:
         tip = f" Did you mean {hint[0]!r}?" if hint else ""
         raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
                        f"{list(backend_sections())}.{tip}")
-    if p.sft.max_shots > p.pools.size or p.sft.beam_size > p.pools.size:
-        raise KitError(f"sft.max_shots={p.sft.max_shots} and sft.beam_size={p.sft.beam_size} must be at most "
+    if p.sft_data.max_shots > p.pools.size or p.sft_data.beam_size > p.pools.size:
+        raise KitError(f"sft_data.max_shots={p.sft_data.max_shots} and sft_data.beam_size={p.sft_data.beam_size} must be at most "
                        f"pools.size={p.pools.size}; lower them.")
     validate_stats(p.stats)
     q = p.lvlm.qwen
