@@ -60,15 +60,16 @@ NO_EFFECT_WHEN = {
 }
 # Keys that may change between a training run and its resume without changing what was computed so far.
 RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
-                     "sft_data.chunk", "lvlm.device", "encoder.device", "encoder.batch_size", "lvlm.qwen.vision_cache_mb")
+                     "sft_data.chunk", "lvlm.device", "encoder.device", "encoder.batch_size",
+                     "lvlm.qwen.vision_cache_mb")
 POOLS = ("pools.sampler", "pools.size", "pools.seed", "pools.anchors")
 LVLM = ("seed", "lvlm")  # the answers and scores: the model, its prompt and decoding (`seed` seeds the simulator)
 NOT_ANSWERS = ("lvlm.device", "lvlm.batch_size", "lvlm.shared_prefill", "lvlm.agreement_check",
                "lvlm.max_disagreement",
                "lvlm.qwen.vision_cache_mb")  # where and how fast, or checks of the answers: never the answers
 NOT_EMBEDDINGS = ("encoder.device", "encoder.batch_size")
-SFT_SEARCH = ("sft_data.score", "sft_data.answer", "sft_data.prob_norm", "sft_data.beam_size", "sft_data.max_shots", "sft_data.construct_order",
-              "sft_data.beam_score")
+SFT_SEARCH = ("sft_data.score", "sft_data.answer", "sft_data.prob_norm", "sft_data.beam_size", "sft_data.max_shots",
+              "sft_data.construct_order", "sft_data.beam_score")
 ROLLOUTS = ("train.rollouts.mode", "train.rollouts.beam_size", "train.rollouts.temperatures",
             "train.rollouts.samples_per_temperature", "train.rollouts.n_random", "train.rollouts.val_fraction",
             "train.rollouts.max_queries")  # what is generated, and which queries share a chunk's seeded generator

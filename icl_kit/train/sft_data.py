@@ -156,7 +156,8 @@ def read_sft_data(path: Path) -> dict[int, dict[str, Any]]:
     """{question id: line} of sft_data.jsonl; a missing file is a KitError naming how to make it."""
     if not Path(path).is_file():
         raise KitError(f"{path} does not exist; make it with `icl-kit sft-data --params P` (or import the "
-                       "study's beams with `icl-kit study import-sft-data FILE --params P`), or set sft_data.build: true.")
+                       "study's beams with `icl-kit study import-sft-data FILE --params P`), or set "
+                       "sft_data.build: true.")
     return {int(r["question_id"]): r for r in read_jsonl(path)}
 
 

@@ -132,8 +132,9 @@ def test_the_shaping_params_of_the_table(work):
     with contextlib.chdir(work):
         params = load_params("tiny.yaml")
     keys = {n: set(shaping_params(n, params)) for n in FINGERPRINTED}
-    assert {"sft_data.beam_size", "sft_data.score", "sft_data.answer", "sft_data.max_shots", "pools.seed", "lvlm.prompt.icd_template"} \
-        <= keys["sft_data"] and not {"sft_data.chunk", "sft_data.build", "lvlm.generation.num_beams"} & keys["sft_data"]
+    assert {"sft_data.beam_size", "sft_data.score", "sft_data.answer", "sft_data.max_shots", "pools.seed",
+            "lvlm.prompt.icd_template"} <= keys["sft_data"]
+    assert not {"sft_data.chunk", "sft_data.build", "lvlm.generation.num_beams"} & keys["sft_data"]
     assert {"train.rollouts.temperatures", "train.rollouts.beam_size", "train.rollouts.n_random", "encoder.dim",
             "selector.hidden_dim", "train.reward.shots", "lvlm.generation.num_beams"} <= keys["rollouts"]
     assert not {"train.rollouts.group_size", "train.rollouts.online_temperature", "lvlm.batch_size",

@@ -210,8 +210,8 @@ def validate_cross_fields(p: Params) -> None:
         raise KitError(f"lvlm.backend={p.lvlm.backend!r} is not a registered backend; choose one of "
                        f"{list(backend_sections())}.{tip}")
     if p.sft_data.max_shots > p.pools.size or p.sft_data.beam_size > p.pools.size:
-        raise KitError(f"sft_data.max_shots={p.sft_data.max_shots} and sft_data.beam_size={p.sft_data.beam_size} must be at most "
-                       f"pools.size={p.pools.size}; lower them.")
+        raise KitError(f"sft_data.max_shots={p.sft_data.max_shots} and sft_data.beam_size={p.sft_data.beam_size} "
+                       f"must be at most pools.size={p.pools.size}; lower them.")
     validate_stats(p.stats)
     q = p.lvlm.qwen
     if q.min_pixels is not None and q.max_pixels is not None and q.min_pixels > q.max_pixels:
