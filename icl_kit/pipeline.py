@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.config import Params, load_params, parse_override, to_dict
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import OUTPUT_MODE, RunPaths, atomic_write_json, make_temp, prepare_run, remove_stale_temps
@@ -53,7 +54,7 @@ class Stage:
         return self.io.writes
 
 
-NOTEBOOKS = {"train": "01_train_grpo.ipynb", "eval": "02_eval_epochs.ipynb", "stats": "03_significance.ipynb",
+NOTEBOOKS = {"train": "01_train.ipynb", "eval": "02_eval_epochs.ipynb", "stats": "03_significance.ipynb",
              "report": "04_report.ipynb"}
 STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -79,9 +80,10 @@ def input_hash(stage: Stage, params: Params, run_dir: Path, notebook: Path) -> s
     h = hashlib.sha256()
     resolved = to_dict(params)
     h.update(json.dumps({k: resolved[k] for k in stage.sections}, sort_keys=True).encode())
-    for rel in stage.reads:
-        h.update(rel.encode())
-        _hash_path(run_dir / rel, h)
+    paths = RunPaths(run_dir)
+    for name in stage.reads:
+        h.update(ARTEFACTS[name].path.encode())
+        _hash_path(getattr(paths, name), h)
     _hash_path(notebook, h)
     return h.hexdigest()
 
@@ -99,7 +101,7 @@ def _load_state(run_dir: Path) -> dict[str, dict]:
 def is_finished(stage: Stage, run_dir: Path, digest: str, state: dict[str, dict], params: Params | None = None) -> bool:
     """The outputs exist, the inputs hash is the one recorded when the stage last finished, and the outputs
     themselves say they were made with these params (a notebook run by hand may have re-made them with others)."""
-    outputs_exist = all((run_dir / rel).exists() for rel in stage.writes)
+    outputs_exist = all(getattr(RunPaths(run_dir), name).exists() for name in stage.writes)
     recorded = state.get(stage.name, {}).get("inputs") == digest
     return outputs_exist and recorded and (params is None or outputs_match(stage, params, run_dir))
 

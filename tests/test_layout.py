@@ -258,12 +258,16 @@ def test_the_run_folder_path_check_itself():
                                                          (3, "eval/summary.csv")]
 
 
-def test_the_stages_read_and_write_paths_of_the_table():
-    from icl_kit.core.artefacts import TABLE
+def test_the_stages_read_and_write_rows_of_the_table():
+    """A stage names what it reads and writes by the table's row names; no path is spelled in core/stages.py."""
+    from icl_kit.core.artefacts import ARTEFACTS
     from icl_kit.core.stages import STAGES
 
-    paths = {a.path for a in TABLE}
-    assert [p for s in STAGES for p in s.reads + s.writes if p not in paths] == []
+    assert [n for s in STAGES for n in s.reads + s.writes if n not in ARTEFACTS] == []
+    text = (PKG / "core" / "stages.py").read_text(encoding="utf-8")
+    constants = {c.value for c in ast.walk(ast.parse(text)) if isinstance(c, ast.Constant)}
+    spelled = constants & run_folder_names() - {s.name for s in STAGES}  # 'eval' names a stage and its folder
+    assert spelled <= set(ARTEFACTS), f"core/stages.py spells run-folder paths {sorted(spelled - set(ARTEFACTS))}"
 
 
 # The stages' entry points: what crosses a stage boundary is typed (a RunContext, Params, paths), never Any.

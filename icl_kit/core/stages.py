@@ -1,7 +1,8 @@
 """What each stage of a run reads and writes: declared once, used for the pipeline's stage hashes
 (`icl_kit.pipeline`) and the trainer's resume check (`icl_kit.train.state`).
 
-`sections` are top-level params keys; `reads` and `writes` are paths inside the run folder. The
+`sections` are top-level params keys; `reads` and `writes` name rows of the artefact table
+(icl_kit.core.artefacts), whose paths `RunPaths` gives. The
 top-level `seed` seeds the simulated LVLM (and anything else without a seed of its own), and
 `deterministic` changes the bits of trained weights, so both count wherever they have an effect.
 """
@@ -21,21 +22,20 @@ class StageIO:
 
 TRAIN = StageIO(
     "train", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "sft_data", "train"),
-    ("sft_data.jsonl",), ("train_log.jsonl",),
+    ("sft_data",), ("train_log",),
 )
 EVAL = StageIO(
     "eval", ("seed", "deterministic", "data", "encoder", "lvlm", "pools", "selector", "eval"),
-    ("checkpoints",), ("eval/predictions.jsonl", "eval/summary.csv"),
+    ("checkpoints",), ("predictions", "summary"),
 )
 STATS = StageIO(
     "stats", ("stats",),
-    ("eval/predictions.jsonl", "eval/summary.csv", "eval/imported.csv", "train_log.jsonl"),
-    ("stats/comparisons.csv", "stats/summary.json"),
+    ("predictions", "summary", "imported", "train_log"),
+    ("comparisons", "stats_summary"),
 )
 REPORT = StageIO(
     "report", ("report", "stats", "data", "lvlm", "pools", "eval"),
-    ("stats/comparisons.csv", "stats/summary.json", "train_log.jsonl", "eval/summary.csv",
-     "eval/predictions.jsonl", "eval/imported.csv"),
-    ("report/report.md", "report/report.html"),
+    ("comparisons", "stats_summary", "train_log", "summary", "predictions", "imported"),
+    ("report_md", "report_html"),
 )
 STAGES = (TRAIN, EVAL, STATS, REPORT)
