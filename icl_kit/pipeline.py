@@ -145,7 +145,7 @@ def run(
 ) -> Path:
     """Execute the notebooks in order; return the run folder.
 
-    Each stage's notebook writes the run folder only once its own checks pass (RunContext.commit), and
+    Each stage's notebook writes the run folder only once its own checks pass (ArtefactStore.commit), and
     after a stage succeeds the resolved params are committed here too (stats and report read them).
     """
     root = project_root(Path(__file__).resolve().parent)

@@ -1,15 +1,17 @@
-"""The shared world of one run: records, embeddings, pools and the answer service.
+"""The run a stage works in, in three parts: the data world, the artefact store and the LVLM service.
 
-Training and evaluation both start from `RunContext.build(params)`, so they see
-the same data, the same candidate pools and the same reward cache.
+- `ArtefactStore`: the run folder (`RunPaths`) and what may be written into it. Nothing is written until
+  `commit()`: a stage first reads the data and runs its own checks (questions, resume state, files already
+  there), and only then commits, which writes params.yaml and provenance.json and the pools and embeddings
+  computed so far. A refused command therefore leaves the folder as it was. The fingerprinted artefacts
+  (embeddings.pt, pools.json, rollouts.jsonl, sft_data.jsonl) are reused only when their sidecars
+  (icl_kit.core.artefacts) say they were made with this run's params and data (`check`).
+- `DataWorld`: the questions (demonstration and test splits), their embeddings and their candidate pools.
+- the LVLM service (`RunContext.answer_service`): the model behind the persistent answer cache; a stage asks
+  for the service it needs (training with its reward's gt_prob, evaluation without).
 
-Nothing is written into the run folder until `commit()`: a stage first reads the
-data and runs its own checks (questions, resume state, files already there), and
-only then commits, which writes params.yaml and provenance.json and the pools and
-embeddings computed so far. A refused command therefore leaves the folder as it was.
-
-embeddings.pt and pools.json are reused only when their sidecars (icl_kit.core.artefacts) say they were made
-with this run's params and data; a stale one is refused before anything is written (`check_artefacts`).
+Training and evaluation both start from `RunContext.build(params)`, so they see the same data, the same
+candidate pools and the same answer cache.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -34,53 +36,40 @@ from icl_kit.core.sidecars import check_current, is_empty, replace_with_sidecar
 from icl_kit.data.records import Record
 from icl_kit.lvlm.answers import AnswerService
 
+if TYPE_CHECKING:
+    from icl_kit.core.config import RewardConfig
+    from icl_kit.lvlm.base import LVLM
+
 log = logging.getLogger(__name__)
+DATA_SHAPED = ("embeddings", "pools")  # artefacts made for one set of questions (their sidecars name it)
 
 
+class Barrier(Protocol):
+    """What `RunContext.for_ranks` needs of the process group (icl_kit.core.dist.Ranks)."""
+
+    rank: int
+
+    def barrier(self) -> None: ...
+
+
+def data_identity(pool_records: list[Record], test_records: list[Record]) -> dict[str, Any]:
+    """The questions embeddings.pt and pools.json are made for: how many, and a hash of their ids in order."""
+    ids = [[r.question_id for r in pool_records], [r.question_id for r in test_records]]
+    digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+    return {"demonstrations": len(ids[0]), "test questions": len(ids[1]), "question ids": digest}
+
+
+# ------------------------------------------------------------------------------------------ the artefact store
 @dataclass
-class RunContext:
-    """Everything a stage needs, built once from params."""
+class ArtefactStore:
+    """The run folder and its fingerprinted artefacts; writes wait for `commit()` (a refused stage writes
+    nothing)."""
 
     params: Params
     paths: RunPaths
-    pool_records: list[Record]  # demonstration split (also the training queries)
-    test_records: list[Record]  # test split, sorted by question id
+    data: dict[str, Any]  # data_identity of the run's questions, recorded beside embeddings and pools
     committed: bool = False  # the stage's checks passed and the run folder may be written
     _pending: dict[str, Callable[[], None]] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def build(cls, params: Params, commit: bool = True) -> RunContext:
-        """Read the data (building the demo world first when asked); commit the folder unless `commit=False`."""
-        from icl_kit.data.demo.world import ensure_demo_world
-        from icl_kit.data.okvqa import load_data
-
-        ensure_demo_world(params.data)
-        pool, test = load_data(params.data)
-        ctx = cls(params=params, paths=RunPaths(Path(params.run_dir)), pool_records=pool, test_records=test)
-        if commit:
-            ctx.commit()
-        return ctx
-
-    @classmethod
-    def for_ranks(cls, params: Params, ranks: Any, need_emb: bool = True,
-                  check: Callable[[RunContext], Any] | None = None) -> RunContext:
-        """Rank 0 reads the data and runs the stage's `check` with nothing written; when it passes, it commits
-        the run folder (params, pools, embeddings). The other ranks then read that folder."""
-        ctx = None
-        if ranks.rank == 0:
-            ctx = cls.build(params, commit=False)
-            if check is not None:
-                check(ctx)  # first: a stage's own check names every stale artefact it reads at once
-            ctx.check_artefacts("pools", *(("embeddings",) if need_emb else ()))
-            ctx.commit()
-            _ = ctx.pools
-            if need_emb:
-                _ = ctx.embeddings
-        ranks.barrier()
-        if ctx is None:
-            ctx = cls.build(params, commit=False)
-            ctx.committed = True  # rank 0 committed the folder; this rank only reads what it wrote
-        return ctx
 
     def commit(self) -> RunPaths:
         """The stage's checks passed: write params.yaml, provenance.json and what was computed so far."""
@@ -92,30 +81,33 @@ class RunContext:
             self._pending.clear()
         return self.paths
 
-    def check_artefacts(self, *names: str) -> None:
+    def record(self, name: str, source: str = "built") -> dict[str, Any]:
+        """The sidecar this run writes beside artefact `name` (icl_kit.core.artefacts.record)."""
+        return record(name, self.params, self.data if name in DATA_SHAPED else None, source)
+
+    def check(self, *names: str) -> None:
         """Refuse (one KitError, nothing written) when one of these fingerprinted artefacts of the run folder was
         made with other params, data or format version than this run's, or by an older kit."""
-        check_current({n: (getattr(self.paths, n), self.artefact_record(n)) for n in names})
+        check_current({n: (getattr(self.paths, n), self.record(n)) for n in names})
 
-    def artefact_record(self, name: str, source: str = "built") -> dict[str, Any]:
-        """The sidecar this run writes beside artefact `name` (icl_kit.core.artefacts.record)."""
-        return record(name, self.params, self.data_identity if name in ("embeddings", "pools") else None, source)
-
-    @cached_property
-    def data_identity(self) -> dict[str, Any]:
-        """The questions embeddings.pt and pools.json are made for: how many, and a hash of their ids in order."""
-        ids = [[r.question_id for r in self.pool_records], [r.question_id for r in self.test_records]]
-        digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
-        return {"demonstrations": len(ids[0]), "test questions": len(ids[1]), "question ids": digest}
-
-    def _save(self, name: str, save: Callable[[], None]) -> None:
-        """Save now when committed, else at `commit()` (a refused stage writes nothing)."""
+    def save(self, name: str, save: Callable[[], None]) -> None:
+        """Save now when committed, else at `commit()`."""
         if self.committed:
             save()
         else:
             self._pending[name] = save
 
-    # ------------------------------------------------------------------ lookups
+
+# ------------------------------------------------------------------------------------------ the data world
+@dataclass
+class DataWorld:
+    """The questions of a run, their embeddings (embeddings.pt) and candidate pools (pools.json)."""
+
+    params: Params
+    store: ArtefactStore
+    pool_records: list[Record]  # demonstration split (also the training queries)
+    test_records: list[Record]  # test split, sorted by question id
+
     @cached_property
     def records(self) -> dict[int, Record]:
         """Every record by question id (pool and test)."""
@@ -138,15 +130,15 @@ class RunContext:
         return {qid: i for i, qid in enumerate(self._emb["ids"])}
 
     @cached_property
-    def _emb(self) -> dict:
+    def _emb(self) -> dict[str, Any]:
         from icl_kit.selection.encoders import build_encoder, cached_embeddings, embed_records, save_embeddings
 
         encoder = build_encoder(self.params.encoder)
-        records = self.pool_records + self.test_records
+        records, paths = self.pool_records + self.test_records, self.store.paths
         out = None
-        if not is_empty(self.paths.embeddings):
-            self.check_artefacts("embeddings")
-            out = cached_embeddings(self.paths.embeddings, [r.question_id for r in records], encoder.name)
+        if not is_empty(paths.embeddings):
+            self.store.check("embeddings")
+            out = cached_embeddings(paths.embeddings, [r.question_id for r in records], encoder.name)
         fresh = out is None
         out = embed_records(records, encoder) if out is None else out
         dim = int(out["emb"].shape[1])
@@ -157,8 +149,8 @@ class RunContext:
                 f"embeddings but selector.input_dim={self.params.selector.input_dim}; set selector.input_dim: {dim}."
             )
         if fresh:
-            path, meta = self.paths.embeddings, self.artefact_record("embeddings")
-            self._save("embeddings", lambda: replace_with_sidecar(
+            path, meta = paths.embeddings, self.store.record("embeddings")
+            self.store.save("embeddings", lambda: replace_with_sidecar(
                 "embeddings", path, meta, lambda: save_embeddings(path, out, encoder.name)))
         return out
 
@@ -180,28 +172,29 @@ class RunContext:
         """Candidate pools for every training and test query (pools.sampler), saved as pools.json.
 
         An existing pools.json is reused when its sidecar names these params and data (a file imported by
-        `icl-kit study import-pools` keeps its source there); a stale one is refused (`check_artefacts`).
+        `icl-kit study import-pools` keeps its source there); a stale one is refused (`ArtefactStore.check`).
         """
         from icl_kit.selection.pools import load_pools
 
-        if not is_empty(self.paths.pools):
-            self.check_artefacts("pools")
-            pools, size = load_pools(self.paths.pools), self.params.pools.size
+        paths = self.store.paths
+        if not is_empty(paths.pools):
+            self.store.check("pools")
+            pools, size = load_pools(paths.pools), self.params.pools.size
             short = [r.question_id for r in self.pool_records + self.test_records
                      if len(pools.get(r.question_id, ())) != size]
             if short:
-                raise KitError(f"{self.paths.pools} holds no pool of pools.size={size} for {few(short, 'query')}; "
-                               f"delete it and {self.paths.sidecar('pools').name} to rebuild it.")
+                raise KitError(f"{paths.pools} holds no pool of pools.size={size} for {few(short, 'query')}; "
+                               f"delete it and {paths.sidecar('pools').name} to rebuild it.")
             return pools
         pools = self.draw_pools()
-        self._save("pools", lambda: self.save_pools(pools, "drawn"))
+        self.store.save("pools", lambda: self.save_pools(pools, "drawn"))
         return pools
 
     def save_pools(self, pools: dict[int, list[int]], source: str) -> None:
         """pools.json with its sidecar (source: 'drawn' or 'imported: FILES')."""
         from icl_kit.selection.pools import save_pools
 
-        path, meta = self.paths.pools, self.artefact_record("pools", source)
+        path, meta = self.store.paths.pools, self.store.record("pools", source)
         replace_with_sidecar("pools", path, meta, lambda: save_pools(path, pools))
 
     def draw_pools(self) -> dict[int, list[int]]:
@@ -231,34 +224,93 @@ class RunContext:
         source = f"imported: {Path(anchors_file).name}, {Path(candidates_file).name}"
         self.save_pools(pools, source)
         self.__dict__["pools"] = pools  # the cached_property now holds the imported pools
-        return self.paths.pools, len(cached)
+        return self.store.paths.pools, len(cached)
+
+
+# ------------------------------------------------------------------------------------------ the run
+@dataclass
+class RunContext:
+    """A stage's run: the data world, the artefact store, and the LVLM service it asks for."""
+
+    world: DataWorld
+    store: ArtefactStore
+    _services: dict[tuple[bool, str], AnswerService] = field(default_factory=dict, repr=False)
+
+    @property
+    def params(self) -> Params:
+        return self.store.params
+
+    @property
+    def paths(self) -> RunPaths:
+        return self.store.paths
+
+    @classmethod
+    def build(cls, params: Params, commit: bool = True) -> RunContext:
+        """Read the data (building the demo world first when asked); commit the folder unless `commit=False`."""
+        from icl_kit.data.demo.world import ensure_demo_world
+        from icl_kit.data.okvqa import load_data
+
+        ensure_demo_world(params.data)
+        pool, test = load_data(params.data)
+        store = ArtefactStore(params, RunPaths(Path(params.run_dir)), data_identity(pool, test))
+        ctx = cls(DataWorld(params, store, pool, test), store)
+        if commit:
+            store.commit()
+        return ctx
+
+    @classmethod
+    def for_ranks(cls, params: Params, ranks: Barrier, need_emb: bool = True,
+                  check: Callable[[RunContext], None] | None = None) -> RunContext:
+        """Rank 0 reads the data and runs the stage's `check` with nothing written; when it passes, it commits
+        the run folder (params, pools, embeddings). The other ranks then read that folder."""
+        ctx = None
+        if ranks.rank == 0:
+            ctx = cls.build(params, commit=False)
+            if check is not None:
+                check(ctx)  # first: a stage's own check names every stale artefact it reads at once
+            ctx.store.check("pools", *(("embeddings",) if need_emb else ()))
+            ctx.store.commit()
+            _ = ctx.world.pools
+            if need_emb:
+                _ = ctx.world.embeddings
+        ranks.barrier()
+        if ctx is None:
+            ctx = cls.build(params, commit=False)
+            ctx.store.committed = True  # rank 0 committed the folder; this rank only reads what it wrote
+        return ctx
 
     # -------------------------------------------------------------------- LVLM
     @cached_property
-    def service(self) -> AnswerService:
-        """The LVLM behind the persistent answer cache (rewards.sqlite, a run file: opening it commits)."""
+    def lvlm(self) -> LVLM:
+        """The LVLM of `lvlm.backend` (its settings and batch agreement recorded in the run folder)."""
         from icl_kit.lvlm.registry import build_lvlm
 
-        self.commit()
-        lvlm = build_lvlm(self.params, self.data_root)
+        self.store.commit()
+        lvlm = build_lvlm(self.params, self.world.data_root)
         self.record_lvlm(lvlm)
-        return AnswerService(
-            lvlm,
-            self.records,
-            self.paths.rewards,
-            batch_size=self.params.lvlm.batch_size,
-            with_gt_prob=self.params.train.reward.kind == "gt_prob",
-            prob_norm=self.params.train.reward.prob_norm,
-        )
+        return lvlm
 
-    def record_lvlm(self, lvlm: Any) -> None:
+    def answer_service(self, reward: RewardConfig | None = None) -> AnswerService:
+        """The LVLM behind the persistent answer cache (rewards.sqlite, a run file: opening it commits).
+
+        `reward`: the training reward whose answers it gives (gt_prob computed for `kind: gt_prob`, in its
+        `prob_norm`); None for evaluation, which scores answers only."""
+        gt_prob = reward is not None and reward.kind == "gt_prob"
+        key = (gt_prob, reward.prob_norm if reward is not None else "sequence")
+        if key not in self._services:
+            self._services[key] = AnswerService(self.lvlm, self.world.records, self.paths.rewards,
+                                                batch_size=self.params.lvlm.batch_size, with_gt_prob=key[0],
+                                                prob_norm=key[1])
+        return self._services[key]
+
+    def record_lvlm(self, lvlm: LVLM) -> None:
         """Write the LVLM's resolved settings and batch agreement to the run folder (rank 0 only)."""
         from icl_kit.lvlm.agreement import check_agreement, write_description
 
         if int(os.environ.get("RANK", "0")) != 0 or not self.paths.root.is_dir():
             return
         write_description(lvlm, self.paths.root)
-        check_agreement(lvlm, self.params.lvlm, self.pool_records, self.test_records, self.paths.root,
+        check_agreement(lvlm, self.params.lvlm, self.world.pool_records, self.world.test_records, self.paths.root,
                         self.params.seed)
 
 

@@ -1,7 +1,7 @@
 """Hand-made worlds for the trainer and evaluator tests.
 
-A `FakeWorld` is a real `RunContext` over records built here, with seeded embeddings and
-pools instead of an encoder and a sampler, and a `ScriptedLVLM` whose answer is a known
+A `FakeWorld` is a real `RunContext` (a store and a `FakeData` world) over records built here, with seeded
+embeddings and pools instead of an encoder and a sampler, and a `ScriptedLVLM` whose answer is a known
 function of the prompt behind the real AnswerService and sqlite cache.
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from icl_kit.core.config import Params
+from icl_kit.core.config import Params, RewardConfig
 from icl_kit.core.runs import RunPaths
 from icl_kit.data.records import Record
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
-from icl_kit.run_context import RunContext
+from icl_kit.run_context import ArtefactStore, DataWorld, RunContext, data_identity
 
 EMB_SEED, POOL_SEED = 0, 1
 
@@ -58,18 +58,11 @@ class ScriptedLVLM(LVLM):
 
 
 @dataclass
-class FakeWorld(RunContext):
-    """RunContext over given records: seeded `dim`-d embeddings, seeded pools of `pool_size`."""
+class FakeData(DataWorld):
+    """The data world over given records: seeded `dim`-d embeddings, seeded pools of `pool_size`."""
 
-    lvlm: LVLM | None = None
     dim: int = 8
     pool_size: int = 8
-    batch_size: int = 16
-
-    @classmethod
-    def make(cls, params: Params, lvlm: LVLM, pool: list[Record], test: list[Record], **kw: int) -> FakeWorld:
-        return cls(params=params, paths=RunPaths(Path(params.run_dir)), pool_records=pool, test_records=test,
-                   lvlm=lvlm, **kw)
 
     @cached_property
     def _emb(self) -> dict:
@@ -87,6 +80,43 @@ class FakeWorld(RunContext):
             out[q] = [others[j] for j in torch.randperm(len(others), generator=g)[: self.pool_size].tolist()]
         return out
 
-    @cached_property
+
+@dataclass
+class FakeWorld(RunContext):
+    """A run over FakeData whose LVLM is the given one (behind the real AnswerService and sqlite cache)."""
+
+    lvlm: LVLM | None = None  # replaces RunContext.lvlm (the registry's backend)
+    batch_size: int = 16
+
+    @classmethod
+    def make(cls, params: Params, lvlm: LVLM, pool: list[Record], test: list[Record], dim: int = 8,
+             pool_size: int = 8, batch_size: int = 16) -> FakeWorld:
+        store = ArtefactStore(params, RunPaths(Path(params.run_dir)), data_identity(pool, test))
+        world = FakeData(params, store, pool, test, dim=dim, pool_size=pool_size)
+        return cls(world=world, store=store, lvlm=lvlm, batch_size=batch_size)
+
+    def answer_service(self, reward: RewardConfig | None = None) -> AnswerService:
+        service = super().answer_service(reward)
+        service.batch_size = self.batch_size
+        return service
+
+    @property
     def service(self) -> AnswerService:
-        return AnswerService(self.lvlm, self.records, self.paths.rewards, batch_size=self.batch_size)
+        """The evaluation's service (no gt_prob), as the tests' helpers use it."""
+        return self.answer_service()
+
+    # the data world's parts, as the tests' helpers use them
+    @property
+    def records(self) -> dict[int, Record]:
+        return self.world.records
+
+    @property
+    def pool_ids(self) -> list[int]:
+        return self.world.pool_ids
+
+    @property
+    def pools(self) -> dict[int, list[int]]:
+        return self.world.pools
+
+    def emb(self, qids: list[int] | torch.Tensor, part: str = "emb") -> torch.Tensor:
+        return self.world.emb(qids, part)

@@ -278,6 +278,9 @@ STAGE_ENTRIES = {
     "icl_kit/stats/run.py": ("stats_for_run", "run_stats"),
     "icl_kit/report/build.py": ("write_report",),
     "icl_kit/pipeline.py": ("run",),
+    "icl_kit/evaluation/select.py": ("select_icds", "run_params", "run_folder", "checkpoint_system"),
+    "icl_kit/study/beams.py": ("import_sft_data",),
+    "icl_kit/study/rollouts.py": ("train_split",),
 }
 
 

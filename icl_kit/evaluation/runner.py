@@ -36,7 +36,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl
 from icl_kit.evaluation.io import CellKey, merge_predictions, read_done, shard_path, write_summary
 from icl_kit.evaluation.systems import System, check_input_dims, resolve_systems, select, shot_icds
-from icl_kit.run_context import RunContext
+from icl_kit.run_context import DataWorld, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def test_question_ids(records: Sequence[Any], how: str, n: int, seed: int) -> li
 
 def plan_cells(
     systems: Sequence[System],
-    world: Any,
+    world: DataWorld,
     qids: Sequence[int],
     shots: Sequence[int],
     done: dict[CellKey, dict[str, Any]],
@@ -161,11 +161,12 @@ def evaluate(params: Params, *, ctx: RunContext | None = None, progress: bool = 
         systems = resolve_systems(cfg.systems, run_dir, names=cfg.names)
         planned: dict[str, tuple[list[Cell], int]] = {}
 
-        def check(world: Any) -> None:  # every refusal before the run folder changes: dims, questions, ICDs written
+        def check(run: RunContext) -> None:  # every refusal before the run folder changes: dims, questions, cells
+            world = run.world
             if any(s.kind == "checkpoint" for s in systems):
                 check_input_dims(systems, int(world.emb(world.pool_ids[:1]).shape[-1]), run_dir)
             qids = test_question_ids(world.test_records, cfg.questions, cfg.n, cfg.seed)
-            planned["all"] = plan_cells(systems, world, qids, cfg.shots, read_done(world.paths.predictions),
+            planned["all"] = plan_cells(systems, world, qids, cfg.shots, read_done(run.paths.predictions),
                                         seed=cfg.seed, pool_spec=cfg.pool, similarity_order=cfg.similarity_order)
 
         if ctx is None:
@@ -173,22 +174,23 @@ def evaluate(params: Params, *, ctx: RunContext | None = None, progress: bool = 
             ctx = RunContext.for_ranks(params, ranks, need_emb, check=check)
         else:
             check(ctx)
-        paths = ctx.paths
-        qids = test_question_ids(ctx.test_records, cfg.questions, cfg.n, cfg.seed)
+        paths, world = ctx.paths, ctx.world
+        service = ctx.answer_service()  # evaluation scores answers only: nothing of train.reward
+        qids = test_question_ids(world.test_records, cfg.questions, cfg.n, cfg.seed)
         mine = qids[ranks.rank :: ranks.world]
         todo, skipped = planned["all"] if ranks.world == 1 else plan_cells(
-            systems, ctx, mine, cfg.shots, read_done(paths.predictions), seed=cfg.seed, pool_spec=cfg.pool,
+            systems, world, mine, cfg.shots, read_done(paths.predictions), seed=cfg.seed, pool_spec=cfg.pool,
             similarity_order=cfg.similarity_order)
         out = paths.predictions if ranks.world == 1 else shard_path(paths.eval_dir, ranks.rank)
-        calls_before, work_before = ctx.service.calls, ctx.service.work()
-        answer_cells(todo, ctx.service, out, cfg.chunk, progress and ranks.rank == 0)
-        calls, cells, skipped = ranks.total([ctx.service.calls - calls_before, len(todo), skipped])
-        done = ctx.service.work() - work_before
+        calls_before, work_before = service.calls, service.work()
+        answer_cells(todo, service, out, cfg.chunk, progress and ranks.rank == 0)
+        calls, cells, skipped = ranks.total([service.calls - calls_before, len(todo), skipped])
+        done = service.work() - work_before
         work = done.with_counts(ranks.total(done.counts()))  # summed over ranks
         ranks.barrier()
         table = None
         if ranks.rank == 0:
-            merged = merge_predictions(paths.predictions, question_images(ctx.test_records))
+            merged = merge_predictions(paths.predictions, question_images(world.test_records))
             table = write_summary(paths.summary, merged)
         ranks.barrier()
     finally:

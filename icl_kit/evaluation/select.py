@@ -21,12 +21,15 @@ import operator
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from icl_kit.core.config import Params, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import natural_key
 from icl_kit.core.runs import RunPaths
+
+if TYPE_CHECKING:
+    from icl_kit.evaluation.systems import System
 
 CHECKPOINT_SUFFIXES = (".pt", ".ckpt")
 RESUME_STATE = RunPaths(Path()).last.name  # checkpoints/last.pt is the trainer's resume state, not a system
@@ -39,12 +42,22 @@ def _some(items: list[Any]) -> str:
 
 
 # ------------------------------------------------------------------ the run folder
-def run_folder(run: Any) -> Path:
+class HasRunDir(Protocol):
+    """Anything that names its run folder (RunResults, Params)."""
+
+    @property
+    def run_dir(self) -> str | Path: ...
+
+
+RunLike = str | Path | HasRunDir  # a run folder, or what names one
+
+
+def run_folder(run: RunLike) -> Path:
     """The run folder of `run`: a path, or anything with a `run_dir` (RunResults, Params)."""
     return Path(getattr(run, "run_dir", run))
 
 
-def run_params(run: Any) -> Params:
+def run_params(run: RunLike) -> Params:
     """The validated params of a run folder (its params.yaml, as written); a folder without one is a KitError."""
     root = run_folder(run)
     path = RunPaths(root).params
@@ -140,7 +153,7 @@ def _system_names(path: Path, root: Path, names: dict[str, str]) -> dict[str, st
     return {}
 
 
-def checkpoint_system(root: Path, params: Params, checkpoint: str | Path | None) -> Any:
+def checkpoint_system(root: Path, params: Params, checkpoint: str | Path | None) -> System:
     """The evaluation's `System` of a checkpoint of the run: loaded, named and placed as `evaluate` does."""
     from icl_kit.evaluation.systems import resolve_systems
     from icl_kit.selection.checkpoints import load_checkpoint
@@ -178,7 +191,7 @@ def _check_k(k: int) -> int:
 
 
 # ------------------------------------------------------------------ entry point
-def select_icds(run: Any, question_ids: int | Iterable[int], k: int,
+def select_icds(run: RunLike, question_ids: int | Iterable[int], k: int,
                 checkpoint: str | Path | None = None) -> list[dict[str, Any]]:
     """The k ICDs the run's selector `checkpoint` picks for each test question, in prompt order, read-only.
 
@@ -196,7 +209,7 @@ def select_icds(run: Any, question_ids: int | Iterable[int], k: int,
     system = checkpoint_system(root, params, checkpoint)
     with _made_from(root, params):
         params.runs_dir, params.run_name = str(root.parent), root.name  # the world of this folder
-        world = RunContext.build(params, commit=False)  # reads the run's caches, writes nothing
+        world = RunContext.build(params, commit=False).world  # reads the run's caches, writes nothing
         qids = _question_ids(question_ids, [r.question_id for r in world.test_records], root)
         check_input_dims([system], int(world.emb(world.pool_ids[:1]).shape[-1]), root)
         chosen = select(system, world, list(dict.fromkeys(qids)), max(k, *cfg.shots), seed=cfg.seed,

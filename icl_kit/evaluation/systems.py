@@ -33,7 +33,7 @@ from icl_kit.core.errors import KitError
 log = logging.getLogger(__name__)
 
 SystemKind = Literal["zero_shot", "random", "similarity", "checkpoint"]
-# Similarity system -> (query embedding, pool embedding): parts of RunContext.emb.
+# Similarity system -> (query embedding, pool embedding): parts of DataWorld.emb.
 SIMILARITY_MODES: dict[str, tuple[str, str]] = {
     "similarity": ("emb", "emb"),
     "similarity_i2t": ("img", "txt"),
@@ -50,7 +50,7 @@ Selection = dict[int, tuple[int, ...]]  # question id -> k_max ICD ids, selectio
 
 
 class EvalWorld(Protocol):
-    """What the systems need from a run (`icl_kit.run_context.RunContext` provides it)."""
+    """What the systems need from a run (`icl_kit.run_context.DataWorld` provides it)."""
 
     @property
     def pool_ids(self) -> list[int]: ...  # demonstration split question ids

@@ -110,7 +110,7 @@ def similarity_topk(
 
 # ---------------------------------------------------------------------- files
 def save_pools(path: str | Path, pools: dict[int, list[int]]) -> None:
-    """Write `pools.json` atomically, queries in ascending id order (its sidecar: RunContext.save_pools)."""
+    """Write `pools.json` atomically, queries in ascending id order (its sidecar: DataWorld.save_pools)."""
     atomic_write_json(path, {str(q): [int(i) for i in pools[q]] for q in sorted(pools)})
 
 

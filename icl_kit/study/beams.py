@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icl_kit.core.errors import KitError, joined
 from icl_kit.core.runs import atomic_open, read_json_object
 from icl_kit.core.sidecars import replace_with_sidecar
 from icl_kit.study.formats.positions import SplitPositions
+
+if TYPE_CHECKING:
+    from icl_kit.run_context import RunContext
 
 
 def _read_json(path: str | Path, what: str) -> dict[str, Any]:
@@ -87,7 +90,7 @@ def study_pools(path: str | Path, split: SplitPositions) -> dict[int, list[int]]
             split.qids([_pos(p, f"candidate set {k}") for p in v], f"candidate set {k}") for k, v in raw.items()}
 
 
-def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = None,
+def import_sft_data(src: str | Path, ctx: RunContext, pools_file: str | Path | None = None,
                     force: bool = False) -> tuple[Path, int, int]:
     """Validate the whole source, then write the run's sft_data.jsonl; -> (path, queries, beams).
 
@@ -97,8 +100,8 @@ def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = N
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force to replace it.")
     raw = _read_json(src, "Beam data file")
-    split = SplitPositions(ctx.pool_records)
-    pools = study_pools(pools_file, split) if pools_file else ctx.pools
+    split = SplitPositions(ctx.world.pool_records)
+    pools = study_pools(pools_file, split) if pools_file else ctx.world.pools
     lines, bad = [], []
     for key, entry in raw.items():
         try:
@@ -113,11 +116,11 @@ def import_sft_data(src: str | Path, ctx: Any, pools_file: str | Path | None = N
     if not lines:
         raise KitError(f"{src} holds no anchor; nothing to import.")
     lines.sort(key=lambda r: r["question_id"])
-    ctx.commit()
+    ctx.store.commit()
 
     def write() -> None:
         with atomic_open(out, "w") as fh:
             fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
 
-    replace_with_sidecar("sft_data", out, ctx.artefact_record("sft_data", f"imported: {Path(src).name}"), write)
+    replace_with_sidecar("sft_data", out, ctx.store.record("sft_data", f"imported: {Path(src).name}"), write)
     return out, len(lines), sum(len(r["beams"]) for r in lines)

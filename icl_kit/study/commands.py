@@ -74,9 +74,9 @@ def cmd_import_rollouts(args: argparse.Namespace) -> int:
     from icl_kit.study.rollouts import import_rollouts, train_split
 
     ctx = RunContext.build(load_params(args.params, args.overrides), commit=False)
-    split = train_split(ctx)  # pools.json: a stale one is refused before the run folder is committed
-    ctx.commit()
-    record = ctx.artefact_record("rollouts", source=f"imported: {Path(args.src).name}")
+    split = train_split(ctx.world)  # pools.json: a stale one is refused before the run folder is committed
+    ctx.store.commit()
+    record = ctx.store.record("rollouts", source=f"imported: {Path(args.src).name}")
     s = import_rollouts(args.src, ctx.paths.root, split, ids=args.ids, force=args.force, record=record)
     lengths = ", ".join(f"{n} of length {k}" for k, n in s.pointer_lengths.items())
     print(f"icl-kit study import-rollouts: {s.n_queries} queries, {s.n_candidates} candidates ({lengths}; ids read "
@@ -103,8 +103,9 @@ def cmd_import_pools(args: argparse.Namespace) -> int:
     from icl_kit.run_context import RunContext
 
     ctx = RunContext.build(load_params(args.params, args.overrides))
-    path, n = ctx.import_pools(args.anchors, args.candidates)
-    print(f"icl-kit study import-pools: {n} anchor pools from the study's cache, {len(ctx.pools) - n} others drawn "
+    path, n = ctx.world.import_pools(args.anchors, args.candidates)
+    others = len(ctx.world.pools) - n
+    print(f"icl-kit study import-pools: {n} anchor pools from the study's cache, {others} others drawn "
           f"by pools.sampler={ctx.params.pools.sampler} -> {path}")
     return 0
 

@@ -41,13 +41,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from icl_kit.core.errors import KitError, joined
 from icl_kit.core.runs import RunPaths, atomic_open, read_json_object
 from icl_kit.core.sidecars import replace_with_sidecar
 from icl_kit.data.vqa_accuracy import vqa_accuracy
 from icl_kit.study.formats.positions import SplitPositions
+
+if TYPE_CHECKING:
+    from icl_kit.run_context import DataWorld
 
 META_KEY = "_meta"
 ACC_TOLERANCE = 1e-6  # stored vs official score: the study stored percent/100 of 2-decimal percentages
@@ -65,10 +68,10 @@ class TrainSplit:
     pool_size: int
 
 
-def train_split(ctx: Any) -> TrainSplit:
-    """The TrainSplit of a RunContext: its sorted train split, answers, pools (pools.json) and pools.size."""
-    return TrainSplit(SplitPositions(ctx.pool_records), {r.question_id: r.answers for r in ctx.pool_records},
-                      ctx.pools, ctx.params.pools.size)
+def train_split(world: DataWorld) -> TrainSplit:
+    """The TrainSplit of a run's data world: its sorted train split, answers, pools (pools.json) and pools.size."""
+    return TrainSplit(SplitPositions(world.pool_records), {r.question_id: r.answers for r in world.pool_records},
+                      world.pools, world.params.pools.size)
 
 
 @dataclass
@@ -280,7 +283,7 @@ def convert_rl_data(raw: dict[str, Any], split: TrainSplit, ids: str = "auto",
 def import_rollouts(src: str | Path, run_dir: str | Path, split: TrainSplit, ids: str = "auto",
                     force: bool = False, record: dict[str, Any] | None = None) -> ImportSummary:
     """Validate the whole source, then write `run_dir/rollouts.jsonl` atomically; with `record` (the run's
-    sidecar, RunContext.artefact_record), rollouts.meta.json is written before it."""
+    sidecar, ArtefactStore.record), rollouts.meta.json is written before it."""
     out = RunPaths(Path(run_dir)).rollouts
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force (force=True) to replace it.")

@@ -131,7 +131,7 @@ def build_offline_rollouts(selector: torch.nn.Module, table: QueryTable, qids: S
                            record: dict[str, Any] | None = None) -> int:
     """Append rollouts for every query of `qids` not yet in `path`; return how many were written.
 
-    `record`: the sidecar of this build (RunContext.artefact_record("rollouts")); lines made with another are
+    `record`: the sidecar of this build (ArtefactStore.record("rollouts")); lines made with another are
     refused before anything is written, and an empty file takes it before its first line."""
     if record is not None:
         begin_lines("rollouts", path, record)

@@ -112,7 +112,7 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
                    record: dict[str, Any] | None = None) -> BuildStats:
     """Append beam data for every query of `qids` not yet in `path` (module doc), chunk by chunk.
 
-    `record`: the sidecar of this build (RunContext.artefact_record("sft_data")); lines made with another are
+    `record`: the sidecar of this build (ArtefactStore.record("sft_data")); lines made with another are
     refused before anything is written, and an empty file takes it before its first line."""
     if record is not None:
         begin_lines("sft_data", path, record)
@@ -139,16 +139,16 @@ def build_sft_data(service: AnswerService, qids: Sequence[int], pools: Mapping[i
 def make_sft_data(ctx: RunContext, progress: bool = True) -> tuple[Path, BuildStats]:
     """`icl-kit sft-data`: the beams of the queries the trainer's SFT uses (sft_data.max_queries), resumable.
 
-    `ctx` is the run's RunContext (its params, pool ids, pools, answer service and paths)."""
+    `ctx` is the run (its data world, artefact store and the answer service of the training reward)."""
     from icl_kit.train.queries import split_queries
 
     params = ctx.params
     r = params.train.rollouts
-    qids = sft_queries(split_queries(ctx.pool_ids, r.val_fraction, r.max_queries), params.sft_data.max_queries)
-    ctx.check_artefacts("pools", "sft_data")  # before the run folder is committed (opening the service does)
+    qids = sft_queries(split_queries(ctx.world.pool_ids, r.val_fraction, r.max_queries), params.sft_data.max_queries)
+    ctx.store.check("pools", "sft_data")  # before the run folder is committed (opening the service does)
     path = ctx.paths.sft_data
-    return path, build_sft_data(ctx.service, qids, ctx.pools, params.sft_data, path, progress=progress,
-                                record=ctx.artefact_record("sft_data"))
+    return path, build_sft_data(ctx.answer_service(params.train.reward), qids, ctx.world.pools, params.sft_data,
+                                path, progress=progress, record=ctx.store.record("sft_data"))
 
 
 # ------------------------------------------------------------------- reading

@@ -65,6 +65,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES
 from icl_kit.core.provenance import provenance
 from icl_kit.core.runs import append_jsonl, read_jsonl
+from icl_kit.lvlm.answers import AnswerService
 from icl_kit.run_context import RunContext
 from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
@@ -133,9 +134,9 @@ def preflight(params: Params, ctx: RunContext) -> None:
     other params (their sidecars, upstream first), the resume state, the warm-start checkpoint, and beam data
     that will not be built."""
     cfg = params.train
-    split = split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
-    check_rollouts(ctx.paths.rollouts, ctx.pool_ids, sequence_length(cfg))
-    ctx.check_artefacts("embeddings", "pools", "rollouts", *(("sft_data",) if cfg.sft.epochs else ()))
+    split = split_queries(ctx.world.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
+    check_rollouts(ctx.paths.rollouts, ctx.world.pool_ids, sequence_length(cfg))
+    ctx.store.check("embeddings", "pools", "rollouts", *(("sft_data",) if cfg.sft.epochs else ()))
     load_last(ctx.paths.last, train_fingerprint(params))
     warm_start(PointerSelector(**vars(params.selector)), cfg.init_checkpoint)
     if cfg.sft.epochs and not params.sft_data.build:
@@ -154,7 +155,7 @@ class Trainer:
         self.paths = ctx.paths
         self.last_path = self.paths.last
         self.length = sequence_length(cfg)
-        self.split = split_queries(ctx.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
+        self.split = split_queries(ctx.world.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
         self.offline = cfg.rollouts.mode == "offline"
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -162,7 +163,7 @@ class Trainer:
         self.policy = PointerSelector(**vars(params.selector)).to(self.device)
         warm_start(self.policy, cfg.init_checkpoint)
         self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.table = QueryTable(self.split.train + self.split.val, self._pools(), ctx.emb)
+        self.table = QueryTable(self.split.train + self.split.val, self._pools(), ctx.world.emb)
         self._build_rollouts()
         self.train_rows = torch.tensor([self.table.row[q] for q in self.split.train])
         self.val_groups = self._offline_groups(self.split.val) if self.split.val else None
@@ -179,9 +180,13 @@ class Trainer:
         self._restore()
 
     # ---------------------------------------------------------------- set-up
+    @property
+    def service(self) -> AnswerService:  # the training reward's answers (opening it commits the run folder)
+        return self.ctx.answer_service(self.cfg.reward)
+
     def _pools(self) -> dict[int, list[int]]:
         """pools.json, overridden by the pools stored in rollouts.jsonl (imported rollouts keep theirs)."""
-        pools = dict(self.ctx.pools)
+        pools = dict(self.ctx.world.pools)
         for row in read_jsonl(self.paths.rollouts):
             pools[int(row["question_id"])] = [int(i) for i in row["pool"]]
         return pools
@@ -190,9 +195,9 @@ class Trainer:
         """Offline rollouts from the initial selector: every query in offline mode, validation ones in online."""
         qids = self.split.train + self.split.val if self.offline else self.split.val
         if self.ranks.main and qids:
-            n = build_offline_rollouts(self.policy, self.table, qids, self.ctx.service, self.cfg,
+            n = build_offline_rollouts(self.policy, self.table, qids, self.service, self.cfg,
                                        self.paths.rollouts, progress=self.progress,
-                                       record=self.ctx.artefact_record("rollouts"))
+                                       record=self.ctx.store.record("rollouts"))
             if n:
                 log.info("rollouts: wrote %d queries to %s", n, self.paths.rollouts)
         self.ranks.barrier()
@@ -202,14 +207,14 @@ class Trainer:
         path = self.paths.sft_data
         if self.ranks.main and self.params.sft_data.build:
             qids = sft_queries(self.split, self.params.sft_data.max_queries)
-            build_sft_data(self.ctx.service, qids, self.ctx.pools, self.params.sft_data, path, progress=self.progress,
-                           record=self.ctx.artefact_record("sft_data"))
+            build_sft_data(self.service, qids, self.ctx.world.pools, self.params.sft_data, path,
+                           progress=self.progress, record=self.ctx.store.record("sft_data"))
         self.ranks.barrier()
-        return load_sft_split(path, self.split, self.ctx.emb, self.cfg.sft.beams_used)
+        return load_sft_split(path, self.split, self.ctx.world.emb, self.cfg.sft.beams_used)
 
     def _offline_groups(self, qids: list[int]) -> Groups:
         r = self.cfg.reward
-        return load_offline_groups(self.paths.rollouts, self.table, qids, self.ctx.service, r.kind, r.shots)
+        return load_offline_groups(self.paths.rollouts, self.table, qids, self.service, r.kind, r.shots)
 
     def _optimizer(self, phase: str) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.parameters(), lr=self._phase_cfg(phase).lr,
@@ -356,7 +361,7 @@ class Trainer:
         mine = self.ranks.mine(len(rows))
         rewards = torch.zeros(seqs.shape[:2])
         if len(mine):
-            rewards[mine] = score_groups(self.ctx.service, self.table, rows[mine], seqs[mine], r.kind, r.shots)
+            rewards[mine] = score_groups(self.service, self.table, rows[mine], seqs[mine], r.kind, r.shots)
         return self.ranks.sum_(rewards)
 
     def _end_epoch(self, phase: str) -> None:
@@ -385,7 +390,7 @@ class Trainer:
             out["val/sft_loss"] = validation_sft_loss(self.policy, self.sft_table, self.sft_val,
                                                       self.cfg.sft.beam_weight, self.device)
         if self.val_groups is not None:
-            out.update(validate(self.policy, self.table, self.val_groups, self.ctx.service, self.cfg, self.ranks,
+            out.update(validate(self.policy, self.table, self.val_groups, self.service, self.cfg, self.ranks,
                                 self.device))
         return out
 

@@ -116,7 +116,7 @@ def test_every_shaping_param_is_named_and_no_other_key_matters(work, name):
     with contextlib.chdir(work):
         params = load_params("tiny.yaml")
         ctx = RunContext.build(params, commit=False)
-    path, data = work / "runs" / NAME / ARTEFACTS[name].path, ctx.artefact_record(name)["data"]
+    path, data = work / "runs" / NAME / ARTEFACTS[name].path, ctx.store.record(name)["data"]
     assert problem(name, path, record(name, params, data)) is None
     shaping = shaping_params(name, params)
     assert shaping, name

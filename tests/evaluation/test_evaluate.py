@@ -189,7 +189,7 @@ def test_rows_carry_image_id_and_a_rerun_adds_it_to_older_lines(tmp_path):
     import json
 
     first, world = run(tmp_path / "r", ["zero_shot", "random"])
-    image_of = {r.question_id: r.image_id for r in world.test_records}
+    image_of = {r.question_id: r.image_id for r in world.world.test_records}
     lines = first.predictions.read_text().splitlines()
     rows = [json.loads(x) for x in lines]
     assert all(r["image_id"] == image_of[r["question_id"]] for r in rows)
@@ -311,8 +311,8 @@ def test_tiny_qwen_smoke(tmp_path):
     assert w.prefill_tokens > w.pad_tokens >= 0 and w.decode_tokens > 0 and "at Qwen2.5-VL-3B's size" in w.describe()
     rows = read_jsonl(res.predictions)
     for r in rows[:: len(rows) // 3]:  # batched answers equal one-at-a-time answers
-        req = Request(icds=tuple(ctx.records[i] for i in r["icd_ids"]), query=ctx.records[r["question_id"]])
-        assert ctx.service.lvlm.generate([req])[0].answer == r["pred"]
+        req = Request(icds=tuple(ctx.world.records[i] for i in r["icd_ids"]), query=ctx.world.records[r["question_id"]])
+        assert ctx.lvlm.generate([req])[0].answer == r["pred"]
     again = evaluate(params, ctx=ctx, progress=False)
     assert (again.calls, again.cells, again.skipped) == (0, 0, res.cells)
     assert again.work.prompts == again.work.images == 0

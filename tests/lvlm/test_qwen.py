@@ -541,7 +541,7 @@ def test_run_context_records_decoding_and_agreement(tmp_path):
         "lvlm.agreement_check": 8, "pools.size": 8, "eval.shots": [1], "train.reward.shots": [1],
         "train.val_shots": [1]})
     ctx = RunContext.build(params)
-    fingerprint = ctx.service.lvlm.fingerprint()
+    fingerprint = ctx.lvlm.fingerprint()
     run = tmp_path / "runs" / "r"
     decoding = json.loads((run / DECODING_FILE).read_text())
     agreement = json.loads((run / AGREEMENT_FILE).read_text())

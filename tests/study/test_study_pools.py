@@ -47,21 +47,22 @@ def params(world, tmp_path, sampler: str = "study_rand"):
 
 def test_run_context_pools_are_the_study_draws_in_question_ids(world, tmp_path) -> None:
     ctx = RunContext.build(params(world, tmp_path))
-    pos = SplitPositions(ctx.pool_records)
+    pos = SplitPositions(ctx.world.pool_records)
     anchors, train, test, _ = study_rand_positions(N_TRAIN, ANCHORS, SIZE, 42, n_test=N_TEST)
-    assert all(ctx.pools[pos.qid(p)] == pos.qids(pool) for p, pool in train.items())
-    test_ids = sorted(r.question_id for r in ctx.test_records)
-    assert [ctx.pools[q] for q in test_ids] == [pos.qids(pool) for pool in test]
+    assert all(ctx.world.pools[pos.qid(p)] == pos.qids(pool) for p, pool in train.items())
+    test_ids = sorted(r.question_id for r in ctx.world.test_records)
+    assert [ctx.world.pools[q] for q in test_ids] == [pos.qids(pool) for pool in test]
     meta = load_pools_meta(ctx.paths.pools)
     assert meta["params"] == {"pools.sampler": "study_rand", "pools.size": SIZE, "pools.seed": 42,
                               "pools.anchors": ANCHORS} and meta["source"] == "drawn"
     assert meta["data"]["demonstrations"] == N_TRAIN and meta["data"]["test questions"] == N_TEST
     with pytest.raises(KitError, match=r"pools\.json was made with other params \(pools\.sampler: 'study_rand' -> "
                                        r"'rand'\); .* delete it and pools\.meta\.json to rebuild it\."):
-        _ = RunContext.build(params(world, tmp_path, "rand")).pools  # another sampler: the stale file is refused
+        _ = RunContext.build(params(world, tmp_path, "rand")).world.pools  # another sampler: the stale file is refused
     ctx.paths.pools.unlink()  # the documented fix
     again = RunContext.build(params(world, tmp_path, "rand"))
-    assert again.pools != ctx.pools and load_pools_meta(ctx.paths.pools)["params"]["pools.sampler"] == "rand"
+    assert again.world.pools != ctx.world.pools
+    assert load_pools_meta(ctx.paths.pools)["params"]["pools.sampler"] == "rand"
     assert "pools.anchors" not in load_pools_meta(ctx.paths.pools)["params"]  # no effect with the rand sampler
 
 
@@ -78,18 +79,18 @@ def test_import_pools_reads_the_cache_and_refuses_mismatched_files(world, tmp_pa
     assert main(["study", "import-pools", str(a_file), str(c_file), "--params", str(tmp_path / "p.yaml")]) == 0
     assert f"{ANCHORS} anchor pools from the study's cache" in capsys.readouterr().out
     ctx = RunContext.build(p)
-    pos = SplitPositions(ctx.pool_records)
-    assert all(ctx.pools[pos.qid(a)] == pos.qids(cached[a]) for a in anchors)
+    pos = SplitPositions(ctx.world.pool_records)
+    assert all(ctx.world.pools[pos.qid(a)] == pos.qids(cached[a]) for a in anchors)
     drawn = study_rand_positions(N_TRAIN, ANCHORS, SIZE, 42)[1]
     others = [q for q in range(N_TRAIN) if q not in cached]
-    assert all(ctx.pools[pos.qid(q)] == pos.qids(drawn[q]) for q in others)
+    assert all(ctx.world.pools[pos.qid(q)] == pos.qids(drawn[q]) for q in others)
     assert load_pools_meta(ctx.paths.pools)["source"].startswith("imported: okvqa-anchor_sample_num:8.json")
     before = ctx.paths.pools.read_bytes()
     c_file.write_text(json.dumps({str(a): cached[a] for a in anchors[1:]}))
     with pytest.raises(KitError, match=r"has 7 anchors but .* lists 8 others \(e.g. \[\d+\]\); pass files of one run"):
-        ctx.import_pools(a_file, c_file)
+        ctx.world.import_pools(a_file, c_file)
     c_file.write_text(json.dumps({str(a): cached[a][:-1] for a in anchors}))
     with pytest.raises(KitError, match=r"the pool of anchor \d+ must hold 6 train positions in 0..29 without the "
                                        r"anchor \(pools.size=6\)"):
-        ctx.import_pools(a_file, c_file)
+        ctx.world.import_pools(a_file, c_file)
     assert ctx.paths.pools.read_bytes() == before

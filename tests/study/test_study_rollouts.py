@@ -26,8 +26,8 @@ def ctx(world, tmp_path):
 
 
 def d33_and_k64(ctx) -> tuple[dict, dict, SplitPositions]:
-    pos = SplitPositions(ctx.pool_records)
-    recs = {r.question_id: r for r in ctx.pool_records}
+    pos = SplitPositions(ctx.world.pool_records)
+    recs = {r.question_id: r for r in ctx.world.pool_records}
 
     def entry(p: int, pointers: list[list[int]], pool: list[int] | None = None) -> dict:
         qid = pos.qid(p)
@@ -60,7 +60,7 @@ def test_d33_layout_global_pointers_get_pools_from_pointers_then_randsampler(ctx
     rows = read_jsonl(c.paths.rollouts)
     q3 = next(r for r in rows if r["question_id"] == pos.qid(3))
     distinct = pos.qids([5, 7, 9, 11])  # the error-mode candidate [1, 2] is dropped before the pool is built
-    fill = [i for i in c.pools[pos.qid(3)] if i not in distinct][: 6 - 4]
+    fill = [i for i in c.world.pools[pos.qid(3)] if i not in distinct][: 6 - 4]
     assert q3["pool"] == distinct + fill
     assert [cd["icd_ids"] for cd in q3["candidates"]] == [pos.qids([5, 7]), pos.qids([7, 5]), pos.qids([9, 11])]
     assert [cd["positions"] for cd in q3["candidates"]] == [[0, 1], [1, 0], [2, 3]]
@@ -71,7 +71,7 @@ def test_k64_layout_local_pointers_index_the_pool(ctx, tmp_path) -> None:
     c, _ = ctx
     _, k64, pos = d33_and_k64(c)
     s = import_rollouts(write_rl_data(tmp_path / "rl_data_k64_v3.json", k64, k64=True), c.paths.root,
-                        train_split(c))
+                        train_split(c.world))
     (row,) = read_jsonl(s.path)
     assert row["pool"] == pos.qids([20, 21, 22, 23, 24, 25]) and s.n_pools_built == 0
     assert [cd["icd_ids"] for cd in row["candidates"]] == [pos.qids([20, 21]), pos.qids([22, 23]), pos.qids([25, 24])]
@@ -83,13 +83,13 @@ def test_every_entry_is_cross_checked_against_the_split(ctx, tmp_path) -> None:
     d33[10]["query"]["question_id"] = pos.qid(11)
     with pytest.raises(KitError, match=rf"query 10: position 10 of the sorted train split is question {pos.qid(10)}, "
                                        rf"but query.question_id is {pos.qid(11)} \(a file made on another split"):
-        import_rollouts(write_rl_data(tmp_path / "a.json", d33), c.paths.root, train_split(c))
+        import_rollouts(write_rl_data(tmp_path / "a.json", d33), c.paths.root, train_split(c.world))
     k64[3]["pointer_candidates"][0]["pointer_global"] = [21, 20]
     with pytest.raises(KitError, match=r"pointer \[0, 1\] gives \[20, 21\] in candidate_pool_ids, but "
                                        r"pointer_global is \[21, 20\]"):
-        import_rollouts(write_rl_data(tmp_path / "b.json", k64), c.paths.root, train_split(c))
+        import_rollouts(write_rl_data(tmp_path / "b.json", k64), c.paths.root, train_split(c.world))
     d33, _, _ = d33_and_k64(c)
     d33[10]["pointer_candidates"][0]["pointer"] = [0, 30]
     with pytest.raises(KitError, match=r"pointer holds 30, outside the 30 positions of the train split"):
-        import_rollouts(write_rl_data(tmp_path / "c.json", d33), c.paths.root, train_split(c))
+        import_rollouts(write_rl_data(tmp_path / "c.json", d33), c.paths.root, train_split(c.world))
     assert not c.paths.rollouts.exists()

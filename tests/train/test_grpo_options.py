@@ -335,11 +335,8 @@ def test_gt_prob_reward_in_token_mean_trains_on_the_tiny_world(tmp_path):
 
     def world(params):
         lvlm = TokenLVLM(fake_answer, "hash-tokens-v1", logprob=logprob)
-        ctx = FakeWorld.make(params, lvlm, [record(POOL_BASE + i, ["yes"] * 10) for i in range(N_POOL)], [],
-                             dim=8, pool_size=8, batch_size=16)
-        ctx.__dict__["service"] = AnswerService(lvlm, ctx.records, ctx.paths.rewards, batch_size=16,
-                                                with_gt_prob=True, prob_norm=params.train.reward.prob_norm)
-        return ctx
+        return FakeWorld.make(params, lvlm, [record(POOL_BASE + i, ["yes"] * 10) for i in range(N_POOL)], [],
+                              dim=8, pool_size=8, batch_size=16)  # its service for training: gt_prob in token_mean
 
     run = tmp_path / "r"
     res = run_tiny(run, "train.reward.kind=gt_prob", "train.reward.prob_norm=token_mean", world=world)

@@ -198,7 +198,7 @@ def study_beam_json(split_ids: list[int]) -> tuple[dict, dict]:
 def test_the_study_beam_json_imports_by_position(tmp_path):
     params = demo_params(tmp_path)
     ctx = RunContext.build(params, commit=False)
-    ids = sorted(r.question_id for r in ctx.pool_records)
+    ids = sorted(r.question_id for r in ctx.world.pool_records)
     beams, pools = study_beam_json(ids)
     (tmp_path / "beams.json").write_text(json.dumps(beams))
     (tmp_path / "pools.json").write_text(json.dumps(pools))
@@ -224,7 +224,7 @@ def test_the_study_beam_json_imports_by_position(tmp_path):
 def test_a_bad_study_file_is_refused_and_writes_nothing(tmp_path, mutate, match):
     params = demo_params(tmp_path)
     ctx = RunContext.build(params, commit=False)
-    ids = sorted(r.question_id for r in ctx.pool_records)
+    ids = sorted(r.question_id for r in ctx.world.pool_records)
     beams, pools = study_beam_json(ids)
     mutate(beams, pools)
     (tmp_path / "beams.json").write_text(json.dumps(beams))
@@ -241,13 +241,13 @@ def test_beams_beat_random_sequences_on_held_out_reward_in_the_demo_world(tmp_pa
     params = demo_params(tmp_path, pool_size=64, **{"data.root": str(root), "data.demo_train": 2000,
                                                     "data.demo_test": 1000, "sft_data.beam_size": 3})
     ctx = RunContext.build(params)
-    qids = ctx.pool_ids[:80]
-    lines = search_chunk(ctx.service, qids, ctx.pools, params.sft_data)
+    qids = ctx.world.pool_ids[:80]
+    lines = search_chunk(ctx.answer_service(), qids, ctx.world.pools, params.sft_data)
     rng = np.random.default_rng(0)
     best = [(r["question_id"], tuple(r["beams"][0]["icd_ids"])) for r in lines]
-    rand = [(q, tuple(int(i) for i in rng.choice(ctx.pools[q], 2, replace=False))) for q in qids]
-    acc_b = np.array([a.acc for a in ctx.service.answers(best)])
-    acc_r = np.array([a.acc for a in ctx.service.answers(rand)])
+    rand = [(q, tuple(int(i) for i in rng.choice(ctx.world.pools[q], 2, replace=False))) for q in qids]
+    acc_b = np.array([a.acc for a in ctx.answer_service().answers(best)])
+    acc_r = np.array([a.acc for a in ctx.answer_service().answers(rand)])
     assert acc_b.mean() - acc_r.mean() > 0.05
     assert wilcoxon(acc_b, acc_r, alternative="greater").pvalue < 0.01
 
@@ -322,20 +322,21 @@ def test_the_simulators_score_rises_with_its_logit_and_matches_its_answers(tmp_p
     params = demo_params(tmp_path, pool_size=64, **{"data.root": str(root), "data.demo_train": 2000,
                                                     "data.demo_test": 1000})
     ctx = RunContext.build(params)
-    lvlm = ctx.service.lvlm
+    lvlm = ctx.lvlm
     rng = np.random.default_rng(1)
-    keys = [(q, tuple(int(i) for i in rng.choice(ctx.pools[q], 2, replace=False))) for q in ctx.pool_ids[:300]]
-    reqs = [ctx.service.request(k) for k in keys]
+    pools = ctx.world.pools
+    keys = [(q, tuple(int(i) for i in rng.choice(pools[q], 2, replace=False))) for q in ctx.world.pool_ids[:300]]
+    reqs = [ctx.answer_service().request(k) for k in keys]
     p_top = np.exp([s.sum_logprob for s in lvlm.score(reqs, [r.query.answer for r in reqs])])
     margin = lvlm.margin(np.array([q for q, _ in keys]), np.array([ids for _, ids in keys]))
     # P(top) = sigmoid(margin)·(1 − OTHER_MASS): the top answer is generated iff it is the likelier one
     assert np.array_equal(p_top > 0.5 * (1 - OTHER_MASS), margin > 0)
     assert np.array_equal(np.array([g.answer for g in lvlm.generate(reqs)]) == [r.query.answer for r in reqs],
                           margin > 0)
-    q = ctx.pool_ids[0]  # within one query, the score orders single ICDs exactly as the simulator's logit
-    icds = [(q, (int(c),)) for c in ctx.pools[q]]
-    s = np.array([x.sum_logprob for x in lvlm.score([ctx.service.request(k) for k in icds],
-                                                    [ctx.records[q].answer] * len(icds))])
+    q = ctx.world.pool_ids[0]  # within one query, the score orders single ICDs exactly as the simulator's logit
+    icds = [(q, (int(c),)) for c in ctx.world.pools[q]]
+    s = np.array([x.sum_logprob for x in lvlm.score([ctx.answer_service().request(k) for k in icds],
+                                                    [ctx.world.records[q].answer] * len(icds))])
     eta = lvlm.logits(np.full(len(icds), q), np.array([ids for _, ids in icds]))
     assert (np.argsort(s, kind="stable") == np.argsort(eta, kind="stable")).all()
 
