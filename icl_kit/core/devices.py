@@ -5,12 +5,26 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from icl_kit.core.errors import KitError
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def training_mode(module: torch.nn.Module, training: bool = False) -> Iterator[torch.nn.Module]:
+    """`module` in train (dropout on) or eval mode for the block, then back in the mode it was in, even on error:
+    the kit's one place that saves and restores a module's mode."""
+    was = module.training
+    module.train(training)
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 def cuda_problem() -> str:

@@ -39,6 +39,7 @@ attention is computed algebraically from the same MultiheadAttention weights
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -274,15 +275,21 @@ class PointerSelector(nn.Module):
         self._check_inputs(query_emb, cand_emb)
         self._check_sequences(sequences, cand_emb.shape[1], query_emb.shape[0])
         state, keys = self.encode(query_emb, cand_emb)
-        chosen = torch.zeros(keys.shape[:2], dtype=torch.bool, device=keys.device)
-        logps, ents = [], []
-        for t in range(sequences.shape[1]):
-            idx = sequences[:, t]
-            logp_all = self.pointer_logprobs(state, keys, chosen, temperature)
-            logps.append(logp_all.gather(-1, idx.unsqueeze(-1)).squeeze(-1))
-            ents.append(step_entropy(logp_all, chosen))
+        return forced_logprobs(self.teacher_forcing(state, keys, sequences, temperature))
+
+    def teacher_forcing(self, state: Tensor, keys: Tensor, sequences: Tensor,
+                        temperature: float = 1.0) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """The kit's one teacher-forcing loop (`step_logprobs`, the trainer's groups, SFT's losses).
+
+        Along sequences (B, *S, L) from state (B, *S, h) over keys (B, K, h), per pick t: (the log-softmax over
+        the candidates (B, *S, K), the candidates chosen before t (B, *S, K), the pick a_t (B, *S)); chosen
+        entries of the log-softmax are -inf. S: none, or a group of G sequences sharing the query's keys.
+        """
+        chosen = torch.zeros((*sequences.shape[:-1], keys.shape[1]), dtype=torch.bool, device=keys.device)
+        for t in range(sequences.shape[-1]):
+            idx = sequences[..., t]
+            yield self.pointer_logprobs(state, keys, chosen, temperature), chosen, idx
             state, chosen = self.advance(state, keys, chosen, idx)
-        return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
     def sequence_logprob(self, query_emb: Tensor, cand_emb: Tensor, sequences: Tensor) -> Tensor:
         """log p(a_1..a_k | q, C) = sum_t log p(a_t | q, C, a_<t) at temperature 1. -> (B,)"""
@@ -357,6 +364,15 @@ class PointerSelector(nn.Module):
         srt = sequences.sort(dim=1).values
         if (srt[:, 1:] == srt[:, :-1]).any():
             raise KitError("sequences repeat a candidate within a row; a selection never repeats.")
+
+
+def forced_logprobs(steps: Iterable[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Per-pick log-probs and entropies (B, *S, L) each from `PointerSelector.teacher_forcing`'s steps."""
+    logps, ents = [], []
+    for logp_all, chosen, idx in steps:
+        logps.append(logp_all.gather(-1, idx.unsqueeze(-1)).squeeze(-1))
+        ents.append(step_entropy(logp_all, chosen))
+    return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
 
 
 def step_entropy(logp: Tensor, chosen: Tensor) -> Tensor:

@@ -41,7 +41,7 @@ def split_queries(qids: Sequence[int], val_fraction: float, max_queries: int = 0
 class QueryTable:
     """Query embeddings, candidate-pool ids and pool embeddings, addressed by row.
 
-    emb_fn(ids) -> [N, d] is `RunContext.emb`; everything is gathered once, so a batch is two index ops.
+    emb_fn(ids) -> [N, d] is `DataWorld.emb`; everything is gathered once, so a batch is two index ops.
     """
 
     def __init__(self, qids: Sequence[int], pools: dict[int, list[int]], emb_fn: Callable[[Any], Tensor]) -> None:

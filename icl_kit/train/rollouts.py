@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from icl_kit.core.config import TrainConfig
+from icl_kit.core.devices import training_mode
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.runs import append_jsonl, read_jsonl
 from icl_kit.core.sidecars import begin_lines
@@ -74,10 +75,8 @@ def sample_sequences(policy: torch.nn.Module, table: QueryTable, rows: Tensor, g
     """G sequences per query from the policy (eval mode, no dropout). rows (B,) -> (B, G, L) on CPU."""
     q, c = table.batch(rows, _device(policy))
     q, c = q.repeat_interleave(group_size, 0), c.repeat_interleave(group_size, 0)  # (B·G, d), (B·G, K, d)
-    was_training = policy.training
-    policy.eval()
-    seqs = policy.select(q, c, length, mode="sample", temperature=temperature, generator=generator)
-    policy.train(was_training)
+    with training_mode(policy, False):
+        seqs = policy.select(q, c, length, mode="sample", temperature=temperature, generator=generator)
     return seqs.cpu().view(len(rows), group_size, length)
 
 
@@ -140,23 +139,21 @@ def build_offline_rollouts(selector: torch.nn.Module, table: QueryTable, qids: S
     length = sequence_length(cfg)
     chunks = [qids[i : i + CHUNK] for i in range(0, len(qids), CHUNK)]
     written = 0
-    was_training = selector.training
-    selector.eval()
-    device = _device(selector)
-    for ci, chunk in enumerate(tqdm(chunks, desc="rollouts", disable=not progress)):
-        if all(q in done for q in chunk):
-            continue
-        gen = torch.Generator(device=device).manual_seed(cfg.seed + ci * CHUNK_SEED_STRIDE)
-        rows = torch.tensor([table.row[q] for q in chunk])
-        q, c = table.batch(rows, device)
-        cands = _chunk_candidates(selector, q, c, cfg, length, gen)
-        todo = [(i, qid) for i, qid in enumerate(chunk) if qid not in done]
-        keys = [(qid, tuple(table.pool_ids[table.row[qid], p].tolist())) for i, qid in todo for p, _ in cands[i]]
-        answers = iter(service.answers(keys))
-        lines = [_rollout_line(qid, table.pool_ids[table.row[qid]].tolist(), cands[i], answers) for i, qid in todo]
-        append_jsonl(path, lines)
-        written += len(lines)
-    selector.train(was_training)
+    with training_mode(selector, False):
+        device = _device(selector)
+        for ci, chunk in enumerate(tqdm(chunks, desc="rollouts", disable=not progress)):
+            if all(q in done for q in chunk):
+                continue
+            gen = torch.Generator(device=device).manual_seed(cfg.seed + ci * CHUNK_SEED_STRIDE)
+            rows = torch.tensor([table.row[q] for q in chunk])
+            q, c = table.batch(rows, device)
+            cands = _chunk_candidates(selector, q, c, cfg, length, gen)
+            todo = [(i, qid) for i, qid in enumerate(chunk) if qid not in done]
+            keys = [(qid, tuple(table.pool_ids[table.row[qid], p].tolist())) for i, qid in todo for p, _ in cands[i]]
+            answers = iter(service.answers(keys))
+            lines = [_rollout_line(qid, table.pool_ids[table.row[qid]].tolist(), cands[i], answers) for i, qid in todo]
+            append_jsonl(path, lines)
+            written += len(lines)
     return written
 
 

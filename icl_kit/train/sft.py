@@ -20,6 +20,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from icl_kit.core.devices import training_mode
 from icl_kit.core.dist import Ranks
 from icl_kit.core.errors import KitError
 from icl_kit.selection.checkpoints import load_checkpoint
@@ -81,14 +82,12 @@ def sft_step(policy: nn.Module, opt: torch.optim.Optimizer, full: Batch, smoothi
 def validation_sft_loss(policy: nn.Module, table: QueryTable, groups: Groups, rule: str,
                         device: torch.device) -> float:
     """val/sft_loss: mean unsmoothed loss(query) of the validation beams, dropout off."""
-    was = policy.training
-    policy.eval()
     total = 0.0
-    for start in range(0, len(groups.rows), VAL_CHUNK):
-        g = groups.take(torch.arange(start, min(start + VAL_CHUNK, len(groups.rows))))
-        b = table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, device)
-        total += float(query_losses(policy, b, 0.0, rule).double().sum())
-    policy.train(was)
+    with training_mode(policy, False):
+        for start in range(0, len(groups.rows), VAL_CHUNK):
+            g = groups.take(torch.arange(start, min(start + VAL_CHUNK, len(groups.rows))))
+            b = table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, device)
+            total += float(query_losses(policy, b, 0.0, rule).double().sum())
     return total / len(groups.rows)
 
 

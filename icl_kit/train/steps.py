@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from icl_kit.core.config import GRPOConfig
+from icl_kit.core.devices import training_mode
 from icl_kit.core.dist import Ranks
-from icl_kit.selection.selector import step_entropy
+from icl_kit.selection.selector import forced_logprobs
 from icl_kit.train.batch import Batch
 from icl_kit.train.math import (
     clip_fraction,
@@ -64,14 +65,8 @@ def teacher_forced(policy: nn.Module, b: Batch) -> Iterator[tuple[Tensor, Tensor
     Query and candidates are encoded ONCE per group (the projections dominate the cost) and the
     G sequences of a group share those keys.
     """
-    n_b, n_g, n_l = b.seqs.shape
     state, keys = encode(policy, b)  # (B, h), (B, K, h)
-    state = state.unsqueeze(1).expand(n_b, n_g, -1)  # (B, G, h)
-    chosen = torch.zeros(n_b, n_g, keys.shape[1], dtype=torch.bool, device=keys.device)  # (B, G, K)
-    for t in range(n_l):
-        idx = b.seqs[:, :, t]  # (B, G)
-        yield policy.pointer_logprobs(state, keys, chosen), chosen, idx  # (B, G, K)
-        state, chosen = policy.advance(state, keys, chosen, idx)  # (B, G, h), (B, G, K)
+    yield from policy.teacher_forcing(state.unsqueeze(1).expand(*b.seqs.shape[:2], -1), keys, b.seqs)
 
 
 def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
@@ -80,32 +75,20 @@ def step_logprobs(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
     The selector's `step_logprobs`, grouped (`teacher_forced`). Equal to `policy.step_logprobs` on
     inputs repeated G times (tests/train/test_grpo.py).
     """
-    logps, ents = [], []
-    for logp_all, chosen, idx in teacher_forced(policy, b):
-        logps.append(logp_all.gather(2, idx.unsqueeze(2)).squeeze(2))
-        ents.append(step_entropy(logp_all, chosen))
-    return torch.stack(logps, dim=-1), torch.stack(ents, dim=-1)
+    return forced_logprobs(teacher_forced(policy, b))
 
 
 @contextmanager
 def ratio_mode(policy: nn.Module, dropout_in_ratio: bool, seed: int) -> Iterator[None]:
     """Eval mode, or train mode with dropout masks drawn from `seed` (global RNG untouched)."""
-    was = policy.training
     if not dropout_in_ratio:
-        policy.eval()
-        try:
+        with training_mode(policy, False):
             yield
-        finally:
-            policy.train(was)
         return
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), training_mode(policy, True):
         torch.manual_seed(seed)
-        policy.train()
-        try:
-            yield
-        finally:
-            policy.train(was)
+        yield
 
 
 def optimise(policy: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, global_loss: float,

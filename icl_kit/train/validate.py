@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from icl_kit.core.config import TrainConfig
+from icl_kit.core.devices import training_mode
 from icl_kit.core.dist import Ranks
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.train.math import rce_group_loss, rce_weights
@@ -31,13 +32,13 @@ VAL_CHUNK = 256  # validation queries per selector pass
 def validation_rce_loss(policy: nn.Module, table: QueryTable, groups: Groups, tau: float,
                         device: torch.device) -> float:
     """Mean RCE loss of `groups` at temperature `tau` in eval mode."""
-    policy.eval()
     total = 0.0
-    for start in range(0, len(groups.rows), VAL_CHUNK):
-        g = groups.take(torch.arange(start, min(start + VAL_CHUNK, len(groups.rows))))
-        b = table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, device)
-        w = rce_weights(b.rewards, tau, b.mask)
-        total += float(rce_group_loss(step_logprobs(policy, b)[0].sum(-1), w, b.mask).double().sum())
+    with training_mode(policy, False):
+        for start in range(0, len(groups.rows), VAL_CHUNK):
+            g = groups.take(torch.arange(start, min(start + VAL_CHUNK, len(groups.rows))))
+            b = table.groups_batch(g.rows, g.seqs, g.rewards, g.mask, device)
+            w = rce_weights(b.rewards, tau, b.mask)
+            total += float(rce_group_loss(step_logprobs(policy, b)[0].sum(-1), w, b.mask).double().sum())
     return total / len(groups.rows)
 
 
@@ -45,9 +46,9 @@ def validation_rce_loss(policy: nn.Module, table: QueryTable, groups: Groups, ta
 def greedy_selection(policy: nn.Module, table: QueryTable, rows: torch.Tensor, k: int,
                      device: torch.device) -> torch.Tensor:
     """Greedy k-ICD selections (pool positions) for table rows. (V,) -> (V, k) on CPU."""
-    policy.eval()
-    out = [policy.select(*table.batch(rows[s : s + VAL_CHUNK], device), k, mode="greedy").cpu()
-           for s in range(0, len(rows), VAL_CHUNK)]
+    with training_mode(policy, False):
+        out = [policy.select(*table.batch(rows[s : s + VAL_CHUNK], device), k, mode="greedy").cpu()
+               for s in range(0, len(rows), VAL_CHUNK)]
     return torch.cat(out)
 
 
@@ -84,8 +85,5 @@ def validation_rewards(policy: nn.Module, table: QueryTable, rows: torch.Tensor,
 def validate(policy: nn.Module, table: QueryTable, groups: Groups, service: AnswerService, cfg: TrainConfig,
              ranks: Ranks, device: torch.device) -> dict[str, float]:
     """Every validation metric of the module doc (identical on every rank)."""
-    was = policy.training
-    out = {"val/rce_loss": validation_rce_loss(policy, table, groups, cfg.rce.tau_end, device),
-           **validation_rewards(policy, table, groups.rows, service, cfg, ranks, device)}
-    policy.train(was)
-    return out
+    return {"val/rce_loss": validation_rce_loss(policy, table, groups, cfg.rce.tau_end, device),
+            **validation_rewards(policy, table, groups.rows, service, cfg, ranks, device)}
