@@ -247,13 +247,13 @@ def checkpoint_selection(selector: Any, world: EvalWorld, pools: dict[int, list[
     """Greedy selector picks over each question's pool, in batches of SELECT_BATCH questions."""
     qids = list(pools)
     row_of = {q: i for i, q in enumerate(world.pool_ids)}
-    pool_emb = world.emb(world.pool_ids)  # (N, d), projected once per batch by select_from_pool
+    pool_emb = world.emb(world.pool_ids)  # (N, d), projected once per batch by select(cand_index=)
     out: Selection = {}
     for start in range(0, len(qids), SELECT_BATCH):
         chunk = qids[start : start + SELECT_BATCH]
         cand = torch.tensor([pools[q] for q in chunk], dtype=torch.long)  # (B, K) ids
         rows = cand.clone().apply_(row_of.__getitem__)  # (B, K) rows of pool_emb
-        idx = selector.select_from_pool(world.emb(chunk), pool_emb, rows, k_max, mode="greedy")  # (B, k_max)
+        idx = selector.select(world.emb(chunk), pool_emb, k_max, mode="greedy", cand_index=rows)  # (B, k_max)
         picked = cand.gather(1, idx.cpu())  # (B, k_max) ids
         out.update({q: tuple(int(i) for i in row) for q, row in zip(chunk, picked.tolist(), strict=True)})
     return out

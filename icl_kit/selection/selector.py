@@ -25,7 +25,7 @@ Two generations of the study's selector (docs/study.md, "Checkpoints"), chosen b
                  none: s unchanged (greedy selection = top-k of one cosine ranking)
 
 Every method works on whole batches; each step is a handful of batched tensor
-ops. `select_from_pool` also projects each shared pool item once rather than
+ops. `select(..., cand_index=...)` also projects each shared pool item once rather than
 once per query that holds it (bench_selector.py measures both).
 
 Notes against the existing study's code: chosen candidates get -inf (the study
@@ -193,52 +193,37 @@ class PointerSelector(nn.Module):
         mode: str = "greedy",
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        cand_index: Tensor | None = None,
     ) -> Tensor:
-        """Pick k distinct candidate positions per query. (B, d), (B, K, d) -> LongTensor (B, k).
+        """Pick k distinct candidate positions per query (the one selection entry point). -> LongTensor (B, k)
 
+        query_emb (B, d) and cand_emb (B, K, d): each query's own candidates. Or, with `cand_index` (B, K), a
+        LongTensor of rows of one shared pool cand_emb (N, d): each pool row is projected once rather than once
+        per query holding it, with the same picks as `select(query_emb, cand_emb[cand_index], ...)`; eval mode
+        only (in train mode dropout would be shared by every query holding the same row).
         greedy: argmax each step (`temperature` ignored); shot k is the prefix of shot k+1.
         sample: draw from softmax(logits / temperature) with `generator`.
         """
-        self._check_inputs(query_emb, cand_emb)
-        self._check_k(k, cand_emb.shape[1])
         _check_decoding(mode, temperature)
-        out = []
-        for rows in _chunks(query_emb.shape[0]):
-            state, keys = self.encode(query_emb[rows], cand_emb[rows])
-            out.append(self._decode(state, keys, k, mode, temperature, generator))
-        return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
+        if cand_index is None:
+            self._check_inputs(query_emb, cand_emb)
+            self._check_k(k, cand_emb.shape[1])
 
-    @torch.no_grad()
-    def select_from_pool(
-        self,
-        query_emb: Tensor,
-        pool_emb: Tensor,
-        cand_index: Tensor,
-        k: int,
-        mode: str = "greedy",
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """`select` for candidates that are rows of one shared pool, projecting each row once.
+            def encode(rows: slice) -> tuple[Tensor, Tensor]:
+                return self.encode(query_emb[rows], cand_emb[rows])
+        else:
+            if self.training:
+                raise KitError("select with cand_index (a shared pool) needs eval mode; call selector.eval() or "
+                               "pass each query's candidates cand_emb[cand_index].")
+            self._check_index(query_emb, cand_emb, cand_index)
+            self._check_k(k, cand_index.shape[1])
+            pool_values, pool_keys = self.project_candidates(cand_emb)  # (N, h) each
 
-        query_emb (B, d), pool_emb (N, d), cand_index LongTensor (B, K) of rows of pool_emb
-        -> positions (B, k) into each row of cand_index; the same picks as
-        `select(query_emb, pool_emb[cand_index], ...)`. Eval mode only: in train mode
-        dropout would be shared by every query holding the same pool row.
-        """
-        if self.training:
-            raise KitError("select_from_pool needs eval mode; call selector.eval() or use select().")
-        self._check_index(query_emb, pool_emb, cand_index)
-        self._check_k(k, cand_index.shape[1])
-        _check_decoding(mode, temperature)
-        pool_values, pool_keys = self.project_candidates(pool_emb)  # (N, h) each
-        out = []
-        for rows in _chunks(query_emb.shape[0]):
-            flat, shape = cand_index[rows].reshape(-1), (*cand_index[rows].shape, -1)
-            values = pool_values.index_select(0, flat).view(shape)  # (b, K, h)
-            state = self.encode_query(query_emb[rows], values)
-            keys = pool_keys.index_select(0, flat).view(shape)
-            out.append(self._decode(state, keys, k, mode, temperature, generator))
+            def encode(rows: slice) -> tuple[Tensor, Tensor]:
+                flat, shape = cand_index[rows].reshape(-1), (*cand_index[rows].shape, -1)
+                state = self.encode_query(query_emb[rows], pool_values.index_select(0, flat).view(shape))
+                return state, pool_keys.index_select(0, flat).view(shape)  # (b, h), (b, K, h)
+        out = [self._decode(*encode(rows), k, mode, temperature, generator) for rows in _chunks(query_emb.shape[0])]
         return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
 
     def _decode(

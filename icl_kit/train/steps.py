@@ -47,7 +47,7 @@ class NonFiniteError(RuntimeError):
 def encode(policy: nn.Module, b: Batch) -> tuple[Tensor, Tensor]:
     """Initial state (B, h) and candidate keys (B, K, h).
 
-    Eval mode: each distinct candidate row is projected once (as `select_from_pool` does), which is
+    Eval mode: each distinct candidate row is projected once (as `select(cand_index=...)` does), which is
     exact because no dropout is drawn. Train mode: per (query, candidate), so dropout masks stay
     per query as in `policy.encode`.
     """

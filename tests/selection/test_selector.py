@@ -230,14 +230,14 @@ def test_batched_equals_per_row() -> None:
         torch.testing.assert_close(beam_lp[i], l1[0], atol=1e-5, rtol=1e-5)
 
 
-def test_select_from_pool_equals_select_on_gathered_candidates() -> None:
+def test_select_from_a_shared_pool_equals_select_on_gathered_candidates() -> None:
     m = tiny(15)
     g = torch.Generator().manual_seed(16)
     pool, q = torch.randn(40, 6, generator=g), torch.randn(100, 6, generator=g)
     idx = torch.stack([torch.randperm(40, generator=g)[:7] for _ in range(100)])
-    assert torch.equal(m.select_from_pool(q, pool, idx, 4), m.select(q, pool[idx], 4))
+    assert torch.equal(m.select(q, pool, 4, cand_index=idx), m.select(q, pool[idx], 4))
     with pytest.raises(KitError, match="eval mode"):
-        m.train().select_from_pool(q, pool, idx, 4)
+        m.train().select(q, pool, 4, cand_index=idx)
 
 
 # ---------------------------------------------------------------- beams
