@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,11 @@ class EpochAcc:
     kl_sum: float = 0.0
     n_steps: int = 0
     seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def saved(cls, raw: dict[str, Any]) -> EpochAcc:
+        """From last.pt's `epoch_acc` (older files also hold an `extra` that nothing used)."""
+        return cls(**{k: v for k, v in raw.items() if k != "extra"})
 
 
 def train_fingerprint(params: Params) -> str:

@@ -231,7 +231,7 @@ class Trainer:
             if self.ranks.main:
                 truncate_log(self.paths.train_log, 0)
             return
-        self.pos, self.acc = Position(**state["position"]), EpochAcc(**state["epoch_acc"])
+        self.pos, self.acc = Position(**state["position"]), EpochAcc.saved(state["epoch_acc"])
         self.beta = state["kl_beta"]
         self.policy.load_state_dict(state["model"])
         if state["ref_model"] is not None:
