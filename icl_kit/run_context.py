@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from icl_kit.core.artefacts import record
-from icl_kit.core.config import Params
+from icl_kit.core.config import Params, backend_traits
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.runs import RunPaths, prepare_run
 from icl_kit.core.sidecars import check_current, is_empty, replace_with_sidecar
@@ -361,8 +361,9 @@ def check_models(params: Params) -> None:
     from icl_kit.lvlm.prompts import system_text
 
     system_text(params.lvlm.prompt)  # a missing study config is a KitError naming it
-    if params.lvlm.backend == "qwen":
-        locate_model(params.lvlm.model, "Qwen2.5-VL model", "lvlm.model")
+    weights = backend_traits(params.lvlm).weights
+    if weights is not None:
+        locate_model(params.lvlm.model, weights, "lvlm.model")
     if params.encoder.backend == "clip":
         locate_model(params.encoder.model, "CLIP model", "encoder.model")
 

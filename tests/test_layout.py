@@ -19,7 +19,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "icl_kit"
 LAYER = {
     "core": 0, "data": 1, "study.formats": 1.5, "lvlm": 2, "selection": 2, "run_context": 3, "train": 4,
-    "evaluation": 4, "stats": 5, "report": 6, "study": 6.5, "cli": 7, "pipeline": 7, "nb": 7, "__init__": 7,
+    "evaluation": 4, "stats": 5, "headroom": 5.5, "report": 6, "study": 6.5, "cli": 7, "pipeline": 7, "nb": 7,
+    "__init__": 7,
 }
 SIBLINGS = {frozenset({"train", "evaluation"}), frozenset({"lvlm", "selection"})}
 APPLICATION = {"cli", "pipeline", "nb", "run_context", "__init__"}
@@ -296,3 +297,16 @@ def test_no_any_in_stage_signatures() -> None:
                 if a.annotation is not None and "Any" in ast.unparse(a.annotation):
                     found.append(f"{rel}:{name}({a.arg}: {ast.unparse(a.annotation)})")
     assert found == []
+
+
+# --------------------------------------------------------------------------------- backends
+BACKEND_BY_NAME_RE = re.compile(r"""lvlm\.backend\s*(?:==|!=|in|not in)\s*[\"'(\[]""")
+
+
+def test_backend_behaviour_is_asked_of_the_backend_not_matched_by_name():
+    """What differs between LVLM backends is declared on their params sections (core.config.backend_traits)."""
+    bad = [f"{path.relative_to(PKG.parent)}:{text[:m.start()].count(chr(10)) + 1}"
+           for path in MODULES.values() for text in [path.read_text(encoding="utf-8")]
+           for m in BACKEND_BY_NAME_RE.finditer(text)]
+    assert bad == []
+    assert BACKEND_BY_NAME_RE.search('simulated = p.lvlm.backend == "simulated"')  # the check's own pattern

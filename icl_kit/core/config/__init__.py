@@ -29,12 +29,14 @@ from icl_kit.core.config.io import (  # noqa: F401
 )
 from icl_kit.core.config.lvlm import (  # noqa: F401
     LVLM_SHARED_SECTIONS,
+    BackendTraits,
     GenerationConfig,
     LVLMConfig,
     PromptConfig,
     QwenConfig,
     SimulatedConfig,
     backend_sections,
+    backend_traits,
     check_template,
 )
 from icl_kit.core.config.params import (  # noqa: F401

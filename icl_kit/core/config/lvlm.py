@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from icl_kit.core.config.fields import opt, section
 from icl_kit.core.errors import KitError
@@ -80,9 +80,19 @@ class GenerationConfig:
     )
 
 
+@dataclass(frozen=True)
+class BackendTraits:
+    """What the rest of the kit asks of a backend, declared with its section (never matched by its name)."""
+
+    simulated: bool  # a stand-in, not a model: every number it makes is labelled so
+    weights: str | None  # what lvlm.model names, located before a run starts (None: the backend has no weights)
+
+
 @dataclass
 class QwenConfig:
     """Settings only the Qwen2.5-VL backend reads."""
+
+    TRAITS: ClassVar[BackendTraits] = BackendTraits(simulated=False, weights="Qwen2.5-VL model")
 
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = opt(
         "auto", "'auto' = flash-attention 2 when installed, else sdpa."
@@ -101,11 +111,21 @@ class QwenConfig:
         "size). 0 = off: every prompt's images are re-encoded together, as transformers does. Changes no answer "
         "beyond float round-off (docs/gpu.md, \"Vision-feature cache\").", min=0
     )
+    prefix_cache_mb: int = opt(
+        2048, "Prefix (KV) cache on the model's device, in MiB: the keys and values of prompt prefixes (the system "
+        "header, then the first ICDs in prompt order), computed once, alone, and reused by every prompt that starts "
+        "with them: shot k's prompt after shot k-1's, a beam's children, an evaluation's systems (least recently "
+        "used dropped first; at 3B size in bf16 a 256-token ICD is about 9.5 MiB). Needs lvlm.shared_prefill on or "
+        "auto. 0 = off: each prompt's KV is still computed once for its beams and its scored answers. Changes no "
+        "answer beyond float round-off (docs/gpu.md, \"Prefix reuse\").", min=0
+    )
 
 
 @dataclass
 class SimulatedConfig:
     """Settings only the simulated LVLM of the demo world reads (it is not a model)."""
+
+    TRAITS: ClassVar[BackendTraits] = BackendTraits(simulated=True, weights=None)
 
     seed: int | None = opt(None, "Seed of the simulator's per-prompt jitter (null = the top-level seed).")
 
@@ -123,9 +143,11 @@ class LVLMConfig:
     device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
     batch_size: int = opt(16, "Prompts per forward pass (length-sorted batches).", min=1)
     shared_prefill: Literal["auto", "on", "off"] = opt(
-        "auto", "Prefill each prompt once and repeat its KV cache per beam (saves num_beams-1 language-model "
-        "prefills per prompt). 'auto' checks one prompt through both paths at start-up and falls back to "
-        "plain generate (one log line) on a mismatch or an error; 'off' = plain generate (the study's path)."
+        "auto", "Compute each prompt's KV once and share it: repeated per beam (saves num_beams-1 language-model "
+        "prefills per prompt), by the answers scored for it, and through lvlm.qwen.prefix_cache_mb by the prompts "
+        "that start like it. 'auto' checks one prompt through both paths at start-up and falls back to "
+        "plain generate and scoring (one log line) on a mismatch or an error; 'off' = every prompt and every "
+        "scored answer from scratch (the study's path)."
     )
     agreement_check: int | None = opt(
         None, "Prompts (a seeded sample) answered batched and one at a time, once per LVLM fingerprint, "
@@ -142,6 +164,11 @@ class LVLMConfig:
 
 
 LVLM_SHARED_SECTIONS = ("prompt", "generation")
+
+
+def backend_traits(cfg: LVLMConfig) -> BackendTraits:
+    """The traits of the backend `cfg.backend` names (declared on its section, `TRAITS`)."""
+    return getattr(cfg, cfg.backend).TRAITS
 
 
 def backend_sections() -> tuple[str, ...]:
