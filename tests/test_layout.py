@@ -271,6 +271,17 @@ def test_the_stages_read_and_write_rows_of_the_table():
     assert spelled <= set(ARTEFACTS), f"core/stages.py spells run-folder paths {sorted(spelled - set(ARTEFACTS))}"
 
 
+def test_the_design_page_lists_every_artefact_of_the_table():
+    """docs/design.md's run-folder listing is tested against the table: each row's file or folder is named."""
+    from pathlib import PurePosixPath
+
+    from icl_kit.core.artefacts import TABLE
+
+    section = (ROOT / "docs" / "design.md").read_text(encoding="utf-8").split("## The run folder")[1]
+    listing = section.split("```")[1]
+    assert [a.path for a in TABLE if PurePosixPath(a.path).name not in listing] == []
+
+
 # The stages' entry points: what crosses a stage boundary is typed (a RunContext, Params, paths), never Any.
 STAGE_ENTRIES = {
     "icl_kit/train/trainer.py": ("train", "preflight"),
