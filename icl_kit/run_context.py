@@ -228,6 +228,13 @@ class DataWorld:
 
 
 # ------------------------------------------------------------------------------------------ the run
+def _service_key(reward: RewardConfig | None) -> tuple[bool, str]:
+    """(gt_prob computed, its prob_norm) of the answers a reward needs; evaluation's (None): no gt_prob."""
+    if reward is None:
+        return False, "sequence"
+    return reward.kind == "gt_prob", reward.prob_norm
+
+
 @dataclass
 class RunContext:
     """A stage's run: the data world, the artefact store, and the LVLM service it asks for."""
@@ -295,13 +302,16 @@ class RunContext:
 
         `reward`: the training reward whose answers it gives (gt_prob computed for `kind: gt_prob`, in its
         `prob_norm`); None for evaluation, which scores answers only."""
-        gt_prob = reward is not None and reward.kind == "gt_prob"
-        key = (gt_prob, reward.prob_norm if reward is not None else "sequence")
+        key = _service_key(reward)
         if key not in self._services:
             self._services[key] = AnswerService(self.lvlm, self.world.records, self.paths.rewards,
                                                 batch_size=self.params.lvlm.batch_size, with_gt_prob=key[0],
                                                 prob_norm=key[1])
         return self._services[key]
+
+    def opened_service(self, reward: RewardConfig | None = None) -> AnswerService | None:
+        """The service `answer_service(reward)` opened earlier; None before (asking never opens one)."""
+        return self._services.get(_service_key(reward))
 
     def record_lvlm(self, lvlm: LVLM) -> None:
         """Write the LVLM's resolved settings and batch agreement to the run folder (rank 0 only)."""

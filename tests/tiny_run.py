@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-WALL_CLOCK = ("time/",)  # train_log.jsonl keys that measure seconds: they differ between any two runs
+WALL_CLOCK = ("time/", "lvlm/")  # train_log.jsonl keys of seconds, and of what this process asked of the LVLM (a
+# step re-run after a kill finds its answers in the cache: train.outputs.WorkLog)
 
 
 def tiny_params(world: Path, name: str, **sections: dict[str, Any]) -> dict[str, Any]:

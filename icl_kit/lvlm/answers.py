@@ -155,8 +155,8 @@ def answer_prob(score: Score, norm: str = "sequence") -> float:
 class AnswerService:
     """Answers prompts through the cache; misses go to the LVLM in batches.
 
-    `calls` counts prompts actually sent to the LVLM; `score_calls` and `score_lookups` count (prompt, answer)
-    scores sent to the LVLM and asked for.
+    `calls` counts prompts actually sent to the LVLM, `lookups` every prompt asked for (the rest were cache
+    hits); `score_calls` and `score_lookups` count (prompt, answer) scores the same way.
     `prob_norm` is the norm of the answers' gt_prob (`answer_prob`; train.reward.prob_norm).
     """
 
@@ -178,6 +178,7 @@ class AnswerService:
         self.with_gt_prob = with_gt_prob
         self.prob_norm = prob_norm
         self.calls = 0
+        self.lookups = 0
         self.score_calls = 0
         self.score_lookups = 0
 
@@ -196,6 +197,7 @@ class AnswerService:
     def answers(self, keys: Sequence[PromptKey]) -> list[Answer]:
         """Answers for `keys` (same order); each distinct uncached prompt costs one LVLM call."""
         keys = [(int(q), tuple(int(i) for i in icds)) for q, icds in keys]
+        self.lookups += len(keys)
         unique = list(dict.fromkeys(keys))
         found = self.cache.get_many(unique)
         missing = [k for k in unique if k not in found or (self.with_gt_prob and found[k].gt_prob is None)]

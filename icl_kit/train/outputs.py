@@ -10,6 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from icl_kit.lvlm.answers import AnswerService
+from icl_kit.lvlm.work import Work
+
 log = logging.getLogger(__name__)
 
 
@@ -48,19 +51,34 @@ def tensorboard_writer(log_dir: Path) -> Any:
 
 
 class WorkLog:
-    """One log line per epoch: what this process's LVLM did since the previous line (icl_kit.lvlm.work).
+    """What this process's LVLM did: one log line per epoch (icl_kit.lvlm.work) and, per step, the train_log
+    keys `lvlm/prompts` (prompts asked), `lvlm/calls` (sent to the LVLM), `lvlm/cache_hits` (answered from
+    rewards.sqlite) and `time/prompts_per_s` (prompts asked per second of the step).
 
-    Nothing is logged while the LVLM is not loaded (the answer service is built on first use, and logging
-    never builds it); no collective, so ranks that built it at different times cannot wait on each other.
+    `lvlm/calls` and `lvlm/cache_hits` describe this process, not the training trajectory: a step re-run after a
+    kill finds the answers its first try stored. Nothing is counted while the service is not open (it is
+    opened on first use; counting never opens it); no collective, so ranks cannot wait on each other.
     """
 
     def __init__(self) -> None:
-        self.mark: Any = None
+        self.mark: Work | None = None
+        self.asked = self.sent = 0  # the service's lookups and calls at the last step
 
-    def log(self, ctx: Any, what: str) -> None:
-        service = getattr(ctx, "__dict__", {}).get("service")  # a cached_property once built
-        if service is None or not hasattr(service, "work"):
+    def log(self, service: AnswerService | None, what: str) -> None:
+        if service is None:
             return
         now = service.work()
         done, self.mark = (now - self.mark if self.mark is not None else now), now
         log.info("%s: lvlm work (this process): %s", what, done.describe())
+
+    def begin_step(self, service: AnswerService | None) -> None:
+        """Count from here (not what validation or an earlier phase asked)."""
+        self.asked, self.sent = (service.lookups, service.calls) if service is not None else (0, 0)
+
+    def step(self, service: AnswerService | None, seconds: float) -> dict[str, float]:
+        """The step's train_log keys (class doc) since `begin_step`; {} while the service is not open."""
+        if service is None:
+            return {}
+        asked, sent = service.lookups - self.asked, service.calls - self.sent
+        return {"lvlm/prompts": asked, "lvlm/calls": sent, "lvlm/cache_hits": asked - sent,
+                "time/prompts_per_s": asked / seconds if seconds > 0 else 0.0}

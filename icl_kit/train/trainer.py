@@ -30,13 +30,12 @@ and ends with the same checkpoints as an uninterrupted run.
 Sequences have L = max(train.reward.shots) picks: positions past the longest rewarded
 prefix would carry no reward signal. Validation selects max(train.val_shots) greedily.
 
-train_log.jsonl: one line per step {"kind": "step", "phase", "epoch" (0-based), "step"
-(global, 1-based), "train/loss", "train/ppo_loss", "train/kl", "train/beta",
-"train/reward_mean", "train/reward_std", "train/adv_std", "train/adv_max",
-"train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/clip_ratio/low",
-"train/clip_ratio/high", "train/entropy", "train/grad_norm", "train/updated", "train/refill_queries"
-(zero_spread: refill)} (RCE steps: loss, tau, entropy, grad norm, rewards; SFT steps: loss, grad norm,
-train/beam_score_mean), and
+train_log.jsonl: one line per step {"kind": "step", "phase", "epoch" (0-based), "step" (global, 1-based),
+"train/loss", "train/ppo_loss", "train/kl", "train/beta", "train/reward_mean", "train/reward_std", "train/adv_std",
+"train/adv_max", "train/frac_reward_zero_std", "train/ratio_mean", "train/clip_frac", "train/clip_ratio/low",
+"train/clip_ratio/high", "train/entropy", "train/grad_norm", "train/updated", "train/refill_queries" (zero_spread:
+refill), "lvlm/prompts", "lvlm/calls", "lvlm/cache_hits", "time/prompts_per_s" (train.outputs.WorkLog)} (RCE
+steps: loss, tau, entropy, grad norm, rewards; SFT steps: loss, grad norm, train/beam_score_mean), and
 one per epoch {"kind": "epoch", "phase" ("init" = before training), val/..., "time/epoch_s",
 "checkpoint"}; TensorBoard too when installed.
 
@@ -294,14 +293,15 @@ class Trainer:
                    desc=f"{phase} epoch {self.pos.epoch + 1}/{self._epochs(phase)}")
         for s in range(self.pos.step, n_steps):
             t0 = time.perf_counter()
+            self.work_log.begin_step(self.ctx.opened_service(self.cfg.reward))
             metrics = self._step(phase, perm[s * bg : (s + 1) * bg])
             self.pos.step += 1
             self.pos.global_step += 1
-            self.acc.seconds += time.perf_counter() - t0
-            self.acc.n_steps += 1
+            seconds = time.perf_counter() - t0
+            self.acc.seconds, self.acc.n_steps = self.acc.seconds + seconds, self.acc.n_steps + 1
             self.acc.kl_sum += metrics.get("train/kl") or 0.0
             self._log({"kind": "step", "phase": phase, "epoch": self.pos.epoch, "step": self.pos.global_step,
-                       **metrics})
+                       **metrics, **self.work_log.step(self.ctx.opened_service(self.cfg.reward), seconds)})
             bar.update(1)
             shown = "train/loss" if phase == "sft" else "train/reward_mean"
             bar.set_postfix({shown.split("/")[1]: f"{metrics[shown]:.3f}"})
@@ -379,7 +379,7 @@ class Trainer:
         self._log({"kind": "epoch", "phase": phase, "epoch": self.pos.epoch, "step": self.pos.global_step, **val,
                    "train/kl_epoch": kl_epoch, "train/beta": beta_used, "train/beta_next": self.beta,
                    "time/epoch_s": self.acc.seconds, "checkpoint": str(path.relative_to(self.paths.root))})
-        self.work_log.log(self.ctx, f"train: {phase} epoch {self.pos.epoch + 1}")
+        self.work_log.log(self.ctx.opened_service(self.cfg.reward), f"train: {phase} epoch {self.pos.epoch + 1}")
         self.pos = Position(phase, self.pos.epoch + 1, 0, self.pos.global_step)
         self.acc = EpochAcc()
         self._save_last()

@@ -2,7 +2,8 @@
 a row in some trials), then resumed, end with the same files as an uninterrupted run.
 
 Every file is compared byte for byte, except the reward cache (compared by its rows: sqlite's header counts
-transactions) and the training log (compared without its wall-clock `time/` keys). No temp file may be left.
+transactions) and the training log (compared without its wall-clock `time/` keys and per-process `lvlm/` counts).
+No temp file may be left.
 The killed commands run as child processes of this checkout (`icl_kit.cli.main` in a process forked from a
 forkserver that imported the kit, torch and torch._dynamo once, so a launch does not pay seconds of imports
 before its first write); the resumes and the reference run in-process.

@@ -59,7 +59,7 @@ def test_answers_are_never_computed_twice_across_instances(tmp_path, records):
     second = CountingLVLM()
     service2 = AnswerService(second, records, path)
     a2 = service2.answers(keys)
-    assert second.generate_batches == [] and service2.calls == 0
+    assert second.generate_batches == [] and service2.calls == 0 and service2.lookups == 4
     assert a1 == a2
     assert [a.pred for a in a2] == ["dog", "cat", "bird", "dog"]
 

@@ -364,3 +364,16 @@ def test_kill_and_resume_with_refill_and_rloo_ends_in_the_same_bytes(tmp_path):
     assert run_tiny(run, *opts).steps == 12
     assert differences(whole, contents(run)) == []
     assert any(r["train/refill_queries"] > 0 for r in grpo_steps(run))
+
+
+def test_each_grpo_step_logs_what_it_asked_of_the_lvlm(tmp_path):
+    """lvlm/prompts = queries × group size × rewarded shots; calls + cache hits = prompts (train.outputs.WorkLog)."""
+    run = tmp_path / "r"
+    run_tiny(run)
+    steps = grpo_steps(run)
+    params = tiny_params(run, list(GRPO_ONLY))
+    group, shots = params.train.rollouts.group_size, len(params.train.reward.shots)
+    first = steps[0]
+    assert first["lvlm/prompts"] == params.train.grpo.batch_groups * group * shots
+    assert all(s["lvlm/calls"] + s["lvlm/cache_hits"] == s["lvlm/prompts"] for s in steps)
+    assert all(s["time/prompts_per_s"] > 0 for s in steps)
