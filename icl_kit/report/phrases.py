@@ -73,6 +73,8 @@ ZH: dict[str, str] = {
     "acc_caption": "**各系统准确率**（括号内为 {level} 置信区间）",
     "system": "系统",
     "subset_heading": "#### {label}（n = {n}）",
+    "subset_family": "*这是{all}（n = {n_all}）的子集：其比较单独组成族进行校正（m = {sizes}），不与全部问题上的比较"
+                     "合并；它们重复使用同样的问题，因此不是独立的证据。*",
     "subset_all": "全部测试问题", "subset_first": "前 {k} 题", "subset_random": "随机 {k} 题（种子 {seed}）",
     "kind_explicit": "**指定的比较（主要比较族，单独校正）**", "kindname_explicit": "指定",
     "kind_vs_baseline": "**与基线 {baseline} 对比**", "kind_epoch_vs_previous": "**与上一个 epoch 对比**",
@@ -149,6 +151,7 @@ ZH: dict[str, str] = {
                  "检出 ±{margin} 点约需 n≈{need} 题（各表的中位数）。",
     "f_significant_range": "{b} 相对 {a} 在 shot {shots} 上的差异都显著（{k} 项，{lo} 到 {hi} 点，n = {n}）。",
     "family_ci": "，族校正 {ci}", "and_more_sentence": "另有 {k} 项同类差异。",
+    "p_ci_disagree": "（精确 p {p} 与此区间对 0 的判断不一致）",
     "f_subsets": "题数决定结论：n = {n_small} 时 {k_small} / {m_small} 项比较无法下结论"
                  "（区间半宽中位数 ±{hw_small} 点），n = {n_large} 时只有 {k_large} / {m_large} 项"
                  "（±{hw_large} 点）；其中 {settled} 项在大样本下得到了结论。",
@@ -269,6 +272,9 @@ EN: dict[str, str] = {
     "acc_caption": "**Accuracy of each system** ({level} interval in brackets)",
     "system": "System",
     "subset_heading": "#### {label} (n = {n})",
+    "subset_family": "*A subset of {all} (n = {n_all}): its comparisons are adjusted as families of their own "
+                     "(m = {sizes}), apart from those on all the questions, and they re-use those questions, so they "
+                     "are not independent evidence.*",
     "subset_all": "all test questions", "subset_first": "first {k} questions",
     "subset_random": "random {k} questions (seed {seed})",
     "kind_explicit": "**Explicit comparisons (the primary family, adjusted on its own)**", "kindname_explicit": "expli"
@@ -359,6 +365,7 @@ EN: dict[str, str] = {
     "f_significant_range": "{b} vs {a} differs significantly at shots {shots} ({k} comparisons, {lo} to {hi} points, "
                            "n = {n}).",
     "family_ci": ", family-adjusted {ci}", "and_more_sentence": " {k} more like it.",
+    "p_ci_disagree": " (the exact p, {p}, and this interval disagree about 0)",
     "f_subsets": "The number of questions decides: at n = {n_small}, {k_small} of {m_small} comparisons are "
                  "inconclusive (median half-width ±{hw_small} points); at n = {n_large}, only {k_large} of "
                  "{m_large} (±{hw_large} points); {settled} of them are settled by the larger sample.",

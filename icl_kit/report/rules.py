@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from icl_kit.core.names import EPOCH_RE
-from icl_kit.report.text import Text, approx_n, ci, count, need_text, num, p_bound_is, p_is, pct, pts, share
+from icl_kit.report.text import Text, approx_n, ci, count, need_text, num, p_bound_is, p_is, pct, pts, pval, share
 from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import val_columns
 
@@ -182,12 +182,16 @@ def row_for(f: Facts, a: str, b: str, shot: int) -> pd.Series | None:
 
 def ci_cell(t: Text, r: pd.Series) -> str:
     """The interval; with the family-adjusted one beside it when the two say different things about 0 (the
-    per-comparison interval excludes 0 while the family-adjusted verdict does not, or the other way)."""
+    per-comparison interval excludes 0 while the family-adjusted verdict does not, or the other way); and, when
+    the row's unadjusted exact p and this interval disagree about 0 (`p_ci_disagree`), a clause saying so."""
     text = ci(r.ci_low, r.ci_high)
     lo, hi = r.get("ci_low_family", math.nan), r.get("ci_high_family", math.nan)
     significant = verdict_kind(r.verdict) in ("better", "worse")
     if np.isfinite(lo) and np.isfinite(hi) and (r.ci_low > 0 or r.ci_high < 0) != significant:
         text += t("family_ci", ci=ci(lo, hi))
+    flag = r.get("p_ci_disagree")  # absent from older comparisons.csv; NaN where a row has none
+    if isinstance(flag, bool | np.bool_) and flag:
+        text += t("p_ci_disagree", p=pval(r.p))
     return text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from icl_kit.core.config import Params, ReportConfig
+from icl_kit.core.config import Params, ReportConfig, backend_traits
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import collapse_epochs, natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
 from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
 from icl_kit.report.answer import claims as claim_rows
+from icl_kit.report.headroom import headroom_section
 from icl_kit.report.rules import FINDING_RULES, RECOMMENDATION_RULES, Facts, apply_rules, ci_cell
 from icl_kit.report.text import (
     CORRECTION_NAMES,
@@ -39,13 +41,14 @@ from icl_kit.report.text import (
     share,
     shot_order,
 )
+from icl_kit.stats.pairs import ALL
 from icl_kit.stats.plots import forest_plot, power_plot
 from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
 KINDS = ("explicit", "vs_baseline", "epoch_vs_previous", "pair")
-INTERVAL_NAMES = {"score": "score (Wilson-type)", "t": "Student t", "bca": "BCa bootstrap",
-                  "percentile": "percentile bootstrap"}
+INTERVAL_NAMES = {"t_changed": "Student t (df from the changed questions)", "score": "score (Wilson-type)",
+                  "t": "Student t", "bca": "BCa bootstrap", "percentile": "percentile bootstrap"}
 DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}
 
 
@@ -64,6 +67,7 @@ class ReportInputs:
     imported: pd.DataFrame | None = None  # eval/imported.csv: the study's runs, summary-only
     evaluated: bool = True  # the run has per-question predictions of its own
     audit_findings: int | None = None  # findings of report/audit.md, when the study's files were audited
+    headroom: Any = None  # icl_kit.report.headroom.HeadroomInputs, when the headroom stage ran
 
 
 class Doc:
@@ -113,7 +117,7 @@ def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
                  correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
                  best_epoch=[b for b in best if isinstance(b, dict)],
                  val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
-                 simulated=inputs.params.lvlm.backend == "simulated", p_floor=1 / (s.n_perm + 1),
+                 simulated=backend_traits(inputs.params.lvlm).simulated, p_floor=1 / (s.n_perm + 1),
                  baseline=s.baseline, all_questions=inputs.evaluated and inputs.params.eval.questions == "all")
 
 
@@ -223,6 +227,9 @@ def results(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
     for subset, n in reversed(facts.subsets()):  # the most questions first: the tables to read
         rows = facts.comparisons[facts.comparisons.subset == subset]
         doc.add(t("subset_heading", label=t.subset_label(subset), n=count(n)))
+        if is_question_subset(subset):  # first N / random N of the run's questions: families of their own
+            doc.add(t("subset_family", all=t.subset_label(ALL), n_all=count(dict(facts.subsets()).get(ALL, n)),
+                      sizes=family_sizes(rows)))
         for kind in [k for k in KINDS if (rows.kind == k).any()] + sorted(set(rows.kind) - set(KINDS)):
             label = t(f"kind_{kind}", baseline=inputs.params.report.baseline) if kind in KINDS else kind
             doc.add(label, _comparison_table(t, rows[rows.kind == kind], facts))
@@ -243,6 +250,12 @@ def main_figure(doc: Doc, t: Text, inputs: ReportInputs, facts: Facts) -> None:
     acc = inputs.accuracy
     doc.figure(t, "accuracy_by_epoch.png", lambda: plot_accuracy_by_epoch(acc, level=1 - facts.alpha),
                t("cap_accuracy"))
+
+
+def is_question_subset(subset: str) -> bool:
+    """A `stats.subsets` entry (first N, random N) of the run's own questions, as opposed to all of them or an
+    imported world."""
+    return bool(re.fullmatch(r"first\d+|random\d+_seed\d+", subset))
 
 
 def family_sizes(df: pd.DataFrame) -> str:
@@ -403,6 +416,7 @@ def build_markdown(inputs: ReportInputs, cfg: ReportConfig | None = None) -> tup
     doc.add(t.section(2))
     results(doc, t, inputs, facts)
     statistics_summary(doc, t, inputs, facts)
+    headroom_section(doc, t, inputs.headroom)  # 3.3, only when the headroom stage ran
     doc.add(t.section(3))
     details(doc, t, inputs, cfg, facts)
     findings_and_advice(doc, t, facts)

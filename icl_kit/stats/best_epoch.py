@@ -4,8 +4,10 @@ Units: scores are per-question accuracies in 0..1; differences are returned in P
 Both p-values are ONE-SIDED (in the direction of "better"). On the 1/30 score lattice the
 statistics are integer sums, so ties are exact (`icl_kit.stats.exact`): the joint null is
 enumerated when few questions differ, else drawn at random with integer tie counting, and the
-naive p is always the exact one-sided sign-flip p of the chosen epoch. `max_t_joint` runs the same test
-over every (epoch, shot) column of a lineage at once, so picking the best shot is accounted for too.
+naive p is always the exact one-sided sign-flip p of the chosen epoch. Scores rounded outside the kit
+(0.3333) are read back onto the lattice first, as in `compare_paired` (`method` then ends in
+' (snapped to 1/30)'). `max_t_joint` runs the same test over every (epoch, shot) column of a lineage at once,
+so picking the best shot is accounted for too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from icl_kit.core.errors import KitError
 from icl_kit.stats.diff_intervals import pts
-from icl_kit.stats.exact import LATTICE, exact_feasible, exact_sign_flip_p, lattice_ints
+from icl_kit.stats.exact import LATTICE, SNAPPED, exact_feasible, exact_sign_flip_p, lattice_ints, snap_to_lattice
 from icl_kit.stats.power import MIN_N
 
 PERM_CHUNK = 2000  # sign-flip rows per matrix product: bounds memory at n=1000 to ~16 MB
@@ -47,14 +49,23 @@ def _null_sums(d: np.ndarray, n_perm: int, rng: np.random.Generator) -> tuple[np
     return out, False
 
 
-def _lattice_diffs(scores_epochs: np.ndarray, scores_base: np.ndarray, rows: bool = False) -> tuple[np.ndarray, bool]:
-    """(D = epochs - base, on_lattice): integers on the 1/30 lattice when possible, else floats. The base is
-    one row (n,) shared by every epoch, or with `rows` one row per epoch (E, n)."""
+def _lattice_diffs(
+    scores_epochs: np.ndarray, scores_base: np.ndarray, rows: bool = False
+) -> tuple[np.ndarray, bool, bool]:
+    """(D = epochs - base, on_lattice, snapped): integers on the 1/30 lattice when possible, else floats. Scores
+    rounded outside the kit (0.3333) are read back onto the lattice when every score of the epochs and the base
+    lies within exact.SNAP_TOL of it, as compare_paired does (`snapped` then True), so their ties stay ties. The
+    base is one row (n,) shared by every epoch, or with `rows` one row per epoch (E, n)."""
     ke, kb = lattice_ints(scores_epochs), lattice_ints(scores_base)
+    snapped = False
+    if ke is None or kb is None:
+        se, sb = snap_to_lattice(scores_epochs), snap_to_lattice(scores_base)
+        if se is not None and sb is not None:
+            ke, kb, snapped = lattice_ints(se), lattice_ints(sb), True
     if ke is not None and kb is not None:
-        return ke - (kb if rows else kb[None, :]), True
+        return ke - (kb if rows else kb[None, :]), True, snapped
     base = np.asarray(scores_base, float)
-    return np.asarray(scores_epochs, float) - (base if rows else base[None, :]), False
+    return np.asarray(scores_epochs, float) - (base if rows else base[None, :]), False, False
 
 
 def max_t_best_epoch(
@@ -75,10 +86,10 @@ def max_t_best_epoch(
     (1 + #hits) / (P + 1), never below the exact naive p (max_e S*[e] >= S*[e*], so the true
     maxT_p >= naive_p; the Monte Carlo estimate is raised to it when noise puts it below).
     """
-    d, on_lattice = _lattice_diffs(scores_epochs, scores_base)
+    d, on_lattice, snapped = _lattice_diffs(scores_epochs, scores_base)
     if d.ndim != 2 or d.shape[1] < MIN_N:
         raise KitError(f"scores_epochs must be (epochs, questions) aligned with scores_base; got shape {d.shape}.")
-    return max_t_of_diffs(d, on_lattice, n_perm, seed)
+    return max_t_of_diffs(d, on_lattice, n_perm, seed, snapped)
 
 
 def max_t_joint(
@@ -104,17 +115,18 @@ def max_t_joint(
         raise KitError(f"scores_epochs must be (shots, epochs, questions) and scores_base (shots, questions); got "
                        f"{e3.shape} and {base.shape}.")
     shots, epochs, n = e3.shape
-    d, on_lattice = _lattice_diffs(e3.reshape(shots * epochs, n), np.repeat(base, epochs, axis=0), rows=True)
+    d, on_lattice, snapped = _lattice_diffs(e3.reshape(shots * epochs, n), np.repeat(base, epochs, axis=0), rows=True)
     if n < MIN_N:
         raise KitError(f"Need at least {MIN_N} questions for the joint max-T; got {n}.")
-    res = max_t_of_diffs(d, on_lattice, n_perm, seed)
+    res = max_t_of_diffs(d, on_lattice, n_perm, seed, snapped)
     best = res["best_index"]
     return {**res, "best_shot_index": best // epochs, "best_epoch_index": best % epochs, "n_epochs": epochs,
             "n_shots": shots, "n_columns": shots * epochs}
 
 
-def max_t_of_diffs(d: np.ndarray, on_lattice: bool, n_perm: int, seed: int) -> dict[str, Any]:
-    """The max-T test of `max_t_best_epoch` on differences D (columns, n): lattice integers or floats."""
+def max_t_of_diffs(d: np.ndarray, on_lattice: bool, n_perm: int, seed: int, snapped: bool = False) -> dict[str, Any]:
+    """The max-T test of `max_t_best_epoch` on differences D (columns, n): lattice integers or floats; `snapped`
+    (rounded scores read back onto the lattice) adds exact.SNAPPED to `method`."""
     if n_perm < 1:
         raise KitError(f"n_perm={n_perm} must be at least 1.")
     observed = d.sum(axis=1)  # (E,)
@@ -141,7 +153,7 @@ def max_t_of_diffs(d: np.ndarray, on_lattice: bool, n_perm: int, seed: int) -> d
         "naive_p": float(naive_p),
         "maxT_p": maxt_p,
         "alternative": "one-sided (better)",
-        "method": "exact" if exact else "monte_carlo",
+        "method": ("exact" if exact else "monte_carlo") + (SNAPPED if snapped else ""),
         "diffs": [pts(x / scale) for x in observed],
         "maxT_p_each": [float(x) for x in each],
         "n": int(n),

@@ -12,8 +12,9 @@ the units of a comparison are the G images:
   ratio estimator z_c = d_bar + (G / n) (T_c - d_bar m_c) (T_c the cluster's summed difference, m_c its
   questions; `pseudo_values`). mean(z) = d_bar, and var(z) / G = G / (G - 1) sum_c (T_c - d_bar m_c)^2 / n^2
   is the CR1 cluster-robust variance of a mean (Stata's `mean, vce(cluster)`), on G - 1 degrees of freedom:
-  with `t` this is the textbook cluster-robust t interval, with `score` the G values are tilted as questions
-  are, with `bca` / `percentile` the clusters are resampled. Chosen over cluster totals scaled by n
+  with `t` this is the textbook cluster-robust t interval, with `t_changed` (the default) the same on
+  (clusters holding a changed question - 1) df, with `score` the G values are tilted as questions are, with
+  `bca` / `percentile` the clusters are resampled. Chosen over cluster totals scaled by n
   (z_c = T_c G / n), which adds the spread of the cluster sizes times the mean difference to the variance.
   Every cluster of one question gives z_c = d_c exactly, so the unclustered interval.
 - MDE and n needed: the paired t power at G units with the SD of the z_c, that is, with the observed design

@@ -9,7 +9,7 @@ is to say so.
   (`icl_kit.stats.exact`, which says why scipy's permutation_test is not used); scores rounded
   outside the kit (0.3333) are first read back onto the lattice (`snap_to_lattice`, p_method says so)
 - interval of the difference at 1 - alpha, and at 1 - 2 alpha for TOST
-  (`icl_kit.stats.diff_intervals`: score, t, BCa or percentile)
+  (`icl_kit.stats.diff_intervals`: t_changed, the default, score, t, BCa or percentile)
 - sign test: exact binomial test of improved vs worsened questions (`scipy.stats.binomtest`),
   which uses the direction, unlike McNemar on right/wrong
 - Wilcoxon signed-rank (zsplit), for reference
@@ -41,7 +41,7 @@ from icl_kit.stats.exact import LATTICE, LATTICE_TOL, SNAPPED, lattice_ints, sig
 from icl_kit.stats.power import MIN_N, mde_paired, n_needed_paired, sd_paired
 from icl_kit.stats.summary import compare_summary
 from icl_kit.stats.tost import tost_p
-from icl_kit.stats.verdict import verdict
+from icl_kit.stats.verdict import p_ci_disagree, verdict
 
 __all__ = ["adjust", "align_scores", "compare_paired", "compare_summary", "sign_test", "tost_p", "verdict"]
 
@@ -154,7 +154,8 @@ def compare_paired(
     at alpha / family_size. `p_adj`, `tost_p_adj` equal the raw ones and `verdict` uses them (a
     family of one); `run_stats` replaces them after adjusting within each family. `clusters` (one id per
     question, e.g. its image): p flips whole clusters, the interval, MDE, n needed and TOST are cluster-robust
-    (`icl_kit.stats.cluster`), `n_clusters` says how many (NaN without clusters).
+    (`icl_kit.stats.cluster`), `n_clusters` says how many (NaN without clusters). `p_ci_disagree`: the exact p
+    and the 1 - alpha interval say different things about 0 (`icl_kit.stats.verdict.p_ci_disagree`).
     """
     check_method(interval)
     a, b, snapped = snap_pair(*_check_pair(scores_a, scores_b))
@@ -177,7 +178,10 @@ def paired_fields(
     ua, ub = (a, b) if codes is None else (pseudo_values(a, codes), pseudo_values(b, codes))  # the units
     diff = pts((b - a).mean())
     levels = (1 - alpha, 1 - 2 * alpha, 1 - alpha / family_size)  # the last: simultaneous over the family
-    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(ua, ub, interval, levels, n_boot, seed)
+    changed = None if codes is None else int(np.count_nonzero(  # clusters holding a changed question
+        np.bincount(codes, weights=(np.abs(b - a) > DEGENERATE_TOL).astype(float))))
+    ((low, high), (t_low, t_high), (f_low, f_high)), note = diff_intervals(ua, ub, interval, levels, n_boot, seed,
+                                                                          changed)
     p, method = test
     sign_p, up, down = sign_test(a, b)
     sd = 0.0 if np.ptp(b - a) <= DEGENERATE_TOL else sd_paired(a, b)
@@ -194,7 +198,8 @@ def paired_fields(
         **power_fields(sd_units, ua.size, diff, equivalence_margin, alpha / family_size, power, n / ua.size),
         "n_clusters": math.nan if codes is None else ua.size,
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low, t_high),
-        "interval": interval, "approximate": not method.startswith("exact"), "note": note,
+        "p_ci_disagree": p_ci_disagree(p, low, high, alpha), "interval": interval,
+        "approximate": not method.startswith("exact"), "note": note,
     }
 
 

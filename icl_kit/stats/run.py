@@ -58,7 +58,7 @@ COLUMNS = [
     "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
     "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
     "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi", "ci_low_family",
-    "ci_high_family", "n_clusters", "shots",
+    "ci_high_family", "n_clusters", "shots", "p_ci_disagree",
 ]
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 

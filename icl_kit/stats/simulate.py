@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as st
 
 LEVELS = 3  # VQA accuracy steps: min(1, matches / 3) -> {0, 1/3, 2/3, 1}
@@ -87,3 +88,17 @@ def true_vqa_diff(changed: float, shift: float, *, base_logit: float = 0.3, diff
     z = difficulty_sd * x
     gap = _expected_level(base_logit + shift + z) - _expected_level(base_logit + z)
     return float(changed * (w @ gap) / w.sum())
+
+
+MAX_SHIFT = 20.0  # logit shift: far past any reachable true difference
+
+
+def shift_for_diff(changed: float, diff: float, *, base_logit: float = 0.3, difficulty_sd: float = 2.0) -> float:
+    """The `shift` of `simulate_vqa_pair` whose true mean difference (0..1) is `diff` (0 -> 0, a true null), by
+    root finding on `true_vqa_diff`; ValueError when `diff` is beyond what a share `changed` of changed questions
+    can reach."""
+    if diff == 0:
+        return 0.0
+    lo, hi = (0.0, MAX_SHIFT) if diff > 0 else (-MAX_SHIFT, 0.0)
+    return float(optimize.brentq(lambda s: true_vqa_diff(changed, s, base_logit=base_logit,
+                                                         difficulty_sd=difficulty_sd) - diff, lo, hi))

@@ -25,7 +25,7 @@ from statsmodels.stats.power import NormalIndPower
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS
 from icl_kit.stats.power import MIN_N, n_needed_paired
-from icl_kit.stats.verdict import verdict
+from icl_kit.stats.verdict import p_ci_disagree, verdict
 
 RHO_RANGE = (0.3, 0.8)  # paired correlations typical of two prompts on the same questions
 
@@ -105,6 +105,7 @@ def compare_summary(
         "n_needed": float(math.ceil(n_need)) if np.isfinite(n_need) else math.nan, "n_needed_observed": math.nan,
         "alpha_power": a_pow, "interval": "wald",
         "verdict": verdict(p, t_p, diff, alpha, equivalence_margin, t_low * POINTS, t_high * POINTS),
+        "p_ci_disagree": p_ci_disagree(p, low * POINTS, high * POINTS, alpha),
         "note": _summary_note(diff, hw, p_rho, n_rho, equivalence_margin),
     }
 

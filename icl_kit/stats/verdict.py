@@ -16,6 +16,17 @@ def verdict(p_adj: float, tost_p_adj: float, diff: float, alpha: float, margin: 
     return "inconclusive"
 
 
+def p_ci_disagree(p: float, low: float, high: float, alpha: float) -> bool:
+    """Whether a row's p and its 1 - alpha interval say different things about 0: p < alpha while the interval
+    covers 0, or p >= alpha while it excludes 0. They can: the exact sign-flip p tests that B and A are
+    exchangeable (each difference as likely + as -), the interval is for the mean difference, and with few
+    changed questions the two part (six gains of +1 among 100, none lost: p = 2/2^6 = 0.031, the interval
+    [-0.1, +12.1]). A missing p or end is no disagreement."""
+    if not all(x == x for x in (p, low, high)):  # NaN
+        return False
+    return bool((p < alpha) != (low > 0 or high < 0))
+
+
 EQUIV_RE = re.compile(r"equivalent\s*\(±\s*([0-9.]+)\)")
 
 

@@ -64,8 +64,8 @@ def test_small_case_by_hand():
 
 def test_clustered_t_interval_and_mde_are_the_cluster_robust_formulas():
     """interval 't' with clusters: d_bar +- t_{G-1} sqrt(G/(G-1) sum_c (T_c - d_bar m_c)^2) / n (CR1, Stata's
-    `mean, vce(cluster)`); MDE: TTestPower at G units with SD (G/n) sqrt(sum_c e_c^2 / (G-1)); n needed in
-    questions: clusters needed x n/G, rounded up."""
+    `mean, vce(cluster)`), and the default 't_changed' with t on (changed images - 1) df; MDE: TTestPower at G
+    units with SD (G/n) sqrt(sum_c e_c^2 / (G-1)); n needed in questions: clusters needed x n/G, rounded up."""
     rng = np.random.default_rng(7)
     image = np.repeat(np.arange(15), rng.integers(1, 7, 15))
     a = rng.integers(0, 31, image.size) / 30
@@ -85,10 +85,21 @@ def test_clustered_t_interval_and_mde_are_the_cluster_robust_formulas():
     assert got["mde"] == pytest.approx(abs(float(es)) * sd_units, rel=1e-6)
     units = next(k for k in range(2, 10**6) if TTestPower().power(1.0 / sd_units, k, 0.05) >= 0.8)  # delta = 1
     assert got["n_needed"] == math.ceil(units * n / g)
+    # the default t_changed: the same CR1 interval on (images holding a changed question - 1) df
+    b[image < 5] = a[image < 5]  # 5 images unchanged
+    d = b - a
+    changed = len({c for c in image[d != 0]})
+    assert changed < g
+    e_c = np.array([d[image == c].sum() for c in range(g)]) - d.mean() * m_c
+    half = st.t.ppf(0.975, changed - 1) * math.sqrt(g / (g - 1) * (e_c**2).sum()) / n
+    got = compare_paired(a, b, clusters=image, **FAST)
+    assert got["interval"] == "t_changed"
+    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(100 * (d.mean() - half), abs=1e-9),
+                                               pytest.approx(100 * (d.mean() + half), abs=1e-9))
 
 
 # ------------------------------------------------------------------ (b) clusters of one question
-@pytest.mark.parametrize("interval", ["score", "t", "bca", "percentile"])
+@pytest.mark.parametrize("interval", ["t_changed", "score", "t", "bca", "percentile"])
 @pytest.mark.parametrize("kind", ["dense", "sparse", "constant", "none"])
 def test_singleton_clusters_give_the_unclustered_result(interval, kind):
     rng = np.random.default_rng(3)

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats as st
 
 from icl_kit.core.config import StatsConfig
-from icl_kit.stats.best_epoch import max_t_best_epoch, max_t_joint
+from icl_kit.stats.best_epoch import max_t_best_epoch, max_t_joint, max_t_of_diffs
 from icl_kit.stats.pooled import compare_pooled
 from icl_kit.stats.run import best_epoch_tests, run_stats
 
@@ -75,6 +75,45 @@ def test_joint_max_t_monte_carlo_matches_enumeration():
     exact = float(np.mean((signs(18) @ d.T).max(axis=1) >= obs.max()))
     assert r["method"] == "monte_carlo" and r["n_perm"] == 20000
     assert abs(r["maxT_p"] - exact) <= 4 * np.sqrt(exact * (1 - exact) / 20000) + 1 / 20001, (r["maxT_p"], exact)
+
+
+# ------------------------------------------------------------------ rounded scores (finding 4, in the max-T)
+def test_best_epoch_max_t_snaps_rounded_scores_to_the_lattice():
+    """The audit's rounded thirds as a best-epoch test: base 0.3333 x 3, epoch 1 0.6667, 0.6667, 0, epoch 2 the
+    base. Before, the max-T took the float differences (0.3334, 0.3334, -0.3333), whose sign vector (+, -, -)
+    sums to 0.3333 < 0.3335 and loses its tie: max-T p 0.25 (`max_t_of_diffs` on the floats, the path it took).
+    On the lattice the differences are 10, 10, -10 (in 1/30) and the 8 sign vectors give P(S* >= 10) = 0.5.
+    Now both the per-shot and the joint test read the scores back onto the lattice and say so in `method`."""
+    base, ep = np.round([1 / 3] * 3, 4), np.round([[2 / 3, 2 / 3, 0], [1 / 3] * 3], 4)
+    before = max_t_of_diffs(ep - base, False, 1000, 0)
+    enumerated = float(np.mean(signs(3) @ np.array([10, 10, -10]) >= 10))
+    assert before["maxT_p"] == 0.25 and enumerated == 0.5
+    per_shot = max_t_best_epoch(ep, base)
+    joint = max_t_joint(np.stack([ep, ep]), np.stack([base, base]))
+    for r in (per_shot, joint):
+        assert r["maxT_p"] == r["naive_p"] == enumerated and r["method"] == "exact (snapped to 1/30)"
+        assert r["best_diff"] == pytest.approx(100 / 9, abs=1e-9)
+    assert max_t_best_epoch(np.round(ep * 30) / 30, np.round(base * 30) / 30)["method"] == "exact"  # unrounded
+
+
+@pytest.mark.parametrize("decimals", [2, 4])
+def test_rounded_max_t_equals_the_unrounded_enumeration(decimals):
+    """100 small cases (2-3 epochs x 2 shots, n = 3..8, scores on the lattice with 1/3 steps), rounded to 2 or 4
+    decimals: the joint and the per-shot max-T p of the rounded scores equal those of the unrounded ones, which
+    equal the enumeration of every sign vector."""
+    rng = np.random.default_rng(60 + decimals)
+    for _ in range(100):
+        n, epochs = int(rng.integers(3, 9)), int(rng.integers(2, 4))
+        base = rng.integers(0, 4, size=(2, n)) / 3  # 1/3 steps: 0.3333 when rounded
+        ep = np.clip(base[:, None, :] + rng.integers(-1, 2, size=(2, epochs, n)) / 3, 0, 1)
+        d = np.rint(30 * (ep - base[:, None, :])).astype(np.int64).reshape(2 * epochs, n)
+        null, obs = signs(n) @ d.T, d.sum(axis=1)
+        expected = float(np.mean(null.max(axis=1) >= obs.max()))
+        joint = max_t_joint(np.round(ep, decimals), np.round(base, decimals))
+        assert joint["maxT_p"] == pytest.approx(expected, abs=1e-12)
+        assert joint["method"].startswith("exact")
+        one = max_t_best_epoch(np.round(ep[0], decimals), np.round(base[0], decimals))
+        assert one["maxT_p"] == pytest.approx(max_t_best_epoch(ep[0], base[0])["maxT_p"], abs=1e-12)
 
 
 # ------------------------------------------------------------------ joint max-T: the audit's null
