@@ -109,7 +109,8 @@ def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str, retes
     contrary = group[kinds.isin(["better", "worse"]) & ~held_mask]
     noise = group[kinds == "inconclusive"]
     fields = {"m": count(len(group)), "what": t(what), "where": where, "power": share(facts.power),
-              "margin": num(facts.margin), "hw": num(float(np.median((noise.ci_high - noise.ci_low) / 2))),
+              "margin": num(facts.margin),
+              "hw": num(float(np.median((noise.ci_high - noise.ci_low) / 2))) if len(noise) else "—",
               "mde": num(float(np.nanmedian(noise["mde"]))) if len(noise) else "—"}
     if len(noise) == len(group):
         return t("h_none", **fields)

@@ -43,6 +43,7 @@ from icl_kit.report.text import (
 )
 from icl_kit.stats.pairs import ALL
 from icl_kit.stats.plots import forest_plot, power_plot
+from icl_kit.stats.schema import StatsSummary
 from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
@@ -58,7 +59,7 @@ class ReportInputs:
 
     params: Params
     comparisons: pd.DataFrame  # stats/comparisons.csv, normalised
-    stats_summary: dict[str, Any]  # stats/summary.json
+    stats_summary: StatsSummary  # stats/summary.json
     accuracy: pd.DataFrame  # system, epoch, shot, n, accuracy, low, high (percent)
     steps: pd.DataFrame  # train_log.jsonl step lines
     epochs: pd.DataFrame  # train_log.jsonl epoch lines
@@ -105,18 +106,11 @@ def verdict_cell(t: Text, r: pd.Series, margin: float) -> str:
 
 
 def build_facts(inputs: ReportInputs, cfg: ReportConfig) -> Facts:
-    """The rules' view of the run; stats/summary.json blocks are read defensively."""
-    s = inputs.params.stats
-    best = inputs.stats_summary.get("best_epoch") or []
-    if isinstance(best, dict):
-        best = [best] if "naive_p" in best else [v for v in best.values() if isinstance(v, dict)]
-    val_sel = inputs.stats_summary.get("val_selected") or inputs.stats_summary.get("honest_number") or {}
-    if isinstance(val_sel, dict) and "best_val_epoch" in val_sel:
-        val_sel = {"selector": val_sel}
+    """The rules' view of the run (stats/summary.json as its schema has it: icl_kit.stats.schema)."""
+    s, summary = inputs.stats_summary.config, inputs.stats_summary
     return Facts(inputs.comparisons, alpha=s.alpha, margin=s.equivalence_margin, power=s.power,
                  correction=CORRECTION_NAMES.get(s.correction, s.correction), steps=inputs.steps, epochs=inputs.epochs,
-                 best_epoch=[b for b in best if isinstance(b, dict)],
-                 val_selected=val_sel if isinstance(val_sel, dict) else {}, smoke=cfg.smoke,
+                 best_epoch=summary.best_epoch, val_selected=summary.honest_number, smoke=cfg.smoke,
                  simulated=backend_traits(inputs.params.lvlm).simulated, p_floor=1 / (s.n_perm + 1),
                  baseline=s.baseline, all_questions=inputs.evaluated and inputs.params.eval.questions == "all")
 

@@ -5,9 +5,8 @@ Every difference is drawn with its interval: a point without one is not a result
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,6 +18,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
 from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
+from icl_kit.stats.schema import StatsSummary
 from icl_kit.stats.verdict import verdict_kind
 
 _PALETTE = sns.color_palette("colorblind", 8)
@@ -125,7 +125,7 @@ def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
     return fig
 
 
-def best_epoch_table(extra: Mapping[str, Any]) -> pd.DataFrame:
+def best_epoch_table(summary: StatsSummary) -> pd.DataFrame:
     """Best epoch per lineage and shot: its gain, the naive p and the max-T p (selection-adjusted), both
     ONE-SIDED (in the direction of "better"), and whether the null was enumerated (method 'exact'). A lineage
     tested at several shots also has its joint row (shot 'all': the best epoch at the best shot, `best_shot`,
@@ -135,7 +135,7 @@ def best_epoch_table(extra: Mapping[str, Any]) -> pd.DataFrame:
     rows = [{"lineage": r["lineage"], "shot": r["shot"], "best_system": r["best_system"],
              "best_shot": r.get("best_shot", r["shot"]), "best_diff": r["best_diff"], "naive_p_one_sided": r["naive_p"],
              "maxT_p_one_sided": r["maxT_p"], "method": r.get("method", ""), "n": r["n"]}
-            for r in extra.get("best_epoch", [])]
+            for r in summary.best_epoch]
     return pd.DataFrame(rows, columns=cols).round({"best_diff": 2, "naive_p_one_sided": 4, "maxT_p_one_sided": 4})
 
 
@@ -146,13 +146,13 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
     return Path(path)
 
 
-def honest_table(extra: Mapping[str, Any]) -> pd.DataFrame:
+def honest_table(summary: StatsSummary) -> pd.DataFrame:
     """Per lineage and shot: the best-on-validation epoch vs the best-on-test epoch, both vs baseline.
 
     The first is the honest number (chosen without the test set); the second is optimistic.
     """
     rows = []
-    for lineage, h in extra.get("honest_number", {}).items():
+    for lineage, h in summary.honest_number.items():
         best_test = {r["shot"]: r for r in h["best_on_test"]}
         for r in h["on_test"]:
             t = best_test.get(r["shot"], {})

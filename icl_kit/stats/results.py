@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from icl_kit.core.config import Params
+from icl_kit.stats.schema import StatsSummary
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -33,7 +33,7 @@ class RunResults:
     run_dir: Path
     params: Params
     comparisons: pd.DataFrame | None
-    summary: dict[str, Any] | None
+    summary: StatsSummary | None
     accuracy: pd.DataFrame | None
     predictions: pd.DataFrame | None
 
@@ -42,6 +42,6 @@ class RunResults:
         def rows(table: pd.DataFrame | None) -> str:
             return "None" if table is None else f"{len(table)} rows"
 
-        summary = "None" if self.summary is None else f"{len(self.summary)} keys"
+        summary = "None" if self.summary is None else f"{self.summary.n_comparisons} comparisons"
         return (f"RunResults(run_dir={str(self.run_dir)!r}, comparisons={rows(self.comparisons)}, "
                 f"summary={summary}, accuracy={rows(self.accuracy)}, predictions={rows(self.predictions)})")

@@ -52,14 +52,8 @@ from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's compari
 from icl_kit.stats.pooled import POOLED_SHOT, compare_pooled, shots_field
 from icl_kit.stats.power import MIN_N
 from icl_kit.stats.results import RunResults
+from icl_kit.stats.schema import COLUMNS, StatsSummary, comparisons_frame, stats_summary
 
-COLUMNS = [
-    "system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high", "tost_low", "tost_high",
-    "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
-    "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
-    "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi", "ci_low_family",
-    "ci_high_family", "n_clusters", "shots", "p_ci_disagree",
-]
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
 
@@ -263,39 +257,52 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return _plain(df.to_dict(orient="records"))
 
 
-def write_outputs(run_dir: str | Path, df: pd.DataFrame, extra: Mapping[str, Any] | None = None) -> Path:
+def summarise(df: pd.DataFrame, cfg: StatsConfig, best_epoch: list[dict[str, Any]] | None = None,
+              honest: dict[str, dict[str, Any]] | None = None) -> StatsSummary:
+    """stats/summary.json of the comparisons `df` made with `cfg` (icl_kit.stats.schema)."""
+    counts = {sub: g["verdict"].value_counts().to_dict() for sub, g in df.groupby("subset", sort=False)}
+    families = {f"{sub}/{fam}": len(g) for (sub, fam), g in df.groupby(["subset", "family"], sort=False)}
+    return StatsSummary(len(df), families, counts, cfg, best_epoch or [], honest or {})
+
+
+def write_outputs(run_dir: str | Path, df: pd.DataFrame, summary: StatsSummary) -> Path:
     """Write stats/comparisons.csv and stats/summary.json atomically; return the stats folder."""
     paths = RunPaths(Path(run_dir))
     with atomic_open(paths.comparisons, "w") as fh:
-        df.to_csv(fh, index=False)
-    counts = {sub: g["verdict"].value_counts().to_dict() for sub, g in df.groupby("subset", sort=False)}
-    families = {f"{sub}/{fam}": len(g) for (sub, fam), g in df.groupby(["subset", "family"], sort=False)}
-    atomic_write_json(paths.stats_summary,
-                      _plain({"n_comparisons": len(df), "families": families, "verdicts": counts,
-                              **(extra or {})}))
+        df[COLUMNS].to_csv(fh, index=False)
+    atomic_write_json(paths.stats_summary, _plain(summary.to_json()))
     return paths.stats_dir
+
+
+def read_comparisons(run_dir: str | Path) -> pd.DataFrame:
+    """stats/comparisons.csv, checked against its schema (icl_kit.stats.schema)."""
+    path = RunPaths(Path(run_dir)).comparisons
+    return comparisons_frame(pd.read_csv(path), str(path))
+
+
+def read_stats_summary(run_dir: str | Path) -> StatsSummary:
+    """stats/summary.json, checked against its schema (icl_kit.stats.schema)."""
+    path = RunPaths(Path(run_dir)).stats_summary
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raw = None
+    return stats_summary(raw, str(path))
 
 
 def stats_are_current(run_dir: str | Path, cfg: StatsConfig) -> bool:
     """Were the run's stats/ made with `cfg`? (stats/summary.json records the config it was made with.)"""
-    path = RunPaths(Path(run_dir)).stats_summary
-    if not path.is_file():
+    if not RunPaths(Path(run_dir)).stats_summary.is_file():
         return False
     try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("config")
-    except (ValueError, AttributeError):
-        return False
-    return recorded == json.loads(json.dumps(_plain(dataclasses.asdict(cfg))))
+        recorded = read_stats_summary(run_dir).config
+    except KitError:
+        return False  # another version's summary: made again
+    return _json(recorded) == _json(cfg)
 
 
-def recorded_stats_config(run_dir: str | Path) -> StatsConfig | None:
-    """The StatsConfig stats/summary.json says the statistics were made with (None when it says nothing)."""
-    path = RunPaths(Path(run_dir)).stats_summary
-    config = json.loads(path.read_text(encoding="utf-8")).get("config") if path.is_file() else None
-    if not isinstance(config, dict):
-        return None
-    known = {f.name for f in dataclasses.fields(StatsConfig)}
-    return StatsConfig(**{k: v for k, v in config.items() if k in known})
+def _json(cfg: StatsConfig) -> Any:
+    return json.loads(json.dumps(_plain(dataclasses.asdict(cfg))))
 
 
 def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -315,24 +322,22 @@ def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | N
 
 def stats_for_run(
     run_dir: str | Path, cfg: StatsConfig, *, progress: bool = True
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, StatsSummary]:
     """The whole stage on a run folder: comparisons, best-epoch max-T, honest number, outputs.
 
-    Returns (comparisons, extra); both are written to stats/ (comparisons.csv, summary.json).
+    Returns (comparisons, summary); both are written to stats/ (comparisons.csv, summary.json).
     """
-    predictions, summary = load_run_tables(run_dir)
-    df = run_stats(predictions, cfg, summary=summary, progress=progress)
-    extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "best_epoch": best_epoch_tests(predictions, cfg)}
+    predictions, summary_only = load_run_tables(run_dir)
+    df = run_stats(predictions, cfg, summary=summary_only, progress=progress)
     honest = {}
     for stem, by_epoch in epoch_systems(predictions).items():
         phase = stem.removesuffix("_epoch")  # grpo_epoch -> the trainer's "grpo" epoch lines
         val = read_val_rewards(RunPaths(Path(run_dir)).train_log, phase=phase)
         if set(val) & set(by_epoch):
             honest[stem] = honest_number(val, df, by_epoch, cfg.baseline)
-    if honest:
-        extra["honest_number"] = honest
-    write_outputs(run_dir, df, extra)
-    return df, extra
+    summary = summarise(df, cfg, best_epoch_tests(predictions, cfg), honest)
+    write_outputs(run_dir, df, summary)
+    return df, summary
 
 
 def run_intervals(run_dir: str | Path, level: float = LEVEL) -> pd.DataFrame:
@@ -363,13 +368,12 @@ def load_run(run_dir: str | Path) -> RunResults:
     root = run_folder(run_dir)
     params = run_params(root)
     paths = RunPaths(root)
-    summary = paths.stats_summary
     rows = read_jsonl(paths.predictions) if paths.predictions.is_file() else None
     return RunResults(
         run_dir=root,
         params=params,
-        comparisons=pd.read_csv(paths.comparisons) if paths.comparisons.is_file() else None,
-        summary=json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None,
+        comparisons=read_comparisons(root) if paths.comparisons.is_file() else None,
+        summary=read_stats_summary(root) if paths.stats_summary.is_file() else None,
         accuracy=pd.read_csv(paths.summary) if paths.summary.is_file() else None,
         predictions=None if rows is None else pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(PRED_FIELDS)),
     )

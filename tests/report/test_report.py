@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icl_kit.core.config import dump_yaml, load_params
+from icl_kit.core.config import StatsConfig, dump_yaml, load_params
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl, atomic_write_json, atomic_write_text
 from icl_kit.report.build import load_inputs, write_report
@@ -32,6 +32,8 @@ from icl_kit.report.rules import (
 )
 from icl_kit.report.sections import build_markdown
 from icl_kit.report.text import GROUP_SEP, MINUS, Text, approx_n, ci, p_is, pct, pts, pval
+from icl_kit.stats.run import summarise
+from icl_kit.stats.schema import COLUMNS
 
 # The numbers a reader sees in a report's text (a test helper: zh and en must print the same ones).
 NUMBER_RE = re.compile(rf"[+{MINUS}-]?\d{{1,3}}(?:{GROUP_SEP}\d{{3}})+(?:\.\d+)?|[+{MINUS}-]?\d+(?:\.\d+)?")
@@ -67,10 +69,17 @@ COLS = ["subset", "n", "system_a", "system_b", "kind", "shot", "acc_a", "acc_b",
         "p_adj", "tost_p", "verdict", "n_needed"]
 
 
+# The rest of comparisons.csv's columns (icl_kit.stats.schema), as the stats stage writes them for such rows.
+SCHEMA_REST = {c: np.nan for c in COLUMNS} | dict(interval="t_changed", note="", p_ci_disagree=False)
+
+
 def comparisons_df() -> pd.DataFrame:
-    """The rows above; the 90% TOST interval is the 95% one narrowed by 0.6 points at each end."""
-    df = pd.DataFrame([dict(zip(COLS, r, strict=True)) | BASE for r in ROWS])
-    return df.assign(tost_low=(df.ci_low + 0.6).round(1), tost_high=(df.ci_high - 0.6).round(1))
+    """The rows above, a whole comparisons.csv; the 90% TOST interval is the 95% one narrowed by 0.6 points at
+    each end."""
+    df = pd.DataFrame([SCHEMA_REST | dict(zip(COLS, r, strict=True)) | BASE for r in ROWS])
+    df = df.assign(tost_low=(df.ci_low + 0.6).round(1), tost_high=(df.ci_high - 0.6).round(1),
+                   shots=df.shot.astype(str))
+    return df[COLUMNS]
 
 
 def train_rows(adv_std: float = 0.001) -> list[dict]:
@@ -97,7 +106,7 @@ def make_run(root: Path, *, smoke: bool = True, with_log: bool = True) -> Path:
     summary.to_csv(root / "eval" / "summary.csv", index=False)
     (root / "stats").mkdir()
     comparisons_df().to_csv(root / "stats" / "comparisons.csv", index=False)
-    atomic_write_json(root / "stats" / "summary.json", {
+    write_summary(root, params.stats, {
         "best_epoch": [{"lineage": "grpo_epoch", "shot": 1, "best_epoch": 1, "best_system": "grpo_epoch1",
                         "best_diff": 3.4, "naive_p": 0.03, "maxT_p": 0.09, "n_epochs": 2}],
         "honest_number": {"grpo_epoch": {"best_val_epoch": 2, "system": "grpo_epoch2", "val_reward": 0.45,
@@ -108,6 +117,14 @@ def make_run(root: Path, *, smoke: bool = True, with_log: bool = True) -> Path:
     if with_log:
         append_jsonl(root / "train_log.jsonl", train_rows())
     return root
+
+
+def write_summary(root: Path, cfg: StatsConfig, blocks: dict) -> None:
+    """stats/summary.json as the stats stage writes it (icl_kit.stats.schema), with these best-epoch and
+    honest-number blocks."""
+    df = comparisons_df()
+    atomic_write_json(root / "stats" / "summary.json", summarise(df, cfg, blocks["best_epoch"],
+                                                                 blocks["honest_number"]).to_json())
 
 
 @pytest.fixture
@@ -449,6 +466,8 @@ def test_levels_follow_alpha_and_power_says_its_alpha(tmp_path):
     run = make_run(tmp_path / "r")
     params = load_params(run / "params.yaml", ["stats.alpha=0.1"])
     atomic_write_text(run / "params.yaml", dump_yaml(params))
+    summary = json.loads((run / "stats" / "summary.json").read_text())
+    write_summary(run, params.stats, summary)  # the statistics were made at α = 0.1 (their summary says so)
     df = comparisons_df()
     df.loc[0, ["kind", "family", "label"]] = ["explicit", "primary", "new best vs baseline"]
     df.to_csv(run / "stats" / "comparisons.csv", index=False)

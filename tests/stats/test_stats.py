@@ -24,7 +24,14 @@ from icl_kit.stats.diff_intervals import score_interval
 from icl_kit.stats.exact import exact_sign_flip_p, sign_flip_p
 from icl_kit.stats.paired import adjust, align_scores, compare_paired, compare_summary, sign_test, verdict
 from icl_kit.stats.power import mde_paired, n_needed_paired, power_curve
-from icl_kit.stats.run import honest_number, run_stats, write_outputs
+from icl_kit.stats.run import (
+    honest_number,
+    read_comparisons,
+    read_stats_summary,
+    run_stats,
+    summarise,
+    write_outputs,
+)
 from icl_kit.stats.simulate import simulate_scores, simulate_vqa_pair
 
 ALPHA = 0.05
@@ -434,13 +441,17 @@ def test_run_stats_family_and_modes(tmp_path):
     with pytest.raises(KitError, match="baseline"):
         run_stats(pred, StatsConfig(baseline="nope"))
 
-    out = write_outputs(tmp_path, df, {"note": "x"})
+    out = write_outputs(tmp_path, df, summarise(df, cfg))
     back = pd.read_csv(out / "comparisons.csv")
     assert len(back) == len(df) and list(back.columns) == list(df.columns)
     np.testing.assert_allclose(back["diff"], df["diff"])
     meta = json.loads((out / "summary.json").read_text())
-    assert meta["n_comparisons"] == len(df) and meta["note"] == "x"
+    assert meta["n_comparisons"] == len(df) and meta["format"] == 2 and meta["honest_number"] == {}
     assert sorted(p.name for p in out.iterdir()) == ["comparisons.csv", "summary.json"]  # no temps
+    # read back through the schema: the same table and config (icl_kit.stats.schema)
+    pd.testing.assert_frame_equal(read_comparisons(tmp_path)[["diff", "p_adj"]], df[["diff", "p_adj"]],
+                                  check_dtype=False)
+    assert read_stats_summary(tmp_path).config == cfg
 
 
 def test_honest_number_picks_validation_best():
@@ -534,17 +545,18 @@ def test_imported_only_runs_have_tables_and_no_power_curve():
         run_stats(pd.DataFrame(), StatsConfig(), summary=summary)
 
 
-def test_notebook_tables_from_extra():
+def test_notebook_tables_from_the_stats_summary():
     from icl_kit.stats.plots import best_epoch_table, honest_table
 
     pred = _predictions(np.random.default_rng(14), shots=(1,))
-    df = run_stats(pred, StatsConfig(n_boot=200, n_perm=200))
+    cfg = StatsConfig(n_boot=200, n_perm=200)
+    df = run_stats(pred, cfg)
     h = honest_number({1: 0.5, 2: 0.4, 3: 0.4}, df, {1: "grpo_epoch1", 2: "grpo_epoch2", 3: "grpo_epoch3"},
                       "random")
-    table = honest_table({"honest_number": {"grpo_epoch": h}})
+    table = honest_table(summarise(df, cfg, honest={"grpo_epoch": h}))
     assert table.loc[0, "val_best"] == "grpo_epoch1"
     assert table.loc[0, "diff"] == pytest.approx(h["on_test"][0]["diff"], abs=0.005)
-    assert best_epoch_table({}).empty and honest_table({}).empty
+    assert best_epoch_table(summarise(df, cfg)).empty and honest_table(summarise(df, cfg)).empty
 
 
 def test_mde_is_positive_and_decreasing_in_n():
@@ -788,3 +800,26 @@ def test_run_verdicts_recomputed_from_predictions(tmp_path):
     assert checked == len(paired) > 20 and set(df.family) == {"primary", "automatic"}
     assert sorted(df[df.shot == -1].subset) == ["all", "first25"]  # the explicit pair pooled over shots 1, 2
     assert paired.verdict.nunique() >= 2, paired.verdict.value_counts()
+
+
+def test_stats_files_of_another_kit_version_are_refused_not_patched(tmp_path):
+    """comparisons.csv and summary.json are read through one schema each: a file missing a column or key the
+    kit writes (or holding one it does not) is refused in one sentence with the fix, never filled with defaults."""
+    from icl_kit.stats.schema import COLUMNS
+
+    df = pd.DataFrame([dict.fromkeys(COLUMNS, 0)]).assign(system_a="a", system_b="b", verdict="inconclusive")
+    write_outputs(tmp_path, df, summarise(df, StatsConfig()))
+    path = tmp_path / "stats" / "comparisons.csv"
+    assert read_comparisons(tmp_path).shot.tolist() == [0]
+    df.drop(columns=["p_ci_disagree"]).assign(val_selected=1).to_csv(path, index=False)
+    with pytest.raises(KitError, match=r"comparisons\.csv was not written by this version of icl-kit \(it lacks "
+                                       r"\['p_ci_disagree'\]; it has unknown \['val_selected'\]\); re-run the "
+                                       r"statistics \(`icl-kit run PARAMS --stages stats`\)\."):
+        read_comparisons(tmp_path)
+    summary = tmp_path / "stats" / "summary.json"
+    raw = json.loads(summary.read_text())
+    for bad in ({k: v for k, v in raw.items() if k != "format"}, {**raw, "val_selected": {}},
+                {**raw, "config": {**raw["config"], "alpha_typo": 1}}, "not json {"):
+        summary.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+        with pytest.raises(KitError, match=r"summary\.json .*; re-run the statistics"):
+            read_stats_summary(tmp_path)
