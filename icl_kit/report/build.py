@@ -28,18 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import mistune
-import numpy as np
 import pandas as pd
 
 from icl_kit.core.config import Params, ReportConfig, load_params
 from icl_kit.core.errors import KitError, few
-from icl_kit.core.names import EPOCH_RE, lineage, natural_key
+from icl_kit.core.names import natural_key
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 from icl_kit.evaluation.io import read_imported
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
-from icl_kit.stats.run import recorded_stats_config, run_intervals
+from icl_kit.stats.run import read_comparisons, read_stats_summary, run_intervals
 from icl_kit.train.plots import split_log
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
@@ -51,14 +50,6 @@ REQUIRED = {  # artefact (RunPaths attribute) -> how to make it
 EVAL_HINT = "run `icl-kit run PARAMS --stages eval` (or import the study's results with `icl-kit study import-results`)"
 AUDIT_FILE = RunPaths(Path()).audit.name  # report/audit.md, written by `icl-kit study audit` or `retest`
 FINDING_MARK = "- ⚠️"
-COMPARISON_COLUMNS = ("system_a", "system_b", "shot", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
-                      "p_adj", "verdict")
-OPTIONAL_DEFAULTS: dict[str, Any] = {"p": np.nan, "tost_p": np.nan, "mde": np.nan, "n_needed": np.nan,
-                                     "n_needed_observed": np.nan, "sd_diff": np.nan, "mode": "paired", "subset": "all",
-                                     "tost_low": np.nan, "tost_high": np.nan, "sign_p": np.nan, "n_improved": np.nan,
-                                     "n_worsened": np.nan, "p_method": "exact", "family": "automatic",
-                                     "family_size": np.nan, "label": "", "claimed": np.nan, "n_needed_lo": np.nan,
-                                     "n_needed_hi": np.nan, "n_clusters": np.nan}
 FIGURE_LINK_RE = re.compile(r"\]\((figures/[^)\s]+\.png)\)")
 WARNING = "⚠️"  # banners (smoke run, simulated LVLM) start with it and get the warning style
 CSS = """
@@ -80,7 +71,7 @@ em { color: #555; }
 
 # ------------------------------------------------------------------ inputs
 def load_inputs(run_dir: str | Path) -> ReportInputs:
-    """Read and normalise a run's inputs; a missing one is a KitError naming it and its stage."""
+    """Read a run's inputs, each file through its schema; a missing one is a KitError naming it and its stage."""
     paths = RunPaths(Path(run_dir))
     for name, how in REQUIRED.items():
         if not getattr(paths, name).is_file():
@@ -89,9 +80,9 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     if not paths.summary.is_file() and imported.empty:
         raise KitError(f"{paths.summary} is missing and nothing was imported; {EVAL_HINT} first.")
     params = load_params(paths.params)
-    params.stats = recorded_stats_config(paths.root) or params.stats  # label what the statistics did
-    comparisons = normalise_comparisons(pd.read_csv(paths.comparisons), params.report.baseline)
-    summary = json.loads(paths.stats_summary.read_text(encoding="utf-8"))
+    summary = read_stats_summary(paths.root)
+    params.stats = summary.config  # alpha and the rest as the statistics were made (resolved once, by stats)
+    comparisons = read_comparisons(paths.root)
     accuracy = accuracy_table(paths, 1 - params.stats.alpha)
     steps, epochs = split_log(read_jsonl(paths.train_log))
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
@@ -102,29 +93,6 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     evaluated = paths.predictions.is_file() or paths.summary.is_file()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement,
                         imported=None if imported.empty else imported, evaluated=evaluated, audit_findings=findings)
-
-
-def normalise_comparisons(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Check the columns the report needs, fill the optional ones, derive `kind` when absent."""
-    missing = [c for c in COMPARISON_COLUMNS if c not in df.columns]
-    if missing:
-        raise KitError(f"stats/comparisons.csv lacks column(s) {missing}; {STATS_HINT} again.")
-    df = df.assign(**{k: v for k, v in OPTIONAL_DEFAULTS.items() if k not in df.columns})
-    df["subset"] = df["subset"].fillna("all").astype(str)
-    df["mode"] = df["mode"].fillna("paired").astype(str)
-    df["shot"] = df["shot"].astype(int)
-    if "kind" not in df.columns or df["kind"].isna().any():
-        derived = [_kind(a, b, baseline) for a, b in zip(df.system_a, df.system_b, strict=True)]
-        df["kind"] = df["kind"].fillna(pd.Series(derived)) if "kind" in df.columns else derived
-    return df.reset_index(drop=True)
-
-
-def _kind(a: str, b: str, baseline: str) -> str:
-    if a == baseline:
-        return "vs_baseline"
-    if EPOCH_RE.search(a) and lineage(a) == lineage(b):
-        return "epoch_vs_previous"
-    return "pair"
 
 
 def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:
@@ -203,8 +171,7 @@ def md_title(md: str) -> str:
 def report_fingerprint(root: Path, params: Params, cfg: ReportConfig) -> dict[str, Any]:
     """The report's inputs: its params, the stats settings it read, and a hash of the comparisons it rendered."""
     paths = RunPaths(root)
-    summary = json.loads(paths.stats_summary.read_text(encoding="utf-8"))
-    return {"report": dataclasses.asdict(cfg), "stats": summary.get("config"),
+    return {"report": dataclasses.asdict(cfg), "stats": dataclasses.asdict(read_stats_summary(root).config),
             "comparisons_sha256": hashlib.sha256(paths.comparisons.read_bytes()).hexdigest()}
 
 
@@ -216,9 +183,9 @@ def report_is_current(run_dir: str | Path, params: Params) -> bool:
         return False
     try:
         recorded = json.loads(meta.read_text(encoding="utf-8"))
-    except ValueError:
-        return False
-    return recorded == json.loads(json.dumps(report_fingerprint(paths.root, params, params.report)))
+        return recorded == json.loads(json.dumps(report_fingerprint(paths.root, params, params.report)))
+    except (ValueError, KitError):
+        return False  # a damaged record, or statistics of another kit version: made again
 
 
 def check_baseline(comparisons: pd.DataFrame, baseline: str) -> None:
