@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from icl_kit.core.config.params import ALPHA
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import PHASES, lineage, natural_key
 
@@ -31,7 +32,7 @@ def _phase_rank(stem: str) -> int:
     return PHASES.index(phase) if phase in PHASES else len(PHASES)
 
 
-def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: float = 0.95) -> plt.Figure:
+def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: float = 1 - ALPHA) -> plt.Figure:
     """One panel per shot: checkpoint lineages along the training sequence (sft, then rce, then grpo epochs,
     numbered from 1 as their files are) with interval bands; systems without an epoch (baselines, imported
     results) as horizontal lines with their interval as a band."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from icl_kit.core.config.params import ALPHA, POWER
 from icl_kit.core.names import EPOCH_RE
 from icl_kit.report.text import Text, approx_n, ci, count, need_text, num, p_bound_is, p_is, pct, pts, pval, share
 from icl_kit.stats.verdict import verdict_kind
@@ -32,9 +33,9 @@ class Facts:
     """What the rules read: comparisons (normalised), training log, stats summary blocks, run labels."""
 
     comparisons: pd.DataFrame
-    alpha: float = 0.05
+    alpha: float = ALPHA
     margin: float = 1.0
-    power: float = 0.8
+    power: float = POWER
     correction: str = "Holm"  # display name of the multiplicity correction
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)

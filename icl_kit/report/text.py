@@ -18,6 +18,7 @@ import math
 import numbers
 import re
 
+from icl_kit.core.config.params import ALPHA
 from icl_kit.report.phrases import PHRASES
 from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.verdict import verdict_kind, verdict_margin
@@ -177,7 +178,7 @@ def need_text(row: object) -> str:
 class Text:
     """Phrase lookup for one language: `t("v_better")`, `t("f_significant", b=..., ...)`."""
 
-    def __init__(self, language: str, alpha: float = 0.05) -> None:
+    def __init__(self, language: str, alpha: float = ALPHA) -> None:
         if language not in PHRASES:
             raise ValueError(f"report.language={language!r} is not supported; choose one of {list(PHRASES)}.")
         self.language = language

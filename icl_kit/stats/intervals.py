@@ -17,10 +17,11 @@ import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.proportion import proportion_confint
 
+from icl_kit.core.config.params import ALPHA
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS, natural_key
 
-LEVEL = 0.95
+LEVEL = 1 - ALPHA  # the default level of an interval (stats.alpha's default)
 INTERVAL_COLUMNS = ["system", "epoch", "shot", "n", "accuracy", "low", "high"]
 
 

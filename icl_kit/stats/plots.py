@@ -14,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from icl_kit.core.config import StatsConfig
+from icl_kit.core.config.params import ALPHA, POWER
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import atomic_open
 from icl_kit.stats.pooled import POOLED_SHOT
@@ -105,7 +106,7 @@ def run_power_plot(df: pd.DataFrame, cfg: StatsConfig) -> plt.Figure | None:
     return power_plot(run_sd(df, subset), run_n(df, subset), cfg.alpha, cfg.power, margin=cfg.equivalence_margin)
 
 
-def power_plot(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
+def power_plot(sd: float, n: int, alpha: float = ALPHA, power: float = POWER,
                margin: float | None = None) -> plt.Figure:
     """Minimum detectable difference against the number of questions, this run's n marked."""
     needed = n_needed_paired(sd, margin, alpha, power) if margin else float("nan")

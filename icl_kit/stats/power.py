@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.power import TTestPower
 
+from icl_kit.core.config.params import ALPHA, POWER
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS
 
@@ -58,7 +59,7 @@ def effect_at(n: int, alpha: float, power: float) -> float:
     return abs(float(np.squeeze(es)))
 
 
-def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+def mde_paired(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
     """Minimum detectable difference (points) of a two-sided paired t-test.
 
     Solves TTestPower for the standardised effect `es` with power(es, n, alpha) = power,
@@ -69,7 +70,7 @@ def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> fl
     return effect_at(int(n), alpha, power) * sd
 
 
-def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
+def n_needed_paired(sd: float, delta: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Questions needed to detect a true difference `delta` (points) with a paired t-test.
 
     The smallest integer n >= MIN_N with power(delta / sd, n, alpha) >= power (TTestPower), i.e.
@@ -95,7 +96,7 @@ def n_needed_paired(sd: float, delta: float, alpha: float = 0.05, power: float =
     return float(n)
 
 
-def power_curve(sd: float, ns: Sequence[int], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+def power_curve(sd: float, ns: Sequence[int], alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
     """MDE (points) against the number of questions, for a figure: columns n, mde."""
     ns = [int(n) for n in ns]
     return pd.DataFrame({"n": ns, "mde": [mde_paired(sd, n, alpha, power) for n in ns]})

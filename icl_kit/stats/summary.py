@@ -22,6 +22,7 @@ from scipy import stats as st
 from statsmodels.stats import proportion as smp
 from statsmodels.stats.power import NormalIndPower
 
+from icl_kit.core.config.params import ALPHA, POWER
 from icl_kit.core.errors import KitError
 from icl_kit.core.names import POINTS
 from icl_kit.stats.power import MIN_N, n_needed_paired
@@ -58,8 +59,8 @@ def compare_summary(
     n: int,
     *,
     n_b: int | None = None,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    alpha: float = ALPHA,
+    power: float = POWER,
     equivalence_margin: float = 1.0,
     family_size: int = 1,
 ) -> dict[str, Any]:

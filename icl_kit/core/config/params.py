@@ -111,12 +111,16 @@ EXACT_INTERVAL_RETIRED = (
     "in simulation; use 't_changed' (the default), 'score' or 't'.")
 
 
+ALPHA = 0.05  # stats.alpha's default: every other default level of the kit derives from it (1 - ALPHA, ...)
+POWER = 0.8  # stats.power's default
+
+
 @dataclass
 class StatsConfig:
     """Paired tests, intervals, multiplicity, equivalence and power."""
 
     baseline: str = opt("random", "System every other system is compared against.")
-    alpha: float = opt(0.05, "Significance level (family-wise); intervals are at 1 - alpha, TOST's at 1 - 2 alpha.",
+    alpha: float = opt(ALPHA, "Significance level (family-wise); intervals are at 1 - alpha, TOST's at 1 - 2 alpha.",
                        min=0.0, max=1.0)
     n_boot: int = opt(10000, "Bootstrap resamples (interval: bca or percentile).", min=100)
     n_perm: int = opt(10000, "Monte Carlo sign flips, used only when the exact test is not (scores off the 1/30 "
@@ -131,7 +135,7 @@ class StatsConfig:
         retired={"exact": EXACT_INTERVAL_RETIRED})
     correction: Literal["holm", "fdr_bh"] = opt("holm", "Multiplicity correction, within each family.")
     equivalence_margin: float = opt(1.0, "TOST margin δ in points.", min=0.0)
-    power: float = opt(0.8, "Target power for MDE and n needed (at the family's α / m).", min=0.0, max=1.0)
+    power: float = opt(POWER, "Target power for MDE and n needed (at the family's α / m).", min=0.0, max=1.0)
     subsets: list[int | str] = opt([], "Also compare on subsets: 'first:N' (the N smallest question ids; a bare N "
                                        "means the same) or 'random:N:SEED'.")
     comparisons: list[dict[str, Any]] = opt(
