@@ -64,11 +64,14 @@ def log_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def contents(root: Path) -> dict[str, Any]:
-    """What a finished run holds: bytes of every file, except the reward cache (its rows) and the
-    training log (its lines without wall-clock seconds)."""
+    """What a finished run holds: bytes of every file, except the reward cache (its rows), the training log (its
+    lines without wall-clock seconds) and lvlm_work.json (the work each process recorded: a resumed run's second
+    process finds the answers the first stored, icl_kit.lvlm.work_record; only that it exists is compared)."""
     out: dict[str, Any] = {}
     for rel, data in file_bytes(root).items():
-        if rel == "rewards.sqlite":
+        if rel == "lvlm_work.json":
+            out[rel] = "recorded"
+        elif rel == "rewards.sqlite":
             out[rel] = cache_rows(root / rel)
         elif rel == "train_log.jsonl":
             out[rel] = log_rows(root / rel)

@@ -84,6 +84,7 @@ TABLE: tuple[Artefact, ...] = (
     Artefact("rewards", "rewards.sqlite", "train, eval, sft-data", LVLM, 1, NOT_ANSWERS),
     Artefact("lvlm_agreement", "lvlm_agreement.json", "train, eval, sft-data", LVLM, 1, NOT_ANSWERS),
     Artefact("lvlm_decoding", "lvlm_decoding.json", "train, eval, sft-data", LVLM, 1, NOT_ANSWERS),
+    Artefact("lvlm_work", "lvlm_work.json", "train, eval, sft-data, headroom", LVLM, 1, NOT_ANSWERS),
     Artefact("rollouts", "rollouts.jsonl", "train, study import-rollouts",
              (*POOLS, *LVLM, "encoder", *INITIAL_SELECTOR, "train.reward.kind", "train.reward.shots",
               "train.reward.prob_norm", *ROLLOUTS), 1,

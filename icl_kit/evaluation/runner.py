@@ -36,6 +36,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl
 from icl_kit.evaluation.io import CellKey, merge_predictions, read_done, shard_path, write_summary
 from icl_kit.evaluation.systems import System, check_input_dims, resolve_systems, select, shot_icds
+from icl_kit.lvlm.work_record import add_work
 from icl_kit.run_context import DataWorld, RunContext
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ def evaluate(params: Params, *, ctx: RunContext | None = None, progress: bool = 
         if ranks.rank == 0:
             merged = merge_predictions(paths.predictions, question_images(world.test_records))
             table = write_summary(paths.summary, merged)
+            add_work(paths.lvlm_work, "eval", work)
         ranks.barrier()
     finally:
         ranks.close()

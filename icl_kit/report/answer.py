@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from icl_kit.report.rules import Facts
-from icl_kit.report.text import Text, ci, count, md_table, need_text, num, p_bound, pts, share
+from icl_kit.report.text import Doc, Text, ci, count, md_table, need_text, num, p_bound, pts, share
 from icl_kit.stats.verdict import claim_holds, verdict_kind, verdict_margin
 
 PRIMARY = "primary"
@@ -164,7 +164,7 @@ def main_sentences(t: Text, facts: Facts) -> list[str]:
     return text
 
 
-def answer_section(doc, t: Text, facts: Facts, audit_findings: int | None,  # noqa: ANN001 - report.sections.Doc
+def answer_section(doc: Doc, t: Text, facts: Facts, audit_findings: int | None,
                    main_figure: Callable[[], None] | None = None) -> None:
     """The first section: headline sentences, the claims table and its notes; without claims (no primary
     family), the main subset's verdict counts and largest gain, as the conclusion states them."""

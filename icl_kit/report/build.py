@@ -35,6 +35,7 @@ from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import natural_key
 from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 from icl_kit.evaluation.io import read_imported
+from icl_kit.lvlm.work_record import read_work
 from icl_kit.report.figures import png_bytes
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
@@ -92,7 +93,8 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     findings = (audit_file.read_text(encoding="utf-8").count("\n" + FINDING_MARK) if audit_file.is_file() else None)
     evaluated = paths.predictions.is_file() or paths.summary.is_file()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement,
-                        imported=None if imported.empty else imported, evaluated=evaluated, audit_findings=findings)
+                        imported=None if imported.empty else imported, evaluated=evaluated, audit_findings=findings,
+                        work=read_work(paths.lvlm_work))
 
 
 def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from icl_kit.core.config import Params, ReportConfig, backend_traits
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import collapse_epochs, natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
+from icl_kit.lvlm.work import Work
 from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
 from icl_kit.report.answer import claims as claim_rows
 from icl_kit.report.headroom import headroom_section
@@ -24,6 +24,7 @@ from icl_kit.report.text import (
     CORRECTION_NAMES,
     DOWN,
     UP,
+    Doc,
     Text,
     approx_n,
     ci,
@@ -40,6 +41,7 @@ from icl_kit.report.text import (
     pval,
     share,
     shot_order,
+    work_cell,
 )
 from icl_kit.stats.pairs import ALL
 from icl_kit.stats.plots import forest_plot, power_plot
@@ -65,28 +67,11 @@ class ReportInputs:
     epochs: pd.DataFrame  # train_log.jsonl epoch lines
     date: str
     agreement: dict[str, Any] | None = None  # lvlm_agreement.json, when the run measured it
+    work: dict[str, Work] = field(default_factory=dict)  # lvlm_work.json: what the LVLM did per stage
     imported: pd.DataFrame | None = None  # eval/imported.csv: the study's runs, summary-only
     evaluated: bool = True  # the run has per-question predictions of its own
     audit_findings: int | None = None  # findings of report/audit.md, when the study's files were audited
     headroom: Any = None  # icl_kit.report.headroom.HeadroomInputs, when the headroom stage ran
-
-
-class Doc:
-    """Markdown blocks plus the figures (file name -> function drawing it) they link to."""
-
-    def __init__(self) -> None:
-        self.blocks: list[str] = []
-        self.figures: dict[str, Callable[[], Figure]] = {}
-
-    def add(self, *blocks: str) -> None:
-        self.blocks.extend(b for b in blocks if b)
-
-    def figure(self, t: Text, name: str, make: Callable[[], Figure], caption: str) -> None:
-        self.figures[name] = make
-        self.add(t("fig", alt=name.removesuffix(".png"), path=f"figures/{name}", caption=caption))
-
-    def text(self) -> str:
-        return "\n\n".join(self.blocks).rstrip() + "\n"
 
 
 # ------------------------------------------------------------------ helpers
@@ -198,6 +183,8 @@ def _configuration_table(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportCon
                               reward=p.train.reward.kind)],
         [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
     ]
+    if inputs.work:
+        rows.insert(3, [t("cfg_work"), work_cell(t, inputs.work)])
     if inputs.agreement:
         g = inputs.agreement
         rows.insert(3, [t("cfg_batching"), t("agreement_desc", agree=g["agree"], n=g["n"], batch=g["batch_size"],

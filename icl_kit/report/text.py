@@ -17,11 +17,17 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from icl_kit.core.config.params import ALPHA
+from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops
 from icl_kit.report.phrases import PHRASES
 from icl_kit.stats.pooled import POOLED_SHOT
 from icl_kit.stats.verdict import verdict_kind, verdict_margin
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MINUS = "\u2212"
 GROUP_SEP = "\u202f"  # narrow no-break space between digit groups
@@ -228,3 +234,36 @@ class Text:
         if subset == "study_all":
             return self("subset_study_all")
         return self("subset_all")
+
+
+def work_cell(t: Text, work: Mapping[str, Work]) -> str:
+    """What the LVLM did for each stage (lvlm_work.json): prompts and images, and for a model its tokens and
+    FLOPs at Qwen2.5-VL-3B's size (a simulated LVLM runs no model: no FLOPs)."""
+    parts = []
+    for stage, w in work.items():
+        sizes = {"stage": stage, "prompts": count(w.prompts), "images": count(w.images)}
+        if w.label != "measured":
+            parts.append(t("work_sim", **sizes))
+            continue
+        tokens = t("work_tokens", prefill=count(w.prefill_tokens), decode=count(w.decode_tokens),
+                   tflop=num(flops(w, QWEN2_5_VL_3B)["total"] / 1e12))
+        parts.append(t("work_desc", encoded=count(w.images_encoded), **sizes) + t("list_sep") + tokens)
+    return t("clause_sep").join(parts)
+
+
+class Doc:
+    """Markdown blocks plus the figures (file name -> function drawing it) they link to."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.figures: dict[str, Callable[[], Figure]] = {}
+
+    def add(self, *blocks: str) -> None:
+        self.blocks.extend(b for b in blocks if b)
+
+    def figure(self, t: Text, name: str, make: Callable[[], Figure], caption: str) -> None:
+        self.figures[name] = make
+        self.add(t("fig", alt=name.removesuffix(".png"), path=f"figures/{name}", caption=caption))
+
+    def text(self) -> str:
+        return "\n\n".join(self.blocks).rstrip() + "\n"

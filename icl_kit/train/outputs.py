@@ -12,6 +12,7 @@ import pandas as pd
 
 from icl_kit.lvlm.answers import AnswerService
 from icl_kit.lvlm.work import Work
+from icl_kit.lvlm.work_record import add_work
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class WorkLog:
     opened on first use; counting never opens it); no collective, so ranks cannot wait on each other.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, record: Path | None = None) -> None:
+        self.record = record  # lvlm_work.json (rank 0), where each epoch's work is added (icl_kit.lvlm.work_record)
         self.mark: Work | None = None
         self.asked = self.sent = 0  # the service's lookups and calls at the last step
 
@@ -70,6 +72,8 @@ class WorkLog:
         now = service.work()
         done, self.mark = (now - self.mark if self.mark is not None else now), now
         log.info("%s: lvlm work (this process): %s", what, done.describe())
+        if self.record is not None:
+            add_work(self.record, "train", done)
 
     def begin_step(self, service: AnswerService | None) -> None:
         """Count from here (not what validation or an earlier phase asked)."""

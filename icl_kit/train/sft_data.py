@@ -37,6 +37,7 @@ from icl_kit.core.errors import KitError
 from icl_kit.core.runs import append_jsonl, read_jsonl
 from icl_kit.core.sidecars import begin_lines
 from icl_kit.lvlm.answers import AnswerService
+from icl_kit.lvlm.work_record import add_work
 from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
 from icl_kit.train.queries import QuerySplit, QueryTable
 from icl_kit.train.rollouts import Groups
@@ -147,8 +148,12 @@ def make_sft_data(ctx: RunContext, progress: bool = True) -> tuple[Path, BuildSt
     qids = sft_queries(split_queries(ctx.world.pool_ids, r.val_fraction, r.max_queries), params.sft_data.max_queries)
     ctx.store.check("pools", "sft_data")  # before the run folder is committed (opening the service does)
     path = ctx.paths.sft_data
-    return path, build_sft_data(ctx.answer_service(params.train.reward), qids, ctx.world.pools, params.sft_data,
-                                path, progress=progress, record=ctx.store.record("sft_data"))
+    service = ctx.answer_service(params.train.reward)
+    before = service.work()
+    built = build_sft_data(service, qids, ctx.world.pools, params.sft_data, path, progress=progress,
+                           record=ctx.store.record("sft_data"))
+    add_work(ctx.paths.lvlm_work, "sft-data", service.work() - before)
+    return path, built
 
 
 # ------------------------------------------------------------------- reading

@@ -175,7 +175,7 @@ class Trainer:
         self.ref: torch.nn.Module | None = None
         self.opt = self._optimizer(self.pos.phase)
         self.writer = tensorboard_writer(self.paths.tensorboard) if ranks.main else None
-        self.log_lines, self.work_log = 0, WorkLog()
+        self.log_lines, self.work_log = 0, WorkLog(self.paths.lvlm_work if ranks.main else None)
         self._restore()
 
     # ---------------------------------------------------------------- set-up

@@ -530,3 +530,23 @@ def test_rows_pooled_over_shots_read_all_shots(run):
     assert "The “all shots” row is one test" in en and "“全部 shot”一行只检验一次" in zh
     assert not re.search(r"\| [−-]1 \||Shot [−-]1", en)
     assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
+
+
+def test_configuration_shows_the_lvlm_work_of_each_stage(run):
+    """lvlm_work.json (icl_kit.lvlm.work_record) in the configuration table: a model's FLOPs at 3B size, the
+    simulator's prompts only; zh and en print the same numbers."""
+    from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops
+    from icl_kit.lvlm.work_record import add_work
+
+    assert "LVLM work" not in md(run, "en")  # nothing recorded: no row
+    measured = Work(prompts=1200, images=3000, images_encoded=800, vision_patches=800 * 1024,
+                    prefill_tokens=900_000, decode_tokens=12_000, logit_tokens=13_200)
+    add_work(run / "lvlm_work.json", "eval", measured)
+    add_work(run / "lvlm_work.json", "train", Work(prompts=64, images=192, label="simulated: no model ran"))
+    en, zh = md(run, "en"), md(run, "zh")
+    tflop = flops(measured, QWEN2_5_VL_3B)["total"] / 1e12
+    row = next(ln for ln in en.splitlines() if ln.startswith("| LVLM work |"))
+    assert f"eval: 1{GROUP_SEP}200 prompts, 3{GROUP_SEP}000 images (800 encoded), 900{GROUP_SEP}000 prefill and " \
+           f"12{GROUP_SEP}000 decode tokens, ≈ {tflop:.1f} TFLOP at 3B size" in row
+    assert "train: 64 prompts with 192 images (simulated: no model ran, no FLOPs)" in row
+    assert Counter(numbers_in(zh)) == Counter(numbers_in(en))
