@@ -233,10 +233,27 @@ def cmd_sft_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_headroom(args: argparse.Namespace) -> int:
+    from icl_kit.core.config import load_params
+    from icl_kit.headroom.stage import headroom
+    from icl_kit.headroom.summary import table_text
+
+    res = headroom(load_params(args.params, args.overrides))
+    print(table_text(res.summary))
+    print("\n".join(res.summary["verdict"]["text"]))
+    print(f"icl-kit headroom: {res.measured} questions measured with {res.calls} LVLM prompts and {res.score_calls} "
+          f"scores in {res.seconds:.1f} s; see {res.summary_path}")
+    return 0
+
+
 def _add_sft_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft-data", help="InfoScore beam search over each training query's pool -> sft_data.jsonl")
     _add_params_args(p)
     p.set_defaults(func=cmd_sft_data)
+    p = sub.add_parser("headroom", help="before training: what a selector could gain (oracle, best of M, random, "
+                                        "similarity) and the reward's signal -> headroom/summary.json")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_headroom)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help="the params YAML, as the other commands take it")
     p.add_argument("-p", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. -p train.grpo.lr=1e-5 (repeatable)")
-    p.add_argument("--stages", default=None, help="comma-separated subset of train,eval,stats,report")
+    p.add_argument("--stages", default=None, help="comma-separated subset of headroom,train,eval,stats,report "
+                                                  "(default: all, headroom when headroom.enabled)")
     p.add_argument("--force", action="store_true", help="re-run stages even if finished with the same inputs")
     p.set_defaults(func=cmd_run)
 

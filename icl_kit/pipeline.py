@@ -24,6 +24,7 @@ from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.config import Params, load_params, parse_override, to_dict
 from icl_kit.core.errors import KitError
 from icl_kit.core.runs import OUTPUT_MODE, RunPaths, atomic_write_json, make_temp, prepare_run, remove_stale_temps
+from icl_kit.core.stages import HEADROOM as HEADROOM_IO
 from icl_kit.core.stages import STAGES as STAGE_IO
 from icl_kit.core.stages import StageIO
 from icl_kit.nb import project_root
@@ -55,10 +56,11 @@ class Stage:
 
 
 NOTEBOOKS = {"train": "01_train.ipynb", "eval": "02_eval_epochs.ipynb", "stats": "03_significance.ipynb",
-             "report": "04_report.ipynb"}
-STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
-STAGE_NAMES = tuple(s.name for s in STAGES)
-MODEL_STAGES = ("train", "eval")  # the stages that read the data and run the models
+             "report": "04_report.ipynb", "headroom": "00_headroom.ipynb"}
+STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO if io is not HEADROOM_IO)
+HEADROOM = Stage(NOTEBOOKS["headroom"], HEADROOM_IO)  # first when headroom.enabled, or when named in --stages
+STAGE_NAMES = (HEADROOM.name, *(s.name for s in STAGES))
+MODEL_STAGES = ("headroom", "train", "eval")  # the stages that read the data and run the models
 STATE_FILE = RunPaths(Path()).stages.name  # in the run folder (the artefact table)
 SOURCE_NOTEBOOKS = "notebooks"  # the repository's stage notebooks (a run's executed copies: RunPaths.notebooks)
 FAILED_SUFFIX = ".failed.ipynb"
@@ -118,14 +120,16 @@ def outputs_match(stage: Stage, params: Params, run_dir: Path) -> bool:
     return True
 
 
-def parse_stages(text: str | None) -> list[Stage]:
+def parse_stages(text: str | None, headroom: bool = False) -> list[Stage]:
+    """The stages `--stages` names, in run order; none named: every stage, headroom first when `headroom`
+    (headroom.enabled)."""
     if not text:
-        return list(STAGES)
+        return [HEADROOM] * headroom + list(STAGES)
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [n for n in names if n not in STAGE_NAMES]
     if unknown:
         raise KitError(f"Unknown stage(s) {unknown}; choose from {', '.join(STAGE_NAMES)}.")
-    return [s for s in STAGES if s.name in names]
+    return [s for s in (HEADROOM, *STAGES) if s.name in names]
 
 
 def _show_demo_world(params: Params) -> None:
@@ -154,7 +158,7 @@ def run(
                        "repository installed with `pip install -e .`.")
     params_path = Path(params_path).resolve()
     params = load_params(params_path, list(overrides))
-    chosen = parse_stages(stages)
+    chosen = parse_stages(stages, params.headroom.enabled)
     if any(s.name in MODEL_STAGES for s in chosen):
         check_inputs(params)  # data, system prompt file and weights: one sentence before any work
     run_dir = Path(params.run_dir).resolve()

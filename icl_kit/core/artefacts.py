@@ -61,11 +61,11 @@ NO_EFFECT_WHEN = {
 # Keys that may change between a training run and its resume without changing what was computed so far.
 RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
                      "sft_data.chunk", "lvlm.device", "encoder.device", "encoder.batch_size",
-                     "lvlm.qwen.vision_cache_mb")
+                     "lvlm.qwen.vision_cache_mb", "lvlm.qwen.prefix_cache_mb")
 POOLS = ("pools.sampler", "pools.size", "pools.seed", "pools.anchors")
 LVLM = ("seed", "lvlm")  # the answers and scores: the model, its prompt and decoding (`seed` seeds the simulator)
 NOT_ANSWERS = ("lvlm.device", "lvlm.batch_size", "lvlm.shared_prefill", "lvlm.agreement_check",
-               "lvlm.max_disagreement",
+               "lvlm.max_disagreement", "lvlm.qwen.prefix_cache_mb",
                "lvlm.qwen.vision_cache_mb")  # where and how fast, or checks of the answers: never the answers
 NOT_EMBEDDINGS = ("encoder.device", "encoder.batch_size")
 SFT_SEARCH = ("sft_data.score", "sft_data.answer", "sft_data.prob_norm", "sft_data.beam_size", "sft_data.max_shots",
@@ -74,6 +74,13 @@ ROLLOUTS = ("train.rollouts.mode", "train.rollouts.beam_size", "train.rollouts.t
             "train.rollouts.samples_per_temperature", "train.rollouts.n_random", "train.rollouts.val_fraction",
             "train.rollouts.max_queries")  # what is generated, and which queries share a chunk's seeded generator
 INITIAL_SELECTOR = ("selector", "train.seed", "train.init_checkpoint", "deterministic")
+HEADROOM_LINES = (*POOLS, *LVLM, "encoder", "eval.shots", "eval.similarity_order", "train.reward.kind",
+                  "train.reward.shots", "train.reward.prob_norm", "train.rollouts.val_fraction",
+                  "train.rollouts.max_queries", "sft_data.score", "sft_data.answer", "sft_data.prob_norm",
+                  "sft_data.beam_size", "sft_data.construct_order", "headroom.draws",
+                  "headroom.seed")  # what one question's line holds (headroom.n only says how many lines are read)
+HEADROOM_SUMMARY = (*HEADROOM_LINES, "headroom", "stats", "train.rollouts.group_size", "train.grpo.advantage",
+                    "train.grpo.std_floor", "train.grpo.adv_clip")
 
 TABLE: tuple[Artefact, ...] = (
     Artefact("params", "params.yaml", "every stage", (EVERY,), 1),
@@ -108,6 +115,11 @@ TABLE: tuple[Artefact, ...] = (
     Artefact("report_json", "report/report.json", "report", REPORT.sections, 1),
     Artefact("figures", "report/figures", "report", REPORT.sections, 1, folder=True),
     Artefact("audit", "report/audit.md", "study audit, study retest", (), 1),
+    Artefact("headroom_dir", "headroom", "headroom", HEADROOM_SUMMARY, 1, folder=True),
+    Artefact("headroom_questions", "headroom/questions.jsonl", "headroom", HEADROOM_LINES, 1,
+             (*NOT_ANSWERS, *NOT_EMBEDDINGS, "headroom.chunk")),  # its questions.meta.json: the stage checks it
+    Artefact("headroom_summary", "headroom/summary.json", "headroom", HEADROOM_SUMMARY, 1,
+             (*NOT_ANSWERS, *NOT_EMBEDDINGS, "headroom.chunk")),
     Artefact("notebooks", "notebooks", "run", (EVERY,), 1, folder=True),
     Artefact("stages", "stages.json", "run", (EVERY,), 1),
 )

@@ -35,7 +35,13 @@ STATS = StageIO(
 )
 REPORT = StageIO(
     "report", ("report", "stats", "data", "lvlm", "pools", "eval"),
-    ("comparisons", "stats_summary", "train_log", "summary", "predictions", "imported"),
+    ("comparisons", "stats_summary", "train_log", "summary", "predictions", "imported", "headroom_summary",
+     "headroom_questions"),
     ("report_md", "report_html"),
 )
-STAGES = (TRAIN, EVAL, STATS, REPORT)
+# Before training, when headroom.enabled (or asked for by name): what a selector could gain (icl_kit.headroom).
+HEADROOM = StageIO(
+    "headroom", ("seed", "data", "encoder", "lvlm", "pools", "sft_data", "train", "eval", "stats", "headroom"),
+    (), ("headroom_summary",),
+)
+STAGES = (HEADROOM, TRAIN, EVAL, STATS, REPORT)

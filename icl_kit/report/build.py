@@ -37,6 +37,7 @@ from icl_kit.core.runs import RunPaths, atomic_write_bytes, atomic_write_json, a
 from icl_kit.evaluation.io import read_imported
 from icl_kit.lvlm.work_record import read_work
 from icl_kit.report.figures import png_bytes
+from icl_kit.report.headroom import load_headroom
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
 from icl_kit.stats.run import read_comparisons, read_stats_summary, run_intervals
@@ -94,7 +95,8 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     evaluated = paths.predictions.is_file() or paths.summary.is_file()
     return ReportInputs(params, comparisons, summary, accuracy, steps, epochs, date, agreement,
                         imported=None if imported.empty else imported, evaluated=evaluated, audit_findings=findings,
-                        work=read_work(paths.lvlm_work))
+                        work=read_work(paths.lvlm_work),
+                        headroom=load_headroom(paths, params.stats))
 
 
 def accuracy_table(paths: RunPaths, level: float = LEVEL) -> pd.DataFrame:

@@ -27,6 +27,9 @@ EXPECTED: dict[str, tuple[str, str]] = {  # command -> (outcome, refusal pattern
     "icl-kit run params/smoke_tiny_qwen.yaml": (
         "elsewhere", "tests/app/test_pipeline.py::test_smoke_params_run_end_to_end (data.root and lvlm.model "
                      "made absolute)"),
+    "icl-kit headroom --params params/demo.yaml": (
+        "elsewhere", "tests/conftest.py::demo_run (`icl-kit run params/demo.yaml` runs the headroom stage first; "
+                     "tests/headroom/ runs the command on small worlds)"),
 }
 
 

@@ -46,7 +46,8 @@ def test_nbval_params_are_the_demo_at_small_sizes():
 
 
 def test_unknown_stage_is_named():
-    with pytest.raises(KitError, match=r"Unknown stage\(s\) \['trian'\]; choose from train, eval, stats, report"):
+    with pytest.raises(KitError,
+                       match=r"Unknown stage\(s\) \['trian'\]; choose from headroom, train, eval, stats, report"):
         parse_stages("trian,eval")
 
 
