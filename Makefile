@@ -39,7 +39,7 @@ $(LOWER_STAMP): $(STAMP)
 # About a minute on 2 cores (plus about 30 s to build the overlay once).
 test-lower: $(LOWER_STAMP)
 	PYTHONPATH=$(CURDIR) $(LOWER)/bin/python -m pytest -q -p no:cacheprovider tests/lvlm/test_qwen.py \
-	  tests/lvlm/test_vision_cache.py
+	  tests/lvlm/test_vision_cache.py tests/lvlm/test_prefix_cache.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,4 +1,4 @@
-"""GPU throughput of Qwen2.5-VL-3B's architecture: the study's one-at-a-time path vs batched + shared prefill.
+"""GPU throughput of Qwen2.5-VL-3B's architecture: the study's one-at-a-time path vs the kit's (batched, caches).
 
 Needs no download: the model is built from benchmarks/qwen2_5_vl_3b_config.json (the checkpoint's
 config.json; random weights, bf16) and prompts are made with the tiny fixture's processor (same
@@ -8,14 +8,15 @@ qwen-vl-utils' default budget, as in the study); prompts are N_QUESTIONS questio
 min_new_tokens = max_new_tokens, so every configuration decodes the same number of steps.
 
 Measured (prompts per second, peak CUDA memory), after one warm-up batch each:
-  1. batch 1, plain generate, no vision-feature cache (the study's path);
-  2. batch 16 with the shared prefill, no vision-feature cache;
-  3. batch 16 with the shared prefill and the vision-feature cache (the kit's default; a question's 4
-     prompts show 5 distinct images 14 times), and the work it counted (icl_kit.lvlm.work);
-  4. the largest batch that fits (doubling from 16 on the longest prompts), with the shared prefill.
+  1. batch 1, plain generate, no cache (the study's path);
+  2. batch 16, each prompt's KV shared by its beams (the shared prefill), no prefix or vision-feature cache;
+  3. batch 16 with the prefix and vision-feature caches (the kit's default: a question's 4 prompts show 5
+     distinct images 14 times, and shot k's prompt starts with shot k-1's ICDs), and the work it counted
+     (icl_kit.lvlm.work);
+  4. the largest batch that fits (doubling from 16 on the longest prompts), with the caches.
 Prints the GPU name and the numbers, and as the LAST line
-    speedup: <ratio>x (batched+prefill vs study path)
-(the kit's default, row 3, against row 1).
+    speedup: <ratio>x (batched+caches vs study path)
+(the kit's default, row 3, against row 1). `--json PATH` also writes the figures there (gpu_check.sh).
 Without CUDA it prints one line saying it was skipped and exits 0 (`--device cpu` with
 `--config tests/fixtures/tiny-qwen2.5-vl/config.json` runs the same code on CPU as a smoke check).
 About 2-3 minutes on one H100-class GPU.
@@ -46,7 +47,7 @@ TOKEN_ID_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "v
 SEED = 0
 
 
-def coco_sized_requests(folder: Path, n_questions: int) -> list:
+def coco_sized_requests(folder: Path, n_questions: int, size: tuple[int, int] = COCO_SIZE) -> list:
     """Demo-world questions with their images re-saved at COCO size; shot k = first k of one draw of 4."""
     from PIL import Image
 
@@ -57,7 +58,7 @@ def coco_sized_requests(folder: Path, n_questions: int) -> list:
     root = build_demo_world(folder, n_train=200, n_test=max(n_questions, 10), seed=SEED)
     pool, test = load_split(root, "train"), sorted(load_split(root, "val"), key=lambda r: r.question_id)
     for r in pool + test:
-        Image.open(r.image_path).convert("RGB").resize(COCO_SIZE).save(r.image_path, quality=90)
+        Image.open(r.image_path).convert("RGB").resize(size).save(r.image_path, quality=90)
     rng = random.Random(SEED)
     requests = []
     for q in test[:n_questions]:
@@ -66,7 +67,7 @@ def coco_sized_requests(folder: Path, n_questions: int) -> list:
     return requests
 
 
-def build_model(config_path: Path, device: torch.device):
+def build_model(config_path: Path, device: torch.device, dtype: torch.dtype = torch.bfloat16):
     """The architecture of `config_path`, random weights, bf16, its special token ids set to the processor's."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -79,17 +80,19 @@ def build_model(config_path: Path, device: torch.device):
     torch.manual_seed(SEED)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(
-            config, dtype=torch.bfloat16, attn_implementation=resolve_attn("auto", device))
+            config, dtype=dtype, attn_implementation=resolve_attn("auto", device))
     return model.eval()
 
 
-def make_lvlm(model, processor, device: torch.device, batch_size: int, prefill: bool, cache_mb: int = 512):
+def make_lvlm(model, processor, device: torch.device, batch_size: int, prefill: bool, caches: bool = True,
+              dtype: str = "bfloat16"):
     from icl_kit.core.config import GenerationConfig, LVLMConfig, QwenConfig
     from icl_kit.lvlm.qwen import QwenLVLM
 
-    cfg = LVLMConfig(model=str(TINY_QWEN), device=str(device), dtype="bfloat16", batch_size=batch_size,
+    sizes = {} if caches else {"vision_cache_mb": 0, "prefix_cache_mb": 0}  # True: the defaults
+    cfg = LVLMConfig(model=str(TINY_QWEN), device=str(device), dtype=dtype, batch_size=batch_size,
                      shared_prefill="on" if prefill else "off",
-                     qwen=QwenConfig(min_pixels=None, max_pixels=None, vision_cache_mb=cache_mb),
+                     qwen=QwenConfig(min_pixels=None, max_pixels=None, **sizes),
                      generation=GenerationConfig(num_beams=NUM_BEAMS, max_new_tokens=NEW_TOKENS,
                                                  min_new_tokens=NEW_TOKENS))
     return QwenLVLM(cfg, model=model, processor=processor)
@@ -141,6 +144,9 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=CONFIG, help="model config.json (default: Qwen2.5-VL-3B's)")
     parser.add_argument("--questions", type=int, default=N_QUESTIONS, help="questions; prompts = 4x this")
     parser.add_argument("--max-batch", type=int, default=MAX_PROBE_BATCH, help="largest batch size probed")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--image-size", default="640x480", help="WxH of every image (default: COCO's)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         from icl_kit.core.devices import cuda_problem
@@ -153,33 +159,44 @@ def main() -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     processor = AutoProcessor.from_pretrained(TINY_QWEN)
     processor.tokenizer.padding_side = "left"
-    model = build_model(args.config, device)
+    model = build_model(args.config, device, getattr(torch, args.dtype))
+    size = tuple(int(x) for x in args.image_size.split("x"))
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     with tempfile.TemporaryDirectory() as tmp:
-        requests = coco_sized_requests(Path(tmp) / "demo", args.questions)
-        study = make_lvlm(model, processor, device, 1, prefill=False, cache_mb=0)
-        batched = make_lvlm(model, processor, device, BATCH, prefill=True, cache_mb=0)
-        fast = make_lvlm(model, processor, device, BATCH, prefill=True)
+        requests = coco_sized_requests(Path(tmp) / "demo", args.questions, size)
+        study = make_lvlm(model, processor, device, 1, prefill=False, caches=False, dtype=args.dtype)
+        batched = make_lvlm(model, processor, device, BATCH, prefill=True, caches=False, dtype=args.dtype)
+        fast = make_lvlm(model, processor, device, BATCH, prefill=True, dtype=args.dtype)
         lengths = sorted(study.prepare(r).length for r in requests)
-        print(f"bench_gpu_lvlm: {name}; {args.config.name} ({n_params:,.0f}M parameters, random, bf16, "
+        print(f"bench_gpu_lvlm: {name}; {args.config.name} ({n_params:,.0f}M parameters, random, {args.dtype}, "
               f"{model.config._attn_implementation}); torch {torch.__version__}")
-        print(f"  {len(requests)} prompts (shots 1-{MAX_SHOTS}, {COCO_SIZE[0]}x{COCO_SIZE[1]} images), "
+        print(f"  {len(requests)} prompts (shots 1-{MAX_SHOTS}, {size[0]}x{size[1]} images), "
               f"{lengths[0]}-{lengths[-1]} tokens; beams {NUM_BEAMS}, {NEW_TOKENS} new tokens")
+        figures = {"device": name, "config": args.config.name, "prompts": len(requests), "rows": {}}
+
+        def report(label: str, rate: float, peak: float | None) -> None:
+            print(row(label, rate, peak), flush=True)
+            figures["rows"][label] = {"prompts_per_s": rate, "peak_gib": peak}
+
         study_rate, study_peak = timed(study, requests, device)
-        print(row("batch 1, plain generate (study path)", study_rate, study_peak), flush=True)
-        print(row(f"batch {BATCH}, shared prefill", *timed(batched, requests, device)), flush=True)
+        report("batch 1, plain generate (study path)", study_rate, study_peak)
+        report(f"batch {BATCH}, shared prefill, no caches", *timed(batched, requests, device))
         fast_rate, fast_peak = timed(fast, requests, device)
-        print(row(f"batch {BATCH}, shared prefill, vision cache", fast_rate, fast_peak), flush=True)
+        report(f"batch {BATCH}, shared KV, prefix + vision caches", fast_rate, fast_peak)
         print(f"  work of that row (warm-up included): {fast.work.describe()}", flush=True)
+        figures["kit_work"] = fast.work.as_dict()
         best = largest_batch(fast, requests, args.max_batch)
         what = "the probe's limit, --max-batch" if best * 2 > args.max_batch else "largest that fits"
+        figures["largest_batch"] = best
         if best > BATCH:
-            big = make_lvlm(model, processor, device, best, prefill=True)
-            rate, peak = timed(big, requests * max(1, best // len(requests)), device)
-            print(row(f"batch {best} ({what}), prefill", rate, peak))
+            big = make_lvlm(model, processor, device, best, prefill=True, dtype=args.dtype)
+            report(f"batch {best} ({what}), caches", *timed(big, requests * max(1, best // len(requests)), device))
         else:
             print(f"  largest batch that fits on the longest prompt: {best or 'below ' + str(BATCH)}")
-    print(f"speedup: {fast_rate / study_rate:.2f}x (batched+prefill vs study path)")
+    figures["speedup"] = fast_rate / study_rate
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    print(f"speedup: {fast_rate / study_rate:.2f}x (batched+caches vs study path)")
     return 0
 
 

@@ -73,6 +73,11 @@ def main() -> None:
           f"selector {DIM}->{HIDDEN}; synthetic rewards; {args.threads} thread(s)")
     print(f"batch_groups=32: {fast:.2f} s/epoch ({-(-N_QUERIES // 32)} steps)")
     print(f"batch_groups=1:  {slow:.2f} s/epoch ({N_QUERIES} steps){' (scaled from 80)' if args.quick else ''}")
+    # The arithmetic floor: each query's 64 candidates projected (d*h + h*h multiply-adds each) by the policy's
+    # forward, the frozen reference's forward and the policy's backward (about twice a forward): ~4 passes.
+    flop = 2 * 4 * N_QUERIES * POOL * (DIM * HIDDEN + HIDDEN * HIDDEN)
+    print(f"arithmetic: ~{flop / 1e9:.0f} GFLOP an epoch (the candidate projections): batch_groups=32 at "
+          f"{flop / fast / 1e9:.1f} GFLOP/s, batch_groups=1 at {flop / slow / 1e9:.1f}")
     print(f"speedup: {slow / fast:.1f}x (batch_groups 32 vs 1)")
 
 

@@ -7,9 +7,10 @@ the model's `get_rope_index` from the attention mask, so padding does not move t
 a prompt gets the same answer alone as in a batch up to float round-off near ties; in
 bf16 that round-off does flip some answers, which `icl_kit.lvlm.agreement` measures.
 
-Three savings: each prompt's language-model prefill runs once and its KV cache is repeated
-per beam (`QwenLVLM.prefill`, `lvlm.shared_prefill`), resized images are cached by path
-(`resized_image`), and each distinct image goes through the vision tower once, its features
+Four savings: each prompt's KV is computed once and shared by its beams and its scored answers, and
+the KV of prompt prefixes (system header, first ICDs) once for every prompt that starts with them
+(`qwen_prefix`, `lvlm.shared_prefill`, `lvlm.qwen.prefix_cache_mb`); resized images are cached by path
+(`resized_image`); and each distinct image goes through the vision tower once, its features
 kept on the device (`qwen_vision`, `lvlm.qwen.vision_cache_mb`), since ICD and query images
 recur across shots and prompts. The work done is counted in `QwenLVLM.work` (`icl_kit.lvlm.work`).
 Loading (dtype, attention, device, transformers' cache API) is in `qwen_loading`;
@@ -25,77 +26,37 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from PIL import Image
 from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
-from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from icl_kit.core.config import LVLMConfig
 from icl_kit.core.errors import KitError
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
+from icl_kit.lvlm.batching import run_in_batches
 from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
+from icl_kit.lvlm.prefix import Block, PrefixLRU, prompt_blocks
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
-from icl_kit.lvlm.qwen_loading import cache_kwarg, load_model_and_processor, output_cache
-from icl_kit.lvlm.qwen_vision import MB, FeatureLRU, hooked
+from icl_kit.lvlm.qwen_loading import load_model_and_processor
+from icl_kit.lvlm.qwen_prefix import PrefixRunner, rows_of, scores_of
+from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, hooked
 from icl_kit.lvlm.registry import register_backend
 from icl_kit.lvlm.work import Work
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
 IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across shots and prompts
 WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the fingerprint
-TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")  # per-token inputs (cut for the prefill)
+SCORE_CHECK_TOL = {torch.float32: 1e-3}  # auto check: |shared - plain| log p allowed (bf16/fp16: 0.1 nats)
 
 
 def pixel_budget(min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
     """The image budget as qwen-vl-utils keys; a null bound is left out, so its default applies."""
     return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-
-
-# ------------------------------------------------------------------- batching
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError)
-
-
-def run_in_batches(
-    items: Sequence[T],
-    batch_size: int,
-    fn: Callable[[list[T]], list[Any]],
-    desc: str = "",
-) -> list[Any]:
-    """`fn` over consecutive chunks of `items`; on CUDA OOM the batch is halved and retried.
-
-    The halved size is kept for the rest of the call. A batch of 1 that still runs out of
-    memory raises a KitError.
-    """
-    out: list[Any] = []
-    start = 0
-    with tqdm(total=len(items), desc=desc, disable=not desc, leave=False) as bar:
-        while start < len(items):
-            chunk = list(items[start:start + batch_size])
-            try:
-                out += fn(chunk)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if batch_size == 1:
-                    raise KitError(
-                        "CUDA ran out of memory on a single prompt; lower lvlm.max_pixels or use "
-                        "a smaller lvlm.dtype (e.g. bfloat16)."
-                    ) from None
-                batch_size //= 2
-                log.warning("CUDA out of memory: retrying with batch size %d", batch_size)
-                continue
-            start += len(chunk)
-            bar.update(len(chunk))
-    return out
 
 
 @functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
@@ -119,11 +80,14 @@ def image_tokens(height: int, width: int, min_pixels: int | None, max_pixels: in
 # ---------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class Prepared:
-    """One prompt ready to batch: chat messages (image paths), template text, token length."""
+    """One prompt ready to batch: chat messages (image paths), template text, token length, blocks (prefix),
+    and its images' identities (path and budget) and LLM tokens."""
 
     messages: list[dict[str, Any]]
     text: str
     length: int
+    blocks: tuple[Block, ...] = ()
+    images: tuple[tuple[str, int], ...] = ()
 
 
 class QwenLVLM(LVLM):
@@ -147,6 +111,10 @@ class QwenLVLM(LVLM):
         mb = cfg.qwen.vision_cache_mb
         self.vision_cache = FeatureLRU(mb * MB) if mb else None  # this instance's image features
         self.work = Work()  # cumulative; stages log differences (`work_done`)
+        pmb = cfg.qwen.prefix_cache_mb
+        self.prefix_cache = PrefixLRU(pmb * MB) if pmb else None  # this instance's prompt prefixes (KV)
+        self.runner = PrefixRunner(model, self.prefix_cache, self.work, processor.tokenizer.pad_token_id)
+        self._counting = Counting()  # the work hook's, while a call runs
 
     # ------------------------------------------------------------- interface
     def fingerprint(self) -> str:
@@ -162,13 +130,14 @@ class QwenLVLM(LVLM):
                 "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
                 "attn_implementation": self.attn_implementation, "batch_size": self.cfg.batch_size,
                 "shared_prefill": self.cfg.shared_prefill, "vision_cache_mb": self.cfg.qwen.vision_cache_mb,
+                "prefix_cache_mb": self.cfg.qwen.prefix_cache_mb,
                 "pixels": pixel_budget(self.cfg.qwen.min_pixels, self.cfg.qwen.max_pixels),
                 "decoding": self.decoding}
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """Answer every request; batches are length-sorted, results in input order."""
         self.work.prompts += len(requests)
-        with hooked(self.model, self.vision_cache, self.work):
+        with hooked(self.model, self.vision_cache, self.work) as self._counting:
             texts = self._in_length_order(requests, self._generate_batch, "generate")
         rule = self.cfg.prompt.postprocess
         return [Generation(text=t, answer=postprocess(t, rule)) for t in texts]
@@ -181,9 +150,9 @@ class QwenLVLM(LVLM):
         if len(requests) != len(answers):
             raise ValueError(f"score() got {len(requests)} requests but {len(answers)} answers.")
         self.work.prompts += len(requests)
-        with hooked(self.model, self.vision_cache, self.work):
+        with hooked(self.model, self.vision_cache, self.work) as self._counting:
             return self._in_length_order(
-                requests, lambda items: self._score_batch(items, [answers[i] for i, _ in items]), "score"
+                requests, lambda items: self._score_items(items, [answers[i] for i, _ in items]), "score"
             )
 
     # ---------------------------------------------------------------- prompts
@@ -194,13 +163,18 @@ class QwenLVLM(LVLM):
                               vision=vision)
 
     def prepare(self, request: Request) -> Prepared:
-        """Messages, chat-template text and exact token length, from image headers only."""
+        """Messages, chat-template text, exact token length and prompt blocks (icl_kit.lvlm.prefix), from image
+        headers only (the template holds one <|image_pad|> per image)."""
         messages = self.messages(request)
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        n = len(self.processor.tokenizer(text, add_special_tokens=False).input_ids)
-        for r in (*request.icds, request.query):
-            n += self._image_tokens(r) - 1  # the template holds one <|image_pad|> per image
-        return Prepared(messages, text, n)
+        shown = [item for m in messages for item in m["content"] if item["type"] == "image"]
+        images = [f"{item['image']}|{item.get('min_pixels')}|{item.get('max_pixels')}" for item in shown]
+        records = {str(r.image_path): r for r in (*request.icds, request.query)}
+        tokens = [self._image_tokens(records[str(item["image"])]) for item in shown]
+        tok = self.processor.tokenizer
+        blocks = prompt_blocks(text, images, tokens, lambda t: len(tok(t, add_special_tokens=False).input_ids))
+        pairs = tuple(zip(images, tokens, strict=True))
+        return Prepared(messages, text, sum(b.tokens for b in blocks), tuple(blocks), pairs)
 
     def _image_tokens(self, record: Any) -> int:
         """Vision tokens of a record's image, from its header; read once per image file (beam search asks
@@ -239,7 +213,19 @@ class QwenLVLM(LVLM):
         """Run `fn` on batches of (index, prepared) sorted by prompt length; results in input order."""
         prepared = [self.prepare(r) for r in requests]
         order = sorted(range(len(prepared)), key=lambda i: prepared[i].length)
-        sorted_out = run_in_batches([(i, prepared[i]) for i in order], self.cfg.batch_size, fn,
+
+        def emptying_caches_on_oom(items: list[tuple[int, Prepared]]) -> list[Any]:
+            try:
+                return fn(items)
+            except torch.OutOfMemoryError:  # the caches go first, then run_in_batches halves the batch
+                for cache in (self.prefix_cache, self.vision_cache):
+                    if cache is not None and len(cache):
+                        log.warning("CUDA out of memory: emptying a cache of %d entries", len(cache))
+                        cache.entries.clear()
+                        cache.bytes = 0
+                raise
+
+        sorted_out = run_in_batches([(i, prepared[i]) for i in order], self.cfg.batch_size, emptying_caches_on_oom,
                                     desc=desc if len(order) > self.cfg.batch_size else "")
         out: list[Any] = [None] * len(prepared)
         for i, res in zip(order, sorted_out, strict=True):
@@ -249,55 +235,91 @@ class QwenLVLM(LVLM):
     @torch.inference_mode()
     def _generate_batch(self, items: list[tuple[int, Prepared]]) -> list[str]:
         if self.use_prefill is None:
-            self.use_prefill = self._prefill_agrees(self.encode([items[0][1]]))
-        batch = self.encode([p for _, p in items])
-        seqs = self._generate_prefilled(batch) if self.use_prefill else self._generate_plain(batch)
-        new = seqs[:, batch["input_ids"].shape[1]:]  # (B, new tokens): left padding aligns prompts
+            self.use_prefill = self._prefill_agrees(items[0][1])
+        prepared = [p for _, p in items]
+        batch = self.encode(prepared)
+        seqs = self._generate_prefilled(batch, prepared) if self.use_prefill else self._generate_plain(batch)
+        new = seqs if self.use_prefill else seqs[:, batch["input_ids"].shape[1]:]  # left padding aligns prompts
         return self.processor.batch_decode(new, skip_special_tokens=True)
 
     def _generate_plain(self, batch: Any) -> torch.Tensor:
         """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
         return self.model.generate(**batch, generation_config=self.gen_config)
 
-    def _generate_prefilled(self, batch: Any) -> torch.Tensor:
-        # Everything but the pixels: the images are in the prefilled cache already.
-        rest = {k: batch[k] for k in (*TEXT_KEYS, "image_grid_thw") if k in batch}
-        cache = self.prefill(batch)
-        return self.model.generate(**rest, **{cache_kwarg(type(self.model)): cache},
-                                   generation_config=self.gen_config)
+    def _generate_prefilled(self, batch: Any, prepared: Sequence[Prepared] | None = None) -> torch.Tensor:
+        """generate on the prompts' shared KV (`prefill`); the sequences end in the new tokens."""
+        inputs = self.prefill(batch, prepared)
+        seqs = self.model.generate(**inputs, image_grid_thw=batch["image_grid_thw"], generation_config=self.gen_config)
+        return seqs[:, inputs["input_ids"].shape[1]:]
 
-    def _prefill_agrees(self, one: Any) -> bool:
-        """lvlm.shared_prefill=auto: one prompt through both paths; False (plain generate) on any difference."""
-        try:
-            same = torch.equal(self._generate_prefilled(one), self._generate_plain(one))
-            why = "its answer differs from plain generate"
-        except (KitError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-            same, why = False, f"it failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
-        if not same:
-            log.warning("lvlm.shared_prefill=auto: using plain generate, because on a check prompt %s", why)
-        return same
+    def prefill(self, batch: Any, prepared: Sequence[Prepared] | None = None) -> dict[str, Any]:
+        """`generate`'s inputs with the KV of each prompt but its last token computed once (prefixes from the
+        prefix cache, the rest in one batched forward; icl_kit.lvlm.qwen_prefix) and repeated per beam.
 
-    def prefill(self, batch: Any) -> Any:
-        """KV cache of each prompt but its last token, computed once and repeated per beam.
-
-        What it saves: transformers' beam search repeats its inputs num_beams times before the
-        prefill, so the language model would prefill every prompt num_beams times (the images
-        are encoded by the vision tower once either way). Here the language-model prefill runs
-        once; only the cache is repeated. `generate` then feeds the last prompt token (always
-        text: the newline after "assistant"), with the M-RoPE offsets (`rope_deltas`) this
-        forward left on the model, and decodes as from scratch (the tests compare the two;
-        `lvlm.shared_prefill: auto` checks it on the first prompt of a run).
+        Transformers' beam search would prefill every prompt num_beams times. `generate` feeds the last prompt
+        token (text: the newline after "assistant") with the M-RoPE offsets (`rope_deltas`) set on the model,
+        and decodes as from scratch (tested; `shared_prefill: auto` checks it on a run's first prompt).
+        Without `prepared` (blocks) no prefix is looked up.
         """
         if "mm_token_type_ids" in batch and bool(batch["mm_token_type_ids"][:, -1].any()):
             raise KitError("lvlm.shared_prefill needs every prompt to end in a text token, and one ends in an "
                            "image token; set lvlm.shared_prefill: off (or end the query template with text).")
-        head = {k: (v[:, :-1] if k in TEXT_KEYS else v) for k, v in batch.items()}
-        cache = output_cache(self.model(**head, use_cache=True, logits_to_keep=1))
-        cache.batch_repeat_interleave(self.gen_config.num_beams)
-        return cache
+        counts = None if prepared is None else [len(p.images) for p in prepared]
+        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts)
+        done = self.runner.run(rows, self._counting, drop_last=True, logits=False)
+        return self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
+
+    def _blocks(self, batch: Any, prepared: Sequence[Prepared] | None) -> list[tuple[Block, ...]]:
+        if prepared is not None:
+            return [p.blocks for p in prepared]
+        return [(Block("", int(n), None),) for n in batch["attention_mask"].sum(dim=1).tolist()]
+
+    def _prefill_agrees(self, one: Prepared) -> bool:
+        """lvlm.shared_prefill=auto: one prompt through both paths, answers and a score; False (plain generate and
+        scoring) on any difference beyond SCORE_CHECK_TOL, or an error."""
+        batch = self.encode([one])
+        try:
+            new = self._generate_plain(batch)[:, batch["input_ids"].shape[1]:]
+            same = torch.equal(self._generate_prefilled(batch, [one]), new)
+            why = "its answer differs from plain generate"
+            if same:
+                text = self.processor.batch_decode(new, skip_special_tokens=True)[0].strip() or "a"
+                (plain,), (shared,) = self._score_batch([(0, one)], [text]), self._score_shared([(0, one)], [text])
+                tol = SCORE_CHECK_TOL.get(next(self.model.parameters()).dtype, 0.1)
+                same = abs(plain.sum_logprob - shared.sum_logprob) <= tol * max(1.0, abs(plain.sum_logprob))
+                why = "its score differs from plain scoring"
+        except (KitError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            same, why = False, f"it failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        if not same:
+            log.warning("lvlm.shared_prefill=auto: using plain generate and scoring, because on a check prompt %s",
+                        why)
+        return same
+
+    @torch.inference_mode()
+    def _score_items(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
+        if self.use_prefill is None:
+            self.use_prefill = self._prefill_agrees(items[0][1])
+        return self._score_shared(items, answers) if self.use_prefill else self._score_batch(items, answers)
+
+    @torch.inference_mode()
+    def _score_shared(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
+        """Each distinct prompt of the batch computed once (prefixes from the prefix cache), then all answers."""
+        distinct: dict[str, int] = {}
+        prompts = []
+        for _, p in items:
+            if distinct.setdefault(p.blocks[-1].key, len(distinct)) == len(prompts):
+                prompts.append(p)
+        batch = self.encode(prompts)
+        rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts])
+        done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
+        answer_ids, answer_mask = self._answer_tokens(answers)
+        logp = self.runner.score(done, [distinct[p.blocks[-1].key] for _, p in items], answer_ids, answer_mask,
+                                 self._counting)
+        return scores_of(logp, answer_mask)
 
     @torch.inference_mode()
     def _score_batch(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:
+        """Every (prompt, answer) from scratch in one forward (lvlm.shared_prefill: off, the study's way)."""
         batch = self.encode([p for _, p in items])
         answer_ids, answer_mask = self._answer_tokens(answers)  # (B, A)
         n_ans = answer_ids.shape[1]
@@ -308,12 +330,7 @@ class QwenLVLM(LVLM):
         # With P prompt columns, logit column P - 1 + j predicts answer token j: keep the last A + 1.
         logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
-        logp = logp * answer_mask  # (B, A)
-        n_tok = answer_mask.sum(dim=1)
-        return [
-            Score(sum_logprob=float(s), mean_logprob=float(s / n) if n else 0.0, n_tokens=int(n))
-            for s, n in zip(logp.sum(dim=1).tolist(), n_tok.tolist(), strict=True)
-        ]
+        return scores_of(logp * answer_mask, answer_mask)
 
     def _answer_tokens(self, answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Answer token ids right-padded to the longest (pad after the answer cannot affect it)."""

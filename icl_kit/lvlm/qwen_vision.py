@@ -23,7 +23,9 @@ for an image does not depend on its batch at all, and cached answers and scores 
 exactly (tests/lvlm/test_vision_cache.py).
 
 The hooks on the language model and the LM head only count (`icl_kit.lvlm.work`); nothing is installed
-outside a backend call, so several backends may share one model.
+outside a backend call, so several backends may share one model. A forward on a KV cache counts as decoding
+unless the backend says it is a prompt's (`Counting.prompt`: prefix blocks, suffixes and answers computed on
+cached prefixes, icl_kit.lvlm.qwen_prefix).
 """
 
 from __future__ import annotations
@@ -131,15 +133,22 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
 
 
 # ------------------------------------------------------------------ counting the language model
-def _count_llm(work: Work, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-    """Forward pre-hook of the language model: positions computed, with or without a KV cache."""
+class Counting:
+    """What the language-model hook is told: `prompt` is set around a prompt's forward on a KV cache (a prefix
+    block, a suffix after cached prefixes, answers after their prompt), which is prefill work, not decoding."""
+
+    prompt: bool = False
+
+
+def _count_llm(work: Work, counting: Counting, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of the language model: positions computed for prompts (prefill) or while decoding."""
     x = kwargs.get("inputs_embeds")
     x = kwargs.get("input_ids") if x is None else x
     if x is None:
         return
     batch, length = int(x.shape[0]), int(x.shape[1])
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
-    if cache is not None and cache.get_seq_length() > 0:
+    if not counting.prompt and cache is not None and cache.get_seq_length() > 0:
         work.decode_tokens += batch * length
         return
     work.prefill_tokens += batch * length
@@ -155,20 +164,22 @@ def _count_head(work: Work, module: torch.nn.Module, args: tuple, output: Any) -
 
 
 @contextmanager
-def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[None]:
+def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[Counting]:
     """While inside: `model.model.get_image_features` goes through `cache` (None: counted only), and the
-    language model and LM head count their work into `work`. Everything is removed on exit."""
+    language model and LM head count their work into `work` (told by the yielded Counting what a forward on a
+    KV cache is). Everything is removed on exit."""
     base = model.model
     handles = []
+    counting = Counting()
     if (lm := getattr(base, "language_model", None)) is not None:
-        handles.append(lm.register_forward_pre_hook(partial(_count_llm, work), with_kwargs=True))
+        handles.append(lm.register_forward_pre_hook(partial(_count_llm, work, counting), with_kwargs=True))
     if (head := getattr(model, "lm_head", None)) is not None:
         handles.append(head.register_forward_hook(partial(_count_head, work)))
     previous = vars(base).get(FEATURES)  # an instance attribute someone else set, or None
     tower_dtype = base.visual.dtype
     setattr(base, FEATURES, cached_features(getattr(base, FEATURES), cache, work, tower_dtype))
     try:
-        yield
+        yield counting
     finally:
         for h in handles:
             h.remove()

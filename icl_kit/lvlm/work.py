@@ -8,11 +8,13 @@ after and logs the difference (`describe`). What is counted (docs/gpu.md, "Work 
     images_encoded    of those, run through the vision tower
     image_cache_hits  of those, served from the vision-feature cache (images = encoded + hits)
     vision_patches    patches (t·h·w, before the 2x2 merge) the vision tower ran on
-    prefill_tokens    language-model positions computed without a KV cache (prompt prefill, teacher-forced
-                      scoring), padding included
+    prefill_tokens    language-model positions computed for prompts (the prefill, prefix blocks, suffixes after
+                      cached prefixes, teacher-forced answers), padding included
     pad_tokens        of those, padding
-    decode_tokens     language-model positions computed with a KV cache (one per beam per step)
-    logit_tokens      positions the LM head ran on (the prefill keeps only the last one's logits)
+    decode_tokens     language-model positions computed while generating (one per beam per step)
+    logit_tokens      positions the LM head ran on (a prompt's forward keeps only the last one's logits)
+    prefix_hits       prompt blocks (system header, ICDs) whose KV came from the prefix cache
+    prefix_tokens_reused  their positions: language-model work NOT done (icl_kit.lvlm.prefix)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 COUNTS = ("prompts", "images", "images_encoded", "image_cache_hits", "vision_patches", "prefill_tokens",
-          "pad_tokens", "decode_tokens", "logit_tokens")
+          "pad_tokens", "decode_tokens", "logit_tokens", "prefix_hits", "prefix_tokens_reused")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Work:
     pad_tokens: int = 0
     decode_tokens: int = 0
     logit_tokens: int = 0
+    prefix_hits: int = 0
+    prefix_tokens_reused: int = 0
     label: str = "measured"
 
     def counts(self) -> list[int]:
@@ -64,8 +68,9 @@ class Work:
         arch = arch or QWEN2_5_VL_3B
         return (f"{self.prompts:,} prompts, {self.images:,} images ({self.images_encoded:,} encoded: "
                 f"{self.vision_patches:,} patches; {self.image_cache_hits:,} from the feature cache), "
-                f"{self.prefill_tokens:,} prefill tokens ({self.pad_tokens:,} padding), {self.decode_tokens:,} "
-                f"decode tokens; ≈ {flops(self, arch)['total'] / 1e12:,.1f} TFLOP at {arch.name}'s size")
+                f"{self.prefill_tokens:,} prefill tokens ({self.pad_tokens:,} padding; {self.prefix_tokens_reused:,} "
+                f"more reused from {self.prefix_hits:,} cached prefix blocks), {self.decode_tokens:,} decode tokens; "
+                f"≈ {flops(self, arch)['total'] / 1e12:,.1f} TFLOP at {arch.name}'s size")
 
 
 # ------------------------------------------------------------------ FLOPs
@@ -116,6 +121,8 @@ def flops(work: Work, arch: Arch) -> dict[str, float]:
     vision  = 2 · vision_patches · arch.vision_per_patch
     llm     = 2 · (prefill_tokens + decode_tokens) · arch.llm_per_token       (padding included: it is computed)
     lm_head = 2 · logit_tokens · arch.head_per_token
+    total   = vision + llm + lm_head: the work done. Positions whose KV came from the prefix cache are not in it;
+    `prefix_saved` = 2 · prefix_tokens_reused · arch.llm_per_token is what that reuse spared (not in the total).
     Attention scores (QKᵀ, AV) are left out: 4·c·D per token per layer at context c, about 7% of the
     language model's per-token work at c = 1,300 (four 256-token images and their text), and about 2% of the
     vision tower's (windows of 64 patches, four full-attention blocks).
@@ -123,4 +130,5 @@ def flops(work: Work, arch: Arch) -> dict[str, float]:
     vision = 2.0 * work.vision_patches * arch.vision_per_patch
     llm = 2.0 * (work.prefill_tokens + work.decode_tokens) * arch.llm_per_token
     head = 2.0 * work.logit_tokens * arch.head_per_token
-    return {"vision": vision, "llm": llm, "lm_head": head, "total": vision + llm + head}
+    saved = 2.0 * work.prefix_tokens_reused * arch.llm_per_token
+    return {"vision": vision, "llm": llm, "lm_head": head, "total": vision + llm + head, "prefix_saved": saved}

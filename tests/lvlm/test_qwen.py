@@ -359,14 +359,14 @@ def test_shared_prefill_auto_checks_and_falls_back(lvlm, requests, caplog, monke
     assert auto.use_prefill is True  # the two paths agree on the tiny model (this transformers' cache API)
     broken = QwenLVLM(tiny_cfg(), model=lvlm.model, processor=lvlm.processor)
 
-    def fail(batch):
+    def fail(batch, prepared=None):
         raise RuntimeError("cache layout changed")
 
     monkeypatch.setattr(broken, "_generate_prefilled", fail)
     with caplog.at_level(logging.WARNING):
         assert broken.generate(requests[:4]) == ref
     assert broken.use_prefill is False
-    assert "using plain generate, because on a check prompt it failed (RuntimeError: cache layout" in caplog.text
+    assert "using plain generate and scoring, because on a check prompt it failed (RuntimeError: cache" in caplog.text
     off = QwenLVLM(tiny_cfg(shared_prefill="off"), model=lvlm.model, processor=lvlm.processor)
     assert off.use_prefill is False and off.generate(requests[:4]) == ref
 

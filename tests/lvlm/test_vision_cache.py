@@ -12,6 +12,7 @@ runs there and shows why the cache encodes each image alone.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -28,14 +29,16 @@ from icl_kit.lvlm.qwen_vision import FeatureLRU
 from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops, qwen_arch
 
 TINY_QWEN = Path(__file__).parents[1] / "fixtures" / "tiny-qwen2.5-vl"
+DEVICE = os.environ.get("ICL_KIT_TEST_DEVICE", "cpu")  # benchmarks/gpu_check.sh runs these on CUDA
 BENCH_CONFIG = Path(__file__).parents[2] / "benchmarks" / "qwen2_5_vl_3b_config.json"
 PIXELS = 28 * 28 * 16  # 16 LLM tokens (64 patches) an image at most
 ANSWERS = ["red", "two dogs", "a large white bus", ""]
 
 
 def cfg(mb: int = 512, **kw) -> LVLMConfig:
-    return LVLMConfig(model=str(TINY_QWEN), device="cpu", dtype="float32", batch_size=16,
-                      qwen=QwenConfig(max_pixels=PIXELS, vision_cache_mb=mb), **kw)
+    """The vision cache alone: no prefix cache (tests/lvlm/test_prefix_cache.py has both)."""
+    return LVLMConfig(model=str(TINY_QWEN), device=DEVICE, dtype="float32", batch_size=16,
+                      qwen=QwenConfig(max_pixels=PIXELS, vision_cache_mb=mb, prefix_cache_mb=0), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +141,11 @@ def test_language_model_tokens_are_counted(model, requests):
     n = lvlm.prepare(r).length
     lvlm.generate([r])
     w = lvlm.work
-    # The shared prefill runs the prompt but its last token once; generate then feeds one token per beam per step.
+    # The shared prefill runs the prompt but its last token once (no logits); generate then feeds one token per
+    # beam per step.
     assert (w.prefill_tokens, w.pad_tokens) == (n - 1, 0)
-    assert w.decode_tokens % 3 == 0 and 3 <= w.decode_tokens <= 3 * 5 and w.logit_tokens == 1 + w.decode_tokens
-    scorer = backend(model)
+    assert w.decode_tokens % 3 == 0 and 3 <= w.decode_tokens <= 3 * 5 and w.logit_tokens == w.decode_tokens
+    scorer = backend(model, shared_prefill="off")  # every (prompt, answer) in one forward
     a, b = requests[0], requests[3]
     la, lb = scorer.prepare(a).length, scorer.prepare(b).length
     tok = scorer.processor.tokenizer
@@ -217,7 +221,6 @@ def test_the_simulated_backend_and_the_service_report_work(tmp_path):
 
 def test_training_logs_each_epochs_work_once_the_lvlm_is_loaded(caplog):
     import logging
-    from types import SimpleNamespace
 
     from icl_kit.train.outputs import WorkLog
 
@@ -230,11 +233,11 @@ def test_training_logs_each_epochs_work_once_the_lvlm_is_loaded(caplog):
 
     service, log = Service(), WorkLog()
     with caplog.at_level(logging.INFO, logger="icl_kit.train.outputs"):
-        log.log(SimpleNamespace(), "train: sft epoch 1")  # the LVLM was never loaded: nothing to say, nothing loaded
+        log.log(None, "train: sft epoch 1")  # the LVLM was never loaded: nothing to say, nothing loaded
         service.done.prompts, service.done.decode_tokens = 5, 30
-        log.log(SimpleNamespace(service=service), "train: grpo epoch 1")
+        log.log(service, "train: grpo epoch 1")
         service.done.prompts = 12
-        log.log(SimpleNamespace(service=service), "train: grpo epoch 2")
+        log.log(service, "train: grpo epoch 2")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert lines[0].startswith("train: grpo epoch 1: lvlm work (this process): 5 prompts, 0 images")

@@ -105,17 +105,19 @@ class QwenConfig:
         "default (16384·28², so COCO images keep about their native size: 640x480 = 391 tokens).", min=1
     )
     vision_cache_mb: int = opt(
-        512, "Vision-feature cache on the model's device, in MiB: each distinct image (keyed by its preprocessed "
+        2048, "Vision-feature cache on the model's device, in MiB: each distinct image (keyed by its preprocessed "
         "pixels, grid and dtype) goes through the vision tower once, alone, and its features are reused in every "
         "prompt that shows it (least recently used dropped first; 1 MiB holds one 256-token image in bf16 at 3B "
-        "size). 0 = off: every prompt's images are re-encoded together, as transformers does. Changes no answer "
+        "size: a beam-search chunk of 64 queries shows about 4,200 images; emptied on CUDA out-of-memory). 0 = off: "
+        "every prompt's images are re-encoded together, as transformers does. Changes no answer "
         "beyond float round-off (docs/gpu.md, \"Vision-feature cache\").", min=0
     )
     prefix_cache_mb: int = opt(
-        2048, "Prefix (KV) cache on the model's device, in MiB: the keys and values of prompt prefixes (the system "
+        8192, "Prefix (KV) cache on the model's device, in MiB: the keys and values of prompt prefixes (the system "
         "header, then the first ICDs in prompt order), computed once, alone, and reused by every prompt that starts "
         "with them: shot k's prompt after shot k-1's, a beam's children, an evaluation's systems (least recently "
-        "used dropped first; at 3B size in bf16 a 256-token ICD is about 9.5 MiB). Needs lvlm.shared_prefill on or "
+        "used dropped first; at 3B size in bf16 a 256-token ICD is about 9.5 MiB; emptied on CUDA out-of-memory). "
+        "Needs lvlm.shared_prefill on or "
         "auto. 0 = off: each prompt's KV is still computed once for its beams and its scored answers. Changes no "
         "answer beyond float round-off (docs/gpu.md, \"Prefix reuse\").", min=0
     )
