@@ -57,7 +57,7 @@ class Stage:
 
 NOTEBOOKS = {"train": "01_train.ipynb", "eval": "02_eval_epochs.ipynb", "stats": "03_significance.ipynb",
              "report": "04_report.ipynb", "headroom": "00_headroom.ipynb"}
-STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO if io is not HEADROOM_IO)
+STAGES: tuple[Stage, ...] = tuple(Stage(NOTEBOOKS[io.name], io) for io in STAGE_IO)
 HEADROOM = Stage(NOTEBOOKS["headroom"], HEADROOM_IO)  # first when headroom.enabled, or when named in --stages
 STAGE_NAMES = (HEADROOM.name, *(s.name for s in STAGES))
 MODEL_STAGES = ("headroom", "train", "eval")  # the stages that read the data and run the models

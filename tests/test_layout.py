@@ -262,7 +262,7 @@ def test_the_run_folder_path_check_itself():
 def test_the_stages_read_and_write_rows_of_the_table():
     """A stage names what it reads and writes by the table's row names; no path is spelled in core/stages.py."""
     from icl_kit.core.artefacts import ARTEFACTS
-    from icl_kit.core.stages import STAGES
+    from icl_kit.core.stages import EVERY_STAGE as STAGES
 
     assert [n for s in STAGES for n in s.reads + s.writes if n not in ARTEFACTS] == []
     text = (PKG / "core" / "stages.py").read_text(encoding="utf-8")

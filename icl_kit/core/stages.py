@@ -44,4 +44,5 @@ HEADROOM = StageIO(
     "headroom", ("seed", "data", "encoder", "lvlm", "pools", "sft_data", "train", "eval", "stats", "headroom"),
     (), ("headroom_summary",),
 )
-STAGES = (HEADROOM, TRAIN, EVAL, STATS, REPORT)
+STAGES = (TRAIN, EVAL, STATS, REPORT)  # `icl-kit run`'s stages, in order
+EVERY_STAGE = (HEADROOM, *STAGES)
