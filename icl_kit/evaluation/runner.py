@@ -97,15 +97,19 @@ def plan_cells(
     pool_spec: str,
     similarity_order: str = "first",
 ) -> tuple[list[Cell], int]:
-    """(cells still to answer, cells already done); one selection at max(shots) per system."""
+    """(cells still to answer, cells already done); one selection at max(shots) per system.
+
+    Cells go question by question, its shots together (shot k's prompt extends shot k-1's: the LVLM's prefix
+    cache reuses the shared part while it is fresh); predictions.jsonl is rewritten in canonical order at the end.
+    """
     shots = sorted(set(shots))
     images = question_images(world.test_records)
     todo: list[Cell] = []
     skipped = 0
     for system in systems:
         selection = select(system, world, qids, max(shots), seed=seed, pool_spec=pool_spec)
-        for shot in shots:
-            for q in qids:
+        for q in qids:
+            for shot in shots:
                 icds = shot_icds(system, selection[q], shot, similarity_order)
                 cell = Cell(system, shot, q, icds, images.get(q))
                 if cell.key in done:
