@@ -6,7 +6,7 @@ same beam search; nothing here depends on a machine's speed):
               beam 3 (sft_data defaults otherwise: construct_order left, the most frequent answer);
   evaluation  6 checkpoints (3 distinct selectors, each saved for two epochs, as in bench_eval.py) x shots 1-4
               x 200 test questions: each selector's 4 ICDs per question drawn from the question's 64-candidate
-              pool, shot k = the first k, asked in the evaluator's order (system, shot, question; chunks of 128).
+              pool, shot k = the first k, asked in the evaluator's order (system, question, shot; chunks of 128).
 
   kit         the answer cache (rewards.sqlite), length-sorted batches of 16, each prompt's KV shared by its
               beams and answers, the prefix cache and the vision-feature cache (their default sizes);
@@ -85,13 +85,14 @@ def study_beams(lvlm, records, qid: int, pool: list[int], cfg) -> None:
 
 
 def eval_cells(test: list, pools: dict[int, list[int]]) -> list[tuple[int, tuple[int, ...]]]:
-    """(question, ICD ids) per cell in the evaluator's order: system, shot, question."""
+    """(question, ICD ids) per cell in the evaluator's order (icl_kit.evaluation.runner.plan_cells): system,
+    question, shot."""
     cells = []
     for s in range(N_DISTINCT * COPIES):
         rng = random.Random(SEED + s // COPIES)  # two epochs of one selector select alike
         selection = {r.question_id: rng.sample(pools[r.question_id], EVAL_SHOTS) for r in test}
-        for shot in range(1, EVAL_SHOTS + 1):
-            cells += [(r.question_id, tuple(selection[r.question_id][:shot])) for r in test]
+        cells += [(r.question_id, tuple(selection[r.question_id][:shot])) for r in test
+                  for shot in range(1, EVAL_SHOTS + 1)]
     return cells
 
 
