@@ -1,4 +1,5 @@
-"""Query/ICD embeddings for the selector: CLIP, or the model-free `simple` encoder.
+"""Query/ICD embeddings for the selector: CLIP, or the model-free `simple` encoder (and, for the learning
+check only, `demo_features`: the demo world's latent features, not an encoder).
 
 Both follow the same recipe: an image embedding and a question embedding, each
 L2-normalised, averaged, and the mean re-normalised,
@@ -16,6 +17,7 @@ not (a colour projection vs hashed words), so its i2t is a number without meanin
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import re
 from collections.abc import Sequence
@@ -197,6 +199,70 @@ class ClipEncoder:
         return torch.cat(chunks)
 
 
+# ---------------------------------------------------------------- demo_features
+DEMO_FEATURES_VERSION = 1
+DEMO_LATENT = "demo_latent.json"  # icl_kit.data.demo.world.LATENT, beside the world's image folders
+
+
+class DemoFeatureEncoder:
+    """The learning check's encoder (`encoder.backend: demo_features`): NOT an encoder of images or text.
+
+    It reads the demo world's latent sidecar and embeds exactly what the simulated LVLM's relevance depends on
+    (icl_kit.lvlm.simulated): the question type (the "text" part, a one-hot over QUESTION_TYPES) and the concept
+    the image shows (the "image" part, a one-hot over CONCEPTS), fused by `combine`. Cosine similarity is then 1
+    for the same type and concept, 1/2 for one of the two, 0 for neither. It exists to check the training
+    machinery where the signal is plainly there (docs/training.md, "The learning check"); it works only in a
+    demo world and is never a default.
+    """
+
+    def __init__(self, dim: int = 512, batch_size: int = 64) -> None:
+        from icl_kit.data.demo.concepts import CONCEPTS, QUESTION_TYPES
+
+        self.types = {t: i for i, t in enumerate(QUESTION_TYPES)}
+        self.concepts = {c.name: len(QUESTION_TYPES) + i for i, c in enumerate(CONCEPTS)}
+        need = len(self.types) + len(self.concepts)
+        if dim < need:
+            raise KitError(f"encoder.dim={dim} is too small for encoder.backend 'demo_features' (one-hot question "
+                           f"types and concepts need {need}); set encoder.dim and selector.input_dim to at least "
+                           f"{need}.")
+        self.dim, self.batch_size = dim, batch_size
+        self.name = f"demo-features-v{DEMO_FEATURES_VERSION}-d{dim}"
+        self._latent: dict[Path, dict[str, dict]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: EncoderConfig) -> DemoFeatureEncoder:
+        return cls(dim=cfg.dim, batch_size=cfg.batch_size)
+
+    def latent(self, record: Record) -> dict:
+        """The record's row of the demo world's latent sidecar (found beside its image folder)."""
+        path = record.image_path.parent.parent / DEMO_LATENT
+        if path not in self._latent:
+            if not path.is_file():
+                raise KitError(f"encoder.backend 'demo_features' reads the demo world's {DEMO_LATENT}, not found at "
+                               f"{path}; it works only in a demo world (data.demo: true), use 'simple' or 'clip'.")
+            self._latent[path] = json.loads(path.read_text(encoding="utf-8"))["questions"]
+        row = self._latent[path].get(str(record.question_id))
+        if row is None:
+            raise KitError(f"Question {record.question_id} is not in {path}; encoder.backend 'demo_features' "
+                           "embeds only the questions of the demo world it was built with.")
+        return row
+
+    def parts(self, records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """(concept one-hot, question-type one-hot), float64 (N, d) each."""
+        img, txt = np.zeros((len(records), self.dim)), np.zeros((len(records), self.dim))
+        for i, r in enumerate(records):
+            row = self.latent(r)
+            img[i, self.concepts[row["concept"]]] = 1.0
+            txt[i, self.types[row["question_type"]]] = 1.0
+        return img, txt
+
+    def encode(self, records: Sequence[Record]) -> torch.Tensor:
+        """Unit-norm embeddings, float32 (N, d)."""
+        if not records:
+            return torch.zeros(0, self.dim)
+        return torch.from_numpy(combine(*self.parts(records))).float()
+
+
 # ------------------------------------------------------------------ entry points
 def build_encoder(cfg: EncoderConfig) -> Encoder:
     """The encoder named by `cfg.backend`."""
@@ -204,7 +270,9 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
         return SimpleEncoder.from_config(cfg)
     if cfg.backend == "clip":
         return ClipEncoder(cfg)
-    raise KitError(f"encoder.backend={cfg.backend!r} is not known; choose 'clip' or 'simple'.")
+    if cfg.backend == "demo_features":
+        return DemoFeatureEncoder.from_config(cfg)
+    raise KitError(f"encoder.backend={cfg.backend!r} is not known; choose 'clip', 'simple' or 'demo_features'.")
 
 
 def _load_cache(path: Path, ids: list[int], name: str) -> dict[str, Any] | None:

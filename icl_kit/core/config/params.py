@@ -37,9 +37,13 @@ class DataConfig:
 class EncoderConfig:
     """How query and ICD embeddings are made for the selector."""
 
-    backend: Literal["clip", "simple"] = opt("clip", "CLIP (transformers) or the model-free demo encoder.")
+    backend: Literal["clip", "simple", "demo_features"] = opt(
+        "clip", "CLIP (transformers) or the model-free demo encoder `simple`. demo_features (demo world only, "
+        "never a default) is the learning check, not an encoder: one-hot question type and concept read from the "
+        "demo world's latent file, exactly what the simulated LVLM's relevance depends on (docs/training.md).")
     model: str = opt("openai/clip-vit-base-patch32", "CLIP hub id or local folder.")
-    dim: int = opt(512, "Embedding size of the `simple` encoder (CLIP's is read from the model).", min=8)
+    dim: int = opt(512, "Embedding size of the `simple` and `demo_features` encoders (CLIP's is read from the "
+                   "model).", min=8)
     batch_size: int = opt(64, "Records per encoder batch.", min=1)
     device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
 
@@ -227,7 +231,7 @@ def validate_cross_fields(p: Params) -> None:
                        ("train.val_shots", p.train.val_shots)):
         if not shots or min(shots) < 1 or max(shots) > p.pools.size:
             raise KitError(f"{key}={shots} must be a non-empty list of shots in 1..pools.size={p.pools.size}.")
-    if p.encoder.backend == "simple" and p.encoder.dim != p.selector.input_dim:
+    if p.encoder.backend != "clip" and p.encoder.dim != p.selector.input_dim:
         raise KitError(
             f"encoder.dim={p.encoder.dim} must equal selector.input_dim={p.selector.input_dim}; set both."
         )
