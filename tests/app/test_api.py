@@ -106,7 +106,7 @@ def test_load_run_reads_every_result_as_pandas_does_and_writes_nothing(run):
     raw = pd.read_csv(paths.comparisons)  # the schema (icl_kit.stats.schema) reads empty text cells as ""
     text = list(TEXT_COLUMNS)
     pd.testing.assert_frame_equal(res.comparisons.drop(columns=text), raw.drop(columns=text), check_dtype=False)
-    assert res.comparisons[text].equals(raw[text].fillna("").astype(str))
+    assert res.comparisons[text].equals(raw[text].astype(object).where(raw[text].notna(), "").astype(str))
     pd.testing.assert_frame_equal(res.accuracy, pd.read_csv(paths.summary))
     pd.testing.assert_frame_equal(res.predictions, pd.read_json(paths.predictions, lines=True, dtype=False))
     assert res.summary.to_json() == json.loads((paths.stats_dir / "summary.json").read_text())
