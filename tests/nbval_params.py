@@ -3,7 +3,7 @@ run at small sizes under `make test` (`PYTHONPATH=tests pytest -p nbval_params -
 
 The committed parameters cells default to the real demo (params/demo.yaml), as a user opening a notebook in
 JupyterLab expects; only the test run swaps the params file. It lives here, not in notebooks/, so the folder a
-user opens holds the four notebooks only.
+user opens holds the notebooks only.
 """
 
 from __future__ import annotations
