@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_sft_data import naive_search  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "qwen2_5_vl_3b_config.json"
@@ -58,30 +59,6 @@ def work_model(inner, processor, kit: bool, sizes: dict[str, int | None]):
     cfg = LVLMConfig(batch_size=16, shared_prefill="on", qwen=qwen) if kit else \
         LVLMConfig(batch_size=1, shared_prefill="off", qwen=qwen)
     return QwenWorkModel(inner, cfg, processor, json.loads(CONFIG.read_text()), dtype_bytes=2, image_size=COCO)
-
-
-def study_beams(lvlm, records, qid: int, pool: list[int], cfg) -> None:
-    """The study's loop (bench_sft_data.naive_search): one score per call, each beam's own P recomputed."""
-    from icl_kit.lvlm.base import Request
-    from icl_kit.train.infoscore import answer_weights, beam_rank_score, extend, info_score, top_beams
-
-    weights = answer_weights(records[qid], cfg.answer)
-
-    def prob(ids: tuple[int, ...]) -> float:
-        req = Request(tuple(records[i] for i in ids), records[qid])
-        return sum(w * math.exp(lvlm.score([req], [a])[0].sum_logprob) for a, w in weights.items())
-
-    beams: list[tuple[tuple[int, ...], tuple[float, ...]]] = [((), ())]
-    for _ in range(cfg.max_shots):
-        children = []
-        for pos, steps in beams:
-            base = prob(tuple(pool[p] for p in pos))
-            for j in range(len(pool)):
-                if j not in pos:
-                    new = extend(pos, j, cfg.construct_order)
-                    children.append((new, (*steps, info_score(prob(tuple(pool[p] for p in new)), base, cfg.score))))
-        ranks = [beam_rank_score(s, cfg.beam_score) for _, s in children]
-        beams = [children[i] for i in top_beams(ranks, cfg.beam_size)]
 
 
 def eval_cells(test: list, pools: dict[int, list[int]]) -> list[tuple[int, tuple[int, ...]]]:
@@ -151,7 +128,7 @@ def main() -> int:
         kit_eval = kit.work - kit_beams
         # the study's loop
         for q in qids:
-            study_beams(study, records, q, pools[q], sft)
+            naive_search(study, records, q, pools[q], sft)  # the study's loop (bench_sft_data)
         study_beams_work = study.work - type(study.work)()
         for q, icds in cells:
             study.generate([Request(tuple(records[i] for i in icds), records[q])])

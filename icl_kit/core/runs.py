@@ -9,15 +9,18 @@ stage removes those whose process is gone (`remove_stale_temps`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.errors import KitError
@@ -51,6 +54,20 @@ def _artefact_path(name: str, rel: str) -> property:
 
 for _artefact in ARTEFACTS.values():
     setattr(RunPaths, _artefact.name, _artefact_path(_artefact.name, _artefact.path))
+
+
+def json_safe(x: Any) -> Any:
+    """JSON-safe values: mappings with str keys, lists for tuples and arrays, numpy scalars as Python numbers,
+    NaN and inf as None (JSON has neither)."""
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 # ------------------------------------------------------------------ atomic writes

@@ -20,6 +20,7 @@ import pandas as pd
 
 from icl_kit.core.config import Params, backend_traits
 from icl_kit.core.names import POINTS
+from icl_kit.core.runs import json_safe
 from icl_kit.headroom.signal import advantage_signal, decoding_noise, decompose
 from icl_kit.headroom.verdict import verdict
 from icl_kit.stats.diff_intervals import pts
@@ -112,19 +113,6 @@ def summarise(lines: Sequence[dict[str, Any]], params: Params) -> dict[str, Any]
            "n": {s: int(sum(r["split"] == s for r in lines)) for s in SPLITS}, "min_gain": h.min_gain,
            "simulated": backend_traits(params.lvlm).simulated, "accuracy": accuracy, "gains": gains, "signal": sig}
     return json_safe(out | {"verdict": verdict(out)})
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN and inf as None (JSON has neither); numpy scalars as Python numbers."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # ------------------------------------------------------------------ the gap a selector recovers

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Iterable, Mapping
 from functools import reduce
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError, few
 from icl_kit.core.names import POINTS
-from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, read_jsonl
+from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, json_safe, read_jsonl
 from icl_kit.evaluation.io import PRED_FIELDS, read_imported
 from icl_kit.evaluation.select import run_folder, run_params
 from icl_kit.stats.best_epoch import max_t_best_epoch, max_t_joint
@@ -240,21 +239,8 @@ def read_val_rewards(train_log: str | Path, phase: str | None = None) -> dict[in
 
 
 # ------------------------------------------------------------------ outputs
-def _plain(x: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple | np.ndarray):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return _plain(df.to_dict(orient="records"))
+    return json_safe(df.to_dict(orient="records"))
 
 
 def summarise(df: pd.DataFrame, cfg: StatsConfig, best_epoch: list[dict[str, Any]] | None = None,
@@ -270,7 +256,7 @@ def write_outputs(run_dir: str | Path, df: pd.DataFrame, summary: StatsSummary) 
     paths = RunPaths(Path(run_dir))
     with atomic_open(paths.comparisons, "w") as fh:
         df[COLUMNS].to_csv(fh, index=False)
-    atomic_write_json(paths.stats_summary, _plain(summary.to_json()))
+    atomic_write_json(paths.stats_summary, json_safe(summary.to_json()))
     return paths.stats_dir
 
 
@@ -302,7 +288,7 @@ def stats_are_current(run_dir: str | Path, cfg: StatsConfig) -> bool:
 
 
 def _json(cfg: StatsConfig) -> Any:
-    return json.loads(json.dumps(_plain(dataclasses.asdict(cfg))))
+    return json.loads(json.dumps(json_safe(dataclasses.asdict(cfg))))
 
 
 def load_run_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
