@@ -30,8 +30,6 @@ import transformers
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from icl_kit.core.config import GenerationConfig, LVLMConfig, PromptConfig, QwenConfig, SFTDataConfig
-from icl_kit.data.demo.world import build_demo_world
-from icl_kit.data.okvqa import load_split
 from icl_kit.lvlm.base import Request
 from icl_kit.lvlm.prefix import Block, PrefixLRU
 from icl_kit.lvlm.qwen import QwenLVLM
@@ -58,12 +56,6 @@ def model(one_thread):
 
 def backend(model, *args, **kw) -> QwenLVLM:
     return QwenLVLM(cfg(*args, **kw), model=model[0], processor=model[1])
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = build_demo_world(tmp_path_factory.mktemp("demo"), n_train=40, n_test=20, seed=1)
-    return load_split(root, "train"), load_split(root, "val")
 
 
 @pytest.fixture(scope="module")

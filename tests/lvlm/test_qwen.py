@@ -40,12 +40,6 @@ def lvlm():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory):
-    root = build_demo_world(tmp_path_factory.mktemp("demo"), n_train=40, n_test=20, seed=1)
-    return load_split(root, "train"), load_split(root, "val")
-
-
-@pytest.fixture(scope="module")
 def requests(data) -> list[Request]:
     """16 prompts of 0-4 shots, deliberately not in length order."""
     pool, test = data

@@ -52,12 +52,6 @@ def backend(model, mb: int = 512, **kw) -> QwenLVLM:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = build_demo_world(tmp_path_factory.mktemp("demo"), n_train=40, n_test=20, seed=1)
-    return load_split(root, "train"), load_split(root, "val")
-
-
-@pytest.fixture(scope="module")
 def requests(data) -> list[Request]:
     """Prompts at shots 1-4 drawn from 8 pool images, so images recur across and within batches."""
     pool, test = data
