@@ -85,7 +85,8 @@ def input_hash(stage: Stage, params: Params, run_dir: Path, notebook: Path) -> s
     paths = RunPaths(run_dir)
     for name in stage.reads:
         h.update(ARTEFACTS[name].path.encode())
-        _hash_path(getattr(paths, name), h)
+        for path in paths.every_seed(name, params.train.seeds):  # train.seeds: each seed's train log
+            _hash_path(path, h)
     _hash_path(notebook, h)
     return h.hexdigest()
 
@@ -103,7 +104,8 @@ def _load_state(run_dir: Path) -> dict[str, dict]:
 def is_finished(stage: Stage, run_dir: Path, digest: str, state: dict[str, dict], params: Params | None = None) -> bool:
     """The outputs exist, the inputs hash is the one recorded when the stage last finished, and the outputs
     themselves say they were made with these params (a notebook run by hand may have re-made them with others)."""
-    outputs_exist = all(getattr(RunPaths(run_dir), name).exists() for name in stage.writes)
+    seeds = params.train.seeds if params is not None else []
+    outputs_exist = all(p.exists() for name in stage.writes for p in RunPaths(run_dir).every_seed(name, seeds))
     recorded = state.get(stage.name, {}).get("inputs") == digest
     return outputs_exist and recorded and (params is None or outputs_match(stage, params, run_dir))
 

@@ -16,6 +16,7 @@ candidate pools and the same answer cache.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -284,6 +285,19 @@ class RunContext:
         if ctx is None:
             ctx = cls.build(params, commit=False)
             ctx.store.committed = True  # rank 0 committed the folder; this rank only reads what it wrote
+        return ctx
+
+    def for_seed(self, seed: int | None) -> RunContext:
+        """This run as training seed `seed` of train.seeds sees it: `train.seed` = seed, the seed's own
+        train_log, last.pt, rollouts and tensorboard (`RunPaths.for_seed`); the data world, the LVLM and its
+        answer services are shared. None: this context."""
+        if seed is None:
+            return self
+        params = dataclasses.replace(self.params, train=dataclasses.replace(self.params.train, seed=seed))
+        store = ArtefactStore(params, self.paths.for_seed(seed), self.store.data, self.store.committed)
+        ctx = dataclasses.replace(self, store=store)  # the same world and answer services (one dict)
+        if "lvlm" in self.__dict__:
+            ctx.__dict__["lvlm"] = self.__dict__["lvlm"]  # the model already loaded
         return ctx
 
     # -------------------------------------------------------------------- LVLM

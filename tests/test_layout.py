@@ -284,7 +284,8 @@ def test_the_design_page_lists_every_artefact_of_the_table():
 
 # The stages' entry points: what crosses a stage boundary is typed (a RunContext, Params, paths), never Any.
 STAGE_ENTRIES = {
-    "icl_kit/train/trainer.py": ("train", "preflight"),
+    "icl_kit/train/trainer.py": ("train",),
+    "icl_kit/train/preflight.py": ("preflight",),
     "icl_kit/train/sft_data.py": ("make_sft_data",),
     "icl_kit/evaluation/runner.py": ("evaluate",),
     "icl_kit/stats/run.py": ("stats_for_run", "run_stats"),

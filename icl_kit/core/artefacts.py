@@ -41,11 +41,25 @@ class Artefact:
     ignores: tuple[str, ...] = ()  # keys under shaped_by that do not change it (devices, batch sizes)
     sidecar: bool = False  # carries <stem>.meta.json, checked before it is reused or extended
     folder: bool = False
+    per_seed: bool = False  # one per training seed when train.seeds lists several (`at`)
 
     @property
     def meta(self) -> str:
         """The sidecar's path: 'pools.json' -> 'pools.meta.json'."""
-        return str(PurePosixPath(self.path).with_suffix(SIDECAR_SUFFIX))
+        return meta_path(self.path)
+
+    def at(self, seed: int | None) -> str:
+        """The path for training seed `seed` (train.seeds): 'train_log.jsonl' -> 'train_log_seed1.jsonl',
+        'checkpoints/last.pt' -> 'checkpoints/last_seed1.pt'; the path itself for None or a shared artefact."""
+        if seed is None or not self.per_seed:
+            return self.path
+        path = PurePosixPath(self.path)
+        return str(path.with_name(f"{path.stem}_seed{seed}{path.suffix}"))
+
+
+def meta_path(path: str) -> str:
+    """An artefact's sidecar: 'pools.json' -> 'pools.meta.json'."""
+    return str(PurePosixPath(path).with_suffix(SIDECAR_SUFFIX))
 
 
 # Keys that change nothing while another key has a given value: (other key, value).
@@ -61,7 +75,8 @@ NO_EFFECT_WHEN = {
 # Keys that may change between a training run and its resume without changing what was computed so far.
 RESUMABLE_CHANGES = ("train.device", "train.save_every_steps", "train.grpo.epochs", "lvlm.batch_size",
                      "sft_data.chunk", "lvlm.device", "encoder.device", "encoder.batch_size",
-                     "lvlm.qwen.vision_cache_mb", "lvlm.qwen.prefix_cache_mb")
+                     "lvlm.qwen.vision_cache_mb", "lvlm.qwen.prefix_cache_mb",
+                     "train.seeds")  # train.seeds: which lineages a run trains, never what one of them computes
 POOLS = ("pools.sampler", "pools.size", "pools.seed", "pools.anchors")
 LVLM = ("seed", "lvlm")  # the answers and scores: the model, its prompt and decoding (`seed` seeds the simulator)
 NOT_ANSWERS = ("lvlm.device", "lvlm.batch_size", "lvlm.shared_prefill", "lvlm.agreement_check",
@@ -95,13 +110,14 @@ TABLE: tuple[Artefact, ...] = (
     Artefact("rollouts", "rollouts.jsonl", "train, study import-rollouts",
              (*POOLS, *LVLM, "encoder", *INITIAL_SELECTOR, "train.reward.kind", "train.reward.shots",
               "train.reward.prob_norm", *ROLLOUTS), 1,
-             (*NOT_ANSWERS, *NOT_EMBEDDINGS, "selector.dropout"), sidecar=True),
+             (*NOT_ANSWERS, *NOT_EMBEDDINGS, "selector.dropout"), sidecar=True, per_seed=True),
     Artefact("sft_data", "sft_data.jsonl", "sft-data, train, study import-sft-data",
              (*POOLS, *LVLM, *SFT_SEARCH), 1, (*NOT_ANSWERS, "lvlm.generation"), sidecar=True),
-    Artefact("train_log", "train_log.jsonl", "train", TRAIN.sections, 1, RESUMABLE_CHANGES),
-    Artefact("tensorboard", "tensorboard", "train", TRAIN.sections, 1, RESUMABLE_CHANGES, folder=True),
+    Artefact("train_log", "train_log.jsonl", "train", TRAIN.sections, 1, RESUMABLE_CHANGES, per_seed=True),
+    Artefact("tensorboard", "tensorboard", "train", TRAIN.sections, 1, RESUMABLE_CHANGES, folder=True,
+             per_seed=True),
     Artefact("checkpoints", "checkpoints", "train", TRAIN.sections, 3, RESUMABLE_CHANGES, folder=True),
-    Artefact("last", "checkpoints/last.pt", "train", TRAIN.sections, 2, RESUMABLE_CHANGES),
+    Artefact("last", "checkpoints/last.pt", "train", TRAIN.sections, 2, RESUMABLE_CHANGES, per_seed=True),
     Artefact("eval_dir", "eval", "eval", EVAL.sections, 1, folder=True),
     Artefact("predictions", "eval/predictions.jsonl", "eval", EVAL.sections, 1),
     Artefact("summary", "eval/summary.csv", "eval", EVAL.sections, 1),

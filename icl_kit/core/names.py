@@ -8,6 +8,7 @@ POINTS = 100.0  # accuracy 0..1 -> percentage points
 PHASES = ("sft", "rce", "grpo")  # training phases in the order a run goes through them
 EPOCH_RE = re.compile(r"epoch\d+")  # 'grpo_epoch3' -> lineage 'grpo_epoch'
 _DIGITS = re.compile(r"(\d+)")
+SEED_RE = re.compile(r"_seed(\d+)$")  # 'grpo_epoch3_seed1': the checkpoint of training seed 1 (train.seeds)
 
 
 def natural_key(name: object) -> tuple:
@@ -18,6 +19,22 @@ def natural_key(name: object) -> tuple:
 def lineage(system: str) -> str:
     """'grpo_epoch3' -> 'grpo_epoch': the checkpoints of one training lineage share it."""
     return EPOCH_RE.sub("epoch", str(system))
+
+
+def seeded(name: str, seed: int | None) -> str:
+    """'grpo_epoch3', 1 -> 'grpo_epoch3_seed1' (a run with `train.seeds`); seed None -> the name as it is."""
+    return name if seed is None else f"{name}_seed{seed}"
+
+
+def seed_of(system: str) -> int | None:
+    """The training seed a system name carries ('grpo_epoch3_seed1' -> 1), else None."""
+    m = SEED_RE.search(str(system))
+    return None if m is None else int(m.group(1))
+
+
+def method_of(system: str) -> str:
+    """'grpo_epoch3_seed1' -> 'grpo_epoch3': the method (params and epoch) that every seed's checkpoint shares."""
+    return SEED_RE.sub("", str(system))
 
 
 def collapse_epochs(systems: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from icl_kit.core.artefacts import ARTEFACTS
+from icl_kit.core.artefacts import ARTEFACTS, Artefact, meta_path
 from icl_kit.core.errors import KitError
+from icl_kit.core.names import seeded
 
 OUTPUT_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
@@ -38,22 +39,35 @@ class RunPaths:
     `.sft_data`, `.last` (checkpoints/last.pt), `.stats_summary`, `.report_md`."""
 
     root: Path
+    seed: int | None = None  # a training seed of train.seeds: its own train_log, last.pt, rollouts, tensorboard
 
     def sidecar(self, name: str) -> Path:
         """The `.meta.json` beside fingerprinted artefact `name` ('pools' -> pools.meta.json)."""
-        return self.root / ARTEFACTS[name].meta
+        return self.root / meta_path(ARTEFACTS[name].at(self.seed))
+
+    def for_seed(self, seed: int | None) -> RunPaths:
+        """The same run folder as training seed `seed` sees it (`Artefact.at`)."""
+        return RunPaths(self.root, seed)
+
+    def epoch_checkpoint(self, phase: str, number: int) -> Path:
+        """checkpoints/{phase}_epoch{number}.pt, with _seed{S} for a seed of train.seeds."""
+        return self.checkpoints / f"{seeded(f'{phase}_epoch{number}', self.seed)}.pt"  # type: ignore[attr-defined]
+
+    def every_seed(self, name: str, seeds: Sequence[int]) -> list[Path]:
+        """Artefact `name` of each seed of `seeds` (train.seeds), or the one file when `seeds` is empty."""
+        return list(dict.fromkeys(self.root / ARTEFACTS[name].at(s) for s in (seeds or [None])))
 
 
-def _artefact_path(name: str, rel: str) -> property:
+def _artefact_path(artefact: Artefact) -> property:
     def get(self: RunPaths) -> Path:
-        return self.root / rel
+        return self.root / artefact.at(self.seed)
 
-    get.__name__, get.__doc__ = name, f"<run folder>/{rel}"
+    get.__name__, get.__doc__ = artefact.name, f"<run folder>/{artefact.path}"
     return property(get)
 
 
 for _artefact in ARTEFACTS.values():
-    setattr(RunPaths, _artefact.name, _artefact_path(_artefact.name, _artefact.path))
+    setattr(RunPaths, _artefact.name, _artefact_path(_artefact))
 
 
 def json_safe(x: Any) -> Any:

@@ -30,6 +30,21 @@ class TrainResult:
     stopped: bool = False  # `stop_after_steps` was reached before the end
 
 
+def combine(results: list[TrainResult]) -> TrainResult:
+    """The seeds of train.seeds as one result: every seed's checkpoints in training order, their epoch tables
+    one below the other, the best checkpoint by validation reward over all of them, the steps of all seeds;
+    `last` is the last seed's. One result is itself."""
+    if len(results) == 1:
+        return results[0]
+    tables = [r.val_table for r in results if not r.val_table.empty]
+    table = pd.concat(tables, ignore_index=True) if tables else results[0].val_table
+    shots = [int(c.split("@")[1]) for c in table.columns if str(c).startswith("val/reward@")]
+    last = results[-1]
+    return TrainResult(last.run_dir, [c for r in results for c in r.checkpoints], last.last, table,
+                       best_checkpoint(table, last.run_dir, shots), sum(r.steps for r in results),
+                       any(r.stopped for r in results))
+
+
 def best_checkpoint(table: pd.DataFrame, run_dir: Path, shots: list[int]) -> Path | None:
     """The epoch checkpoint with the highest mean val/reward over `shots` (first one on ties)."""
     cols = [f"val/reward@{k}" for k in shots]

@@ -19,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from icl_kit.core.names import natural_key, seed_of
 from icl_kit.core.runs import RunPaths, read_jsonl
 
 WIDTH = 10.0  # inches
@@ -26,10 +27,25 @@ STEP_KEYS = ("train/reward_mean", "train/adv_std", "train/kl", "train/frac_rewar
 LOSS_KEYS = ("val/rce_loss", "val/loss")
 REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
 STYLE = {"style": "whitegrid", "context": "notebook"}
+SEED_LOG_GLOB = f"{RunPaths(Path()).for_seed(0).train_log.stem.removesuffix('0')}*.jsonl"  # train_log_seed*.jsonl
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    return read_jsonl(RunPaths(Path(run_dir)).train_log)
+    """train_log.jsonl's lines; in a run of several training seeds (train.seeds), every seed's
+    train_log_seed{S}.jsonl in seed order, each line with its "seed"."""
+    paths = RunPaths(Path(run_dir))
+    files = sorted(paths.root.glob(SEED_LOG_GLOB), key=natural_key)
+    if paths.train_log.exists() or not files:
+        return read_jsonl(paths.train_log)
+    return [{**row, "seed": seed_of(f.stem)} for f in files for row in read_jsonl(f)]
+
+
+def first_seed(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """(the lines of the first training seed, a caption saying so) of a log of several seeds; else (rows, '')."""
+    seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})
+    if len(seeds) < 2:
+        return list(rows), ""
+    return [r for r in rows if r.get("seed") == seeds[0]], f"seed {seeds[0]} of {len(seeds)} trained"
 
 
 def split_log(rows: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,11 +66,13 @@ def val_columns(epochs: pd.DataFrame) -> tuple[str | None, list[str]]:
 
 
 def plot_training_log(rows: Sequence[dict[str, Any]], title: str = "") -> Figure | None:
-    """`training_curves` of a run's train_log.jsonl rows (what notebook 01 shows)."""
+    """`training_curves` of a run's train_log.jsonl rows (what notebook 01 shows); of the first seed, and
+    titled so, in a run of several training seeds."""
+    rows, which = first_seed(rows)
     steps, epochs = split_log(rows)
     fig = training_curves(steps, epochs, *val_columns(epochs))
-    if fig is not None and title:
-        fig.suptitle(title)
+    if fig is not None and (title or which):
+        fig.suptitle(f"{title} ({which})" if title and which else title or which)
     return fig
 
 

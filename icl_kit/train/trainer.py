@@ -70,20 +70,20 @@ from icl_kit.selection.checkpoints import save_v3
 from icl_kit.selection.selector import PointerSelector
 from icl_kit.train.batch import Batch
 from icl_kit.train.math import adapt_beta, linear_tau
-from icl_kit.train.outputs import TrainResult, WorkLog, best_checkpoint, tensorboard_writer
+from icl_kit.train.outputs import TrainResult, WorkLog, best_checkpoint, combine, tensorboard_writer
+from icl_kit.train.preflight import preflight
 from icl_kit.train.queries import QueryTable, split_queries
 from icl_kit.train.refill import refill_step
 from icl_kit.train.rollouts import (
     Groups,
     build_offline_rollouts,
-    check_rollouts,
     load_offline_groups,
     sample_sequences,
     score_groups,
     sequence_length,
 )
 from icl_kit.train.sft import sft_step, validation_sft_loss, warm_start
-from icl_kit.train.sft_data import build_sft_data, check_sft_data, load_sft_split, sft_queries
+from icl_kit.train.sft_data import build_sft_data, load_sft_split, sft_queries
 from icl_kit.train.state import (
     EpochAcc,
     Position,
@@ -120,26 +120,18 @@ def train(params: Params, *, ctx: RunContext | None = None, stop_after_steps: in
     ranks = Ranks.start()
     try:
         if ctx is None:
-            ctx = RunContext.for_ranks(params, ranks, check=lambda c: preflight(params, c))
+            ctx = RunContext.for_ranks(params, ranks, check=preflight)
         else:
-            preflight(params, ctx)
-        return Trainer(params, ctx, ranks, progress).run(stop_after_steps)
+            preflight(ctx)
+        results = []
+        for seed in params.train.seeds or [None]:  # train.seeds: one lineage per seed, in turn
+            seed_ctx = ctx.for_seed(seed)
+            results.append(Trainer(seed_ctx.params, seed_ctx, ranks, progress).run(stop_after_steps))
+            if results[-1].stopped:
+                break
+        return combine(results)
     finally:
         ranks.close()
-
-
-def preflight(params: Params, ctx: RunContext) -> None:
-    """Every refusal training can meet before it writes: the query split, rollouts.jsonl, artefacts made with
-    other params (their sidecars, upstream first), the resume state, the warm-start checkpoint, and beam data
-    that will not be built."""
-    cfg = params.train
-    split = split_queries(ctx.world.pool_ids, cfg.rollouts.val_fraction, cfg.rollouts.max_queries)
-    check_rollouts(ctx.paths.rollouts, ctx.world.pool_ids, sequence_length(cfg))
-    ctx.store.check("embeddings", "pools", "rollouts", *(("sft_data",) if cfg.sft.epochs else ()))
-    load_last(ctx.paths.last, train_fingerprint(params))
-    warm_start(PointerSelector(**vars(params.selector)), cfg.init_checkpoint)
-    if cfg.sft.epochs and not params.sft_data.build:
-        check_sft_data(ctx.paths.sft_data, split)
 
 
 # ---------------------------------------------------------------------- trainer
@@ -369,7 +361,7 @@ class Trainer:
         n = max(self.acc.n_steps, 1)
         kl_epoch = self.acc.kl_sum / n
         beta_used = self.beta if phase == "grpo" else 0.0
-        path = self.paths.checkpoints / f"{phase}_epoch{self.pos.epoch + 1}.pt"
+        path = self.paths.epoch_checkpoint(phase, self.pos.epoch + 1)
         metrics = {**val, "train/kl_epoch": kl_epoch, "step": self.pos.global_step}
         if self.ranks.main:
             save_v3(path, self.policy, epoch=self.pos.epoch, phase=phase, kl_beta=beta_used, metrics=metrics,

@@ -231,6 +231,8 @@ def validate_cross_fields(p: Params) -> None:
                        ("train.val_shots", p.train.val_shots)):
         if not shots or min(shots) < 1 or max(shots) > p.pools.size:
             raise KitError(f"{key}={shots} must be a non-empty list of shots in 1..pools.size={p.pools.size}.")
+    if len(set(p.train.seeds)) != len(p.train.seeds) or any(s < 0 for s in p.train.seeds):
+        raise KitError(f"train.seeds={p.train.seeds} must list distinct seeds >= 0 (e.g. [0, 1, 2]), or be [].")
     if p.encoder.backend != "clip" and p.encoder.dim != p.selector.input_dim:
         raise KitError(
             f"encoder.dim={p.encoder.dim} must equal selector.input_dim={p.selector.input_dim}; set both."

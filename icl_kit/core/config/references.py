@@ -22,14 +22,13 @@ from pathlib import Path, PurePosixPath
 
 from icl_kit.core.config.params import SUBSET_RE, Params, ReportConfig, StatsConfig
 from icl_kit.core.errors import KitError, few
-from icl_kit.core.names import PHASES
+from icl_kit.core.names import PHASES, method_of, seed_of
 from icl_kit.core.runs import RunPaths
 
 # The baselines evaluation knows by name (icl_kit.evaluation.systems.BASELINES; a test keeps the two equal).
 BASELINE_SYSTEMS = ("zero_shot", "random", "similarity", "similarity_i2t", "similarity_i2i", "similarity_t2t")
 CHECKPOINT_NAME_RE = re.compile(rf"^({'|'.join(PHASES)})_epoch(\d+)$")  # the names training gives checkpoints
 OWN_CHECKPOINTS = "checkpoints"  # the run's checkpoints folder, as eval.systems names it (relative to the run)
-RESUME_FILE = RunPaths(Path()).last.name  # written beside the epoch checkpoints (the resume state)
 STUDY_OPTIONS = (":study_renames", ":study_layers=1")  # eval.systems suffixes (icl_kit.evaluation.systems)
 SHOWN = 4  # systems named in a refusal
 # A baseline left at its default is no reference the params make: a run that evaluates no random baseline (an
@@ -59,6 +58,8 @@ def check_references(p: Params, held: dict[str, set[int]] | None = None) -> None
     refs += [("report.baseline", p.report.baseline)]
     refs = [(key, name) for key, name in refs if DEFAULT_BASELINES.get(key) != name]
     names = list(dict.fromkeys(planned.values()))
+    if len(p.train.seeds) >= 2:  # a method of several seeds is a name too (icl_kit.stats.seeds)
+        names += list(dict.fromkeys(method_of(n) for n in names if seed_of(n) is not None))
     for key, name in refs:
         if name not in names and name not in held:
             _refuse_name(p, key, name, planned)
@@ -90,7 +91,9 @@ def planned_systems(p: Params) -> dict[str, str] | None:
 def checkpoint_files(p: Params) -> list[str]:
     """The files training writes into the run's checkpoints folder: each phase's epochs, then the resume state."""
     epochs = {phase: getattr(p.train, phase).epochs for phase in PHASES}
-    return [f"{phase}_epoch{n}.pt" for phase in PHASES for n in range(1, epochs[phase] + 1)] + [RESUME_FILE]
+    paths = [RunPaths(Path(), seed) for seed in p.train.seeds or [None]]  # train.seeds: each seed's files
+    return [path.epoch_checkpoint(phase, n).name for path in paths for phase in PHASES
+            for n in range(1, epochs[phase] + 1)] + [path.last.name for path in paths]
 
 
 def held_systems(folders: list[Path]) -> dict[str, set[int]]:

@@ -171,6 +171,13 @@ class TrainConfig:
     """Selector training: rollouts, rewards, SFT, RCE warm-up, GRPO."""
 
     seed: int = opt(0, "Seed of every training random choice.")
+    seeds: list[int] = opt(
+        [], "Train the same params once per seed listed (e.g. [0, 1, 2]; each replaces train.seed), one lineage "
+        "each: checkpoints/{phase}_epoch{N}_seed{S}.pt, train_log_seed{S}.jsonl, checkpoints/last_seed{S}.pt, "
+        "rollouts_seed{S}.jsonl. Statistics then test methods (e.g. grpo_epoch5 over the seeds) as well as "
+        "checkpoints (docs/statistics.md, 'This checkpoint, or this method (training seeds)'). [] = one run "
+        "with train.seed."
+    )
     device: str = opt("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda[:i]'.")
     weight_decay: float = opt(0.01, "AdamW weight decay.", min=0.0)
     grad_clip: float = opt(1.0, "Gradient-norm clip.", min=0.0)
