@@ -123,7 +123,7 @@ TABLE: tuple[Artefact, ...] = (
     Artefact("summary", "eval/summary.csv", "eval", EVAL.sections, 1),
     Artefact("imported", "eval/imported.csv", "study import-results", (), 1),
     Artefact("stats_dir", "stats", "stats", STATS.sections, 1, folder=True),
-    Artefact("comparisons", "stats/comparisons.csv", "stats", STATS.sections, 1),
+    Artefact("comparisons", "stats/comparisons.csv", "stats", STATS.sections, 2),  # 2: n_seeds (method rows)
     Artefact("stats_summary", "stats/summary.json", "stats", STATS.sections, 2),  # 2: with "format", config
     Artefact("report_dir", "report", "report", REPORT.sections, 1, folder=True),
     Artefact("report_md", "report/report.md", "report", REPORT.sections, 1),

@@ -23,6 +23,9 @@ PRED_COLUMNS = ("system", "shot", "question_id", "acc")
 SUMMARY_COLUMNS = ("system", "shot", "n", "accuracy")
 ALL = "all"
 PRIMARY, AUTOMATIC = "primary", "automatic"  # explicit comparisons; vs baseline and vs previous epoch
+METHOD = "method"  # the automatic family of method claims (train.seeds): each method vs the baseline
+METHOD_KINDS = ("method", "method_vs_baseline")  # rows tested over the seeds (icl_kit.stats.seeds)
+Methods = Mapping[str, Mapping[int, str]]  # method -> {seed: system} (icl_kit.stats.seeds.seed_methods)
 Scores = dict[tuple[str, int], pd.Series]  # (system, shot) -> acc indexed by question_id
 
 
@@ -66,12 +69,15 @@ def comparison_pairs(
     explicit: Iterable[Pair] = (),
     worlds: Mapping[str, str] | None = None,
     automatic: bool = True,
+    methods: Methods | None = None,
 ) -> list[Pair]:
     """Explicit pairs (primary family), then, with `automatic`, each system of the baseline's world vs the
-    baseline and each epoch vs the previous one (automatic family); duplicates dropped per family."""
+    baseline and each epoch vs the previous one (automatic family) and, for a run of several training seeds,
+    each method vs the baseline over the seeds (method family); duplicates dropped per family."""
     worlds = worlds or {}
     out = list(explicit)
     if automatic:
+        out += [Pair(baseline, m, "method_vs_baseline", METHOD) for m in methods or {} if m != baseline]
         home = worlds.get(baseline, RUN_WORLD)
         out += [Pair(baseline, s, "vs_baseline", AUTOMATIC) for s in systems
                 if s != baseline and worlds.get(s, RUN_WORLD) == home]
@@ -90,18 +96,24 @@ def common_ids(sa: pd.Series, sb: pd.Series, ids: set[Any] | None) -> pd.Index:
 
 
 def explicit_pairs(cfg: StatsConfig, systems: list[str], pairs: Iterable[tuple[str, str]] = (),
-                   worlds: Mapping[str, str] | None = None) -> list[Pair]:
+                   worlds: Mapping[str, str] | None = None, methods: Methods | None = None) -> list[Pair]:
     """`stats.comparisons` (and programmatic `pairs`) as primary-family pairs. A system without results, or
     two systems of different worlds (this run's evaluation, the study's reported numbers on some questions),
-    is a KitError: such a difference would compare two different experiments."""
-    worlds = worlds or {}
+    is a KitError: such a difference would compare two different experiments. A name that is a method of
+    several training seeds (`methods`: 'grpo_epoch5' for grpo_epoch5_seed0, _seed1, ...) makes a method pair,
+    tested over the seeds."""
+    worlds, methods = worlds or {}, methods or {}
     entries = [dict(c) for c in cfg.comparisons] + [{"a": a, "b": b} for a, b in pairs]
     out = []
     for c in entries:
-        missing = [s for s in (c["a"], c["b"]) if s not in systems]
+        missing = [s for s in (c["a"], c["b"]) if s not in systems and s not in methods]
         if missing:
             raise KitError(f"stats.comparisons names {missing}, which have no results; choose from "
-                           f"{few(systems, 'system', 5)}.")
+                           f"{few(list(methods) + systems, 'system', 5)}.")
+        if c["a"] in methods or c["b"] in methods:
+            out.append(Pair(c["a"], c["b"], "method", PRIMARY, str(c.get("label") or ""), c.get("shot"),
+                            claimed_points(c.get("claimed"))))
+            continue
         wa, wb = worlds.get(c["a"], RUN_WORLD), worlds.get(c["b"], RUN_WORLD)
         if wa != wb:
             raise KitError(f"Comparison {c['b']} vs {c['a']} is refused: {c['a']} is {world_label(wa)}, {c['b']} "
@@ -150,14 +162,47 @@ def _pooled_jobs(c: Pair, shots: list[int], scores: Scores, subsets: list) -> li
     return out
 
 
+def method_seeds(c: Pair, methods: Methods) -> list[int]:
+    """The seeds a method pair is tested over: B's (and A's, when both are methods: those both have)."""
+    sides = [set(methods[x]) for x in (c.a, c.b) if x in methods]
+    return sorted(set.intersection(*sides))
+
+
+def method_columns(c: Pair, shot: int, scores: Scores, methods: Methods) -> tuple[list, list] | None:
+    """(A's, B's) per-seed score series of a method pair at `shot`, or None where one is missing."""
+    seeds = method_seeds(c, methods)
+    sides = [[(methods[x][s] if x in methods else x, shot) for s in seeds] for x in (c.a, c.b)]
+    if len(seeds) < 2 or any(k not in scores for side in sides for k in side):
+        return None
+    return [scores[k] for k in sides[0]], [scores[k] for k in sides[1]]
+
+
+def _method_jobs(c: Pair, shots: list[int], scores: Scores, methods: Methods, subsets: list) -> list:
+    out = []
+    for k in shots if c.shot is None else [c.shot]:
+        cols = method_columns(c, k, scores, methods)
+        if cols is None:
+            if c.shot is not None:
+                raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k} over the training seeds, "
+                               "but not every seed has a result at that shot; drop the shot or evaluate it.")
+            continue
+        for subset, ids in subsets:
+            common = reduce(pd.Index.intersection, [s.index for s in cols[0] + cols[1]])
+            common = common[common.isin(list(ids))] if ids is not None else common
+            if len(common) >= MIN_N:
+                out.append((c, k, subset, common.sort_values()))
+    return out
+
+
 def jobs(scores: Scores, summ: Mapping, worlds: Mapping[str, str], comparisons: list[Pair], subsets: list,
-          shots: list) -> list:
+         shots: list, methods: Methods | None = None) -> list:
     """(pair, shot, subset, common ids or None for summary mode) of every row that can be computed. An
     automatic row that repeats an explicit one (same A, B, shot and subset) is dropped: it is one question.
     An explicit pair over every shot also gets, after its per-shot rows, one row per subset pooled over the
     shots (shot POOLED_SHOT, `icl_kit.stats.pooled`), in the primary family."""
-    jobs = [j for c in comparisons for j in _pair_jobs(c, shots, scores, summ, worlds, subsets)
-            + _pooled_jobs(c, shots, scores, subsets)]
+    jobs = [j for c in comparisons for j in (
+        _method_jobs(c, shots, scores, methods or {}, subsets) if c.kind in METHOD_KINDS
+        else _pair_jobs(c, shots, scores, summ, worlds, subsets) + _pooled_jobs(c, shots, scores, subsets))]
     primary = {(c.a, c.b, k, sub) for c, k, sub, _ in jobs if c.family == PRIMARY}
     return [j for j in jobs if j[0].family == PRIMARY or (j[0].a, j[0].b, j[1], j[2]) not in primary]
 

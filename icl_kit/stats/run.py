@@ -23,7 +23,7 @@ from tqdm import tqdm  # plain bar: no ipywidgets needed in notebooks
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.core.errors import KitError, few
-from icl_kit.core.names import POINTS
+from icl_kit.core.names import POINTS, method_of, seed_of
 from icl_kit.core.runs import RunPaths, atomic_open, atomic_write_json, json_safe, read_jsonl
 from icl_kit.evaluation.io import PRED_FIELDS, read_imported
 from icl_kit.evaluation.select import run_folder, run_params
@@ -34,13 +34,16 @@ from icl_kit.stats.paired import adjust, compare_paired, compare_summary, verdic
 from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's comparisons are asked for here
     ALL,
     AUTOMATIC,
+    METHOD_KINDS,
     PRIMARY,
+    Methods,
     Pair,
     Scores,
     comparison_pairs,
     epoch_systems,
     explicit_pairs,
     jobs,
+    method_columns,
     per_question_scores,
     pooled_shots,
     subset_ids,
@@ -52,6 +55,7 @@ from icl_kit.stats.pooled import POOLED_SHOT, compare_pooled, shots_field
 from icl_kit.stats.power import MIN_N
 from icl_kit.stats.results import RunResults
 from icl_kit.stats.schema import COLUMNS, StatsSummary, comparisons_frame, stats_summary
+from icl_kit.stats.seeds import compare_seeds, seed_methods
 
 VAL_REWARD_KEY = "val/reward"  # train_log.jsonl: per-epoch lines carry "epoch" and this key
 
@@ -73,6 +77,14 @@ def _pooled_row(scores: Scores, c: Pair, shots: list[int], common: pd.Index, cfg
     return compare_pooled(a, b, n_boot=cfg.n_boot, n_perm=cfg.n_perm, seed=cfg.seed, alpha=cfg.alpha,
                           interval=cfg.interval, equivalence_margin=cfg.equivalence_margin, power=cfg.power,
                           family_size=family_size, clusters=None if images is None else images.loc[common].to_numpy())
+
+
+def _method_row(scores: Scores, c: Pair, shot: int, common: pd.Index, methods: Methods, cfg: StatsConfig,
+                family_size: int) -> dict:
+    """B vs A as methods over the training seeds (`icl_kit.stats.seeds`)."""
+    cols_a, cols_b = method_columns(c, shot, scores, methods)  # type: ignore[misc]
+    a, b = (np.stack([s.loc[common].to_numpy() for s in cols]) for cols in (cols_a, cols_b))
+    return compare_seeds(a, b, alpha=cfg.alpha, power=cfg.power, family_size=family_size)
 
 
 def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
@@ -114,16 +126,20 @@ def run_stats(
                        f"{few(systems, 'system', 5)}, or set stats.automatic: false to compare only "
                        "stats.comparisons.")
     lineages = epoch_systems(predictions) if epoch_chain else {}
-    comparisons = comparison_pairs(systems, cfg.baseline, lineages, explicit_pairs(cfg, systems, pairs, worlds),
-                                   worlds, cfg.automatic)
+    methods = seed_methods(s for s, _ in scores)
+    comparisons = comparison_pairs(systems, cfg.baseline, lineages,
+                                   explicit_pairs(cfg, systems, pairs, worlds, methods), worlds, cfg.automatic,
+                                   methods)
     shots = sorted({k for _, k in set(scores) | set(summ)})
-    todo = jobs(scores, summ, worlds, comparisons, subset_ids(predictions, cfg.subsets), shots)
+    todo = jobs(scores, summ, worlds, comparisons, subset_ids(predictions, cfg.subsets), shots, methods)
     sizes = pd.Series([(sub, c.family) for c, _, sub, _ in todo]).value_counts().to_dict() if todo else {}
     rows = []
     for c, shot, subset, common in tqdm(todo, desc="stats", disable=not progress):
         m = sizes[(subset, c.family)]
         pooled = pooled_shots(c, shots, scores) if shot == POOLED_SHOT else [shot]
-        if shot == POOLED_SHOT:
+        if c.kind in METHOD_KINDS:
+            res = _method_row(scores, c, shot, common, methods, cfg, m)
+        elif shot == POOLED_SHOT:
             res = _pooled_row(scores, c, pooled, common, cfg, m, images)
         elif common is not None:
             res = _paired_row(scores[(c.a, shot)], scores[(c.b, shot)], common, cfg, m, images)
@@ -317,8 +333,8 @@ def stats_for_run(
     df = run_stats(predictions, cfg, summary=summary_only, progress=progress)
     honest = {}
     for stem, by_epoch in epoch_systems(predictions).items():
-        phase = stem.removesuffix("_epoch")  # grpo_epoch -> the trainer's "grpo" epoch lines
-        val = read_val_rewards(RunPaths(Path(run_dir)).train_log, phase=phase)
+        phase = method_of(stem).removesuffix("_epoch")  # grpo_epoch(_seed1) -> the trainer's "grpo" epoch lines
+        val = read_val_rewards(RunPaths(Path(run_dir), seed_of(stem)).train_log, phase=phase)
         if set(val) & set(by_epoch):
             honest[stem] = honest_number(val, df, by_epoch, cfg.baseline)
     summary = summarise(df, cfg, best_epoch_tests(predictions, cfg), honest)

@@ -26,7 +26,7 @@ COLUMNS = [
     "p", "p_adj", "p_method", "tost_p", "tost_p_adj", "verdict", "sign_p", "n_improved", "n_worsened", "mde",
     "n_needed", "n_needed_observed", "alpha_power", "family", "family_size", "kind", "label", "mode", "subset",
     "interval", "wilcoxon_p", "sd_diff", "note", "claimed", "n_needed_lo", "n_needed_hi", "ci_low_family",
-    "ci_high_family", "n_clusters", "shots", "p_ci_disagree",
+    "ci_high_family", "n_clusters", "shots", "p_ci_disagree", "n_seeds",
 ]
 TEXT_COLUMNS = ("system_a", "system_b", "p_method", "verdict", "family", "kind", "label", "mode", "subset",
                 "interval", "note", "shots")
