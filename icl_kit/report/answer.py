@@ -7,7 +7,10 @@ A claim holds when it is significant after the family's correction in the claime
 (`icl_kit.stats.verdict.claim_holds`). Rows of one claim (same label and shot) are its evidence: the study's
 summary numbers (approximate) and, when re-measured, per-question paired rows on each subset; each row
 shows its own n. A claim over every shot also has its row pooled over the shots (`icl_kit.stats.pooled`),
-shown after the per-shot ones as `1–4 (all shots)`.
+shown after the per-shot ones as `1–4 (all shots)`. In a run of several training seeds (`train.seeds`) a
+claim naming a method is tested over the seeds (`icl_kit.stats.seeds`, mode 'seeds') and says so ("this
+method, 3 training seeds x ..."), apart from the claims about one checkpoint ("this checkpoint (one training
+run)").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pandas as pd
 
 from icl_kit.report.rules import Facts
 from icl_kit.report.text import Doc, Text, ci, count, md_table, need_text, num, p_bound, pts, share
+from icl_kit.stats.seeds import SEEDS_MODE
 from icl_kit.stats.verdict import claim_holds, verdict_kind, verdict_margin
 
 PRIMARY = "primary"
@@ -57,10 +61,20 @@ def is_retest(rows: pd.DataFrame) -> bool:
     return bool(len(rows)) and bool((rows["mode"] == "summary").any()) and bool(rows["claimed"].notna().any())
 
 
-def evidence(t: Text, row: pd.Series, retest: bool) -> str:
+def evidence(t: Text, row: pd.Series, retest: bool, seeded: bool = False) -> str:
+    """What a claim's row rests on: the study's numbers, this run's questions, or (`seeded`: a run of several
+    training seeds) one checkpoint's questions or a method's seeds x questions."""
     if row["mode"] == "summary":
         return t("ev_summary", n=count(row["n"]))
-    return t("ev_paired" if retest else "ev_run", label=t.subset_label(row["subset"]), n=count(row["n"]))
+    if row["mode"] == SEEDS_MODE:
+        return t("ev_seeds", k=count(row["n_seeds"]), label=t.subset_label(row["subset"]), n=count(row["n"]))
+    key = "ev_paired" if retest else "ev_checkpoint" if seeded else "ev_run"
+    return t(key, label=t.subset_label(row["subset"]), n=count(row["n"]))
+
+
+def seeded(rows: pd.DataFrame) -> bool:
+    """Does the run test methods over training seeds (rows of mode 'seeds')?"""
+    return bool((rows["mode"] == SEEDS_MODE).any())
 
 
 def claims_table(t: Text, facts: Facts, rows: pd.DataFrame) -> str:
@@ -74,7 +88,8 @@ def claims_table(t: Text, facts: Facts, rows: pd.DataFrame) -> str:
         claimed = [pts(r["claimed"]) if pd.notna(r["claimed"]) else "—"] if with_claimed else []
         diff = f"{pts(r['diff'])} {ci(r.ci_low, r.ci_high)}"
         family = ci(r.get("ci_low_family"), r.get("ci_high_family"))
-        body.append([r["claim"], t.shot(r["shot"], r.get("shots")), *claimed, evidence(t, r, retest), diff, family,
+        body.append([r["claim"], t.shot(r["shot"], r.get("shots")), *claimed, evidence(t, r, retest, seeded(rows)),
+                     diff, family,
                      p_bound(r.p_adj, facts.at_floor(r)), f"±{num(r['mde'])}", need_text(r),
                      plain_verdict(t, r, facts.margin)])
     return md_table(heads, body)
@@ -82,8 +97,8 @@ def claims_table(t: Text, facts: Facts, rows: pd.DataFrame) -> str:
 
 def _groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """Evidence groups: the study's summaries first, then each paired subset, small n first."""
-    keyed = rows.assign(_g=[("summary" if m == "summary" else s) for m, s in zip(rows["mode"], rows["subset"],
-                                                                                 strict=True)])
+    keyed = rows.assign(_g=[("summary" if m == "summary" else f"{SEEDS_MODE}/{s}" if m == SEEDS_MODE else s)
+                            for m, s in zip(rows["mode"], rows["subset"], strict=True)])
     order = keyed.groupby("_g")["n"].max().sort_values(kind="stable")
     names = sorted(order.index, key=lambda g: (g != "summary", order[g]))
     return [(g, keyed[keyed["_g"] == g]) for g in names]
@@ -101,9 +116,10 @@ def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str, retes
     """How many claims of one evidence group hold, and what the others are: a real difference the claim did
     not make, equivalent within ±δ, or not to be told from noise (with the interval width and the MDE)."""
     first = group.iloc[0]
-    where = (t("w_summary", n=count(group["n"].max())) if first["mode"] == "summary"
-             else t("w_paired" if retest else "w_run", label=t.subset_label(first["subset"]),
-                    n=count(group["n"].max())))
+    label, n = t.subset_label(first["subset"]), count(group["n"].max())
+    where = (t("w_summary", n=n) if first["mode"] == "summary"
+             else t("w_seeds", k=count(first["n_seeds"]), label=label, n=n) if first["mode"] == SEEDS_MODE
+             else t("w_paired" if retest else "w_run", label=label, n=n))
     held_mask = pd.Series([holds(r) for _, r in group.iterrows()], index=group.index, dtype=bool)
     kinds = group["verdict"].map(verdict_kind)
     contrary = group[kinds.isin(["better", "worse"]) & ~held_mask]
@@ -111,7 +127,7 @@ def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str, retes
     fields = {"m": count(len(group)), "what": t(what), "where": where, "power": share(facts.power),
               "margin": num(facts.margin),
               "hw": num(float(np.median((noise.ci_high - noise.ci_low) / 2))) if len(noise) else "—",
-              "mde": num(float(np.nanmedian(noise["mde"]))) if len(noise) else "—"}
+              "mde": num(float(noise["mde"].dropna().median())) if noise["mde"].notna().any() else "—"}
     if len(noise) == len(group):
         return t("h_none", **fields)
     held = group[held_mask]
@@ -181,6 +197,8 @@ def answer_section(doc: Doc, t: Text, facts: Facts, audit_findings: int | None,
                sizes=", ".join(count(m) for m in sorted({int(m) for m in rows["family_size"].dropna()})))]
     if (rows["mode"] == "summary").any():
         notes.append(t("c_note_summary"))
+    if seeded(facts.comparisons):
+        notes.append(t("c_note_seeds", k=count(facts.comparisons["n_seeds"].max())))
     if audit_findings is not None:
         notes.append(t("c_note_audit", k=count(audit_findings)))
     doc.add("\n".join(f"- {n}" for n in notes))

@@ -41,7 +41,7 @@ from icl_kit.report.headroom import load_headroom
 from icl_kit.report.sections import ReportInputs, build_markdown
 from icl_kit.stats.intervals import LEVEL, summary_intervals
 from icl_kit.stats.run import read_comparisons, read_stats_summary, run_intervals
-from icl_kit.train.plots import split_log
+from icl_kit.train.plots import first_seed, read_log, split_log
 
 STATS_HINT = "run `icl-kit run PARAMS --stages stats`"
 REQUIRED = {  # artefact (RunPaths attribute) -> how to make it
@@ -86,7 +86,7 @@ def load_inputs(run_dir: str | Path) -> ReportInputs:
     params.stats = summary.config  # alpha and the rest as the statistics were made (resolved once, by stats)
     comparisons = read_comparisons(paths.root)
     accuracy = accuracy_table(paths, 1 - params.stats.alpha)
-    steps, epochs = split_log(read_jsonl(paths.train_log))
+    steps, epochs = split_log(first_seed(read_log(paths.root))[0])  # train.seeds: the first seed's curves
     date = dt.date.fromtimestamp(paths.comparisons.stat().st_mtime).isoformat()
     agreement_file = paths.lvlm_agreement
     agreement = json.loads(agreement_file.read_text(encoding="utf-8")) if agreement_file.is_file() else None

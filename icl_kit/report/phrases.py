@@ -6,6 +6,8 @@ report rendered in either language prints the same numbers.
 
 from __future__ import annotations
 
+from icl_kit.report.phrases_claims import CLAIMS_EN, CLAIMS_ZH
+
 # ------------------------------------------------------------------ phrases
 ZH: dict[str, str] = {
     "title": "# {title}：{compared}",
@@ -16,30 +18,10 @@ ZH: dict[str, str] = {
     "sec_names": "核心结论|测试配置|结果对比|详细分析|关键发现|建议|总结",
     "name_answer_retest": "研究主张的复检",
     "title_default": "ICD 选择器评估", "title_retest": "研究结论复检", "title_sim": "（演示世界，模拟 LVLM）",
-    "c_claim": "主张", "c_claimed": "声称的差异", "c_evidence": "证据（n）", "c_diff": "本工具的差异 [{level} 区间]",
-    "c_mde": "本 n 可检测的最小差异", "c_need": "检出 ±{margin} 点所需 n", "c_verdict": "结论",
     "a_gain": "真实差异（提升）", "a_drop": "真实差异（下降）", "a_equiv": "在 ±{margin} 点内等价",
     "a_noise": "无法与噪声区分",
-    "ev_summary": "研究的汇总数，n = {n} †", "ev_paired": "逐题重新测量，{label}，n = {n}",
-    "w_summary": "仅凭研究的汇总数（n = {n}）", "w_paired": "逐题重新测量（{label}，n = {n}）",
     "what_claims": "主张", "what_primary": "主要比较",
-    "h_none": "{where}，{m} 项{what}没有一项成立：每个区间宽约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} "
-              "功效被检出，所以这些差异都无法与噪声区分。",
-    "h_held": "{where}，{m} 项{what}中有 {held} 项成立（{cells}）",
-    "h_held_none": "{where}，{m} 项{what}没有一项成立",
-    "h_contrary": "{k} 项显示了主张之外的真实差异（{cells}）",
-    "h_equiv": "{k} 项在 ±{margin} 点内等价",
-    "h_noise": "{k} 项无法与噪声区分（区间约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} 功效被检出）",
     "h_join": "{first}：{rest}。", "clause_sep": "；",
-    "h_cell": "{claim}（shot {shot}）{diff} {ci}",
-    "c_note": "校正后 p 与族校正区间都在同一证据上的主张族内计算（族大小 m = {sizes}；区间为 1 − α/m 的 Bonferroni "
-              "同时区间，结论以校正后的精确 p 为准）；{level} 区间是单项主张自己的区间；"
-              "“可检测的最小差异”是本 n 在该族 α/m 水平下以 {power} 功效能检出的最小差异；"
-              "“所需 n”是以同样功效检出 ±{margin} 点差异所需的题数。",
-    "c_family": "族校正区间",
-    "c_note_summary": "† 仅有研究的汇总准确率：按独立比例近似检验（两次运行答的是同一批题，所以偏保守）；"
-                      "所需 n 的范围假设逐题配对重测、两次答案的相关系数为 0.8–0.3。",
-    "c_note_audit": "研究各文件本身显示的缺陷（含计数）见 [audit.md](audit.md)（{k} 项）。",
     "compared_claims": "研究的 {m} 项主张",
     "header_imported": "> 日期：{date} · 来源：研究的结果文件 {files} · 样本数：{n} · "
                        "推理模型：研究自己的运行（本工具未重新运行）",
@@ -64,7 +46,7 @@ ZH: dict[str, str] = {
                   "TOST 等价检验（δ = ±{margin} 点）；功效 {power}",
     "cluster_desc": "，按图像聚类（{k} 张图像：同一图像的题目一起翻转；区间、MDE 与所需题数按聚类稳健计算）",
     "training_desc": "InfoScore 束搜索数据上的 SFT {sft} 个 epoch，RCE 预热 {rce} 个 epoch，"
-                     "GRPO {grpo} 个 epoch；奖励 {reward}",
+                     "GRPO {grpo} 个 epoch；奖励 {reward}{seeds}",
     "run_smoke": "冒烟测试（数字无意义）", "run_normal": "正式运行",
     "cfg_batching": "批处理一致性", "cfg_work": "LVLM 工作量",
     "work_desc": "{stage}：{prompts} 个提示，{images} 张图像（编码 {encoded}）",
@@ -173,7 +155,10 @@ ZH: dict[str, str] = {
     "r_more_n": "把测试题数增加到 n≈{need}（eval.n 或 eval.questions: all），再判断这些差异。",
     "r_split_too_small": "本次已用上全部测试题（n = {n}）；检出 ±{margin} 点约需 n≈{need} 题，超过了这个测试集："
                          "把这些差异记为“未检出”，或在更大的测试集上检验。",
-    "ev_run": "逐题，{label}，n = {n}", "w_run": "{label}（n = {n}）上",
+    "kind_method": "**方法对比（在各训练种子上检验）**",
+    "kind_method_vs_baseline": "**各方法与基线 {baseline} 对比（在各训练种子上检验）**",
+    "kindname_method": "方法", "kindname_method_vs_baseline": "方法对基线",
+    "seeds_desc": "；{k} 个训练种子（{seeds}），每个种子一条检查点序列",
     "r_undetectable": "其余 {k} 项无法下结论的差异远小于本次能检出的差异（最小可检测差异 ±{mde} 点），"
                       "其中最容易检出的也约需 n≈{need} 题：把它们记为“未检出”，不要当作提升或下降。",
     "r_honest": "报告按验证集选出的检查点在测试集上的结果，不要报告测试集上挑出来的最佳 epoch。",
@@ -205,38 +190,11 @@ EN: dict[str, str] = {
     "name_answer_retest": "The study's claims, re-tested",
     "title_default": "ICD selector evaluation", "title_retest": "Re-test of the study's claims",
     "title_sim": " (demo world, simulated LVLM)",
-    "c_claim": "Claim", "c_claimed": "Claimed", "c_evidence": "Evidence (n)", "c_diff": "Kit's difference [{level} "
-                                                                                      "interval]",
-    "c_mde": "Detectable at this n", "c_need": "n to detect ±{margin}", "c_verdict": "Verdict",
     "a_gain": "a real difference (gain)", "a_drop": "a real difference (drop)", "a_equiv": "equivalent within "
                                                                                       "±{margin} points",
     "a_noise": "cannot be told from noise",
-    "ev_summary": "the study's numbers, n = {n} †", "ev_paired": "re-measured per question, {label}, n = {n}",
-    "w_summary": "from the study's summary numbers at n = {n}", "w_paired": "re-measured per question on {label} "
-                                                                            "(n = {n})",
     "what_claims": "claims", "what_primary": "primary comparisons",
-    "h_none": "None of the {m} {what} holds {where}: each interval is about ±{hw} points wide, and a difference "
-              "would need about {mde} points to be detected with {power} power, so the differences cannot be told "
-              "from noise.",
-    "h_held": "{held} of the {m} {what} hold {where} ({cells})",
-    "h_held_none": "None of the {m} {what} holds {where}",
-    "h_contrary": "{k} with a real difference the claim did not make ({cells})",
-    "h_equiv": "{k} equivalent within ±{margin} points",
-    "h_noise": "{k} not to be told from noise (intervals about ±{hw} points; a difference would need about {mde} "
-               "points to be detected with {power} power)",
     "h_join": "{first}: {rest}.", "clause_sep": "; ",
-    "h_cell": "{claim} at shot {shot}, {diff} {ci}",
-    "c_note": "Adjusted p and the family-adjusted interval are computed within the family of claims on the same "
-              "evidence (family size m = {sizes}; the interval is the Bonferroni simultaneous interval at 1 − α/m, "
-              "and the verdict follows the exact adjusted p); the {level} interval is each claim's own; "
-              "“detectable” is the smallest difference this n detects with {power} power at the family's α/m; "
-              "“n to detect” is the questions needed to detect ±{margin} points with that power.",
-    "c_family": "Family-adjusted interval",
-    "c_note_summary": "† From the study's summary accuracies only: tested as independent proportions, an "
-                      "approximation that is conservative here (both runs answered the same questions); the n range "
-                      "assumes a paired re-measurement whose answers correlate 0.8–0.3.",
-    "c_note_audit": "What each of the study's files shows (its defects, with counts): [audit.md](audit.md) ({k} "
-                    "findings).",
     "compared_claims": "{m} claims of the study",
     "header_imported": "> Date: {date} · Source: the study's result files {files} · Questions: {n} · Model: the "
                        "study's own runs (not re-run here)",
@@ -265,7 +223,7 @@ EN: dict[str, str] = {
     "cluster_desc": ", by image ({k} images: the questions of one image flip together; interval, MDE and n needed "
                     "cluster-robust)",
     "training_desc": "SFT on InfoScore beams {sft} epochs, RCE warm-up {rce} epochs, GRPO {grpo} epochs; "
-                     "reward {reward}",
+                     "reward {reward}{seeds}",
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
     "cfg_batching": "Batch agreement", "cfg_work": "LVLM work",
     "work_desc": "{stage}: {prompts} prompts, {images} images ({encoded} encoded)",
@@ -392,7 +350,10 @@ EN: dict[str, str] = {
     "r_split_too_small": "This run already uses every test question (n = {n}); detecting ±{margin} points needs "
                          "about n ≈ {need}, more than the split holds: record these differences as not detected, or "
                          "test them on a larger split.",
-    "ev_run": "per question, {label}, n = {n}", "w_run": "on {label} (n = {n})",
+    "kind_method": "**Method claims (tested over the training seeds)**",
+    "kind_method_vs_baseline": "**Each method against the baseline {baseline} (tested over the training seeds)**",
+    "kindname_method": "method", "kindname_method_vs_baseline": "method vs baseline",
+    "seeds_desc": "; {k} training seeds ({seeds}), one lineage of checkpoints each",
     "r_more_n": "Evaluate on n ≈ {need} test questions (eval.n, or eval.questions: all) before judging these "
                 "differences.",
     "r_undetectable": "The remaining {k} inconclusive differences are far below what this run can detect (minimum "
@@ -416,4 +377,6 @@ EN: dict[str, str] = {
     "list_sep": ", ", "and_more": "and {k} more", "sentence_sep": " ", "full_stop": ".",
 }
 
+ZH |= CLAIMS_ZH
+EN |= CLAIMS_EN
 PHRASES = {"zh": ZH, "en": EN}

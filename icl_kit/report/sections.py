@@ -13,7 +13,7 @@ import pandas as pd
 
 from icl_kit.core.config import Params, ReportConfig, backend_traits
 from icl_kit.core.errors import KitError, few
-from icl_kit.core.names import collapse_epochs, natural_key
+from icl_kit.core.names import collapse_epochs, method_of, natural_key
 from icl_kit.evaluation.plots import plot_accuracy_by_epoch
 from icl_kit.lvlm.work import Work
 from icl_kit.report.answer import answer_section, headline, is_retest, main_sentences
@@ -49,7 +49,7 @@ from icl_kit.stats.schema import StatsSummary
 from icl_kit.stats.verdict import verdict_kind
 from icl_kit.train.plots import STEP_KEYS, training_curves, val_columns
 
-KINDS = ("explicit", "vs_baseline", "epoch_vs_previous", "pair")
+KINDS = ("explicit", "method", "vs_baseline", "method_vs_baseline", "epoch_vs_previous", "pair")
 INTERVAL_NAMES = {"t_changed": "Student t (df from the changed questions)", "score": "score (Wilson-type)",
                   "t": "Student t", "bca": "BCa bootstrap", "percentile": "percentile bootstrap"}
 DATASET_NAMES = {"okvqa": "OK-VQA", "vqav2": "VQAv2"}
@@ -118,7 +118,7 @@ def featured_pairs(facts: Facts, cfg: ReportConfig) -> list[tuple[str, str, str]
 # ------------------------------------------------------------------ title and configuration
 def header(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportConfig, facts: Facts) -> None:
     p = inputs.params
-    b_systems = [b for a, b, k in featured_pairs(facts, cfg) if k == "vs_baseline" or a == cfg.baseline]
+    b_systems = [method_of(b) for a, b, k in featured_pairs(facts, cfg) if k == "vs_baseline" or a == cfg.baseline]
     claims = claim_rows(facts)
     if b_systems or claims.empty:
         compared = f"{t.join(collapse_epochs(sorted(set(b_systems), key=natural_key)), limit=6)} vs {cfg.baseline}"
@@ -180,7 +180,8 @@ def _configuration_table(doc: Doc, t: Text, inputs: ReportInputs, cfg: ReportCon
                            margin=num(s.equivalence_margin), power=share(s.power),
                            cluster=t("cluster_desc", k=count(k)) if pd.notna(k) else "")],
         [t("cfg_training"), t("training_desc", sft=p.train.sft.epochs, rce=p.train.rce.epochs, grpo=p.train.grpo.epochs,
-                              reward=p.train.reward.kind)],
+                              reward=p.train.reward.kind, seeds=t("seeds_desc", k=len(p.train.seeds), seeds=", ".join(
+                                  str(s) for s in p.train.seeds)) if p.train.seeds else "")],
         [t("cfg_run"), t("run_smoke") if cfg.smoke else t("run_normal")],
     ]
     if inputs.work:
