@@ -218,9 +218,11 @@ class AnswerService:
 
     def _ask(self, keys: list[PromptKey]) -> dict[PromptKey, Answer]:
         requests = [self.request(k) for k in keys]
-        gens = self.lvlm.generate(requests)
         self.calls += len(keys)
-        probs = self._gt_probs(requests) if self.with_gt_prob else [None] * len(keys)
+        if self.with_gt_prob:
+            gens, probs = self._generated_gt_probs(keys, requests)
+        else:
+            gens, probs = self.lvlm.generate(requests), [None] * len(keys)
         return {
             k: Answer(raw=g.text, pred=g.answer, acc=vqa_accuracy(g.answer, list(r.query.answers)), gt_prob=p)
             for k, g, r, p in zip(keys, gens, requests, probs, strict=True)
@@ -255,7 +257,19 @@ class AnswerService:
         scores = iter(self.scores(flat))
         return [sum(wa * answer_prob(next(scores), norm) for wa in w.values()) for w in weights]
 
-    def _gt_probs(self, requests: list[Request]) -> list[float]:
-        """Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct answers (cached scores)."""
-        keys = [r.key for r in requests]
-        return self.answer_probs(keys, [gt_prob_weights(r.query.answers) for r in requests])
+    def _generated_gt_probs(self, keys: list[PromptKey], requests: list[Request]) -> tuple[list, list[float]]:
+        """The generations and gt_probs (Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct
+        answers) of new prompts: the answers' scores come from the same prompt forward as the generation
+        (`LVLM.generate_scored`) where they are not cached already; a cached score is never replaced."""
+        weights = [gt_prob_weights(r.query.answers) for r in requests]
+        score_keys = [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
+        self.score_lookups += len(score_keys)
+        found = self.cache.get_scores(score_keys)
+        gens, scored = self.lvlm.generate_scored(requests, [list(w) for w in weights])
+        fresh = {k: s for k, s in zip(score_keys, (s for row in scored for s in row), strict=True) if k not in found}
+        self.score_calls += len(fresh)
+        self.cache.put_scores(fresh)
+        found.update(fresh)
+        probs = [sum(wa * answer_prob(found[(q, icds, a)]) for a, wa in w.items())
+                 for (q, icds), w in zip(keys, weights, strict=True)]
+        return gens, probs

@@ -55,6 +55,14 @@ class LVLM(ABC):
     def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
         """Log-probability of `answers[i]` given `requests[i]`'s prompt."""
 
+    def generate_scored(self, requests: Sequence[Request],
+                        answers: Sequence[Sequence[str]]) -> tuple[list[Generation], list[list[Score]]]:
+        """Answer every request AND score its `answers[i]` (e.g. a reward's ground truths): the same results as
+        `generate` then `score`; a backend that can computes each prompt once for both (the Qwen backend)."""
+        flat = [(i, a) for i, given in enumerate(answers) for a in given]
+        scores = iter(self.score([requests[i] for i, _ in flat], [a for _, a in flat]))
+        return self.generate(requests), [[next(scores) for _ in given] for given in answers]
+
     def work_done(self) -> Work:
         """A copy of the work counted so far (icl_kit.lvlm.work); a backend without a `work` counts nothing."""
         work = getattr(self, "work", None)

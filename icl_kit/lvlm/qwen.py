@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from PIL import Image
 from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 
 from icl_kit.core.config import LVLMConfig
 from icl_kit.core.errors import KitError
@@ -40,8 +40,8 @@ from icl_kit.lvlm.batching import run_in_batches
 from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
 from icl_kit.lvlm.prefix import Block, PrefixLRU, prompt_blocks
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
-from icl_kit.lvlm.qwen_loading import load_model_and_processor
-from icl_kit.lvlm.qwen_prefix import PrefixRunner, rows_of, scores_of
+from icl_kit.lvlm.qwen_loading import load_model_and_processor, weights_digest
+from icl_kit.lvlm.qwen_prefix import PrefixRunner, kv_of, rows_of, scores_of
 from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, hooked
 from icl_kit.lvlm.registry import register_backend
 from icl_kit.lvlm.work import Work
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
 IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across shots and prompts
-WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the fingerprint
 SCORE_CHECK_TOL = {torch.float32: 1e-3}  # auto check: |shared - plain| log p allowed (bf16/fp16: 0.1 nats)
 
 
@@ -141,6 +140,22 @@ class QwenLVLM(LVLM):
             texts = self._in_length_order(requests, self._generate_batch, "generate")
         rule = self.cfg.prompt.postprocess
         return [Generation(text=t, answer=postprocess(t, rule)) for t in texts]
+
+    def generate_scored(self, requests: Sequence[Request],
+                        answers: Sequence[Sequence[str]]) -> tuple[list[Generation], list[list[Score]]]:
+        """`generate` and `score` of each request's `answers[i]` from ONE forward of each prompt (with the shared
+        prefill): its KV and last logits score the answers, then, cut by the last token, start generation.
+        Without the shared prefill: `generate`, then `score` (LVLM.generate_scored)."""
+        if self.use_prefill is None and requests:
+            self.use_prefill = self._prefill_agrees(self.prepare(requests[0]))
+        if not self.use_prefill:
+            return super().generate_scored(requests, answers)
+        self.work.prompts += len(requests)
+        with hooked(self.model, self.vision_cache, self.work) as self._counting:
+            out = self._in_length_order(requests, lambda items: self._generate_scored_batch(
+                items, [answers[i] for i, _ in items]), "generate")
+        rule = self.cfg.prompt.postprocess
+        return [Generation(text=t, answer=postprocess(t, rule)) for t, _ in out], [s for _, s in out]
 
     def score(self, requests: Sequence[Request], answers: Sequence[str]) -> list[Score]:
         """Teacher-forced log p(answer tokens | prompt), summed and averaged over tokens.
@@ -242,6 +257,30 @@ class QwenLVLM(LVLM):
         new = seqs if self.use_prefill else seqs[:, batch["input_ids"].shape[1]:]  # left padding aligns prompts
         return self.processor.batch_decode(new, skip_special_tokens=True)
 
+    @torch.inference_mode()
+    def _generate_scored_batch(self, items: list[tuple[int, Prepared]],
+                               answers: list[Sequence[str]]) -> list[tuple[str, list[Score]]]:
+        """One batch of `generate_scored`: the prompts' forward with their last token (KV and last logits), the
+        answers scored from it, then generation from that KV cut by one column (every prompt's last token sits
+        in the last column), as `prefill` would have made it."""
+        prepared = [p for _, p in items]
+        batch = self.encode(prepared)
+        ends_in_text(batch)
+        rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared])
+        done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
+        owner = [i for i, given in enumerate(answers) for _ in given]
+        scores: list[Score] = []
+        if owner:
+            answer_ids, answer_mask = self._answer_tokens([a for given in answers for a in given])
+            scores = scores_of(self.runner.score(done, owner, answer_ids, answer_mask, self._counting), answer_mask)
+        done.cache = DynamicCache(ddp_cache_data=[(k[:, :, :-1], v[:, :, :-1]) for k, v in kv_of(done.cache)])
+        done.mask = done.mask[:, :-1]  # (transformers' DynamicCache.crop changed its meaning between versions)
+        inputs = self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
+        seqs = self.model.generate(**inputs, image_grid_thw=batch["image_grid_thw"], generation_config=self.gen_config)
+        texts = self.processor.batch_decode(seqs[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        it = iter(scores)
+        return [(t, [next(it) for _ in given]) for t, given in zip(texts, answers, strict=True)]
+
     def _generate_plain(self, batch: Any) -> torch.Tensor:
         """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
         return self.model.generate(**batch, generation_config=self.gen_config)
@@ -261,9 +300,7 @@ class QwenLVLM(LVLM):
         and decodes as from scratch (tested; `shared_prefill: auto` checks it on a run's first prompt).
         Without `prepared` (blocks) no prefix is looked up.
         """
-        if "mm_token_type_ids" in batch and bool(batch["mm_token_type_ids"][:, -1].any()):
-            raise KitError("lvlm.shared_prefill needs every prompt to end in a text token, and one ends in an "
-                           "image token; set lvlm.shared_prefill: off (or end the query template with text).")
+        ends_in_text(batch)
         counts = None if prepared is None else [len(p.images) for p in prepared]
         rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts)
         done = self.runner.run(rows, self._counting, drop_last=True, logits=False)
@@ -363,15 +400,11 @@ class QwenLVLM(LVLM):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over each parameter's name and first WEIGHT_SAMPLE values (as float32): cheap,
-    independent of where the weights were loaded from, different for different weights."""
-    h = hashlib.sha256()
-    for name, param in model.named_parameters():
-        h.update(name.encode())
-        h.update(param.detach().reshape(-1)[:WEIGHT_SAMPLE].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def ends_in_text(batch: Any) -> None:
+    """The shared prefill feeds each prompt's last token to `generate` alone: it must be text."""
+    if "mm_token_type_ids" in batch and bool(batch["mm_token_type_ids"][:, -1].any()):
+        raise KitError("lvlm.shared_prefill needs every prompt to end in a text token, and one ends in an "
+                       "image token; set lvlm.shared_prefill: off (or end the query template with text).")
 
 
 @register_backend("qwen")

@@ -1,4 +1,4 @@
-"""Loading Qwen2.5-VL on a first run: dtype, attention implementation, device, cache API.
+"""Loading Qwen2.5-VL on a first run: dtype, attention implementation, device, cache API; the weights' digest.
 
 Each choice is made once, here, and logged in one line, so a GPU box that lacks something
 (a broken flash-attn wheel, a CUDA build without a driver, an older transformers) runs
@@ -8,6 +8,7 @@ with the fallback or stops with one sentence, instead of failing at the first fo
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
 from typing import Any
@@ -102,3 +103,17 @@ def load_model_and_processor(cfg: LVLMConfig) -> tuple[Any, Any, torch.device]:
     processor.tokenizer.padding_side = "left"
     log.info("lvlm: %s on %s, %s, %s", cfg.model, device, str(dtype).removeprefix("torch."), attn)
     return model.to(device).eval(), processor, device
+
+
+WEIGHT_SAMPLE = 64  # leading values of every parameter tensor hashed into the fingerprint
+
+
+@torch.no_grad()
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over each parameter's name and first WEIGHT_SAMPLE values (as float32): cheap,
+    independent of where the weights were loaded from, different for different weights."""
+    h = hashlib.sha256()
+    for name, param in model.named_parameters():
+        h.update(name.encode())
+        h.update(param.detach().reshape(-1)[:WEIGHT_SAMPLE].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

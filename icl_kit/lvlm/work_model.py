@@ -84,6 +84,12 @@ class QwenWorkModel(QwenLVLM):
         self._in_length_order(requests, lambda items: self._count_score(items, [answers[i] for i, _ in items]), "")
         return self.inner.score(requests, answers)
 
+    def generate_scored(self, requests: Sequence[Request],
+                        answers: Sequence[Sequence[str]]) -> tuple[list[Generation], list[list[Score]]]:
+        """Counted as `generate`, then `score`: an upper bound of the backend's one forward for both (the
+        benchmarks' workloads never score the prompts they generate)."""
+        return LVLM.generate_scored(self, requests, answers)
+
     # ------------------------------------------------------------- counting
     def _count_generate(self, items: list[tuple[int, Prepared]]) -> list[None]:
         prepared = [p for _, p in items]

@@ -141,6 +141,22 @@ def test_batched_cached_equals_uncached_and_the_studys_path(model, shots, batch)
     assert whole.work.prefill_tokens < study.work.prefill_tokens / 2
 
 
+@pytest.mark.parametrize("prefill", ["on", "off"])
+def test_generate_scored_answers_and_scores_as_generate_then_score(model, shots, prefill):
+    """A training reward's gt_prob: each prompt answered and its ground truths scored. With the shared prefill
+    one forward of each prompt does both (its KV and last logits score the answers; cut by the last column, the
+    same KV starts generation), so the query blocks run once, not twice; off: generate, then score."""
+    fused, split = backend(model, prefill, batch=5), backend(model, prefill, batch=5)
+    answers = [[ANSWERS[(i + j) % 4] for j in range(i % 3)] for i in range(len(shots))]  # 0-2 answers a prompt
+    gens, scores = fused.generate_scored(shots, answers)
+    flat = [(r, a) for r, given in zip(shots, answers, strict=True) for a in given]
+    want = split.score([r for r, _ in flat], [a for _, a in flat])
+    assert gens == split.generate(shots)
+    assert close([s for row in scores for s in row], want) and [len(row) for row in scores] == [len(a) for a in answers]
+    if prefill == "on":  # every prompt once (the split path: the scored ones twice, prefixes from the LRU)
+        assert fused.work.prompts == len(shots) and fused.work.prefill_tokens < 0.8 * split.work.prefill_tokens
+
+
 @pytest.mark.parametrize("order", ["left", "right"])
 def test_infoscore_beams_with_prefix_reuse_equal_the_studys_path(model, data, tmp_path, order):
     """Beam search (icl_kit.train.sft_data) through the answer cache: the same beams, every score within REL."""
