@@ -177,17 +177,29 @@ def method_columns(c: Pair, shot: int, scores: Scores, methods: Methods) -> tupl
     return [scores[k] for k in sides[0]], [scores[k] for k in sides[1]]
 
 
+def method_shots(c: Pair, shots: list[int], scores: Scores, methods: Methods) -> list[int]:
+    """The shots a method pair's pooled row covers: every shot where each seed of both sides has scores, for an
+    explicit pair over every shot with at least two (as `pooled_shots`); [] otherwise."""
+    both = [k for k in shots if method_columns(c, k, scores, methods) is not None]
+    return both if c.family == PRIMARY and c.shot is None and len(both) >= 2 else []
+
+
 def _method_jobs(c: Pair, shots: list[int], scores: Scores, methods: Methods, subsets: list) -> list:
+    """A method pair's rows: each shot, then (an explicit pair over every shot) pooled over the shots."""
     out = []
     for k in shots if c.shot is None else [c.shot]:
-        cols = method_columns(c, k, scores, methods)
-        if cols is None:
-            if c.shot is not None:
-                raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k} over the training seeds, "
-                               "but not every seed has a result at that shot; drop the shot or evaluate it.")
+        if method_columns(c, k, scores, methods) is None and c.shot is not None:
+            raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k} over the training seeds, "
+                           "but not every seed has a result at that shot; drop the shot or evaluate it.")
+    pooled = method_shots(c, shots, scores, methods)
+    for k, over in [(k, [k]) for k in (shots if c.shot is None else [c.shot])] + ([(POOLED_SHOT, pooled)]
+                                                                                 if pooled else []):
+        cols = [method_columns(c, j, scores, methods) for j in over]
+        if any(col is None for col in cols):
             continue
+        series = [s for a, b in cols for s in a + b]  # type: ignore[misc]
         for subset, ids in subsets:
-            common = reduce(pd.Index.intersection, [s.index for s in cols[0] + cols[1]])
+            common = reduce(pd.Index.intersection, [s.index for s in series])
             common = common[common.isin(list(ids))] if ids is not None else common
             if len(common) >= MIN_N:
                 out.append((c, k, subset, common.sort_values()))

@@ -44,6 +44,7 @@ from icl_kit.stats.pairs import (  # noqa: F401 - re-exported: the run's compari
     explicit_pairs,
     jobs,
     method_columns,
+    method_shots,
     per_question_scores,
     pooled_shots,
     subset_ids,
@@ -79,12 +80,15 @@ def _pooled_row(scores: Scores, c: Pair, shots: list[int], common: pd.Index, cfg
                           family_size=family_size, clusters=None if images is None else images.loc[common].to_numpy())
 
 
-def _method_row(scores: Scores, c: Pair, shot: int, common: pd.Index, methods: Methods, cfg: StatsConfig,
+def _method_row(scores: Scores, c: Pair, shots: list[int], common: pd.Index, methods: Methods, cfg: StatsConfig,
                 family_size: int) -> dict:
-    """B vs A as methods over the training seeds (`icl_kit.stats.seeds`)."""
-    cols_a, cols_b = method_columns(c, shot, scores, methods)  # type: ignore[misc]
-    a, b = (np.stack([s.loc[common].to_numpy() for s in cols]) for cols in (cols_a, cols_b))
-    return compare_seeds(a, b, alpha=cfg.alpha, power=cfg.power, family_size=family_size)
+    """B vs A as methods over the training seeds (`icl_kit.stats.seeds`), at one shot or, each question's scores
+    averaged over `shots`, pooled over them."""
+    def side(i: int) -> np.ndarray:  # (seeds, questions), the mean over the shots
+        return np.mean([np.stack([s.loc[common].to_numpy() for s in method_columns(c, k, scores, methods)[i]])
+                        for k in shots], axis=0)
+
+    return compare_seeds(side(0), side(1), alpha=cfg.alpha, power=cfg.power, family_size=family_size)
 
 
 def _summary_of(key: tuple[str, int], scores: Scores, summ: Mapping) -> tuple[float, int] | None:
@@ -136,9 +140,11 @@ def run_stats(
     rows = []
     for c, shot, subset, common in tqdm(todo, desc="stats", disable=not progress):
         m = sizes[(subset, c.family)]
-        pooled = pooled_shots(c, shots, scores) if shot == POOLED_SHOT else [shot]
-        if c.kind in METHOD_KINDS:
-            res = _method_row(scores, c, shot, common, methods, cfg, m)
+        method = c.kind in METHOD_KINDS
+        pooled = [shot] if shot != POOLED_SHOT else method_shots(c, shots, scores, methods) if method \
+            else pooled_shots(c, shots, scores)
+        if method:
+            res = _method_row(scores, c, pooled, common, methods, cfg, m)
         elif shot == POOLED_SHOT:
             res = _pooled_row(scores, c, pooled, common, cfg, m, images)
         elif common is not None:

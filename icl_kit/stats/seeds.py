@@ -80,7 +80,9 @@ def grand_mean_variance(d: np.ndarray) -> tuple[float, float, dict[str, float]]:
 def compare_seeds(scores_a: Any, scores_b: Any, *, alpha: float = 0.05, power: float = 0.8,
                   family_size: int = 1) -> dict[str, Any]:
     """B vs A as methods: `scores_b` (S seeds, n questions) against `scores_a` of the same shape (paired by
-    seed) or of one row / shape (n,) (A not seeded). Two-sided quasi-t p and 1 - alpha interval in points;
+    seed) or of one row / shape (n,) (A not seeded); a question's score may be its mean over shots (the pooled
+    row of a claim over every shot). Two-sided quasi-t p and 1 - alpha interval in points (and the interval at
+    alpha / family_size);
     `mde` the difference detected with `power` at alpha / family_size on the same degrees of freedom (more
     questions do not shrink the seeds' share of the variance: only more seeds do)."""
     A, B = np.atleast_2d(np.asarray(scores_a, float)), np.atleast_2d(np.asarray(scores_b, float))
@@ -97,13 +99,15 @@ def compare_seeds(scores_a: Any, scores_b: Any, *, alpha: float = 0.05, power: f
         se = var ** 0.5
         half = float(sps.t.ppf(1 - alpha / 2, dof)) * se
         p = float(2 * sps.t.sf(abs(mean) / se, dof))
-        mde = float(sps.t.ppf(1 - alpha / (2 * family_size), dof) + sps.t.ppf(power, dof)) * se * POINTS
+        family_half = float(sps.t.ppf(1 - alpha / (2 * family_size), dof)) * se  # Bonferroni, as the others
+        mde = (family_half / se + float(sps.t.ppf(power, dof))) * se * POINTS
     else:  # every difference equal: nothing varies, nothing to test against
-        half, p, mde = 0.0, 1.0 if mean == 0 else 0.0, float("nan")
+        half, family_half, p, mde = 0.0, 0.0, 1.0 if mean == 0 else 0.0, float("nan")
     per_seed = d.mean(axis=1) * POINTS
     return {
         "n": n, "n_seeds": S, "acc_a": float(A.mean()) * POINTS, "acc_b": float(B.mean()) * POINTS,
         "diff": mean * POINTS, "ci_low": (mean - half) * POINTS, "ci_high": (mean + half) * POINTS, "p": p,
+        "ci_low_family": (mean - family_half) * POINTS, "ci_high_family": (mean + family_half) * POINTS,
         "p_method": METHOD_P, "interval": METHOD_P, "mode": SEEDS_MODE, "sd_diff": float(d.std(ddof=1)) * POINTS,
         "dof": dof, "seed_sd": comp["seed"] ** 0.5 * POINTS, "mde": mde, "alpha_power": alpha / family_size,
         "per_seed": per_seed.tolist(),

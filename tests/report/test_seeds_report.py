@@ -53,7 +53,7 @@ def test_the_answer_says_which_claims_are_about_the_method_and_which_about_one_c
         text = build_markdown(inputs, cfg)[0]
         answer = text.split("## II")[0]
         claim_lines = [ln for ln in answer.splitlines() if ln.startswith("| GRPO after SFT")]
-        assert len(claim_lines) == 2 and all(method in ln for ln in claim_lines), claim_lines
+        assert len(claim_lines) == 3 and all(method in ln for ln in claim_lines), claim_lines  # 2 shots, pooled
         one = [ln for ln in answer.splitlines() if ln.startswith("| one checkpoint")]
         assert one and all(checkpoint in ln for ln in one), one
         assert "Satterthwaite" in answer

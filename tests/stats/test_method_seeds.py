@@ -118,8 +118,11 @@ def test_run_tests_named_methods_over_the_seeds_and_each_checkpoint_alone():
                       comparisons=[{"a": "sft_epoch1", "b": "grpo_epoch2", "label": "GRPO after SFT"}])
     df = run_stats(pred, cfg)
     claim = df[df.label == "GRPO after SFT"]
-    assert list(claim.kind) == ["method", "method"] and (claim["mode"] == "seeds").all()
+    assert list(claim.kind) == ["method"] * 3 and (claim["mode"] == "seeds").all() and list(claim.shot) == [1, 2, -1]
     assert (claim.n_seeds == 3).all() and (claim.family == "primary").all()
+    pooled = claim[claim.shot == -1].iloc[0]  # over every shot: each (seed, question) averaged over the shots
+    assert pooled.shots == "1,2" and pooled["diff"] == pytest.approx(claim[claim.shot > 0]["diff"].mean())
+    assert pooled.ci_low_family < pooled.ci_low < pooled.ci_high < pooled.ci_high_family  # Bonferroni over m = 3
     shot1 = claim[claim.shot == 1].iloc[0]
     scores = pred[pred.shot == 1].pivot(index="question_id", columns="system", values="acc")
     a = scores[[f"sft_epoch1_seed{s}" for s in range(3)]].to_numpy().T  # paired by seed
