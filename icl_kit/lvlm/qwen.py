@@ -19,6 +19,7 @@ decoding params -> GenerationConfig in `decoding`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -42,7 +43,7 @@ from icl_kit.lvlm.prefix import Block, PrefixLRU, prompt_blocks
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
 from icl_kit.lvlm.qwen_loading import load_model_and_processor, weights_digest
 from icl_kit.lvlm.qwen_prefix import PrefixRunner, kv_of, rows_of, scores_of
-from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, hooked
+from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, PixelCache, hooked
 from icl_kit.lvlm.registry import register_backend
 from icl_kit.lvlm.work import Work
 
@@ -109,6 +110,7 @@ class QwenLVLM(LVLM):
         self._image_token_cache: dict[Any, int] = {}  # image path -> vision tokens (`_image_tokens`)
         mb = cfg.qwen.vision_cache_mb
         self.vision_cache = FeatureLRU(mb * MB) if mb else None  # this instance's image features
+        self.pixel_cache = PixelCache(processor.image_processor, IMAGE_CACHE_SIZE)  # the processor's per image
         self.work = Work()  # cumulative; stages log differences (`work_done`)
         pmb = cfg.qwen.prefix_cache_mb
         self.prefix_cache = PrefixLRU(pmb * MB) if pmb else None  # this instance's prompt prefixes (KV)
@@ -204,9 +206,11 @@ class QwenLVLM(LVLM):
     def encode(self, prepared: Sequence[Prepared]) -> Any:
         """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
-        images = [resized_image(it["image"], it.get("min_pixels"), it.get("max_pixels")) for it in items]
-        batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
-                               padding_side="left", return_tensors="pt", **self._processor_budget())
+        keys = [(str(it["image"]), it.get("min_pixels"), it.get("max_pixels")) for it in items]
+        images = [resized_image(*key) for key in keys]
+        with self.pixel_cache.serving(self.processor, keys) if images else contextlib.nullcontext():
+            batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
+                                   padding_side="left", return_tensors="pt", **self._processor_budget())
         return batch.to(self.device)
 
     def _processor_budget(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from icl_kit.core.config import LVLMConfig, QwenConfig
 from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
 from icl_kit.lvlm.base import Request
-from icl_kit.lvlm.qwen import QwenLVLM
+from icl_kit.lvlm.qwen import QwenLVLM, resized_image
 from icl_kit.lvlm.qwen_vision import FeatureLRU
 from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops, qwen_arch
 
@@ -90,6 +90,24 @@ def test_a_prompt_repeating_an_image_encodes_it_once(model, data):
     off = backend(model, shared_prefill="off")  # transformers' generate; 5.17 repeats the pixels per beam
     off.generate([again])
     assert off.work.images_encoded == 3 and off.work.images == off.work.images_encoded + off.work.image_cache_hits
+
+
+def test_the_processors_output_is_the_same_from_the_pixel_cache(model, requests):
+    """Each image's processor output is kept by (path, budget): batches encoded through the cache, in several
+    orders of first sight, equal the processor's own output on the same prompts, tensor for tensor; images
+    seen before are not processed again."""
+    lvlm = backend(model)
+    prepared = [lvlm.prepare(r) for r in requests]
+    for batch in (prepared[:5], prepared[3:11], prepared[::-1]):
+        images = [resized_image(str(it["image"]), it.get("min_pixels"), it.get("max_pixels"))
+                  for p in batch for m in p.messages for it in m["content"] if it["type"] == "image"]
+        direct = lvlm.processor(text=[p.text for p in batch], images=images, padding=True, padding_side="left",
+                                return_tensors="pt", **lvlm._processor_budget())
+        got = lvlm.encode(batch)
+        assert set(got) == set(direct) and all(torch.equal(got[k], direct[k].to(got[k].device)) for k in direct)
+    hits = lvlm.pixel_cache.hits
+    lvlm.encode(prepared[:5])
+    assert lvlm.pixel_cache.hits - hits == sum(len(p.images) for p in prepared[:5])  # every image seen before
 
 
 def test_lru_eviction_under_a_tiny_budget_gives_equal_results(model, requests):
