@@ -110,7 +110,7 @@ class QwenLVLM(LVLM):
         self._image_token_cache: dict[Any, int] = {}  # image path -> vision tokens (`_image_tokens`)
         mb = cfg.qwen.vision_cache_mb
         self.vision_cache = FeatureLRU(mb * MB) if mb else None  # this instance's image features
-        self.pixel_cache = PixelCache(processor.image_processor, IMAGE_CACHE_SIZE)  # the processor's per image
+        self.pixel_cache = PixelCache(processor.image_processor, IMAGE_CACHE_SIZE) if mb else None  # per image
         self.work = Work()  # cumulative; stages log differences (`work_done`)
         pmb = cfg.qwen.prefix_cache_mb
         self.prefix_cache = PrefixLRU(pmb * MB) if pmb else None  # this instance's prompt prefixes (KV)
@@ -208,7 +208,8 @@ class QwenLVLM(LVLM):
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
         keys = [(str(it["image"]), it.get("min_pixels"), it.get("max_pixels")) for it in items]
         images = [resized_image(*key) for key in keys]
-        with self.pixel_cache.serving(self.processor, keys) if images else contextlib.nullcontext():
+        pixels = self.pixel_cache
+        with pixels.serving(self.processor, keys) if pixels is not None and images else contextlib.nullcontext():
             batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
                                    padding_side="left", return_tensors="pt", **self._processor_budget())
         return batch.to(self.device)
