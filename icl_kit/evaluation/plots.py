@@ -11,18 +11,24 @@ import seaborn as sns
 
 from icl_kit.core.config.params import ALPHA
 from icl_kit.core.errors import KitError
-from icl_kit.core.names import PHASES, lineage, natural_key
+from icl_kit.core.names import PHASES, lineage, method_of, natural_key
 
 BAND_ALPHA = 0.2  # fill opacity of checkpoint interval bands
 BASELINE_BAND_ALPHA = 0.1
 FLAT_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))  # systems without epochs: baselines, imported results
 
 
+def stem(system: str) -> str:
+    """The lineage a checkpoint is drawn on, seeds of train.seeds together: 'grpo_epoch3_seed1' -> 'grpo_epoch'."""
+    return method_of(lineage(system))
+
+
 def training_positions(systems: pd.Series, epochs: pd.Series) -> tuple[dict[tuple[str, int], int], list[str]]:
     """Where each checkpoint sits on one training axis: the phases in the order a run goes through them
-    (sft, rce, grpo; other lineages after), each phase's epochs 1-based as the files are named.
+    (sft, rce, grpo; other lineages after), each phase's epochs 1-based as the files are named; the seeds of
+    one phase and epoch at the same place.
     -> ({(lineage, stored epoch): x}, tick labels 'sft 1', 'rce 1', 'grpo 1', ...)."""
-    pairs = sorted({(lineage(s), int(e)) for s, e in zip(systems, epochs, strict=True)},
+    pairs = sorted({(stem(s), int(e)) for s, e in zip(systems, epochs, strict=True)},
                    key=lambda p: (_phase_rank(p[0]), natural_key(p[0]), p[1]))
     return {p: i for i, p in enumerate(pairs)}, [f"{p[0].removesuffix('_epoch')} {p[1] + 1}" for p in pairs]
 
@@ -41,7 +47,7 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: floa
     shots = sorted(intervals["shot"].unique())
     fig, axes = plt.subplots(1, len(shots), figsize=(3.8 * len(shots), 3.8), sharey=True, squeeze=False)
     has_epoch = intervals["epoch"].notna()
-    lineages = sorted({lineage(s) for s in intervals.loc[has_epoch, "system"]}, key=lambda x: (_phase_rank(x), x))
+    lineages = sorted({stem(s) for s in intervals.loc[has_epoch, "system"]}, key=lambda x: (_phase_rank(x), x))
     flat = list(dict.fromkeys(intervals.loc[~has_epoch, "system"]))
     colors = dict(zip(lineages + flat, sns.color_palette("colorblind", len(lineages) + len(flat)), strict=True))
     xs, ticks = training_positions(intervals.loc[has_epoch, "system"], intervals.loc[has_epoch, "epoch"])
@@ -63,12 +69,18 @@ def plot_accuracy_by_epoch(intervals: pd.DataFrame, title: str = "", level: floa
 
 
 def _draw_lineages(ax: plt.Axes, rows: pd.DataFrame, colors: dict, xs: dict[tuple[str, int], int]) -> None:
+    """One line per lineage; the seeds of one phase (train.seeds) in its colour, named once with their count."""
     groups = dict(list(rows.groupby(rows["system"].map(lineage), sort=False)))
-    for name in sorted(groups, key=lambda x: (_phase_rank(x), x)):  # the legend in training order
-        g = groups[name].sort_values("epoch")
-        x = [xs[(name, int(e))] for e in g["epoch"]]
-        ax.plot(x, g["accuracy"], marker="o", color=colors[name], label=name.removesuffix("_epoch"))
-        ax.fill_between(x, g["low"], g["high"], color=colors[name], alpha=BAND_ALPHA)
+    seeds = pd.Series([method_of(name) for name in groups]).value_counts()
+    named: set[str] = set()
+    for name in sorted(groups, key=lambda x: (_phase_rank(method_of(x)), natural_key(x))):  # training order
+        g, base = groups[name].sort_values("epoch"), method_of(name)
+        x = [xs[(base, int(e))] for e in g["epoch"]]
+        k = int(seeds[base])
+        label = "_nolegend_" if base in named else base.removesuffix("_epoch") + (f" ({k} seeds)" if k > 1 else "")
+        named.add(base)
+        ax.plot(x, g["accuracy"], marker="o", color=colors[base], label=label)
+        ax.fill_between(x, g["low"], g["high"], color=colors[base], alpha=BAND_ALPHA / k)
 
 
 def _draw_flat(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:

@@ -270,6 +270,26 @@ def test_plot_and_table_from_a_run(run_dir, tmp_path):
     assert table.loc["study", "1-shot"] == "50.0 [40.4, 59.6]"  # Wilson, 50/100
 
 
+def test_the_seeds_of_a_phase_share_its_places_and_its_colour():
+    """train.seeds: grpo_epoch1_seed0 and grpo_epoch1_seed1 sit at 'grpo 1', drawn in one colour, named once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from icl_kit.evaluation.plots import plot_accuracy_by_epoch, training_positions
+
+    systems = [f"{p}_epoch{e}_seed{s}" for p in ("sft", "grpo") for e in (1, 2) for s in (0, 1)]
+    epochs = [int(name.split("epoch")[1][0]) - 1 for name in systems]
+    xs, ticks = training_positions(pd.Series(systems), pd.Series(epochs))
+    assert ticks == ["sft 1", "sft 2", "grpo 1", "grpo 2"] and xs[("grpo_epoch", 0)] == 2
+    iv = pd.DataFrame({"system": systems + ["random"], "epoch": epochs + [None], "shot": 1,
+                       "accuracy": 50.0, "low": 45.0, "high": 55.0})
+    ax = plot_accuracy_by_epoch(iv).axes[0]
+    lines = [ln for ln in ax.lines if ln.get_marker() == "o"]  # the four seed lineages (not the baseline)
+    assert sorted(list(ln.get_xdata()) for ln in lines) == [[0, 1], [0, 1], [2, 3], [2, 3]]
+    assert len({ln.get_color() for ln in lines}) == 2
+    assert [t for t in ax.get_legend_handles_labels()[1] if "seeds" in t] == ["sft (2 seeds)", "grpo (2 seeds)"]
+
+
 def test_demo_world_end_to_end_via_cli(tmp_path, capsys):
     """The real stack: demo world, simple encoder, simulated LVLM, RunContext, `icl-kit eval`."""
     from icl_kit.cli import main
