@@ -13,6 +13,7 @@ pulls in torch or transformers only when a function that needs them is touched:
     convert_v3_to_v2 v3 .pt -> Lightning-style v2 .ckpt                   (icl_kit.selection.convert)
     compare_paired   two systems on the same questions                   (icl_kit.stats.paired)
     compare_summary  two systems known only by accuracy and n             (icl_kit.stats.paired)
+    compare_seeds    two methods over training seeds x the same questions (icl_kit.stats.seeds)
     vqa_accuracy     the official VQA accuracy of one answer              (icl_kit.data.vqa_accuracy)
     load_run         a run folder's results, read-only -> RunResults      (icl_kit.stats.run)
     select_icds      the ICDs a run's checkpoint picks for its questions  (icl_kit.evaluation.select)
@@ -39,6 +40,7 @@ _API = {
     "convert_v3_to_v2": ("icl_kit.selection.convert", "convert_v3_to_v2"),
     "compare_paired": ("icl_kit.stats.paired", "compare_paired"),
     "compare_summary": ("icl_kit.stats.paired", "compare_summary"),
+    "compare_seeds": ("icl_kit.stats.seeds", "compare_seeds"),
     "vqa_accuracy": ("icl_kit.data.vqa_accuracy", "vqa_accuracy"),
     "load_run": ("icl_kit.stats.run", "load_run"),
     "select_icds": ("icl_kit.evaluation.select", "select_icds"),
