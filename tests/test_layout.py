@@ -158,7 +158,7 @@ def test_public_api_is_lazy_and_complete():
             "assert k.vqa_accuracy('two', ['two'] * 10) == 1.0; print(len(names))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "13"
+    assert out.stdout.strip() == "14"
 
 
 # ------------------------------------------------------------------ references stay inside the repository
