@@ -48,9 +48,10 @@ class Artefact:
         """The sidecar's path: 'pools.json' -> 'pools.meta.json'."""
         return meta_path(self.path)
 
-    def at(self, seed: int | None) -> str:
+    def at(self, seed: int | str | None) -> str:
         """The path for training seed `seed` (train.seeds): 'train_log.jsonl' -> 'train_log_seed1.jsonl',
-        'checkpoints/last.pt' -> 'checkpoints/last_seed1.pt'; the path itself for None or a shared artefact."""
+        'checkpoints/last.pt' -> 'checkpoints/last_seed1.pt'; the path itself for None or a shared artefact;
+        seed '*': the glob of every seed's."""
         if seed is None or not self.per_seed:
             return self.path
         path = PurePosixPath(self.path)

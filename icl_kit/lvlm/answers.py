@@ -139,6 +139,18 @@ def gt_prob_weights(answers: Sequence[str]) -> dict[str, float]:
     return {a: min(c / FULL_CREDIT_COUNT, 1.0) for a, c in Counter(answers).items()}
 
 
+def answer_keys(keys: Sequence[PromptKey], weights: Sequence[Mapping[str, float]]) -> list[ScoreKey]:
+    """(question, ICDs, answer) of each prompt's weighted answers, prompt by prompt."""
+    return [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
+
+
+def weighted_probs(scores: Iterable[Score], weights: Sequence[Mapping[str, float]],
+                   norm: str = "sequence") -> list[float]:
+    """Σ_a w_a · P(a | prompt) per prompt, from the scores of `answer_keys` in their order."""
+    it = iter(scores)
+    return [sum(wa * answer_prob(next(it), norm) for wa in w.values()) for w in weights]
+
+
 def answer_prob(score: Score, norm: str = "sequence") -> float:
     """P(a | prompt) from a teacher-forced score of a's n tokens.
 
@@ -253,16 +265,14 @@ class AnswerService:
                      norm: str = "sequence") -> list[float]:
         """Σ_a w_a · P(a | prompt) per prompt (P by `answer_prob` in `norm`): P of a weighted set of answers,
         through `scores`."""
-        flat = [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
-        scores = iter(self.scores(flat))
-        return [sum(wa * answer_prob(next(scores), norm) for wa in w.values()) for w in weights]
+        return weighted_probs(self.scores(answer_keys(keys, weights)), weights, norm)
 
     def _generated_gt_probs(self, keys: list[PromptKey], requests: list[Request]) -> tuple[list, list[float]]:
         """The generations and gt_probs (Σ min(count/3, 1) · exp(log P(answer | prompt)) over each query's distinct
         answers) of new prompts: the answers' scores come from the same prompt forward as the generation
         (`LVLM.generate_scored`) where they are not cached already; a cached score is never replaced."""
         weights = [gt_prob_weights(r.query.answers) for r in requests]
-        score_keys = [(q, icds, a) for (q, icds), w in zip(keys, weights, strict=True) for a in w]
+        score_keys = answer_keys(keys, weights)
         self.score_lookups += len(score_keys)
         found = self.cache.get_scores(score_keys)
         gens, scored = self.lvlm.generate_scored(requests, [list(w) for w in weights])
@@ -270,6 +280,4 @@ class AnswerService:
         self.score_calls += len(fresh)
         self.cache.put_scores(fresh)
         found.update(fresh)
-        probs = [sum(wa * answer_prob(found[(q, icds, a)]) for a, wa in w.items())
-                 for (q, icds), w in zip(keys, weights, strict=True)]
-        return gens, probs
+        return gens, weighted_probs((found[k] for k in score_keys), weights)

@@ -273,11 +273,8 @@ class QwenLVLM(LVLM):
         ends_in_text(batch)
         rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared])
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
-        owner = [i for i, given in enumerate(answers) for _ in given]
-        scores: list[Score] = []
-        if owner:
-            answer_ids, answer_mask = self._answer_tokens([a for given in answers for a in given])
-            scores = scores_of(self.runner.score(done, owner, answer_ids, answer_mask, self._counting), answer_mask)
+        scores = self._answer_scores(done, [i for i, given in enumerate(answers) for _ in given],
+                                     [a for given in answers for a in given])
         done.cache = DynamicCache(ddp_cache_data=[(k[:, :, :-1], v[:, :, :-1]) for k, v in kv_of(done.cache)])
         done.mask = done.mask[:, :-1]  # (transformers' DynamicCache.crop changed its meaning between versions)
         inputs = self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
@@ -354,10 +351,14 @@ class QwenLVLM(LVLM):
         batch = self.encode(prompts)
         rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts])
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
+        return self._answer_scores(done, [distinct[p.blocks[-1].key] for _, p in items], answers)
+
+    def _answer_scores(self, done: Any, owner: list[int], answers: list[str]) -> list[Score]:
+        """Scores of `answers[j]` after prompt `owner[j]` of a prompt forward `done` (PrefixRunner.run)."""
+        if not answers:
+            return []
         answer_ids, answer_mask = self._answer_tokens(answers)
-        logp = self.runner.score(done, [distinct[p.blocks[-1].key] for _, p in items], answer_ids, answer_mask,
-                                 self._counting)
-        return scores_of(logp, answer_mask)
+        return scores_of(self.runner.score(done, owner, answer_ids, answer_mask, self._counting), answer_mask)
 
     @torch.inference_mode()
     def _score_batch(self, items: list[tuple[int, Prepared]], answers: list[str]) -> list[Score]:

@@ -187,15 +187,14 @@ def method_shots(c: Pair, shots: list[int], scores: Scores, methods: Methods) ->
 def _method_jobs(c: Pair, shots: list[int], scores: Scores, methods: Methods, subsets: list) -> list:
     """A method pair's rows: each shot, then (an explicit pair over every shot) pooled over the shots."""
     out = []
-    for k in shots if c.shot is None else [c.shot]:
-        if method_columns(c, k, scores, methods) is None and c.shot is not None:
-            raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k} over the training seeds, "
-                           "but not every seed has a result at that shot; drop the shot or evaluate it.")
     pooled = method_shots(c, shots, scores, methods)
     for k, over in [(k, [k]) for k in (shots if c.shot is None else [c.shot])] + ([(POOLED_SHOT, pooled)]
                                                                                  if pooled else []):
         cols = [method_columns(c, j, scores, methods) for j in over]
         if any(col is None for col in cols):
+            if c.shot is not None:
+                raise KitError(f"stats.comparisons asks for {c.b} vs {c.a} at shot {k} over the training seeds, "
+                               "but not every seed has a result at that shot; drop the shot or evaluate it.")
             continue
         series = [s for a, b in cols for s in a + b]  # type: ignore[misc]
         for subset, ids in subsets:

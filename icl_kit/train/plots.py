@@ -19,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from icl_kit.core.artefacts import ARTEFACTS
 from icl_kit.core.names import natural_key, seed_of
 from icl_kit.core.runs import RunPaths, read_jsonl
 
@@ -27,7 +28,7 @@ STEP_KEYS = ("train/reward_mean", "train/adv_std", "train/kl", "train/frac_rewar
 LOSS_KEYS = ("val/rce_loss", "val/loss")
 REWARD_KEY_RE = re.compile(r"^val/reward(@\d+)?$")
 STYLE = {"style": "whitegrid", "context": "notebook"}
-SEED_LOG_GLOB = f"{RunPaths(Path()).for_seed(0).train_log.stem.removesuffix('0')}*.jsonl"  # train_log_seed*.jsonl
+SEED_LOG_GLOB = ARTEFACTS["train_log"].at("*")  # train_log_seed*.jsonl
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -11,25 +11,17 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as st
+from null_rate import ALPHA, rate_bound
 
 from icl_kit.core.config import StatsConfig
 from icl_kit.stats.best_epoch import max_t_best_epoch, max_t_joint, max_t_of_diffs
 from icl_kit.stats.pooled import compare_pooled
 from icl_kit.stats.run import best_epoch_tests, run_stats
 
-ALPHA = 0.05
-
 
 def signs(n: int) -> np.ndarray:
     """All 2^n sign vectors, (2^n, n)."""
     return np.array(list(itertools.product([-1, 1], repeat=n)), dtype=np.int64)
-
-
-def rate_bound(n_sims: int, rate: float = ALPHA, tail: float = 0.001) -> float:
-    """The largest rejection rate a test of true level `rate` shows in n_sims simulations but for a `tail`
-    chance: the binomial quantile, as a share."""
-    return float(st.binom.ppf(1 - tail, n_sims, rate)) / n_sims
 
 
 # ------------------------------------------------------------------ joint max-T: enumeration

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from null_rate import ALPHA, rate_bound
 from scipy import stats as st
 
 from icl_kit.core.config import StatsConfig
@@ -16,12 +17,6 @@ from icl_kit.core.errors import KitError
 from icl_kit.stats.paired import compare_paired
 from icl_kit.stats.run import run_stats
 from icl_kit.stats.seeds import compare_seeds, grand_mean_variance, mean_squares, seed_methods
-
-ALPHA = 0.05
-
-
-def rate_bound(n_sims: int, rate: float = ALPHA, tail: float = 0.001) -> float:
-    return float(st.binom.ppf(1 - tail, n_sims, rate)) / n_sims
 
 
 def test_mean_squares_equal_statsmodels_two_way_anova():
