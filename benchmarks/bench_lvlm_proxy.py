@@ -140,7 +140,7 @@ class Clock:
         self.wall, self.cpu = 0.0, 0.0
 
     def run(self, fn):
-        from icl_kit.lvlm.qwen import resized_image
+        from icl_kit.lvlm.qwen_images import resized_image
 
         resized_image.cache_clear()  # each side loads its own images
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -185,7 +185,8 @@ def main() -> int:
     from icl_kit.data.okvqa import load_split
     from icl_kit.lvlm.answers import AnswerService
     from icl_kit.lvlm.base import Request
-    from icl_kit.lvlm.qwen import QwenLVLM, image_tokens
+    from icl_kit.lvlm.qwen import QwenLVLM
+    from icl_kit.lvlm.qwen_images import image_tokens
     from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, qwen_arch
     from icl_kit.selection.pools import rand_pools
     from icl_kit.train.sft_data import build_sft_data, read_sft_data

@@ -9,18 +9,17 @@ bf16 that round-off does flip some answers, which `icl_kit.lvlm.agreement` measu
 
 Four savings: each prompt's KV is computed once and shared by its beams and its scored answers, and
 the KV of prompt prefixes (system header, first ICDs) once for every prompt that starts with them
-(`qwen_prefix`, `lvlm.shared_prefill`, `lvlm.qwen.prefix_cache_mb`); resized images are cached by path
-(`resized_image`); and each distinct image goes through the vision tower once, its features
-kept on the device (`qwen_vision`, `lvlm.qwen.vision_cache_mb`), since ICD and query images
-recur across shots and prompts. The work done is counted in `QwenLVLM.work` (`icl_kit.lvlm.work`).
-Loading (dtype, attention, device, transformers' cache API) is in `qwen_loading`;
+(`qwen_prefix`, `lvlm.shared_prefill`, `lvlm.qwen.prefix_cache_mb`); resized images and the processor's
+output are cached per image, the latter with its pixels' digest (`qwen_images`); and each distinct image goes
+through the vision tower once, its features kept on the device (`qwen_vision`, `lvlm.qwen.vision_cache_mb`),
+since ICD and query images recur across shots and prompts. The work done is counted in `QwenLVLM.work`
+(`icl_kit.lvlm.work`). Loading (dtype, attention, device, transformers' cache API) is in `qwen_loading`;
 decoding params -> GenerationConfig in `decoding`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -30,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
-from qwen_vl_utils import extract_vision_info, fetch_image, smart_resize
+from qwen_vl_utils import extract_vision_info
 from transformers import DynamicCache, GenerationConfig
 
 from icl_kit.core.config import LVLMConfig
@@ -41,40 +39,16 @@ from icl_kit.lvlm.batching import run_in_batches
 from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
 from icl_kit.lvlm.prefix import Block, PrefixLRU, prompt_blocks
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
+from icl_kit.lvlm.qwen_images import IMAGE_CACHE_SIZE, PixelCache, image_tokens, pixel_budget, resized_image
 from icl_kit.lvlm.qwen_loading import load_model_and_processor, weights_digest
 from icl_kit.lvlm.qwen_prefix import PrefixRunner, kv_of, rows_of, scores_of
-from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, PixelCache, hooked
+from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, hooked
 from icl_kit.lvlm.registry import register_backend
 from icl_kit.lvlm.work import Work
 
 log = logging.getLogger(__name__)
 
-PATCH_FACTOR = 28  # patch 14 x spatial merge 2: one LLM token per 28 x 28 pixel block
-IMAGE_CACHE_SIZE = 256  # resized images kept: ICD and query images recur across shots and prompts
 SCORE_CHECK_TOL = {torch.float32: 1e-3}  # auto check: |shared - plain| log p allowed (bf16/fp16: 0.1 nats)
-
-
-def pixel_budget(min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
-    """The image budget as qwen-vl-utils keys; a null bound is left out, so its default applies."""
-    return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-
-
-@functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
-def resized_image(path: str, min_pixels: int | None, max_pixels: int | None) -> Image.Image:
-    """qwen-vl-utils' `fetch_image` (as `process_vision_info` calls it), cached by path.
-
-    RGB, sides resized to multiples of 28 with min_pixels <= area <= max_pixels (null = its default).
-    """
-    try:
-        return fetch_image({"image": path, **pixel_budget(min_pixels, max_pixels)})
-    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise KitError(f"Image {path} cannot be read ({exc.__class__.__name__}); replace the file.") from None
-
-
-def image_tokens(height: int, width: int, min_pixels: int | None, max_pixels: int | None) -> int:
-    """LLM tokens of one image: (h/28)(w/28) after qwen-vl-utils' smart resize (2x2 patches merge)."""
-    h, w = smart_resize(height, width, factor=PATCH_FACTOR, **pixel_budget(min_pixels, max_pixels))
-    return (h // PATCH_FACTOR) * (w // PATCH_FACTOR)
 
 
 # ---------------------------------------------------------------------- model
@@ -214,6 +188,10 @@ class QwenLVLM(LVLM):
                                    padding_side="left", return_tensors="pt", **self._processor_budget())
         return batch.to(self.device)
 
+    def _digests(self) -> list[str] | None:
+        """The pixel digests of the last `encode`'s images, in order (None without the pixel cache)."""
+        return list(self.pixel_cache.digests) if self.pixel_cache is not None else None
+
     def _processor_budget(self) -> dict[str, Any]:
         """The processor's own resize bounds set to ours (images arrive resized; this keeps them so).
 
@@ -271,7 +249,8 @@ class QwenLVLM(LVLM):
         prepared = [p for _, p in items]
         batch = self.encode(prepared)
         ends_in_text(batch)
-        rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared])
+        rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared],
+                       self._digests())
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         scores = self._answer_scores(done, [i for i, given in enumerate(answers) for _ in given],
                                      [a for given in answers for a in given])
@@ -285,6 +264,7 @@ class QwenLVLM(LVLM):
 
     def _generate_plain(self, batch: Any) -> torch.Tensor:
         """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
+        self._counting.digests = self._digests()
         return self.model.generate(**batch, generation_config=self.gen_config)
 
     def _generate_prefilled(self, batch: Any, prepared: Sequence[Prepared] | None = None) -> torch.Tensor:
@@ -304,7 +284,7 @@ class QwenLVLM(LVLM):
         """
         ends_in_text(batch)
         counts = None if prepared is None else [len(p.images) for p in prepared]
-        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts)
+        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts, self._digests())
         done = self.runner.run(rows, self._counting, drop_last=True, logits=False)
         return self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
 
@@ -349,7 +329,8 @@ class QwenLVLM(LVLM):
             if distinct.setdefault(p.blocks[-1].key, len(distinct)) == len(prompts):
                 prompts.append(p)
         batch = self.encode(prompts)
-        rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts])
+        rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts],
+                       self._digests())
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         return self._answer_scores(done, [distinct[p.blocks[-1].key] for _, p in items], answers)
 
@@ -371,6 +352,7 @@ class QwenLVLM(LVLM):
         inputs["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
         inputs["mm_token_type_ids"] = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, n_ans))
         # With P prompt columns, logit column P - 1 + j predicts answer token j: keep the last A + 1.
+        self._counting.digests = self._digests()
         logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
         return scores_of(logp * answer_mask, answer_mask)

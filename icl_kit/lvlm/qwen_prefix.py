@@ -45,13 +45,15 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1 or B,
 
 @dataclass
 class Row:
-    """One prompt of an encoded batch, unpadded: token ids, M-RoPE positions (3, n), its images' pixels."""
+    """One prompt of an encoded batch, unpadded: token ids, M-RoPE positions (3, n), its images' pixels (and
+    their digests, None: not known, icl_kit.lvlm.qwen_images)."""
 
     ids: torch.Tensor
     positions: torch.Tensor
     pixels: list[torch.Tensor]
     grids: list[torch.Tensor]
     blocks: list[Block]
+    digests: list[str] | None = None
 
 
 @dataclass
@@ -66,10 +68,10 @@ class Stacked:
 
 
 def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]],
-            images: Sequence[int] | None = None) -> list[Row]:
+            images: Sequence[int] | None = None, digests: Sequence[str] | None = None) -> list[Row]:
     """The prompts of a left-padded processor batch as Rows, with their M-RoPE positions (the model's own
     `get_rope_index`, as a forward without positions computes them); `images`: each prompt's image count
-    (None: its `<|vision_start|>` tokens)."""
+    (None: its `<|vision_start|>` tokens); `digests`: the batch's images' pixel digests, in order."""
     ids, mask = batch["input_ids"], batch["attention_mask"]
     grids = batch.get("image_grid_thw")
     positions, _ = model.model.get_rope_index(input_ids=ids, mm_token_type_ids=batch["mm_token_type_ids"],
@@ -82,7 +84,7 @@ def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]],
         row_ids = ids[i, real]
         n_img = int((row_ids == model.config.vision_start_token_id).sum()) if images is None else images[i]
         out.append(Row(row_ids, positions[:, i, real], pixels[k : k + n_img], list(grids[k : k + n_img]),
-                       list(chain)))
+                       list(chain), None if digests is None else list(digests[k : k + n_img])))
         k += n_img
         if sum(b.tokens for b in chain) != len(row_ids):
             raise KitError(f"Prompt blocks hold {sum(b.tokens for b in chain)} tokens but the prompt {len(row_ids)} "
@@ -90,13 +92,26 @@ def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]],
     return out
 
 
-def stack(kvs: Sequence[KV], width: int) -> KV:
-    """Per layer, the rows' KV left-padded with zeros to `width` positions and stacked (a masked pad's key
-    and value are never used)."""
-    pad = torch.nn.functional.pad
-    return [(torch.cat([pad(kv[layer][0], (0, 0, width - kv[layer][0].shape[2], 0)) for kv in kvs]),
-             torch.cat([pad(kv[layer][1], (0, 0, width - kv[layer][1].shape[2], 0)) for kv in kvs]))
-            for layer in range(len(kvs[0]))]
+def stack(chains: Sequence[Sequence[KV]], width: int) -> KV:
+    """Per layer, each row's prefix (its blocks' KV in order, left-padded with zeros to `width` positions), the
+    rows stacked (B, kv heads, width, head width): every block copied once, in one `torch.cat` per layer and
+    tensor (the rows lie end to end along positions, then are viewed as a batch). A masked pad's key and
+    value are never used."""
+    first = next(kv for chain in chains for kv in chain)
+    out = []
+    for layer in range(len(first)):
+        pair = []
+        for t in (0, 1):
+            ref = first[layer][t]
+            zeros = ref.new_zeros((1, ref.shape[1], width, ref.shape[3]))
+            parts = []
+            for chain in chains:
+                parts.append(zeros[:, :, : width - sum(kv[layer][t].shape[2] for kv in chain)])
+                parts += [kv[layer][t] for kv in chain]
+            flat = torch.cat(parts, dim=2)  # (1, heads, B x width, head width)
+            pair.append(flat.view(ref.shape[1], len(chains), width, ref.shape[3]).transpose(0, 1))
+        out.append((pair[0], pair[1]))
+    return out
 
 
 def concat(chain: Sequence[KV]) -> KV:
@@ -130,11 +145,12 @@ class PrefixRunner:
         self.base_kw = cache_kwarg(type(model.model))
 
     # ------------------------------------------------------------- prefixes
-    def prefix(self, row: Row, counting: Any) -> tuple[KV | None, int]:
-        """The KV of the row's blocks but its last (None: no LRU, or a one-block prompt), and its length."""
+    def prefix(self, row: Row, counting: Any) -> tuple[list[KV], int]:
+        """The KV of each of the row's blocks but its last (none: no LRU, or a one-block prompt), and their
+        length."""
         chain = row.blocks[:-1]
         if self.lru is None or not chain:
-            return None, 0
+            return [], 0
         starts = [0]
         for b in chain:
             starts.append(starts[-1] + b.tokens)
@@ -149,7 +165,7 @@ class PrefixRunner:
         values, found = ensure_prefix(self.lru, chain, compute)
         self.work.prefix_hits += found
         self.work.prefix_tokens_reused += starts[found]
-        return concat(values), starts[-1]
+        return values, starts[-1]
 
     @torch.inference_mode()
     def _extend(self, parent: KV | None, row: Row, start: int, end: int, image: int | None, counting: Any) -> KV:
@@ -160,12 +176,13 @@ class PrefixRunner:
                                            "image_grid_thw": row.grids[image][None]}
         cache = DynamicCache(ddp_cache_data=parent) if parent is not None else None
         counting.prompt = True
+        counting.digests = None if image is None or row.digests is None else [row.digests[image]]
         try:
             out = self.model.model(input_ids=row.ids[None, start:end], position_ids=row.positions[:, None, start:end],
                                    attention_mask=torch.ones(1, end, dtype=torch.long, device=row.ids.device),
                                    use_cache=True, **{self.base_kw: cache}, **vision)
         finally:
-            counting.prompt = False
+            counting.prompt, counting.digests = False, None
         return [(k[:, :, start:].clone(), v[:, :, start:].clone()) for k, v in kv_of(output_cache(out))]
 
     # ------------------------------------------------------------- the batched suffix forward
@@ -181,7 +198,7 @@ class PrefixRunner:
         ids = torch.full((len(rows), lay.suffix), self.pad_id, dtype=torch.long, device=dev)
         mask = torch.zeros(len(rows), lay.prefix + lay.suffix, dtype=torch.long, device=dev)
         pos = torch.zeros(3, len(rows), lay.suffix, dtype=torch.long, device=dev)
-        pixels, grids = [], []
+        pixels, grids, digests = [], [], []
         for i, (r, pi, si) in enumerate(zip(rows, p, s, strict=True)):
             ids[i, lay.suffix - si:] = r.ids[pi : pi + si]
             pos[:, i, lay.suffix - si:] = r.positions[:, pi : pi + si]
@@ -190,12 +207,13 @@ class PrefixRunner:
             shown = sum(b.image is not None for b in r.blocks[:-1]) if pi else 0  # images in the prefix
             pixels += r.pixels[shown:]
             grids += r.grids[shown:]
+            digests += r.digests[shown:] if r.digests is not None else [None] * (len(r.pixels) - shown)
         vision = {"pixel_values": torch.cat(pixels), "image_grid_thw": torch.stack(grids)} if pixels else {}
         cache = None
-        if lay.prefix:  # a row without a prefix (a one-block prompt) gets an empty one, padded like the rest
-            empty = [(k[:, :, :0], v[:, :, :0]) for k, v in next(kv for kv, _ in prefixes if kv is not None)]
-            cache = DynamicCache(ddp_cache_data=stack([kv or empty for kv, _ in prefixes], lay.prefix))
+        if lay.prefix:  # a row without a prefix (a one-block prompt) is all padding there
+            cache = DynamicCache(ddp_cache_data=stack([chain for chain, _ in prefixes], lay.prefix))
         counting.prompt = True
+        counting.digests = digests if pixels and None not in digests else None
         try:
             if logits:
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
@@ -204,7 +222,7 @@ class PrefixRunner:
                 out = self.model.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                        **{self.base_kw: cache}, **vision)
         finally:
-            counting.prompt = False
+            counting.prompt, counting.digests = False, None
         return Stacked(output_cache(out), mask, out.logits[:, -1] if logits else None,
                        [int(r.positions[:, -1].max()) + 1 for r in rows], [len(r.ids) for r in rows])
 
@@ -229,7 +247,7 @@ class PrefixRunner:
             logits = self.model(input_ids=feed, attention_mask=torch.cat([done.mask[which], feed_mask], dim=1),
                                 position_ids=pos, use_cache=True, **{self.kw: cache}).logits
         finally:
-            counting.prompt = False
+            counting.prompt, counting.digests = False, None
         rest = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids[:, 1:, None])[..., 0]
         return torch.cat([first, rest], dim=1) * answer_mask
 

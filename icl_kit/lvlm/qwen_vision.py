@@ -8,7 +8,9 @@ every image of every prompt. While the backend runs (`hooked`), the model's `get
 1. splits the flat `pixel_values` by each image's t·h·w patch count (`image_grid_thw`),
 2. keys each image by sha256 of its patch tensor's bytes + its grid + the pixels' and the tower's dtypes
    (the bytes are the processor's output, so the key covers the image, the pixel budget and every
-   processor setting),
+   processor setting); the backend hands over the digests its pixel cache computed once per image
+   (`Counting.digests`, icl_kit.lvlm.qwen_images), so an image is hashed when first processed, not in
+   every forward,
 3. takes the merged features of each known key from an LRU kept on the model's device
    (`lvlm.qwen.vision_cache_mb`), runs the tower on each unknown one, ALONE, and stores it,
 4. returns the per-image features in order, as transformers' own `get_image_features` does.
@@ -30,7 +32,6 @@ cached prefixes, icl_kit.lvlm.qwen_prefix).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,9 +39,9 @@ from functools import partial
 from typing import Any
 
 import torch
-from transformers import BatchFeature
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from icl_kit.lvlm.qwen_images import pixel_digest
 from icl_kit.lvlm.work import Work
 
 MB = 2**20
@@ -85,21 +86,24 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def image_keys(pixel_values: torch.Tensor, grids: list[list[int]], tower_dtype: torch.dtype) -> list[ImageKey]:
-    """One key per image: sha256 of its rows of `pixel_values`, its (t, h, w) grid, the pixels' and tower's dtypes."""
-    flat = pixel_values.detach().to("cpu").contiguous()
-    parts = torch.split(flat, [t * h * w for t, h, w in grids])
-    dtypes = f"{flat.dtype}->{tower_dtype}"
-    return [(hashlib.sha256(p.view(torch.uint8).numpy()).hexdigest(), tuple(g), dtypes)
-            for p, g in zip(parts, grids, strict=True)]
+def image_keys(pixel_values: torch.Tensor, grids: list[list[int]], tower_dtype: torch.dtype,
+               digests: list[str] | None = None) -> list[ImageKey]:
+    """One key per image: sha256 of its rows of `pixel_values` (`digests`, when the caller has them: equal to
+    `pixel_digest` of the rows), its (t, h, w) grid, the pixels' and tower's dtypes."""
+    sizes = [t * h * w for t, h, w in grids]
+    if digests is None or len(digests) != len(grids):
+        digests = [pixel_digest(p) for p in torch.split(pixel_values, sizes)]
+    dtypes = f"{pixel_values.dtype}->{tower_dtype}"
+    return [(d, tuple(g), dtypes) for d, g in zip(digests, grids, strict=True)]
 
 
 def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work: Work,
-                    tower_dtype: torch.dtype) -> Callable[..., Any]:
+                    tower_dtype: torch.dtype, counting: Counting | None = None) -> Callable[..., Any]:
     """A `get_image_features(pixel_values, image_grid_thw, **kwargs)` in front of transformers' `original`.
 
     `cache` None: the original call as is (one batched tower call), counted. Otherwise each image is
-    looked up by key; a miss, or a repeat of a miss in the same call, is encoded once, alone (see the
+    looked up by key (its digest from `counting.digests` when the backend set them for this call, which
+    the call uses up); a miss, or a repeat of a miss in the same call, is encoded once, alone (see the
     module docstring), and kept.
     """
 
@@ -109,12 +113,15 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
             return original(pixel_values, image_grid_thw, **kwargs)
         grids = image_grid_thw.tolist()
         sizes = [t * h * w for t, h, w in grids]
+        digests = None
+        if counting is not None:
+            digests, counting.digests = counting.digests, None
         work.images += len(grids)
         if cache is None or kwargs.get("return_dict") is False or any(kwargs.get(k) for k in OUTPUT_FLAGS):
             work.images_encoded += len(grids)
             work.vision_patches += sum(sizes)
             return original(pixel_values, image_grid_thw, **kwargs)
-        keys = image_keys(pixel_values, grids, tower_dtype)
+        keys = image_keys(pixel_values, grids, tower_dtype, digests)
         parts = torch.split(pixel_values, sizes)
         found: dict[ImageKey, torch.Tensor] = {}
         for i, key in enumerate(keys):
@@ -134,57 +141,13 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
 
 
 # ------------------------------------------------------------------ counting the language model
-class PixelCache:
-    """The image processor's output for each image, by (path, pixel budget): a prompt's images that another
-    prompt showed skip resizing, rescaling, normalising and patching (about 3 ms a COCO-sized image on a CPU
-    core, in the critical path of a GPU that answers hundreds of images a second). Used as the processor's
-    image processor during one call (`serving`); an image it has not seen goes through the real one ALONE
-    (its patches do not depend on the other images of a call: tests/lvlm/test_vision_cache.py), and the
-    outputs of a call's images are concatenated as the real one concatenates them."""
-
-    def __init__(self, inner: Any, max_entries: int) -> None:
-        self.inner, self.max_entries = inner, max_entries
-        self.entries: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-        self.keys: list[tuple] = []  # the next call's images, in order (`serving`)
-        self.hits = 0
-
-    def __getattr__(self, name: str) -> Any:  # merge_size, size, ...: the real processor's
-        return getattr(self.inner, name)
-
-    def __call__(self, images: Any = None, **kwargs: Any) -> Any:
-        images = list(images)
-        if len(images) != len(self.keys):
-            raise RuntimeError(f"PixelCache: {len(images)} images but {len(self.keys)} keys")
-        parts = []
-        for key, image in zip(self.keys, images, strict=True):
-            key = (*key, repr(sorted(kwargs.items())))
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                self.hits += 1
-            else:
-                self.entries[key] = dict(self.inner(images=[image], **kwargs))
-                while len(self.entries) > self.max_entries:
-                    self.entries.popitem(last=False)
-            parts.append(self.entries[key])
-        cat = partial(torch.cat, dim=0)
-        return BatchFeature({name: cat([p[name] for p in parts]) for name in parts[0]})
-
-    @contextmanager
-    def serving(self, processor: Any, keys: list[tuple]) -> Iterator[None]:
-        """`processor`'s image processor is this cache while the block runs, for images `keys` in order."""
-        self.keys, original = keys, processor.image_processor
-        processor.image_processor = self
-        try:
-            yield
-        finally:
-            processor.image_processor, self.keys = original, []
-
-
 class Counting:
-    """What the language-model hook is told: `prompt` is set around a prompt's forward on a KV cache (a prefix
-    block, a suffix after cached prefixes, answers after their prompt), which is prefill work, not decoding."""
+    """What the hooks are told: `prompt` is set around a prompt's forward on a KV cache (a prefix block, a
+    suffix after cached prefixes, answers after their prompt), which is prefill work, not decoding;
+    `digests`, before a forward that shows images, are their pixel digests in order (used up by it)."""
 
     prompt: bool = False
+    digests: list[str] | None = None
 
 
 def _count_llm(work: Work, counting: Counting, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -224,7 +187,7 @@ def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[Countin
         handles.append(head.register_forward_hook(partial(_count_head, work)))
     previous = vars(base).get(FEATURES)  # an instance attribute someone else set, or None
     tower_dtype = base.visual.dtype
-    setattr(base, FEATURES, cached_features(getattr(base, FEATURES), cache, work, tower_dtype))
+    setattr(base, FEATURES, cached_features(getattr(base, FEATURES), cache, work, tower_dtype, counting))
     try:
         yield counting
     finally:

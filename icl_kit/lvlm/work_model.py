@@ -24,7 +24,8 @@ from typing import Any
 from icl_kit.core.config import LVLMConfig
 from icl_kit.lvlm.base import LVLM, Generation, Request, Score
 from icl_kit.lvlm.prefix import PrefixLRU, ensure_prefix, kv_bytes_per_token, layout
-from icl_kit.lvlm.qwen import Prepared, QwenLVLM, image_tokens
+from icl_kit.lvlm.qwen import Prepared, QwenLVLM
+from icl_kit.lvlm.qwen_images import image_tokens
 from icl_kit.lvlm.qwen_vision import MB, FeatureLRU
 from icl_kit.lvlm.work import Work
 

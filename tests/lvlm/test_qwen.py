@@ -274,7 +274,7 @@ def test_cli_ask_prints_layout_and_answer(tmp_path, capsys):
 
 
 def test_unreadable_image_is_a_clear_error(lvlm, data, tmp_path):
-    from icl_kit.lvlm.qwen import resized_image
+    from icl_kit.lvlm.qwen_images import resized_image
 
     pool, test = data
     bad = replace(test[0], image_path=tmp_path / "COCO_val2014_000000000001.jpg")
@@ -331,7 +331,7 @@ def test_eos_and_min_new_tokens_are_params(lvlm, requests):
 
 
 def test_null_pixel_bounds_are_qwen_vl_utils_defaults(lvlm, requests):
-    from icl_kit.lvlm.qwen import image_tokens
+    from icl_kit.lvlm.qwen_images import image_tokens
 
     assert image_tokens(480, 640, None, None) == 17 * 23 == 391  # a COCO image keeps its size (sides / 28)
     assert image_tokens(480, 640, 3136, 200704) == 13 * 18 == 234  # the kit's default cap

@@ -24,7 +24,8 @@ from icl_kit.core.config import LVLMConfig, QwenConfig
 from icl_kit.data.demo.world import build_demo_world
 from icl_kit.data.okvqa import load_split
 from icl_kit.lvlm.base import Request
-from icl_kit.lvlm.qwen import QwenLVLM, resized_image
+from icl_kit.lvlm.qwen import QwenLVLM
+from icl_kit.lvlm.qwen_images import resized_image
 from icl_kit.lvlm.qwen_vision import FeatureLRU
 from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops, qwen_arch
 
@@ -108,6 +109,36 @@ def test_the_processors_output_is_the_same_from_the_pixel_cache(model, requests)
     hits = lvlm.pixel_cache.hits
     lvlm.encode(prepared[:5])
     assert lvlm.pixel_cache.hits - hits == sum(len(p.images) for p in prepared[:5])  # every image seen before
+
+
+@pytest.mark.parametrize("prefill", ["on", "off"])
+def test_pixels_are_hashed_once_per_image_and_key_the_features_as_hashing_would(model, requests, prefill,
+                                                                                 monkeypatch):
+    """The feature cache's keys come from the digests the pixel cache computed when each image was first
+    processed: no forward hashes pixels again, and the keys equal sha256 of each image's processor output."""
+    import hashlib
+
+    from icl_kit.lvlm import qwen_images, qwen_vision
+
+    hashed = []
+    real = qwen_images.pixel_digest
+    monkeypatch.setattr(qwen_images, "pixel_digest", lambda p: hashed.append("images") or real(p))
+    monkeypatch.setattr(qwen_vision, "pixel_digest", lambda p: hashed.append("forward") or real(p))
+    lvlm = backend(model, shared_prefill=prefill)
+    lvlm.score(requests, ["red"] * len(requests))
+    records = {str(r.image_path): r for q in requests for r in (*q.icds, q.query)}
+    assert hashed == ["images"] * len(records)  # each image once, when first processed; no forward hashed
+    lvlm.generate(requests)
+    if prefill == "on":  # transformers' own generate (off) may repeat a prompt's pixels per beam (5.17 does),
+        assert hashed == ["images"] * len(records)  # and then the digests do not line up: it hashes
+    budget = lvlm._processor_budget()
+    expected = set()
+    for path in records:
+        image = resized_image(path, None, PIXELS)
+        out = lvlm.processor.image_processor(images=[image], return_tensors="pt", **budget.get("images_kwargs", {}))
+        digest = hashlib.sha256(out["pixel_values"].contiguous().view(torch.uint8).numpy()).hexdigest()
+        expected.add((digest, tuple(out["image_grid_thw"][0].tolist()), "torch.float32->torch.float32"))
+    assert set(lvlm.vision_cache.entries) == expected
 
 
 def test_lru_eviction_under_a_tiny_budget_gives_equal_results(model, requests):
