@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--describe", action="store_true", help="list every key, default and meaning")
     p.set_defaults(func=cmd_params)
 
-    p = sub.add_parser("run", help="run the notebooks train, eval, stats, report with one params file")
+    p = sub.add_parser("run", help="run the notebooks (headroom when headroom.enabled), train, eval, stats, "
+                                   "report with one params file")
     p.add_argument("params_file", nargs="?", default=None, metavar="PARAMS",
                    help="params YAML, e.g. params/demo.yaml (or give it as --params)")
     p.add_argument("--params", default=None, help="the params YAML, as the other commands take it")

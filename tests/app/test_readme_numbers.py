@@ -121,3 +121,32 @@ def test_the_demo_title_names_every_system_against_the_baseline(demo_run, rows) 
         last = max(int(s.split("epoch")[1]) for s in against.system_b if s.startswith(f"{stem}_epoch"))
         assert (f"{stem}_epoch1–{last}" if last > 1 else f"{stem}_epoch1") in title, title
     assert title.endswith("vs similarity"), title
+
+
+TRAINING = README.parent / "docs" / "training.md"
+CELL = rf"(\*\*)?({NUM}) \[({NUM}), ({NUM})\](\*\*)?( \(equivalent ±1\))?"
+
+
+def test_the_training_docs_demo_table_is_the_demo_run(rows) -> None:
+    """docs/training.md's table of the primary family: each cell (point and 95% interval, to one decimal) is the
+    demo run's, in bold exactly where the claim holds and marked where it is equivalent within ±1 point."""
+    text = TRAINING.read_text(encoding="utf-8")
+    table = re.search(r"\| comparison \(last epoch of each phase\) \| shot 1 \| shot 2 \| shot 3 \| shot 4 \| "
+                      r"pooled \|\n\|[-|]+\|\n((?:\|.*\|\n)+)", text)
+    assert table, "docs/training.md has no demo table"
+    primary = rows[rows.family == "primary"]
+    seen = 0
+    for line in table.group(1).splitlines():
+        label, *cells = [c.strip() for c in line.strip("|").split("|")]
+        for shot, cell in zip((1, 2, 3, 4, -1), cells, strict=True):
+            row = primary[(primary.label == label) & (primary.shot == shot)]
+            assert len(row) == 1, (label, shot)
+            row = row.iloc[0]
+            m = re.fullmatch(CELL, cell)
+            assert m, cell
+            for got, want in zip(m.group(2, 3, 4), (row["diff"], row.ci_low, row.ci_high), strict=True):
+                assert one_decimal(value(got), want), (label, shot, got, want)
+            assert bool(m.group(1)) == (row.kind in ("better", "worse")), (label, shot)
+            assert bool(m.group(6)) == (row.kind == "equivalent"), (label, shot)
+            seen += 1
+    assert seen == len(primary)

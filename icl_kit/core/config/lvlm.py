@@ -116,7 +116,7 @@ class QwenConfig:
         8192, "Prefix (KV) cache on the model's device, in MiB: the keys and values of prompt prefixes (the system "
         "header, then the first ICDs in prompt order), computed once, alone, and reused by every prompt that starts "
         "with them: shot k's prompt after shot k-1's, a beam's children, an evaluation's systems (least recently "
-        "used dropped first; at 3B size in bf16 a 256-token ICD is about 9.5 MiB; emptied on CUDA out-of-memory). "
+        "used dropped first; at 3B size in bf16 a 256-token ICD is 9 MiB; emptied on CUDA out-of-memory). "
         "Needs lvlm.shared_prefill on or "
         "auto. 0 = off: each prompt's KV is still computed once for its beams and its scored answers. Changes no "
         "answer beyond float round-off (docs/gpu.md, \"Prefix reuse\").", min=0
