@@ -131,7 +131,8 @@ def _group_sentence(t: Text, facts: Facts, group: pd.DataFrame, what: str, retes
     if len(noise) == len(group):
         return t("h_none", **fields)
     held = group[held_mask]
-    clauses = [t("h_held", held=count(len(held)), cells=_cells(t, held), **fields) if len(held)
+    clauses = [t("h_held_one" if len(held) == 1 else "h_held", held=count(len(held)), cells=_cells(t, held),
+                 **fields) if len(held)
                else t("h_held_none", **fields)]
     if len(contrary):
         clauses.append(t("h_contrary", k=count(len(contrary)), cells=_cells(t, contrary)))

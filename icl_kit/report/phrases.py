@@ -222,8 +222,7 @@ EN: dict[str, str] = {
                   "(α = {alpha}); TOST equivalence (δ = ±{margin} points); power {power}",
     "cluster_desc": ", by image ({k} images: the questions of one image flip together; interval, MDE and n needed "
                     "cluster-robust)",
-    "training_desc": "SFT on InfoScore beams {sft} epochs, RCE warm-up {rce} epochs, GRPO {grpo} epochs; "
-                     "reward {reward}{seeds}",
+    "training_desc": "epochs: SFT on InfoScore beams {sft}, RCE warm-up {rce}, GRPO {grpo}; reward {reward}{seeds}",
     "run_smoke": "smoke run (numbers meaningless)", "run_normal": "full run",
     "cfg_batching": "Batch agreement", "cfg_work": "LVLM work",
     "work_desc": "{stage}: {prompts} prompts, {images} images ({encoded} encoded)",

@@ -12,6 +12,7 @@ CLAIMS_ZH: dict[str, str] = {
     "h_none": "{where}，{m} 项{what}没有一项成立：每个区间宽约 ±{hw} 点，差异要达到约 {mde} 点才能以 {power} "
               "功效被检出，所以这些差异都无法与噪声区分。",
     "h_held": "{where}，{m} 项{what}中有 {held} 项成立（{cells}）",
+    "h_held_one": "{where}，{m} 项{what}中有 {held} 项成立（{cells}）",
     "h_held_none": "{where}，{m} 项{what}没有一项成立",
     "h_contrary": "{k} 项显示了主张之外的真实差异（{cells}）",
     "h_equiv": "{k} 项在 ±{margin} 点内等价",
@@ -45,6 +46,7 @@ CLAIMS_EN: dict[str, str] = {
               "would need about {mde} points to be detected with {power} power, so the differences cannot be told "
               "from noise.",
     "h_held": "{held} of the {m} {what} hold {where} ({cells})",
+    "h_held_one": "{held} of the {m} {what} holds {where} ({cells})",
     "h_held_none": "None of the {m} {what} holds {where}",
     "h_contrary": "{k} with a real difference the claim did not make ({cells})",
     "h_equiv": "{k} equivalent within ±{margin} points",
