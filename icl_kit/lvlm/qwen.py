@@ -177,20 +177,25 @@ class QwenLVLM(LVLM):
             self._image_token_cache[record.image_path] = n
         return n
 
-    def encode(self, prepared: Sequence[Prepared]) -> Any:
-        """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids."""
+    def encode(self, prepared: Sequence[Prepared], apart: bool = False) -> Any:
+        """Processor output for a batch: input_ids/attention_mask [B, L] left-padded, pixels, grids. `apart`
+        (with the pixel cache): without the pixels, which `_encoded_images` holds per image on the host for the
+        forwards that show them (icl_kit.lvlm.qwen_prefix.vision_inputs)."""
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
         keys = [(str(it["image"]), it.get("min_pixels"), it.get("max_pixels")) for it in items]
         images = [resized_image(*key) for key in keys]
         pixels = self.pixel_cache
-        with pixels.serving(self.processor, keys) if pixels is not None and images else contextlib.nullcontext():
+        if pixels is not None:  # this call's images only, even when it has none
+            pixels.digests, pixels.parts = [], []
+        with pixels.serving(self.processor, keys, apart) if pixels is not None and images else contextlib.nullcontext():
             batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
                                    padding_side="left", return_tensors="pt", **self._processor_budget())
         return batch.to(self.device)
 
-    def _digests(self) -> list[str] | None:
-        """The pixel digests of the last `encode`'s images, in order (None without the pixel cache)."""
-        return list(self.pixel_cache.digests) if self.pixel_cache is not None else None
+    def _encoded_images(self) -> tuple[list[str] | None, list[torch.Tensor] | None]:
+        """The last `encode`'s images' pixel digests and host pixels, in order (None without the pixel cache)."""
+        cache = self.pixel_cache
+        return (list(cache.digests), list(cache.parts)) if cache is not None and cache.digests else (None, None)
 
     def _processor_budget(self) -> dict[str, Any]:
         """The processor's own resize bounds set to ours (images arrive resized; this keeps them so).
@@ -235,7 +240,7 @@ class QwenLVLM(LVLM):
         if self.use_prefill is None:
             self.use_prefill = self._prefill_agrees(items[0][1])
         prepared = [p for _, p in items]
-        batch = self.encode(prepared)
+        batch = self.encode(prepared, apart=bool(self.use_prefill))
         seqs = self._generate_prefilled(batch, prepared) if self.use_prefill else self._generate_plain(batch)
         new = seqs if self.use_prefill else seqs[:, batch["input_ids"].shape[1]:]  # left padding aligns prompts
         return self.processor.batch_decode(new, skip_special_tokens=True)
@@ -247,10 +252,10 @@ class QwenLVLM(LVLM):
         answers scored from it, then generation from that KV cut by one column (every prompt's last token sits
         in the last column), as `prefill` would have made it."""
         prepared = [p for _, p in items]
-        batch = self.encode(prepared)
+        batch = self.encode(prepared, apart=True)
         ends_in_text(batch)
         rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared],
-                       self._digests())
+                       *self._encoded_images())
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         scores = self._answer_scores(done, [i for i, given in enumerate(answers) for _ in given],
                                      [a for given in answers for a in given])
@@ -264,7 +269,7 @@ class QwenLVLM(LVLM):
 
     def _generate_plain(self, batch: Any) -> torch.Tensor:
         """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
-        self._counting.digests = self._digests()
+        self._counting.digests = self._encoded_images()[0]
         return self.model.generate(**batch, generation_config=self.gen_config)
 
     def _generate_prefilled(self, batch: Any, prepared: Sequence[Prepared] | None = None) -> torch.Tensor:
@@ -284,7 +289,7 @@ class QwenLVLM(LVLM):
         """
         ends_in_text(batch)
         counts = None if prepared is None else [len(p.images) for p in prepared]
-        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts, self._digests())
+        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts, *self._encoded_images())
         done = self.runner.run(rows, self._counting, drop_last=True, logits=False)
         return self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
 
@@ -328,9 +333,9 @@ class QwenLVLM(LVLM):
         for _, p in items:
             if distinct.setdefault(p.blocks[-1].key, len(distinct)) == len(prompts):
                 prompts.append(p)
-        batch = self.encode(prompts)
+        batch = self.encode(prompts, apart=True)
         rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts],
-                       self._digests())
+                       *self._encoded_images())
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         return self._answer_scores(done, [distinct[p.blocks[-1].key] for _, p in items], answers)
 
@@ -352,7 +357,7 @@ class QwenLVLM(LVLM):
         inputs["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
         inputs["mm_token_type_ids"] = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, n_ans))
         # With P prompt columns, logit column P - 1 + j predicts answer token j: keep the last A + 1.
-        self._counting.digests = self._digests()
+        self._counting.digests = self._encoded_images()[0]
         logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
         return scores_of(logp * answer_mask, answer_mask)

@@ -61,14 +61,18 @@ class PixelCache:
     core, in the critical path of a GPU that answers hundreds of images a second). Used as the processor's
     image processor during one call (`serving`); an image it has not seen goes through the real one ALONE
     (its patches do not depend on the other images of a call: tests/lvlm/test_vision_cache.py), and the
-    outputs of a call's images are concatenated as the real one concatenates them. `digests` holds the last
-    call's images' `pixel_digest`s in order, each computed once, when its image was first processed."""
+    outputs of a call's images are concatenated as the real one concatenates them. `digests` and `parts` hold
+    the last call's images' `pixel_digest`s (each computed once, when its image was first processed) and
+    pixel tensors, in order; served `apart`, the call's output leaves the pixels out (no copy of them at all:
+    the backend hands `parts` to the forwards that need them, icl_kit.lvlm.qwen_prefix)."""
 
     def __init__(self, inner: Any, max_entries: int) -> None:
         self.inner, self.max_entries = inner, max_entries
         self.entries: OrderedDict[tuple, tuple[dict[str, Any], str]] = OrderedDict()
         self.keys: list[tuple] = []  # the next call's images, in order (`serving`)
         self.digests: list[str] = []  # the last call's images' pixel digests, in order
+        self.parts: list[torch.Tensor] = []  # and their pixels (the processor's output rows, on the host)
+        self.apart = False  # `serving(apart=True)`: the call's output leaves `pixel_values` out
         self.hits = 0
 
     def __getattr__(self, name: str) -> Any:  # merge_size, size, ...: the real processor's
@@ -78,7 +82,7 @@ class PixelCache:
         images = list(images)
         if len(images) != len(self.keys):
             raise RuntimeError(f"PixelCache: {len(images)} images but {len(self.keys)} keys")
-        parts, self.digests = [], []
+        parts, self.digests, self.parts = [], [], []
         for key, image in zip(self.keys, images, strict=True):
             key = (*key, repr(sorted(kwargs.items())))
             if key in self.entries:
@@ -92,14 +96,17 @@ class PixelCache:
             out, digest = self.entries[key]
             parts.append(out)
             self.digests.append(digest)
-        return BatchFeature({name: torch.cat([p[name] for p in parts], dim=0) for name in parts[0]})
+            self.parts.append(out["pixel_values"])
+        names = [n for n in parts[0] if not (self.apart and n == "pixel_values")]
+        return BatchFeature({name: torch.cat([p[name] for p in parts], dim=0) for name in names})
 
     @contextmanager
-    def serving(self, processor: Any, keys: list[tuple]) -> Iterator[None]:
-        """`processor`'s image processor is this cache while the block runs, for images `keys` in order."""
-        self.keys, self.digests, original = keys, [], processor.image_processor
+    def serving(self, processor: Any, keys: list[tuple], apart: bool = False) -> Iterator[None]:
+        """`processor`'s image processor is this cache while the block runs, for images `keys` in order
+        (`apart`: its output without the pixels)."""
+        self.keys, self.digests, self.parts, self.apart, original = keys, [], [], apart, processor.image_processor
         processor.image_processor = self
         try:
             yield
         finally:
-            processor.image_processor, self.keys = original, []
+            processor.image_processor, self.keys, self.apart = original, [], False

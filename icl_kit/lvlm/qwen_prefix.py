@@ -67,17 +67,18 @@ class Stacked:
     lengths: list[int]
 
 
-def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]],
-            images: Sequence[int] | None = None, digests: Sequence[str] | None = None) -> list[Row]:
+def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]], images: Sequence[int] | None = None,
+            digests: Sequence[str] | None = None, parts: Sequence[torch.Tensor] | None = None) -> list[Row]:
     """The prompts of a left-padded processor batch as Rows, with their M-RoPE positions (the model's own
     `get_rope_index`, as a forward without positions computes them); `images`: each prompt's image count
-    (None: its `<|vision_start|>` tokens); `digests`: the batch's images' pixel digests, in order."""
+    (None: its `<|vision_start|>` tokens); `digests`, `parts`: the batch's images' pixel digests and pixels,
+    in order (None: pixels from the batch's `pixel_values`, digests unknown)."""
     ids, mask = batch["input_ids"], batch["attention_mask"]
     grids = batch.get("image_grid_thw")
     positions, _ = model.model.get_rope_index(input_ids=ids, mm_token_type_ids=batch["mm_token_type_ids"],
                                               image_grid_thw=grids, attention_mask=mask)
     sizes = [int(t * h * w) for t, h, w in grids.tolist()] if grids is not None else []
-    pixels = list(torch.split(batch["pixel_values"], sizes)) if sizes else []
+    pixels = list(parts) if parts is not None else list(torch.split(batch["pixel_values"], sizes)) if sizes else []
     out, k = [], 0
     for i, chain in enumerate(blocks):
         real = mask[i].bool()
@@ -90,6 +91,23 @@ def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]],
             raise KitError(f"Prompt blocks hold {sum(b.tokens for b in chain)} tokens but the prompt {len(row_ids)} "
                            "(the chat template changed?); set lvlm.shared_prefill: off.")
     return out
+
+
+def vision_inputs(pixels: Sequence[torch.Tensor], grids: Sequence[torch.Tensor], digests: Sequence[str | None],
+                  counting: Any, device: Any) -> dict[str, Any]:
+    """A forward's image inputs, and what the feature-cache hook is told (icl_kit.lvlm.qwen_vision.Counting):
+    with the cache on and every digest known, the pixels go to the hook apart and `pixel_values` is a
+    placeholder, so a cached image is never concatenated or copied to the device, a missing one moved alone;
+    otherwise the pixels as one tensor on the device."""
+    if not pixels:
+        return {}
+    known = None not in digests
+    counting.digests = list(digests) if known else None
+    grid = torch.stack(list(grids)).to(device)
+    if counting.cached and known:
+        counting.pixels = list(pixels)
+        return {"pixel_values": torch.empty(0, device=device), "image_grid_thw": grid}
+    return {"pixel_values": torch.cat(list(pixels)).to(device), "image_grid_thw": grid}
 
 
 def stack(chains: Sequence[Sequence[KV]], width: int) -> KV:
@@ -172,17 +190,17 @@ class PrefixRunner:
         """One block alone on its parent's KV: its own keys and values (copied out of the grown cache)."""
         if image is not None and int(row.ids[start]) != self.model.config.vision_start_token_id:
             raise KitError("A prompt block does not start at an image; set lvlm.qwen.prefix_cache_mb: 0.")
-        vision = {} if image is None else {"pixel_values": row.pixels[image],
-                                           "image_grid_thw": row.grids[image][None]}
         cache = DynamicCache(ddp_cache_data=parent) if parent is not None else None
+        shown = [] if image is None else [image]
+        vision = vision_inputs([row.pixels[i] for i in shown], [row.grids[i] for i in shown],
+                               [row.digests[i] if row.digests else None for i in shown], counting, row.ids.device)
         counting.prompt = True
-        counting.digests = None if image is None or row.digests is None else [row.digests[image]]
         try:
             out = self.model.model(input_ids=row.ids[None, start:end], position_ids=row.positions[:, None, start:end],
                                    attention_mask=torch.ones(1, end, dtype=torch.long, device=row.ids.device),
                                    use_cache=True, **{self.base_kw: cache}, **vision)
         finally:
-            counting.prompt, counting.digests = False, None
+            counting.prompt, counting.digests, counting.pixels = False, None, None
         return [(k[:, :, start:].clone(), v[:, :, start:].clone()) for k, v in kv_of(output_cache(out))]
 
     # ------------------------------------------------------------- the batched suffix forward
@@ -208,12 +226,11 @@ class PrefixRunner:
             pixels += r.pixels[shown:]
             grids += r.grids[shown:]
             digests += r.digests[shown:] if r.digests is not None else [None] * (len(r.pixels) - shown)
-        vision = {"pixel_values": torch.cat(pixels), "image_grid_thw": torch.stack(grids)} if pixels else {}
+        vision = vision_inputs(pixels, grids, digests, counting, dev)
         cache = None
         if lay.prefix:  # a row without a prefix (a one-block prompt) is all padding there
             cache = DynamicCache(ddp_cache_data=stack([chain for chain, _ in prefixes], lay.prefix))
         counting.prompt = True
-        counting.digests = digests if pixels and None not in digests else None
         try:
             if logits:
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
@@ -222,7 +239,7 @@ class PrefixRunner:
                 out = self.model.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                        **{self.base_kw: cache}, **vision)
         finally:
-            counting.prompt, counting.digests = False, None
+            counting.prompt, counting.digests, counting.pixels = False, None, None
         return Stacked(output_cache(out), mask, out.logits[:, -1] if logits else None,
                        [int(r.positions[:, -1].max()) + 1 for r in rows], [len(r.ids) for r in rows])
 
@@ -247,7 +264,7 @@ class PrefixRunner:
             logits = self.model(input_ids=feed, attention_mask=torch.cat([done.mask[which], feed_mask], dim=1),
                                 position_ids=pos, use_cache=True, **{self.kw: cache}).logits
         finally:
-            counting.prompt, counting.digests = False, None
+            counting.prompt, counting.digests, counting.pixels = False, None, None
         rest = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids[:, 1:, None])[..., 0]
         return torch.cat([first, rest], dim=1) * answer_mask
 

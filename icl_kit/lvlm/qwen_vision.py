@@ -86,14 +86,13 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def image_keys(pixel_values: torch.Tensor, grids: list[list[int]], tower_dtype: torch.dtype,
+def image_keys(parts: list[torch.Tensor], grids: list[list[int]], tower_dtype: torch.dtype,
                digests: list[str] | None = None) -> list[ImageKey]:
-    """One key per image: sha256 of its rows of `pixel_values` (`digests`, when the caller has them: equal to
+    """One key per image: sha256 of its pixel rows `parts[i]` (`digests`, when the caller has them: equal to
     `pixel_digest` of the rows), its (t, h, w) grid, the pixels' and tower's dtypes."""
-    sizes = [t * h * w for t, h, w in grids]
     if digests is None or len(digests) != len(grids):
-        digests = [pixel_digest(p) for p in torch.split(pixel_values, sizes)]
-    dtypes = f"{pixel_values.dtype}->{tower_dtype}"
+        digests = [pixel_digest(p) for p in parts]
+    dtypes = f"{parts[0].dtype}->{tower_dtype}" if parts else ""
     return [(d, tuple(g), dtypes) for d, g in zip(digests, grids, strict=True)]
 
 
@@ -104,31 +103,39 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
     `cache` None: the original call as is (one batched tower call), counted. Otherwise each image is
     looked up by key (its digest from `counting.digests` when the backend set them for this call, which
     the call uses up); a miss, or a repeat of a miss in the same call, is encoded once, alone (see the
-    module docstring), and kept.
+    module docstring), and kept. When the backend handed the images' pixels over apart (`counting.pixels`,
+    on the host), `pixel_values` is a placeholder: a cached image's pixels are never copied to the device,
+    a missing one is moved alone.
     """
 
     def get_image_features(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None,
                            **kwargs: Any) -> Any:
+        digests = parts = None
+        if counting is not None:
+            digests, parts, counting.digests, counting.pixels = counting.digests, counting.pixels, None, None
         if image_grid_thw is None:  # nothing to key by: transformers' own call, uncounted
             return original(pixel_values, image_grid_thw, **kwargs)
         grids = image_grid_thw.tolist()
         sizes = [t * h * w for t, h, w in grids]
-        digests = None
-        if counting is not None:
-            digests, counting.digests = counting.digests, None
         work.images += len(grids)
         if cache is None or kwargs.get("return_dict") is False or any(kwargs.get(k) for k in OUTPUT_FLAGS):
             work.images_encoded += len(grids)
             work.vision_patches += sum(sizes)
+            if parts is not None:
+                pixel_values = torch.cat(parts).to(image_grid_thw.device)
             return original(pixel_values, image_grid_thw, **kwargs)
-        keys = image_keys(pixel_values, grids, tower_dtype, digests)
-        parts = torch.split(pixel_values, sizes)
+        if parts is None:
+            parts = list(torch.split(pixel_values, sizes))
+        elif [len(p) for p in parts] != sizes:
+            raise RuntimeError(f"get_image_features: pixels of {[len(p) for p in parts]} patches for {sizes}")
+        keys = image_keys(parts, grids, tower_dtype, digests)
         found: dict[ImageKey, torch.Tensor] = {}
         for i, key in enumerate(keys):
             if key not in found:
                 hit = cache.get(key)
                 if hit is None:
-                    found[key] = original(parts[i], image_grid_thw[i : i + 1], **kwargs).pooler_output[0]
+                    pixels = parts[i].to(image_grid_thw.device)
+                    found[key] = original(pixels, image_grid_thw[i : i + 1], **kwargs).pooler_output[0]
                     cache.put(key, found[key])
                     work.images_encoded += 1
                     work.vision_patches += sizes[i]
@@ -144,10 +151,13 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
 class Counting:
     """What the hooks are told: `prompt` is set around a prompt's forward on a KV cache (a prefix block, a
     suffix after cached prefixes, answers after their prompt), which is prefill work, not decoding;
-    `digests`, before a forward that shows images, are their pixel digests in order (used up by it)."""
+    `digests` and `pixels`, before a forward that shows images, are their pixel digests and, when the
+    forward's `pixel_values` is a placeholder, their pixels, in order (used up by it)."""
 
     prompt: bool = False
     digests: list[str] | None = None
+    pixels: list[torch.Tensor] | None = None  # the images' pixels apart, on the host (pixel_values: a placeholder)
+    cached: bool = False  # the feature cache is on: the only case in which `pixels` may be handed over
 
 
 def _count_llm(work: Work, counting: Counting, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -181,6 +191,7 @@ def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[Countin
     base = model.model
     handles = []
     counting = Counting()
+    counting.cached = cache is not None
     if (lm := getattr(base, "language_model", None)) is not None:
         handles.append(lm.register_forward_pre_hook(partial(_count_llm, work, counting), with_kwargs=True))
     if (head := getattr(model, "lm_head", None)) is not None:
@@ -191,6 +202,7 @@ def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[Countin
     try:
         yield counting
     finally:
+        counting.cached = False  # the hook is gone: no forward may get a placeholder for pixels any more
         for h in handles:
             h.remove()
         if previous is None:

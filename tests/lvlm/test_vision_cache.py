@@ -106,6 +106,13 @@ def test_the_processors_output_is_the_same_from_the_pixel_cache(model, requests)
                                 return_tensors="pt", **lvlm._processor_budget())
         got = lvlm.encode(batch)
         assert set(got) == set(direct) and all(torch.equal(got[k], direct[k].to(got[k].device)) for k in direct)
+        apart = lvlm.encode(batch, apart=True)  # the same without the pixels, which stay per image on the host
+        assert set(apart) == set(direct) - {"pixel_values"}
+        assert all(torch.equal(apart[k], direct[k].to(apart[k].device)) for k in apart)
+        sizes = [int(t * h * w) for t, h, w in direct["image_grid_thw"].tolist()]
+        parts = lvlm._encoded_images()[1]
+        assert [p.device.type for p in parts] == ["cpu"] * len(sizes)
+        assert all(torch.equal(a, b) for a, b in zip(parts, torch.split(direct["pixel_values"], sizes), strict=True))
     hits = lvlm.pixel_cache.hits
     lvlm.encode(prepared[:5])
     assert lvlm.pixel_cache.hits - hits == sum(len(p.images) for p in prepared[:5])  # every image seen before
