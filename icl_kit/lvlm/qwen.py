@@ -39,7 +39,7 @@ from icl_kit.lvlm.batching import run_in_batches
 from icl_kit.lvlm.decoding import decoding_record, resolve_generation, token_ids
 from icl_kit.lvlm.prefix import Block, PrefixLRU, prompt_blocks
 from icl_kit.lvlm.prompts import build_messages, postprocess, protocol_hash
-from icl_kit.lvlm.qwen_images import IMAGE_CACHE_SIZE, PixelCache, image_tokens, pixel_budget, resized_image
+from icl_kit.lvlm.qwen_images import IMAGE_CACHE_SIZE, STAND_IN, PixelCache, image_tokens, pixel_budget, resized_image
 from icl_kit.lvlm.qwen_loading import load_model_and_processor, weights_digest
 from icl_kit.lvlm.qwen_prefix import PrefixRunner, kv_of, rows_of, scores_of
 from icl_kit.lvlm.qwen_vision import MB, Counting, FeatureLRU, hooked
@@ -183,8 +183,8 @@ class QwenLVLM(LVLM):
         forwards that show them (icl_kit.lvlm.qwen_prefix.vision_inputs)."""
         items = extract_vision_info([p.messages for p in prepared])  # image items in prompt order
         keys = [(str(it["image"]), it.get("min_pixels"), it.get("max_pixels")) for it in items]
-        images = [resized_image(*key) for key in keys]
-        pixels = self.pixel_cache
+        pixels = self.pixel_cache  # with it, the processor gets stand-ins and the cache loads what it must process
+        images = [resized_image(*key) if pixels is None else STAND_IN for key in keys]
         if pixels is not None:  # this call's images only, even when it has none
             pixels.digests, pixels.parts = [], []
         with pixels.serving(self.processor, keys, apart) if pixels is not None and images else contextlib.nullcontext():

@@ -107,7 +107,7 @@ def vision_inputs(pixels: Sequence[torch.Tensor], grids: Sequence[torch.Tensor],
     if counting.cached and known:
         counting.pixels = list(pixels)
         return {"pixel_values": torch.empty(0, device=device), "image_grid_thw": grid}
-    return {"pixel_values": torch.cat(list(pixels)).to(device), "image_grid_thw": grid}
+    return {"pixel_values": torch.cat([p.to(device) for p in pixels]), "image_grid_thw": grid}
 
 
 def stack(chains: Sequence[Sequence[KV]], width: int) -> KV:

@@ -122,7 +122,7 @@ def cached_features(original: Callable[..., Any], cache: FeatureLRU | None, work
             work.images_encoded += len(grids)
             work.vision_patches += sum(sizes)
             if parts is not None:
-                pixel_values = torch.cat(parts).to(image_grid_thw.device)
+                pixel_values = torch.cat([p.to(image_grid_thw.device) for p in parts])
             return original(pixel_values, image_grid_thw, **kwargs)
         if parts is None:
             parts = list(torch.split(pixel_values, sizes))

@@ -148,6 +148,46 @@ def test_pixels_are_hashed_once_per_image_and_key_the_features_as_hashing_would(
     assert set(lvlm.vision_cache.entries) == expected
 
 
+def test_images_whose_features_are_kept_are_not_processed_again(model, requests):
+    """The pixel cache keeps two images' pixels but every image's digest and grid: with the feature cache warm,
+    the same prompts asked again (pixels served apart) load and process no image; with the features dropped,
+    each image a forward needs is processed again. Answers and scores equal the uncached backend's throughout."""
+    plain, lvlm = backend(model, mb=0), backend(model, shared_prefill="on")
+    lvlm.pixel_cache.max_entries = 2
+    answers = [ANSWERS[i % 4] for i in range(len(requests))]
+    scores, texts = plain.score(requests, answers), plain.generate(requests)
+    distinct = len({r.image_path for q in requests for r in (*q.icds, q.query)})
+    assert lvlm.score(requests, answers) == scores and lvlm.pixel_cache.processed == distinct
+    assert lvlm.generate(requests) == texts and lvlm.score(requests, answers) == scores
+    assert lvlm.pixel_cache.processed == distinct and len(lvlm.pixel_cache.entries) == 2  # none processed again
+    lvlm.vision_cache.entries.clear()
+    lvlm.vision_cache.bytes = 0
+    assert lvlm.score(requests, answers) == scores
+    assert lvlm.pixel_cache.processed == 2 * distinct - 2  # all but the two whose pixels were kept
+
+
+def test_an_image_file_changed_during_a_run_is_refused(model, data, tmp_path):
+    """An image whose pixels must be made again (dropped from both caches) but no longer match the digest it
+    was first read with stops the call with one sentence naming the file, instead of mixing two images."""
+    from icl_kit.core.errors import KitError
+
+    pool, test = data
+    copy = tmp_path / "query.jpg"
+    copy.write_bytes(Path(test[0].image_path).read_bytes())
+    request = Request((pool[0],), replace(test[0], image_path=copy))
+    lvlm = backend(model, shared_prefill="on")
+    lvlm.pixel_cache.max_entries = 0  # keep no pixels: every image known by its digest only
+    lvlm.score([request], ["red"])
+    from PIL import Image
+
+    with Image.open(copy) as im:
+        Image.new("RGB", im.size, (200, 30, 30)).save(copy)
+    resized_image.cache_clear()
+    lvlm.vision_cache.entries.clear()
+    with pytest.raises(KitError, match=r"query\.jpg changed while the run read it"):
+        lvlm.score([request], ["red"])
+
+
 def test_lru_eviction_under_a_tiny_budget_gives_equal_results(model, requests):
     plain = backend(model, mb=0)
     small = backend(model)
