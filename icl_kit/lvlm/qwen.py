@@ -185,17 +185,23 @@ class QwenLVLM(LVLM):
         keys = [(str(it["image"]), it.get("min_pixels"), it.get("max_pixels")) for it in items]
         pixels = self.pixel_cache  # with it, the processor gets stand-ins and the cache loads what it must process
         images = [resized_image(*key) if pixels is None else STAND_IN for key in keys]
-        if pixels is not None:  # this call's images only, even when it has none
-            pixels.digests, pixels.parts = [], []
         with pixels.serving(self.processor, keys, apart) if pixels is not None and images else contextlib.nullcontext():
             batch = self.processor(text=[p.text for p in prepared], images=images, padding=True,
                                    padding_side="left", return_tensors="pt", **self._processor_budget())
-        return batch.to(self.device)
+        batch = batch.to(self.device)
+        seen = pixels is not None and bool(images)
+        self._encoded = batch, (list(pixels.digests) if seen else None), (list(pixels.parts) if seen else None)
+        return batch
 
-    def _encoded_images(self) -> tuple[list[str] | None, list[torch.Tensor] | None]:
-        """The last `encode`'s images' pixel digests and host pixels, in order (None without the pixel cache)."""
-        cache = self.pixel_cache
-        return (list(cache.digests), list(cache.parts)) if cache is not None and cache.digests else (None, None)
+    def _encoded_images(self, batch: Any) -> tuple[list[str] | None, list[Any] | None]:
+        """`batch`'s images' pixel digests and host pixels, in order (None: not known; its `pixel_values` hold the
+        pixels). Only the last `encode`'s batch has them; another batch without pixels is refused."""
+        last, digests, parts = getattr(self, "_encoded", (None, None, None))
+        if batch is last:
+            return digests, parts
+        if "pixel_values" not in batch and batch.get("image_grid_thw") is not None:
+            raise RuntimeError("QwenLVLM: a batch encoded apart is used after another encode")
+        return None, None
 
     def _processor_budget(self) -> dict[str, Any]:
         """The processor's own resize bounds set to ours (images arrive resized; this keeps them so).
@@ -255,7 +261,7 @@ class QwenLVLM(LVLM):
         batch = self.encode(prepared, apart=True)
         ends_in_text(batch)
         rows = rows_of(self.model, batch, [p.blocks for p in prepared], [len(p.images) for p in prepared],
-                       *self._encoded_images())
+                       *self._encoded_images(batch))
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         scores = self._answer_scores(done, [i for i, given in enumerate(answers) for _ in given],
                                      [a for given in answers for a in given])
@@ -269,7 +275,7 @@ class QwenLVLM(LVLM):
 
     def _generate_plain(self, batch: Any) -> torch.Tensor:
         """transformers' generate as is (the study's path): every beam prefills the whole prompt."""
-        self._counting.digests = self._encoded_images()[0]
+        self._counting.digests, self._counting.pixels = self._encoded_images(batch)[0], None
         return self.model.generate(**batch, generation_config=self.gen_config)
 
     def _generate_prefilled(self, batch: Any, prepared: Sequence[Prepared] | None = None) -> torch.Tensor:
@@ -289,7 +295,7 @@ class QwenLVLM(LVLM):
         """
         ends_in_text(batch)
         counts = None if prepared is None else [len(p.images) for p in prepared]
-        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts, *self._encoded_images())
+        rows = rows_of(self.model, batch, self._blocks(batch, prepared), counts, *self._encoded_images(batch))
         done = self.runner.run(rows, self._counting, drop_last=True, logits=False)
         return self.runner.generation_inputs(rows, done, self.gen_config.num_beams)
 
@@ -335,7 +341,7 @@ class QwenLVLM(LVLM):
                 prompts.append(p)
         batch = self.encode(prompts, apart=True)
         rows = rows_of(self.model, batch, [p.blocks for p in prompts], [len(p.images) for p in prompts],
-                       *self._encoded_images())
+                       *self._encoded_images(batch))
         done = self.runner.run(rows, self._counting, drop_last=False, logits=True)
         return self._answer_scores(done, [distinct[p.blocks[-1].key] for _, p in items], answers)
 
@@ -357,7 +363,7 @@ class QwenLVLM(LVLM):
         inputs["attention_mask"] = torch.cat([batch["attention_mask"], answer_mask], dim=1)
         inputs["mm_token_type_ids"] = torch.nn.functional.pad(batch["mm_token_type_ids"], (0, n_ans))
         # With P prompt columns, logit column P - 1 + j predicts answer token j: keep the last A + 1.
-        self._counting.digests = self._encoded_images()[0]
+        self._counting.digests, self._counting.pixels = self._encoded_images(batch)[0], None
         logits = self.model(**inputs, logits_to_keep=n_ans + 1, use_cache=False).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, answer_ids.unsqueeze(-1))[..., 0]
         return scores_of(logp * answer_mask, answer_mask)

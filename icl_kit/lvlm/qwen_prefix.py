@@ -79,6 +79,9 @@ def rows_of(model: Any, batch: Any, blocks: Sequence[Sequence[Block]], images: S
                                               image_grid_thw=grids, attention_mask=mask)
     sizes = [int(t * h * w) for t, h, w in grids.tolist()] if grids is not None else []
     pixels = list(parts) if parts is not None else list(torch.split(batch["pixel_values"], sizes)) if sizes else []
+    if len(pixels) != len(sizes) or (digests is not None and len(digests) != len(sizes)):
+        raise RuntimeError(f"rows_of: {len(pixels)} images' pixels and {len(digests or [])} digests for "
+                           f"{len(sizes)} grids")
     out, k = [], 0
     for i, chain in enumerate(blocks):
         real = mask[i].bool()
@@ -103,9 +106,9 @@ def vision_inputs(pixels: Sequence[torch.Tensor], grids: Sequence[torch.Tensor],
         return {}
     known = None not in digests
     counting.digests = list(digests) if known else None
+    counting.pixels = list(pixels) if counting.cached and known else None
     grid = torch.stack(list(grids)).to(device)
-    if counting.cached and known:
-        counting.pixels = list(pixels)
+    if counting.pixels is not None:
         return {"pixel_values": torch.empty(0, device=device), "image_grid_thw": grid}
     return {"pixel_values": torch.cat([p.to(device) for p in pixels]), "image_grid_thw": grid}
 
@@ -192,10 +195,10 @@ class PrefixRunner:
             raise KitError("A prompt block does not start at an image; set lvlm.qwen.prefix_cache_mb: 0.")
         cache = DynamicCache(ddp_cache_data=parent) if parent is not None else None
         shown = [] if image is None else [image]
-        vision = vision_inputs([row.pixels[i] for i in shown], [row.grids[i] for i in shown],
-                               [row.digests[i] if row.digests else None for i in shown], counting, row.ids.device)
         counting.prompt = True
-        try:
+        try:  # the hook's inputs are set inside, so the `finally` clears them whatever fails
+            vision = vision_inputs([row.pixels[i] for i in shown], [row.grids[i] for i in shown],
+                                   [row.digests[i] if row.digests else None for i in shown], counting, row.ids.device)
             out = self.model.model(input_ids=row.ids[None, start:end], position_ids=row.positions[:, None, start:end],
                                    attention_mask=torch.ones(1, end, dtype=torch.long, device=row.ids.device),
                                    use_cache=True, **{self.base_kw: cache}, **vision)
@@ -226,12 +229,12 @@ class PrefixRunner:
             pixels += r.pixels[shown:]
             grids += r.grids[shown:]
             digests += r.digests[shown:] if r.digests is not None else [None] * (len(r.pixels) - shown)
-        vision = vision_inputs(pixels, grids, digests, counting, dev)
         cache = None
         if lay.prefix:  # a row without a prefix (a one-block prompt) is all padding there
             cache = DynamicCache(ddp_cache_data=stack([chain for chain, _ in prefixes], lay.prefix))
         counting.prompt = True
-        try:
+        try:  # the hook's inputs are set inside, so the `finally` clears them whatever fails
+            vision = vision_inputs(pixels, grids, digests, counting, dev)
             if logits:
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                  logits_to_keep=1, **{self.kw: cache}, **vision)

@@ -203,6 +203,7 @@ def hooked(model: Any, cache: FeatureLRU | None, work: Work) -> Iterator[Countin
         yield counting
     finally:
         counting.cached = False  # the hook is gone: no forward may get a placeholder for pixels any more
+        counting.digests = counting.pixels = None
         for h in handles:
             h.remove()
         if previous is None:

@@ -26,7 +26,8 @@ from icl_kit.data.okvqa import load_split
 from icl_kit.lvlm.base import Request
 from icl_kit.lvlm.qwen import QwenLVLM
 from icl_kit.lvlm.qwen_images import resized_image
-from icl_kit.lvlm.qwen_vision import FeatureLRU
+from icl_kit.lvlm.qwen_prefix import kv_of
+from icl_kit.lvlm.qwen_vision import FeatureLRU, hooked
 from icl_kit.lvlm.work import QWEN2_5_VL_3B, Work, flops, qwen_arch
 
 TINY_QWEN = Path(__file__).parents[1] / "fixtures" / "tiny-qwen2.5-vl"
@@ -110,7 +111,7 @@ def test_the_processors_output_is_the_same_from_the_pixel_cache(model, requests)
         assert set(apart) == set(direct) - {"pixel_values"}
         assert all(torch.equal(apart[k], direct[k].to(apart[k].device)) for k in apart)
         sizes = [int(t * h * w) for t, h, w in direct["image_grid_thw"].tolist()]
-        parts = lvlm._encoded_images()[1]
+        parts = lvlm._encoded_images(apart)[1]
         assert [p.device.type for p in parts] == ["cpu"] * len(sizes)
         assert all(torch.equal(a, b) for a, b in zip(parts, torch.split(direct["pixel_values"], sizes), strict=True))
     hits = lvlm.pixel_cache.hits
@@ -146,6 +147,25 @@ def test_pixels_are_hashed_once_per_image_and_key_the_features_as_hashing_would(
         digest = hashlib.sha256(out["pixel_values"].contiguous().view(torch.uint8).numpy()).hexdigest()
         expected.add((digest, tuple(out["image_grid_thw"][0].tolist()), "torch.float32->torch.float32"))
     assert set(lvlm.vision_cache.entries) == expected
+
+
+def test_a_batch_gets_its_own_images_pixels_whatever_was_encoded_since(model, requests):
+    """The digests and host pixels travel with the batch `encode` made: a batch with its pixels, used after
+    another encode, takes them from itself (the same KV as used at once); one encoded apart is refused."""
+    lvlm = backend(model, shared_prefill="on")
+    a = [lvlm.prepare(r) for r in requests[:2]]
+    b = [lvlm.prepare(r) for r in requests[2:4]]
+    with hooked(lvlm.model, lvlm.vision_cache, lvlm.work) as lvlm._counting:
+        fresh = lvlm.prefill(lvlm.encode(a), a)
+        batch = lvlm.encode(a)
+        lvlm.encode(b)
+        late = lvlm.prefill(batch, a)
+        assert all(torch.equal(x, y) for (x, _), (y, _) in zip(kv_of(fresh[lvlm.runner.kw]),
+                                                               kv_of(late[lvlm.runner.kw]), strict=True))
+        apart = lvlm.encode(a, apart=True)
+        lvlm.encode(b)
+        with pytest.raises(RuntimeError, match="encoded apart is used after another encode"):
+            lvlm.prefill(apart, a)
 
 
 def test_images_whose_features_are_kept_are_not_processed_again(model, requests):
