@@ -186,6 +186,24 @@ def test_images_whose_features_are_kept_are_not_processed_again(model, requests)
     assert lvlm.pixel_cache.processed == 2 * distinct - 2  # all but the two whose pixels were kept
 
 
+def test_with_the_prefix_cache_dropped_pixels_are_made_again_for_the_blocks_that_need_them(model, requests):
+    """With the prefix cache as well, prefix blocks are computed alone (`_extend`) from pixels served apart: after
+    both caches and all but two images' pixels are dropped, the blocks recomputed make their images' pixels again
+    and give the same scores, bit for bit (a prefix's KV depends on the prefix only)."""
+    c = cfg(shared_prefill="on")
+    lvlm = QwenLVLM(replace(c, qwen=replace(c.qwen, prefix_cache_mb=64)), model=model[0], processor=model[1])
+    lvlm.pixel_cache.max_entries = 2
+    answers = [ANSWERS[i % 4] for i in range(len(requests))]
+    first = lvlm.score(requests, answers)
+    distinct = len({r.image_path for q in requests for r in (*q.icds, q.query)})
+    assert lvlm.pixel_cache.processed == distinct and lvlm.work.prefix_hits > 0
+    for cache in (lvlm.vision_cache, lvlm.prefix_cache):
+        cache.entries.clear()
+        cache.bytes = 0
+    assert lvlm.score(requests, answers) == first
+    assert lvlm.pixel_cache.processed == 2 * distinct - 2
+
+
 def test_an_image_file_changed_during_a_run_is_refused(model, data, tmp_path):
     """An image whose pixels must be made again (dropped from both caches) but no longer match the digest it
     was first read with stops the call with one sentence naming the file, instead of mixing two images."""
