@@ -5,7 +5,9 @@ candidates, 8 GRPO samples per query, 15 systems x 4 shots in evaluation), and t
 every image of every prompt. While the backend runs (`hooked`), the model's `get_image_features`
 (Qwen2_5_VLModel's; both the forward and generate's pre-encoding call it) is replaced by one that
 
-1. splits the flat `pixel_values` by each image's t·h·w patch count (`image_grid_thw`),
+1. takes each image's pixel rows: the flat `pixel_values` split by each image's t·h·w patch count
+   (`image_grid_thw`), or, when the backend serves pixels apart (`Counting.pixels`), its per-image host
+   tensors, `pixel_values` being a placeholder (only a missing image's pixels are moved to the device),
 2. keys each image by sha256 of its patch tensor's bytes + its grid + the pixels' and the tower's dtypes
    (the bytes are the processor's output, so the key covers the image, the pixel budget and every
    processor setting); the backend hands over the digests its pixel cache computed once per image
