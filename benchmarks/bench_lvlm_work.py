@@ -19,7 +19,8 @@ backend's own prompt preparation, batching, prefix and image-cache decisions at 
 (benchmarks/qwen2_5_vl_3b_config.json; bf16 KV and features), every image COCO-sized (640 x 480: 234 tokens
 at the kit's pixel budget, the same on both sides), text tokenized by the tiny fixture's tokenizer (a few
 tokens more than Qwen's), 3 beams x 5 new tokens. FLOPs: icl_kit.lvlm.work.flops. Prints both sides'
-prompts and FLOPs per part, then as the LAST line
+prompts and FLOPs per part, the images each side's image processor handles (the pixel cache's decisions,
+modelled the same way), then as the LAST line
 
     flops ratio: <ratio>x (kit vs the study's loop, Qwen2.5-VL-3B FLOPs)
 
@@ -122,6 +123,7 @@ def main() -> int:
         service = AnswerService(kit, records, Path(tmp) / "rewards.sqlite", batch_size=16)
         build_sft_data(service, qids, pools, sft, Path(tmp) / "sft_data.jsonl", progress=False)
         kit_beams = kit.work - type(kit.work)()
+        kit_processed = kit.images_processed
         cells = eval_cells(test, pools)
         for start in range(0, len(cells), EVAL_CHUNK):
             service.answers(cells[start : start + EVAL_CHUNK])
@@ -147,6 +149,8 @@ def main() -> int:
     print(line("study's loop, beams", study_beams_work, arch))
     print(line("kit, evaluation", kit_eval, arch))
     print(line("study's loop, evaluation", study_eval, arch))
+    print(f"  images through the image processor (resize, normalise, patch; CPU work in a GPU's critical path): "
+          f"kit {kit.images_processed:,} (beams {kit_processed:,}), the study's loop {study.images_processed:,}")
     print(f"  beams: {total['sb'] / total['kb']:.2f}x fewer FLOPs, evaluation: {total['se'] / total['ke']:.2f}x; "
           f"prompts: {study.work.prompts:,} vs {kit.work.prompts:,} "
           f"({study.work.prompts / kit.work.prompts:.2f}x fewer)")

@@ -199,13 +199,18 @@ def test_a_prompt_that_cannot_be_split_is_computed_whole_beside_split_ones(model
 # ------------------------------------------------------------------ the counts
 def test_the_work_model_counts_what_the_backend_computes(model, shots):
     """The benchmarks' work model (no model runs) against the tiny model's measured counts, with LRU
-    evictions (a budget of a few blocks), without the prefix cache, and on the study's path."""
+    evictions (a budget of a few blocks), without the prefix cache, and on the study's path; with the pixel cache
+    holding two images' pixels, the images the processor handled too."""
     config = json.loads((TINY_QWEN / "config.json").read_text())
     answers = [ANSWERS[i % 4] for i in range(len(shots))]
     gen = GenerationConfig(min_new_tokens=5)  # every answer decodes max_new_tokens, as the model assumes
     for args in (("on", 1, 512, 4), ("on", 0, 512, 4), ("off", 0, 0, 4), ("on", 1, 0, 16)):
         real = QwenLVLM(cfg(*args, generation=gen), model=model[0], processor=model[1])
         counted = QwenWorkModel(backend(model, *args), cfg(*args, generation=gen), model[1], config, dtype_bytes=4)
+        if real.pixel_cache is not None:  # two images' pixels and three images' features kept: pixels made
+            real.pixel_cache.max_entries = counted.pixels.max_entries = 2  # again when an evicted image recurs
+            one = 64 * 4 * real._image_tokens(shots[0].query)  # merged features: tokens x 64 wide x fp32
+            real.vision_cache.max_bytes = counted.vision_cache.max_bytes = 3 * one
         for lvlm in (real, counted):
             if lvlm.prefix_cache is not None:
                 lvlm.prefix_cache.max_bytes = 100_000  # a few blocks of the tiny model (512 bytes a position)
@@ -217,6 +222,8 @@ def test_the_work_model_counts_what_the_backend_computes(model, shots):
                 replace(counted.work, images=0, images_encoded=0, vision_patches=0).counts()
             continue
         assert real.work.counts() == counted.work.counts(), args
+        if real.pixel_cache is not None:
+            assert real.pixel_cache.processed == counted.images_processed > len(counted.pixels.known), args
         if args[1]:
             assert real.prefix_cache.evictions == counted.prefix_cache.evictions > 0
 
