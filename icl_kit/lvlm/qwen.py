@@ -90,6 +90,7 @@ class QwenLVLM(LVLM):
         self.prefix_cache = PrefixLRU(pmb * MB) if pmb else None  # this instance's prompt prefixes (KV)
         self.runner = PrefixRunner(model, self.prefix_cache, self.work, processor.tokenizer.pad_token_id)
         self._counting = Counting()  # the work hook's, while a call runs
+        self._encoded: tuple[Any, list[str] | None, list[Any] | None] = (None, None, None)  # last encode's
 
     # ------------------------------------------------------------- interface
     def fingerprint(self) -> str:
@@ -196,7 +197,7 @@ class QwenLVLM(LVLM):
     def _encoded_images(self, batch: Any) -> tuple[list[str] | None, list[Any] | None]:
         """`batch`'s images' pixel digests and host pixels, in order (None: not known; its `pixel_values` hold the
         pixels). Only the last `encode`'s batch has them; another batch without pixels is refused."""
-        last, digests, parts = getattr(self, "_encoded", (None, None, None))
+        last, digests, parts = self._encoded
         if batch is last:
             return digests, parts
         if "pixel_values" not in batch and batch.get("image_grid_thw") is not None:
